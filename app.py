@@ -1,0 +1,61 @@
+"""HTTP routes and the S3 handler: parse, call chalicelib, respond."""
+import os
+
+from chalice import Chalice
+
+from chalicelib import http
+from chalicelib.config import get_settings
+from chalicelib.errors import EfsWriteFailed
+from chalicelib.events import handle_event
+from chalicelib.ingest import ingest_bytes, ingest_s3
+from chalicelib.predict import predict as run_predict
+from chalicelib.store import get_store
+from chalicelib.validation import InlineIngest, parse_ingest, parse_predict
+
+app = Chalice(app_name="efs-ml")
+app.register_middleware(http.reshape_framework_errors(app), "http")
+
+# Content types are checked by chalicelib.validation so that a wrong one
+# gets the documented error body rather than Chalice's own 415.
+ANY = ["*/*"]
+
+
+@app.route("/ingest", methods=["POST"], content_types=ANY)
+@http.endpoint(app)
+def ingest():
+    settings = get_settings()
+    req = parse_ingest(http.json_body(app), settings.max_ingest_bytes)
+    if isinstance(req, InlineIngest):
+        result = ingest_bytes(get_store(), settings, req.ref, req.data)
+    else:
+        result = ingest_s3(get_store(), settings, req.ref)
+    return result.to_response()
+
+
+@app.route("/predict", methods=["POST"], content_types=ANY)
+@http.endpoint(app)
+def predict():
+    settings = get_settings()
+    return run_predict(get_store(), settings, parse_predict(http.json_body(app)))
+
+
+@app.route("/health", methods=["GET"])
+@http.endpoint(app)
+def health():
+    report = get_store().health()
+    if not report["writable"]:
+        error = EfsWriteFailed("health", "Store is not writable")
+        response = http.error_response(app, error)
+        response.body["store"] = report
+        return response
+    return {"status": "ok", "store": report, "bucket": bool(get_settings().bucket)}
+
+
+# The bucket name is resolved at package time; the deployment step points the
+# notification at the stack's own bucket. inputs/ is added there as a second
+# filter on this same function.
+@app.on_s3_event(bucket=os.environ.get("MODEL_BUCKET", "efs-ml-local"),
+                 events=["s3:ObjectCreated:*"], prefix="models/")
+def on_object_created(event):
+    outcomes = handle_event(get_store(), get_settings(), event.to_dict())
+    return [o.__dict__ for o in outcomes]

@@ -1,0 +1,108 @@
+"""The service's error types, each with its HTTP status and documented code.
+
+Every error body has ``error``, ``message`` and ``requestId``; some carry one
+documented extra field (``key``, ``maxSize``, ``stage``, ``fileId``).
+Messages never carry filesystem paths, stack traces or credentials.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServiceError(Exception):
+    """Base of every error a client may see."""
+
+    STATUS_CODE = 500
+    CODE = "PROCESSING_FAILED"
+    DEFAULT_MESSAGE = "Failed to process request"
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        self.message = message or self.DEFAULT_MESSAGE
+        self.details = details
+        super().__init__(self.message)
+
+    def to_body(self, request_id: str) -> dict[str, Any]:
+        """The JSON body clients receive."""
+        body: dict[str, Any] = {"error": self.CODE, "message": self.message}
+        body.update(self.details)
+        body["requestId"] = request_id
+        return body
+
+
+class InvalidRequest(ServiceError):
+    """The request is malformed: bad JSON, wrong types, bad names."""
+
+    STATUS_CODE = 400
+    CODE = "INVALID_REQUEST"
+    DEFAULT_MESSAGE = "Invalid request"
+
+
+class S3NotFound(ServiceError):
+    """The S3 key does not exist in the bucket."""
+
+    STATUS_CODE = 404
+    CODE = "S3_NOT_FOUND"
+    DEFAULT_MESSAGE = "S3 object not found"
+
+    def __init__(self, key: str, message: str | None = None) -> None:
+        super().__init__(message, key=key)
+
+
+class FileTooLarge(ServiceError):
+    """The object or request body exceeds the configured maximum."""
+
+    STATUS_CODE = 413
+    CODE = "FILE_TOO_LARGE"
+    DEFAULT_MESSAGE = "File size exceeds maximum allowed"
+
+    def __init__(self, max_size: str, message: str | None = None) -> None:
+        super().__init__(message, maxSize=max_size)
+
+
+class EfsWriteFailed(ServiceError):
+    """Writing to the store failed; ``stage`` says where."""
+
+    STATUS_CODE = 500
+    CODE = "EFS_WRITE_FAILED"
+    DEFAULT_MESSAGE = "Failed to write file to EFS"
+
+    def __init__(self, stage: str, message: str | None = None) -> None:
+        self.stage = stage
+        super().__init__(message, stage=stage)
+
+
+class NotFound(ServiceError):
+    """The model (or input) is not in the store."""
+
+    STATUS_CODE = 404
+    CODE = "NOT_FOUND"
+    DEFAULT_MESSAGE = "Model file not found on EFS"
+
+    def __init__(self, file_id: str | None, message: str | None = None) -> None:
+        super().__init__(message, fileId=file_id)
+
+
+class ProcessingFailed(ServiceError):
+    """Inference or a dependency (S3) failed."""
+
+    STATUS_CODE = 500
+    CODE = "PROCESSING_FAILED"
+    DEFAULT_MESSAGE = "Failed to process inference"
+
+
+class S3Unavailable(ProcessingFailed):
+    """S3 kept failing after botocore's bounded retries."""
+
+    DEFAULT_MESSAGE = "S3 is unavailable; retry later"
+
+
+class S3ObjectChanged(ProcessingFailed):
+    """The S3 object changed or vanished while it was being copied."""
+
+    DEFAULT_MESSAGE = "S3 object changed during copy; nothing was stored"
+
+
+class StoreCorrupt(ProcessingFailed):
+    """A stored object does not match its manifest."""
+
+    DEFAULT_MESSAGE = "Stored object does not match its manifest"

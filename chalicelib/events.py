@@ -1,0 +1,63 @@
+"""S3 ObjectCreated events -> the same ingest path as POST /ingest."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterable
+from urllib.parse import unquote_plus
+
+from chalicelib.config import Settings
+from chalicelib.errors import FileTooLarge, InvalidRequest, S3NotFound, ServiceError
+from chalicelib.ingest import ingest_s3
+from chalicelib.names import parse_key
+from chalicelib.store import Store
+
+log = logging.getLogger("efs-ml")
+
+
+class RetryableEventError(Exception):
+    """Some records failed for a reason a retry may cure; Lambda retries the event."""
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """What happened to one record of an event."""
+
+    key: str
+    status: str  # created | updated | exists | skipped | failed
+    detail: str = ""
+
+
+def records(event: dict[str, Any]) -> Iterable[tuple[str, str]]:
+    """``(bucket, decoded key)`` of every record; keys arrive URL-encoded."""
+    for record in event.get("Records") or []:
+        s3 = record.get("s3") or {}
+        bucket = (s3.get("bucket") or {}).get("name", "")
+        key = unquote_plus((s3.get("object") or {}).get("key", ""))
+        yield bucket, key
+
+
+def handle_event(store: Store, settings: Settings, event: dict[str, Any]) -> list[RecordOutcome]:
+    """Ingest every record. Permanent problems (bad key, too large, gone) are
+    logged and skipped; transient ones raise after all records were tried, so
+    that Lambda's retry redoes only what is missing (the rest says exists)."""
+    outcomes: list[RecordOutcome] = []
+    for bucket, key in records(event):
+        if settings.bucket and bucket != settings.bucket:
+            outcomes.append(RecordOutcome(key, "skipped", "event for another bucket"))
+            continue
+        try:
+            ref = parse_key(key)
+            result = ingest_s3(store, settings, ref)
+            outcomes.append(RecordOutcome(key, result.status, f"version {result.manifest.version}"))
+        except (InvalidRequest, FileTooLarge, S3NotFound) as exc:
+            outcomes.append(RecordOutcome(key, "skipped", exc.message))
+        except ServiceError as exc:
+            outcomes.append(RecordOutcome(key, "failed", exc.message))
+    for o in outcomes:
+        level = logging.ERROR if o.status == "failed" else logging.INFO
+        log.log(level, "s3 event record %s: %s %s", o.key[:300], o.status, o.detail)
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        raise RetryableEventError(f"{len(failed)} of {len(outcomes)} records failed; Lambda will retry")
+    return outcomes

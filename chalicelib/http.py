@@ -1,0 +1,90 @@
+"""The HTTP edge: body parsing, error mapping and the request id.
+
+Every response that is not a success is one of the documented error
+bodies. Unexpected exceptions are logged with their traceback and answered
+with a bare ``PROCESSING_FAILED``: nothing internal reaches the client.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from typing import Any, Callable
+
+from chalice.app import Chalice, Response
+
+from chalicelib.config import ConfigError, get_settings
+from chalicelib.errors import InvalidRequest, ProcessingFailed, ServiceError
+from chalicelib.validation import parse_json_object
+
+log = logging.getLogger("efs-ml")
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def request_id(app: Chalice) -> str:
+    """The Lambda request id (also in the logs), else API Gateway's, else new."""
+    ctx = getattr(app, "lambda_context", None)
+    rid = getattr(ctx, "aws_request_id", None)
+    if not rid and app.current_request is not None:
+        rid = (app.current_request.context or {}).get("requestId")
+    return str(rid or uuid.uuid4())
+
+
+def error_response(app: Chalice, error: ServiceError) -> Response:
+    """The documented JSON body for ``error``."""
+    return Response(body=error.to_body(request_id(app)), status_code=error.STATUS_CODE,
+                    headers=dict(JSON_HEADERS))
+
+
+def json_body(app: Chalice) -> dict[str, Any]:
+    """The current request's body as a JSON object, or InvalidRequest."""
+    request = app.current_request
+    try:
+        raw = request.raw_body or b""
+    except Exception:  # chalice raises on undecodable base64 bodies
+        raise InvalidRequest("Request body could not be decoded") from None
+    return parse_json_object(raw, request.headers.get("content-type"), get_settings().max_request_bytes)
+
+
+def endpoint(app: Chalice) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
+    """Wrap a view: typed errors -> documented bodies, anything else -> 500."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Response]:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Response:
+            try:
+                result = view(*args, **kwargs)
+            except ServiceError as exc:
+                if exc.STATUS_CODE >= 500:
+                    log.error("request failed: %s %s", exc.CODE, exc.message)
+                return error_response(app, exc)
+            except ConfigError as exc:
+                log.error("configuration error: %s", exc)
+                return error_response(app, ProcessingFailed("Service is misconfigured"))
+            except Exception:
+                log.exception("unhandled error")
+                return error_response(app, ProcessingFailed("Internal error"))
+            if isinstance(result, Response):
+                return result
+            return Response(body=result, status_code=200, headers=dict(JSON_HEADERS))
+
+        return wrapper
+
+    return decorate
+
+
+def reshape_framework_errors(app: Chalice) -> Callable[[Any, Callable[[Any], Response]], Response]:
+    """HTTP middleware: Chalice's own errors (405, 404, 500) in our shape."""
+
+    def middleware(event: Any, get_response: Callable[[Any], Response]) -> Response:
+        response = get_response(event)
+        body = response.body
+        if response.status_code >= 400 and isinstance(body, dict) and "Code" in body and "error" not in body:
+            status = response.status_code
+            error = ProcessingFailed() if status >= 500 else InvalidRequest(str(body.get("Message", "Invalid request")))
+            response.body = error.to_body(request_id(app))
+            response.headers = {**(response.headers or {}), **JSON_HEADERS}
+        return response
+
+    return middleware

@@ -1,0 +1,140 @@
+"""The warm model cache: loaded runners kept in the process between requests.
+
+* Bounded in bytes (``MODEL_CACHE_BYTES``), least recently used out first.
+* Each request reads the model's manifest once (a small file, lock-free) and
+  reuses the runner only if the manifest's sha256 still matches, so a model
+  replaced by another function is noticed on the next request.
+* A model is verified against its manifest while it is loaded (the bytes
+  are hashed as the runner reads them), so a half-written or mismatching
+  file is never served.
+* Concurrent first requests for one model in one process load it once.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from chalicelib.errors import NotFound, StoreCorrupt
+from chalicelib.names import ObjectRef
+from chalicelib.runners import LoadedModel, Runner, runner_module
+from chalicelib.store import Manifest, Store
+
+
+class HashingReader:
+    """A read-only file wrapper that hashes every byte handed out."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self._hasher = hashlib.sha256()
+        self.bytes_read = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self._hasher.update(data)
+        self.bytes_read += len(data)
+        return data
+
+    def finish(self) -> str:
+        """Hash whatever the runner did not read, and return the digest."""
+        while chunk := self.read(1024 * 1024):
+            pass
+        return self._hasher.hexdigest()
+
+
+@dataclass
+class CachedModel:
+    """A loaded runner and the manifest it was verified against."""
+
+    manifest: Manifest
+    runner: Runner
+    load_ms: float
+
+
+class ModelCache:
+    """Process-local LRU of runners keyed by model, bounded by ``budget_bytes``."""
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget_bytes = budget_bytes
+        self._entries: OrderedDict[ObjectRef, CachedModel] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[ObjectRef, threading.Lock] = {}
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def used_bytes(self) -> int:
+        with self._lock:
+            return sum(e.runner.nbytes for e in self._entries.values())
+
+    def get(self, store: Store, ref: ObjectRef, file_id: str | None = None) -> tuple[CachedModel, bool]:
+        """The runner for ``ref`` and whether it came from the cache."""
+        current = store.manifest(ref)
+        if current is None:
+            raise NotFound(file_id)
+        cached = self._lookup(ref, current)
+        if cached is not None:
+            return cached, True
+        with self._lock:
+            load_lock = self._loading.setdefault(ref, threading.Lock())
+        with load_lock:
+            # Another thread may have loaded it while we waited.
+            current = store.manifest(ref) or current
+            cached = self._lookup(ref, current)
+            if cached is not None:
+                return cached, True
+            loaded = self._load(store, ref, file_id)
+            self._insert(ref, loaded)
+            return loaded, False
+
+    def _lookup(self, ref: ObjectRef, current: Manifest) -> CachedModel | None:
+        with self._lock:
+            entry = self._entries.get(ref)
+            if entry is not None and entry.manifest.sha256 == current.sha256:
+                self._entries.move_to_end(ref)
+                self.hits += 1
+                return entry
+            self.misses += 1
+            return None
+
+    def _load(self, store: Store, ref: ObjectRef, file_id: str | None) -> CachedModel:
+        started = time.perf_counter()
+        try:
+            with store.open(ref) as (manifest, f):
+                reader = HashingReader(f)
+                try:
+                    runner = runner_module(ref.name).load(LoadedModel(manifest, reader))  # type: ignore[arg-type]
+                except Exception:
+                    # A torn or tampered file is reported as such, not as a
+                    # format error of whatever the runner tripped over.
+                    self._verify(ref, manifest, reader)
+                    raise
+                self._verify(ref, manifest, reader)
+        except FileNotFoundError:
+            raise NotFound(file_id) from None
+        return CachedModel(manifest, runner, (time.perf_counter() - started) * 1000)
+
+    @staticmethod
+    def _verify(ref: ObjectRef, manifest: Manifest, reader: HashingReader) -> None:
+        digest = reader.finish()
+        if digest != manifest.sha256 or reader.bytes_read != manifest.size:
+            raise StoreCorrupt(f"Model '{ref.name}' does not match its manifest; it was not served")
+
+    def _insert(self, ref: ObjectRef, loaded: CachedModel) -> None:
+        with self._lock:
+            self._entries.pop(ref, None)
+            if loaded.runner.nbytes > self.budget_bytes:
+                return  # served once, too big to keep
+            self._entries[ref] = loaded
+            total = sum(e.runner.nbytes for e in self._entries.values())
+            while total > self.budget_bytes and len(self._entries) > 1:
+                _, evicted = self._entries.popitem(last=False)
+                total -= evicted.runner.nbytes
+
+    def clear(self) -> None:
+        """Drop every cached runner."""
+        with self._lock:
+            self._entries.clear()

@@ -1,0 +1,88 @@
+"""Predict: warm-cached model + inputs -> result, stored atomically and archived."""
+from __future__ import annotations
+
+import json
+import time
+from functools import lru_cache
+from typing import Any
+
+from chalicelib import s3
+from chalicelib.config import Settings, get_settings
+from chalicelib.errors import InvalidRequest, NotFound
+from chalicelib.model_cache import ModelCache
+from chalicelib.names import INPUTS, OUTPUTS, ObjectRef
+from chalicelib.store import Store
+from chalicelib.validation import PredictRequest
+
+
+@lru_cache(maxsize=1)
+def model_cache() -> ModelCache:
+    """The process's warm model cache (lives as long as the Lambda container)."""
+    return ModelCache(get_settings().model_cache_bytes)
+
+
+def output_ref(file_id: str) -> ObjectRef:
+    """Where the result for ``file_id`` is stored."""
+    return ObjectRef(OUTPUTS, f"{file_id}.result")
+
+
+def stored_input(store: Store, file_id: str) -> tuple[ObjectRef, bytes] | None:
+    """The ingested input a fileId names, if it names one (``inputs/…``)."""
+    ref = store.lookup_file_id(file_id)
+    if ref is None or ref.kind != INPUTS:
+        return None
+    try:
+        _, data = store.read_bytes(ref)
+    except FileNotFoundError:
+        raise NotFound(file_id, "Input file not found on EFS") from None
+    return ref, data
+
+
+def predict(store: Store, settings: Settings, req: PredictRequest) -> dict[str, Any]:
+    """Run ``req.model`` and return the documented /predict response body."""
+    started = time.perf_counter()
+    cached, hit = model_cache().get(store, req.model, req.file_id)
+    inputs: Any = req.inputs
+    input_source = "inline" if inputs is not None else None
+    if inputs is None:
+        found = stored_input(store, req.file_id)
+        if found is not None:
+            input_ref, inputs = found
+            input_source = input_ref.name
+    result = cached.runner.predict(inputs, input_source)
+    manifest = cached.manifest
+    # No timings in the stored document: the same request always produces
+    # the same bytes, so a repeat is an idempotent no-op on the store.
+    document = json.dumps(
+        {
+            "fileId": req.file_id,
+            "model": req.model.name,
+            "modelVersion": manifest.version,
+            "modelSha256": manifest.sha256,
+            "result": result,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
+    ref = output_ref(req.file_id)
+    store.put_bytes(ref, document, source=f"predict:{req.model.key}")
+    s3_key = None
+    if settings.bucket:
+        s3.put_bytes(settings.bucket, ref.key, document)
+        s3_key = ref.key
+    return {
+        "fileId": req.file_id,
+        "efsPath": store.path(ref),
+        "s3Key": s3_key,
+        "durationMs": round((time.perf_counter() - started) * 1000, 3),
+        "cache": "hit" if hit else "miss",
+        "model": {"name": req.model.name, "version": manifest.version, "sha256": manifest.sha256},
+        "result": result,
+    }
+
+
+def require_inputs(inputs: Any) -> dict[str, Any]:
+    """Shared guard for runners that need inputs."""
+    if inputs is None:
+        raise InvalidRequest("This model needs 'inputs' (inline) or a fileId naming an ingested input")
+    return inputs

@@ -1,0 +1,32 @@
+"""The seed's runner for files of unknown format: size and checksum.
+
+It proves the model was read whole and intact from the shared store,
+without interpreting it. The file is streamed, never held in memory.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.runners import LoadedModel, Runner
+
+_CHUNK = 1024 * 1024
+
+
+class OpaqueRunner(Runner):
+    """Answers ``{modelSize, checksum, processed}`` for a verified file."""
+
+    nbytes = 0
+
+    def __init__(self, size: int, checksum: str) -> None:
+        self.size = size
+        self.checksum = checksum
+
+    def predict(self, inputs: Any, input_source: str | None = None) -> dict[str, Any]:
+        return {"modelSize": self.size, "checksum": self.checksum, "processed": True}
+
+
+def load(model: LoadedModel) -> OpaqueRunner:
+    """Read the file through (the loader verifies the hash) and keep its facts."""
+    while model.file.read(_CHUNK):
+        pass
+    return OpaqueRunner(model.manifest.size, model.manifest.sha256)

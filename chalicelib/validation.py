@@ -1,0 +1,118 @@
+"""Parsing of request bodies into typed requests, or InvalidRequest.
+
+Malformed JSON, wrong types, missing and unknown fields are all rejected
+here, before any I/O.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from chalicelib.config import human_size
+from chalicelib.errors import FileTooLarge, InvalidRequest
+from chalicelib.names import ObjectRef, parse_filename, parse_key, validate_name
+
+JSON_TYPES = ("application/json",)
+
+
+def parse_json_object(raw: bytes, content_type: str | None, max_bytes: int) -> dict[str, Any]:
+    """Decode a request body that must be one JSON object."""
+    media = (content_type or "application/json").split(";")[0].strip().lower()
+    if media not in JSON_TYPES and not media.endswith("+json"):
+        raise InvalidRequest("Content-Type must be application/json")
+    if len(raw) > max_bytes:
+        raise FileTooLarge(human_size(max_bytes), "Request body exceeds maximum allowed size")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        # RecursionError: absurdly deep nesting is malformed input, not a crash.
+        raise InvalidRequest("Request body must be valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("Request body must be a JSON object")
+    return body
+
+
+def _reject_unknown(body: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(k for k in body if k not in allowed)
+    if unknown:
+        shown = ", ".join(repr(k[:40]) for k in unknown[:5])
+        raise InvalidRequest(f"Unknown field(s): {shown}")
+
+
+@dataclass(frozen=True)
+class InlineIngest:
+    """``{"data", "filename", "encoding"?}``"""
+
+    ref: ObjectRef
+    data: bytes
+
+
+@dataclass(frozen=True)
+class S3Ingest:
+    """``{"key"}``"""
+
+    ref: ObjectRef
+
+
+def parse_ingest(body: Mapping[str, Any], max_bytes: int) -> InlineIngest | S3Ingest:
+    """Validate an /ingest body."""
+    _reject_unknown(body, {"data", "filename", "encoding", "key"})
+    has_data, has_key = "data" in body, "key" in body
+    if has_data == has_key:
+        raise InvalidRequest(
+            "Request body must contain 'key' or 'data' field"
+            if not has_data else "Request body must contain either 'key' or 'data', not both"
+        )
+    if has_key:
+        if "filename" in body or "encoding" in body:
+            raise InvalidRequest("'filename' and 'encoding' go with 'data', not 'key'")
+        return S3Ingest(parse_key(body["key"], "key"))
+    if "filename" not in body:
+        raise InvalidRequest("Request body with 'data' must contain 'filename'")
+    ref = parse_filename(body["filename"])
+    data, encoding = body["data"], body.get("encoding", "text")
+    if not isinstance(data, str):
+        raise InvalidRequest("'data' must be a string")
+    if encoding not in ("text", "base64"):
+        raise InvalidRequest("'encoding' must be 'text' or 'base64'")
+    if encoding == "base64":
+        if len(data) // 4 * 3 > max_bytes + 3:
+            raise FileTooLarge(human_size(max_bytes))
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRequest("'data' is not valid base64") from None
+    else:
+        try:
+            raw = data.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRequest("'data' is not valid UTF-8 text") from None
+    if len(raw) > max_bytes:
+        raise FileTooLarge(human_size(max_bytes))
+    return InlineIngest(ref, raw)
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    """``{"fileId", "model", "inputs"?}``"""
+
+    file_id: str
+    model: ObjectRef
+    inputs: Any = None
+
+
+def parse_predict(body: Mapping[str, Any]) -> PredictRequest:
+    """Validate a /predict body. ``inputs`` is checked by the model's runner."""
+    _reject_unknown(body, {"fileId", "model", "inputs"})
+    if "fileId" not in body or "model" not in body:
+        raise InvalidRequest("Request body must contain 'fileId' and 'model' fields")
+    file_id = validate_name(body["fileId"], "fileId")
+    model = body["model"]
+    ref = parse_key(model, "model", kinds=("models",)) if isinstance(model, str) and "/" in model \
+        else ObjectRef("models", validate_name(model, "model"))
+    if "inputs" in body and not isinstance(body["inputs"], dict):
+        raise InvalidRequest("'inputs' must be a JSON object mapping input names to arrays")
+    return PredictRequest(file_id, ref, body.get("inputs"))

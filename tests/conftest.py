@@ -1,0 +1,81 @@
+"""Shared fixtures: a store folder, a real moto S3 on loopback, the app client."""
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from tests.support.moto import MotoServer
+
+# Never let a test reach real AWS, whatever the developer's shell has.
+for _var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+    os.environ.pop(_var, None)
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_EC2_METADATA_DISABLED="true",
+)
+
+
+def reset_caches() -> None:
+    """Forget per-process state that was built from the environment."""
+    from chalicelib import s3
+    from chalicelib.config import get_settings
+    from chalicelib.predict import model_cache
+    from chalicelib.store import get_store
+
+    get_settings.cache_clear()
+    get_store.cache_clear()
+    model_cache.cache_clear()
+    s3.reset_client()
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def efs_root(tmp_path, monkeypatch):
+    root = tmp_path / "efs"
+    root.mkdir()
+    monkeypatch.setenv("EFS_ROOT", str(root))
+    monkeypatch.delenv("MODEL_BUCKET", raising=False)
+    reset_caches()
+    yield root
+    reset_caches()
+
+
+@pytest.fixture
+def bucket(moto_server, efs_root, monkeypatch):
+    """A fresh bucket on the moto server, configured as MODEL_BUCKET."""
+    import boto3
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_server.endpoint)
+    monkeypatch.setenv("MODEL_BUCKET", name)
+    reset_caches()
+    boto3.client("s3", endpoint_url=moto_server.endpoint).create_bucket(Bucket=name)
+    yield name
+    reset_caches()
+
+
+@pytest.fixture
+def s3_client(moto_server):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=moto_server.endpoint)
+
+
+@pytest.fixture
+def client(efs_root):
+    from chalice.test import Client
+
+    import app
+
+    with Client(app.app) as c:
+        yield c
