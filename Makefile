@@ -32,3 +32,6 @@ clean:
 
 # Area-specific targets (deployment, benchmarks, ...) live beside this file.
 include $(wildcard make/*.mk)
+
+local: $(STAMP)
+	$(PY) scripts/local.py

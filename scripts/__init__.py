@@ -1,0 +1,1 @@
+"""Developer tooling for running the service locally. Never packaged for Lambda."""
