@@ -1,0 +1,74 @@
+# The one execution role of every Chalice function (.chalice/config.json sets
+# manage_iam_role=false and iam_role_arn to it), so Chalice's policy
+# autogeneration, which grants s3:* on "*", never reaches AWS.
+resource "aws_iam_role" "lambda" {
+  name               = "${local.name}-lambda"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+data "aws_iam_policy_document" "lambda_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+# ec2:CreateNetworkInterface & co. for the VPC attachment; AWS maintains it.
+resource "aws_iam_role_policy_attachment" "vpc_access" {
+  role       = aws_iam_role.lambda.name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+}
+
+resource "aws_iam_role_policy" "lambda" {
+  name   = "${local.name}-lambda"
+  role   = aws_iam_role.lambda.id
+  policy = data.aws_iam_policy_document.lambda.json
+}
+
+data "aws_iam_policy_document" "lambda" {
+  statement {
+    sid     = "ReadModelsAndInputs"
+    actions = ["s3:GetObject"]
+    resources = [
+      "${aws_s3_bucket.models.arn}/models/*",
+      "${aws_s3_bucket.models.arn}/inputs/*",
+    ]
+  }
+
+  statement {
+    sid       = "WriteOutputs"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.models.arn}/outputs/*"]
+  }
+
+  # Without ListBucket, S3 answers a missing key with 403 instead of 404 and
+  # the API could not tell "not found" (S3_NOT_FOUND) from "forbidden". It
+  # lists key names of this bucket only.
+  statement {
+    sid       = "ListTheBucket"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.models.arn]
+  }
+
+  statement {
+    sid       = "MountEfsThroughTheAccessPoint"
+    actions   = ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"]
+    resources = [aws_efs_file_system.this.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "elasticfilesystem:AccessPointArn"
+      values   = [aws_efs_access_point.lambda.arn]
+    }
+  }
+
+  statement {
+    sid       = "WriteOwnLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = [for group in aws_cloudwatch_log_group.lambda : "${group.arn}:*"]
+  }
+}

@@ -1,0 +1,119 @@
+"""moto server with the smallest patches the local rehearsal needs.
+
+Build-time code for ``make deploy-local`` only.  Written against moto 5.2.5
+(pinned in infra/requirements-infra.txt); each patch names the moto function
+it wraps and fails loudly if that function is gone, so a moto upgrade that
+changes them is noticed instead of silently rehearsing less.
+
+Gaps bridged, each where it is patched below:
+
+1. ``PutRestApi`` refuses Swagger 2.0 (moto only reads OpenAPI 3), while
+   Chalice emits Swagger 2.0 and real API Gateway accepts it.
+2. Lambda drops ``FileSystemConfigs``: create/update ignore it and
+   GetFunction never returns it, so Terraform would see a diff forever.
+3. ``UpdateRestApi`` patch operations ``add``/``remove`` on
+   ``/binaryMediaTypes/<escaped type>`` carry the type in the path, not in
+   ``value``, as the Terraform provider sends them; moto reads ``value``.
+4. Security group rules keep their description only for CIDR sources:
+   one on a referenced group or a prefix list is dropped, so Terraform
+   plans to re-add it on every run.
+5. AWS-managed policies (AWSLambdaVPCAccessExecutionRole) exist only with
+   ``MOTO_IAM_LOAD_MANAGED_POLICIES=true``, set here before moto loads.
+
+Usage: ``python infra/local/moto_shim.py -H 127.0.0.1 -p PORT`` (moto_server's arguments).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import os
+import sys
+from typing import Any
+
+# Gap 5: read by moto.settings when the IAM backend is created.
+os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
+
+from moto import server  # noqa: E402  (the variable above must be set first)
+from moto.apigateway import models as apigateway_models  # noqa: E402
+from moto.awslambda import models as lambda_models  # noqa: E402
+from moto.ec2.models import security_groups as sg_models  # noqa: E402
+
+
+def _wrap(owner: Any, name: str):
+    """Decorator: replace ``owner.name`` by the decorated function, given the original first."""
+    original = getattr(owner, name)  # AttributeError here means moto changed: re-check the gap
+
+    def decorate(replacement):
+        @functools.wraps(original)
+        def patched(*args, **kwargs):
+            return replacement(original, *args, **kwargs)
+
+        setattr(owner, name, patched)
+        return patched
+
+    return decorate
+
+
+# Gap 1: relabel Swagger 2.0 as OpenAPI 3.0. moto only reads `paths`, the
+# methods' `responses` and `x-amazon-apigateway-integration`, which both
+# versions spell the same; validation is skipped since the document is not
+# really OpenAPI 3.
+@_wrap(apigateway_models.APIGatewayBackend, "put_rest_api")
+def _put_rest_api(original, self, function_id, api_doc, fail_on_warnings, mode="merge"):
+    if str(api_doc.get("swagger", "")).startswith("2."):
+        api_doc = {k: v for k, v in api_doc.items() if k != "swagger"} | {"openapi": "3.0.1"}
+        fail_on_warnings = False
+    return original(self, function_id, api_doc, fail_on_warnings, mode)
+
+
+# Gap 3: take the media type from the JSON-pointer path when `value` is absent.
+@_wrap(apigateway_models.RestAPI, "apply_patch_operations")
+def _apply_patch_operations(original, self, patch_operations):
+    prefix = "/binaryMediaTypes/"
+    fixed = []
+    for op in patch_operations:
+        if op.get("op") in ("add", "remove") and op.get("path", "").startswith(prefix) and not op.get("value"):
+            # JSON pointer escapes: "~1" is "/", "~0" is "~".
+            op = {**op, "value": op["path"][len(prefix):].replace("~1", "/").replace("~0", "~")}
+        fixed.append(op)
+    return original(self, fixed)
+
+
+# Gap 2: keep FileSystemConfigs on the function and return it like AWS does.
+@_wrap(lambda_models.LambdaFunction, "__init__")
+def _function_init(original, self, account_id, spec, region, version=1):
+    original(self, account_id, spec, region, version)
+    self.file_system_configs = copy.deepcopy(spec.get("FileSystemConfigs") or [])
+
+
+@_wrap(lambda_models.LambdaFunction, "get_configuration")
+def _function_get_configuration(original, self, on_create=False):
+    config = original(self, on_create)
+    if getattr(self, "file_system_configs", None):
+        config["FileSystemConfigs"] = self.file_system_configs
+    return config
+
+
+@_wrap(lambda_models.LambdaFunction, "update_configuration")
+def _function_update_configuration(original, self, config_updates):
+    if "FileSystemConfigs" in config_updates:
+        self.file_system_configs = copy.deepcopy(config_updates["FileSystemConfigs"])
+    return original(self, config_updates)
+
+
+# Gap 4: remember the description of group and prefix-list sources too.
+@_wrap(sg_models.SecurityGroupRule, "__init__")
+def _rule_init(original, self, *args, **kwargs):
+    original(self, *args, **kwargs)
+    bound = inspect.signature(original).bind(self, *args, **kwargs).arguments
+    sources = (bound.get("ip_range"), bound.get("source_group"), bound.get("prefix_list_id"))
+    self.shim_description = next((s["Description"] for s in sources if s and s.get("Description")), None)
+
+
+sg_models.SecurityGroupRule.description = property(lambda self: self.shim_description)
+
+
+if __name__ == "__main__":
+    server.main(sys.argv[1:])

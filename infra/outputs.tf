@@ -1,0 +1,53 @@
+# `terraform output -json > outputs.json` is what clients read. The function
+# ARNs (function_arns) are added by the build step, which knows every function.
+
+output "api_url" {
+  description = "Base URL of the REST API (append /health, /ingest, /predict)."
+  value       = aws_api_gateway_deployment.rest_api.invoke_url
+}
+
+output "api_key" {
+  description = "Value of the API key to send in the x-api-key header."
+  value       = aws_api_gateway_api_key.client.value
+  sensitive   = true
+}
+
+output "api_key_id" {
+  description = "Id of the API key (aws apigateway get-api-key --include-value)."
+  value       = aws_api_gateway_api_key.client.id
+}
+
+output "efs_file_system_id" {
+  description = "Id of the EFS file system."
+  value       = aws_efs_file_system.this.id
+}
+
+output "efs_access_point_arn" {
+  description = "ARN of the access point every function mounts at /mnt/efs."
+  value       = aws_efs_access_point.lambda.arn
+}
+
+output "s3_bucket_name" {
+  description = "Bucket holding models/, inputs/ and outputs/."
+  value       = aws_s3_bucket.models.id
+}
+
+output "vpc_id" {
+  description = "Id of the VPC the functions run in."
+  value       = aws_vpc.this.id
+}
+
+output "private_subnet_ids" {
+  description = "Private subnets (one per AZ, each with an EFS mount target)."
+  value       = aws_subnet.private[*].id
+}
+
+output "lambda_security_group_id" {
+  description = "Security group of the functions."
+  value       = aws_security_group.lambda.id
+}
+
+output "region" {
+  description = "Region the stack is deployed in."
+  value       = var.region
+}
