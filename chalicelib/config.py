@@ -41,6 +41,10 @@ class Settings:
     s3_connect_timeout: float = 5.0
     s3_read_timeout: float = 30.0
     log_level: str = "INFO"
+    upload_url_expires_seconds: int = 900
+    """Lifetime of presigned upload URLs (POST /uploads); SigV4 allows up to 7 days."""
+    metrics_namespace: str = "efs-ml"
+    """CloudWatch namespace of the Embedded Metric Format metrics."""
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -82,6 +86,8 @@ def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
         s3_connect_timeout=_float(env, "S3_CONNECT_TIMEOUT", 5.0),
         s3_read_timeout=_float(env, "S3_READ_TIMEOUT", 30.0),
         log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+        upload_url_expires_seconds=_int(env, "UPLOAD_URL_EXPIRES_SECONDS", 900),
+        metrics_namespace=(env.get("METRICS_NAMESPACE") or "efs-ml").strip(),
     )
 
 
