@@ -374,11 +374,21 @@ class Store:
         self._atomic_write(meta_dir, pending, intent, stage="manifest")
         try:
             os.rename(os.path.join(data_dir, tmp_name), self.path(ref))
+        except BaseException as exc:
+            # No swap: withdraw the intent *before* the caller deletes the
+            # temp file, or recovery would roll a stale intent forward.
+            _unlink_quietly(pending)
+            if isinstance(exc, OSError):
+                raise EfsWriteFailed("rename", f"Failed to publish file on EFS ({_reason(exc)})") from None
+            raise
+        # Swapped: from here on the intent may only roll forward.
+        try:
             _fsync_dir(data_dir)
         except OSError as exc:
-            # The swap did not happen (or is not durable): withdraw the intent.
-            _unlink_quietly(pending)
-            raise EfsWriteFailed("rename", f"Failed to publish file on EFS ({_reason(exc)})") from None
+            # Publishing the manifest before the swap is durable could pair a
+            # new manifest with old bytes after a crash; leave the intent for
+            # recovery, which judges by what is actually on disk.
+            raise EfsWriteFailed("fsync", f"Failed to flush directory on EFS ({_reason(exc)})") from None
         self._publish_manifest(ref, pending)
 
     def _publish_manifest(self, ref: ObjectRef, pending: str) -> None:
