@@ -45,6 +45,8 @@ class Settings:
     """Lifetime of presigned upload URLs (POST /uploads); SigV4 allows up to 7 days."""
     metrics_namespace: str = "efs-ml"
     """CloudWatch namespace of the Embedded Metric Format metrics."""
+    max_tensor_elements: int = 1_000_000
+    """Most tensor elements (all inputs together) one /predict may send a model."""
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -88,6 +90,7 @@ def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
         log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
         upload_url_expires_seconds=_int(env, "UPLOAD_URL_EXPIRES_SECONDS", 900),
         metrics_namespace=(env.get("METRICS_NAMESPACE") or "efs-ml").strip(),
+        max_tensor_elements=_int(env, "MAX_TENSOR_ELEMENTS", 1_000_000),
     )
 
 
