@@ -1,0 +1,122 @@
+"""Small ONNX models built at test time with onnx.helper, and numpy references.
+
+Shared by the ONNX tests and the benchmarks; nothing is downloaded.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+# onnxruntime 1.32 reads IR version 10 models; pin it so a newer onnx
+# package does not stamp a version the runtime refuses.
+IR_VERSION = 10
+
+
+def _model(graph: onnx.GraphProto) -> bytes:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+@dataclass
+class Mlp:
+    """``relu(x @ w1 + b1) @ w2 + b2`` with a symbolic (or fixed) batch dimension."""
+
+    w1: np.ndarray
+    b1: np.ndarray
+    w2: np.ndarray
+    b2: np.ndarray
+    batch: str | int = "batch"
+
+    @classmethod
+    def random(cls, n_in: int = 4, hidden: int = 8, n_out: int = 3, *, seed: int = 0,
+               batch: str | int = "batch") -> "Mlp":
+        rng = np.random.default_rng(seed)
+        return cls(
+            rng.standard_normal((n_in, hidden)).astype(np.float32),
+            rng.standard_normal(hidden).astype(np.float32),
+            rng.standard_normal((hidden, n_out)).astype(np.float32),
+            rng.standard_normal(n_out).astype(np.float32),
+            batch,
+        )
+
+    def onnx_bytes(self) -> bytes:
+        n_in, n_out = self.w1.shape[0], self.w2.shape[1]
+        nodes = [
+            helper.make_node("MatMul", ["x", "w1"], ["h0"]),
+            helper.make_node("Add", ["h0", "b1"], ["h1"]),
+            helper.make_node("Relu", ["h1"], ["h2"]),
+            helper.make_node("MatMul", ["h2", "w2"], ["h3"]),
+            helper.make_node("Add", ["h3", "b2"], ["y"]),
+        ]
+        graph = helper.make_graph(
+            nodes, "mlp",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [self.batch, n_in])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [self.batch, n_out])],
+            [numpy_helper.from_array(a, n) for a, n in
+             ((self.w1, "w1"), (self.b1, "b1"), (self.w2, "w2"), (self.b2, "b2"))],
+        )
+        return _model(graph)
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        """The same computation in numpy."""
+        h = np.maximum(x.astype(np.float32) @ self.w1 + self.b1, 0)
+        return h @ self.w2 + self.b2
+
+
+def multi_io_model() -> bytes:
+    """Inputs ``a`` float32 [n, 3] and ``ids`` int64 [n]; outputs ``sum`` = a + 1
+    (float32 [n, 3]) and ``doubled`` = ids * 2 (int64 [n]). Both share dim ``n``."""
+    nodes = [
+        helper.make_node("Add", ["a", "one"], ["sum"]),
+        helper.make_node("Mul", ["ids", "two"], ["doubled"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "multi",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["n", 3]),
+         helper.make_tensor_value_info("ids", TensorProto.INT64, ["n"])],
+        [helper.make_tensor_value_info("sum", TensorProto.FLOAT, ["n", 3]),
+         helper.make_tensor_value_info("doubled", TensorProto.INT64, ["n"])],
+        [numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"),
+         numpy_helper.from_array(np.array(2, dtype=np.int64), "two")],
+    )
+    return _model(graph)
+
+
+def flag_model() -> bytes:
+    """``out = Not(flag)`` for a bool input of shape [2]."""
+    graph = helper.make_graph(
+        [helper.make_node("Not", ["flag"], ["out"])], "flag",
+        [helper.make_tensor_value_info("flag", TensorProto.BOOL, [2])],
+        [helper.make_tensor_value_info("out", TensorProto.BOOL, [2])],
+    )
+    return _model(graph)
+
+
+def big_mlp(target_bytes: int, *, width: int = 1024, seed: int = 0) -> tuple[bytes, int]:
+    """A chain of ``width``x``width`` MatMuls whose weights total about
+    ``target_bytes``; returns the model and its input width."""
+    rng = np.random.default_rng(seed)
+    layers = max(1, round(target_bytes / (width * width * 4)))
+    nodes, inits, prev = [], [], "x"
+    for i in range(layers):
+        inits.append(numpy_helper.from_array(
+            (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32), f"w{i}"))
+        nodes.append(helper.make_node("MatMul", [prev, f"w{i}"], [f"h{i}"]))
+        prev = f"h{i}"
+    nodes.append(helper.make_node("Identity", [prev], ["y"]))
+    graph = helper.make_graph(
+        nodes, "big",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = IR_VERSION
+    # check_model refuses protos over 2 GiB only; skip it for speed here.
+    return model.SerializeToString(), width
