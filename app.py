@@ -3,8 +3,8 @@ import os
 
 from chalice import Chalice
 
-from chalicelib import http
-from chalicelib.config import get_settings
+from chalicelib import http, observability, uploads
+from chalicelib.config import ConfigError, get_settings
 from chalicelib.errors import EfsWriteFailed
 from chalicelib.events import handle_event
 from chalicelib.ingest import ingest_bytes, ingest_s3
@@ -12,8 +12,16 @@ from chalicelib.predict import predict as run_predict
 from chalicelib.store import get_store
 from chalicelib.validation import InlineIngest, parse_ingest, parse_predict
 
-app = Chalice(app_name="efs-ml")
+# Logging is ours (JSON lines with the request id), not Chalice's plain format.
+app = Chalice(app_name="efs-ml", configure_logs=False)
+try:
+    observability.configure_logging(get_settings().log_level)
+except ConfigError:  # reported with the first request; logs must still work
+    observability.configure_logging("INFO")
+# Registered first = outermost: the observer sees the final, reshaped response.
+app.register_middleware(observability.http_middleware(lambda: http.request_id(app)), "http")
 app.register_middleware(http.reshape_framework_errors(app), "http")
+app.register_middleware(observability.s3_middleware, "s3")
 
 # Content types are checked by chalicelib.validation so that a wrong one
 # gets the documented error body rather than Chalice's own 415.
@@ -37,6 +45,29 @@ def ingest():
 def predict():
     settings = get_settings()
     return run_predict(get_store(), settings, parse_predict(http.json_body(app)))
+
+
+@app.route("/uploads", methods=["POST"], content_types=ANY)
+@http.endpoint(app)
+def create_upload():
+    """A presigned S3 PUT URL for objects beyond the gateway's 10 MB."""
+    settings = get_settings()
+    ref, size = uploads.parse_upload(http.json_body(app), settings.max_ingest_bytes)
+    return uploads.presign_upload(settings, ref, size)
+
+
+@app.route("/models", methods=["GET"])
+@http.endpoint(app)
+def list_models():
+    """Every model in the store with its manifest (size, sha256, version, time)."""
+    return uploads.list_models(get_store())
+
+
+@app.route("/models/{name}", methods=["GET"])
+@http.endpoint(app)
+def get_model(name):
+    """One model's manifest; 404 NOT_FOUND until it has landed."""
+    return uploads.get_model(get_store(), name)
 
 
 @app.route("/health", methods=["GET"])

@@ -1,9 +1,10 @@
 """Ingest: inline data or an S3 object -> the store, hashed in one pass."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
-from chalicelib import s3
+from chalicelib import observability, s3
 from chalicelib.config import Settings, human_size
 from chalicelib.errors import FileTooLarge, InvalidRequest
 from chalicelib.names import ObjectRef
@@ -36,7 +37,9 @@ def ingest_bytes(store: Store, settings: Settings, ref: ObjectRef, data: bytes) 
     """Store inline data under ``ref``."""
     if len(data) > settings.max_ingest_bytes:
         raise FileTooLarge(human_size(settings.max_ingest_bytes))
+    started = time.perf_counter()
     result = store.put(ref, [data], source="inline", max_bytes=settings.max_ingest_bytes)
+    observability.record_ingest(len(data), started, result.status)
     return IngestResult(result.manifest, result.status, store.path(ref), None)
 
 
@@ -50,12 +53,14 @@ def ingest_s3(store: Store, settings: Settings, ref: ObjectRef) -> IngestResult:
     if not bucket:
         raise InvalidRequest("No S3 bucket is configured (MODEL_BUCKET); ingest with 'data' instead")
     source = f"s3://{bucket}/{ref.key}"
+    started = time.perf_counter()
     info = s3.head(bucket, ref.key)
     if info.size > settings.max_ingest_bytes:
         raise FileTooLarge(human_size(settings.max_ingest_bytes))
     current = store.manifest(ref)
     if current is not None and current.source == source and current.etag == info.etag \
             and current.size == info.size:
+        observability.record_ingest(0, started, "exists")  # unchanged ETag: nothing copied
         return IngestResult(current, "exists", store.path(ref), ref.key)
     result = store.put(
         ref,
@@ -65,4 +70,5 @@ def ingest_s3(store: Store, settings: Settings, ref: ObjectRef) -> IngestResult:
         max_bytes=settings.max_ingest_bytes,
         expected_size=info.size,
     )
+    observability.record_ingest(info.size, started, result.status)
     return IngestResult(result.manifest, result.status, store.path(ref), ref.key)

@@ -6,7 +6,7 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from chalicelib import s3
+from chalicelib import observability, s3
 from chalicelib.config import Settings, get_settings
 from chalicelib.errors import InvalidRequest, NotFound
 from chalicelib.model_cache import ModelCache
@@ -42,6 +42,7 @@ def predict(store: Store, settings: Settings, req: PredictRequest) -> dict[str, 
     """Run ``req.model`` and return the documented /predict response body."""
     started = time.perf_counter()
     cached, hit = model_cache().get(store, req.model, req.file_id)
+    observability.record_model_lookup(hit, cached.load_ms)
     inputs: Any = req.inputs
     input_source = "inline" if inputs is not None else None
     if inputs is None:
