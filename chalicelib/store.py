@@ -310,9 +310,9 @@ class Store:
                         source=source, etag=etag, updated=now,
                     )
                     status = "updated"
-                    # Indexed before the commit: an index entry for an object
-                    # that never landed is harmless, a missing one is not.
-                    self._record_file_id(manifest.fileId, ref)
+                # Indexed before the commit (new names too): an index entry for
+                # an object that never landed is harmless, a missing one is not.
+                self._record_file_id(manifest.fileId, ref)
                 with self._lock(ref, locks.COMMIT):
                     self._commit(ref, tmp_name, manifest)
             except BaseException:
@@ -425,59 +425,55 @@ class Store:
         else:
             self._publish_manifest(ref, pending)
 
+    def _temps(self, ref: ObjectRef) -> list[str]:
+        """This name's temp files: data temps carry the name, manifest and
+        intent temps in .meta carry ``<name>.json`` / ``<name>.pending``."""
+        data_dir, meta_dir = os.path.join(self.root, ref.kind), os.path.join(self.root, META_DIR, ref.kind)
+        owners = {data_dir: {ref.name}, meta_dir: {ref.name + ".json", ref.name + ".pending"}}
+        return [os.path.join(d, e) for d, names in owners.items() for e in _list_real_dir(d)
+                if (m := _TEMP_RE.match(e)) and m.group("name") in names]
+
     def _sweep_temps(self, ref: ObjectRef) -> None:
         """Remove this name's temp files left by dead writers. Caller holds WRITER."""
-        for directory in (os.path.join(self.root, ref.kind), os.path.join(self.root, META_DIR, ref.kind)):
-            try:
-                entries = os.listdir(directory)
-            except FileNotFoundError:
-                continue
-            for entry in entries:
-                m = _TEMP_RE.match(entry)
-                if m and m.group("name") == ref.name:
-                    _unlink_quietly(os.path.join(directory, entry))
+        for path in self._temps(ref):
+            _unlink_quietly(path)
 
     def reclaim(self) -> int:
-        """Sweep debris of dead writers for every name whose lock is free.
+        """Finish dead writers' commits and sweep their temp files, for every
+        name whose lock is free.
 
         Returns how many temp files were removed. Names being written now are
         skipped (their WRITER is held), so this is safe to run at any time.
         """
         removed = 0
         for kind in KINDS:
-            for directory in (os.path.join(self.root, kind), os.path.join(self.root, META_DIR, kind)):
-                try:
-                    entries = os.listdir(directory)
-                except FileNotFoundError:
+            names = {m.group("name") for e in _list_real_dir(os.path.join(self.root, kind))
+                     if (m := _TEMP_RE.match(e))}
+            for entry in _list_real_dir(os.path.join(self.root, META_DIR, kind)):
+                m = _TEMP_RE.match(entry)
+                owner = m.group("name") if m else entry
+                for suffix in (".json", ".pending"):
+                    # Temps of manifests/intents, and intents left by a crash.
+                    if owner.endswith(suffix) and (m or suffix == ".pending"):
+                        names.add(owner[:-len(suffix)])
+            for name in sorted(names):
+                if not is_valid_name(name):
                     continue
-                names = {m.group("name") for e in entries if (m := _TEMP_RE.match(e))}
-                for name in names:
-                    if not is_valid_name(name):
-                        continue
-                    ref = ObjectRef(kind, name)
-                    before = self._count_temps(ref)
-                    try:
-                        with self._lock(ref, locks.WRITER):
-                            with self._lock(ref, locks.COMMIT):
-                                self._finish_pending(ref)
-                            self._sweep_temps(ref)
-                    except EfsWriteFailed:
-                        continue
-                    removed += before - self._count_temps(ref)
+                ref = ObjectRef(kind, name)
+                before = len(self._temps(ref))
+                try:
+                    with self._lock(ref, locks.WRITER):
+                        with self._lock(ref, locks.COMMIT):
+                            self._finish_pending(ref)
+                        self._sweep_temps(ref)
+                except EfsWriteFailed:
+                    continue
+                removed += before - len(self._temps(ref))
         return removed
 
-    def _count_temps(self, ref: ObjectRef) -> int:
-        count = 0
-        for directory in (os.path.join(self.root, ref.kind), os.path.join(self.root, META_DIR, ref.kind)):
-            try:
-                count += sum(1 for e in os.listdir(directory)
-                             if (m := _TEMP_RE.match(e)) and m.group("name") == ref.name)
-            except FileNotFoundError:
-                pass
-        return count
-
-    def _atomic_write(self, directory: str, path: str, data: bytes, *, stage: str) -> None:
-        tmp = os.path.join(directory, _temp_name(os.path.basename(path)))
+    def _atomic_write(self, directory: str, path: str, data: bytes, *, stage: str,
+                      tmp: str | None = None) -> None:
+        tmp = tmp or os.path.join(directory, _temp_name(os.path.basename(path)))
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
             try:
@@ -494,7 +490,10 @@ class Store:
     def _record_file_id(self, file_id: str, ref: ObjectRef) -> None:
         directory = self._dir(META_DIR, IDS)
         doc = json.dumps({"kind": ref.kind, "name": ref.name}).encode()
-        self._atomic_write(directory, os.path.join(directory, file_id + ".json"), doc, stage="manifest")
+        # The temp is named after the object, beside its manifest, so that the
+        # next writer of this name (or reclaim) sweeps it after a crash.
+        tmp = os.path.join(self._meta_dir(ref.kind), _temp_name(ref.name + ".json"))
+        self._atomic_write(directory, os.path.join(directory, file_id + ".json"), doc, stage="manifest", tmp=tmp)
 
     # -- health ------------------------------------------------------------
     def health(self) -> dict:
@@ -508,6 +507,15 @@ class Store:
             except (ServiceError, OSError):
                 pass
         return report
+
+
+def _list_real_dir(path: str) -> list[str]:
+    """Entries of a store directory; none if it is missing or was replaced by
+    a symlink (debris sweeps must never list, or unlink, outside the root)."""
+    try:
+        return os.listdir(path) if stat.S_ISDIR(os.lstat(path).st_mode) else []
+    except FileNotFoundError:
+        return []
 
 
 def _unlink_quietly(path: str) -> None:
