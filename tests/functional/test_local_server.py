@@ -1,0 +1,53 @@
+"""The `make local` pieces: the S3 event watcher and the TCP_NODELAY server."""
+import json
+import socket
+import threading
+import time
+import http.client
+
+from scripts.local import NoDelayHTTPServer, S3EventWatcher, s3_event
+
+
+def test_s3_event_has_the_real_shape():
+    event = s3_event("bkt", "models/a b+c.pt", 3, '"etag"', "eu-west-1")
+    record = event["Records"][0]
+    assert record["eventName"] == "ObjectCreated:Put" and record["eventSource"] == "aws:s3"
+    assert record["s3"]["bucket"]["name"] == "bkt"
+    assert record["s3"]["object"] == {"key": "models/a+b%2Bc.pt", "size": 3, "eTag": "etag",
+                                      "sequencer": record["s3"]["object"]["sequencer"]}
+
+
+def test_watcher_delivers_new_and_changed_objects_once(bucket, s3_client, efs_root):
+    import app
+
+    watcher = S3EventWatcher(app.app, bucket)
+    s3_client.put_object(Bucket=bucket, Key="models/m.pt", Body=b"v1")
+    s3_client.put_object(Bucket=bucket, Key="inputs/x.json", Body=b"{}")
+    s3_client.put_object(Bucket=bucket, Key="outputs/ignored.result", Body=b"r")
+    assert watcher.scan() == 2
+    assert (efs_root / "models" / "m.pt").read_bytes() == b"v1"
+    assert watcher.scan() == 0  # nothing new: no event
+    s3_client.put_object(Bucket=bucket, Key="models/m.pt", Body=b"v2")
+    assert watcher.scan() == 1
+    manifest = json.loads((efs_root / ".meta" / "models" / "m.pt.json").read_text())
+    assert manifest["version"] == 2 and (efs_root / "models" / "m.pt").read_bytes() == b"v2"
+    assert not (efs_root / "outputs" / "ignored.result").exists()
+
+
+def test_nodelay_server_sets_tcp_nodelay_on_connections():
+    seen = []
+
+    class Handler:
+        def __init__(self, request, client_address, server):
+            seen.append(request.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            request.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+
+    server = NoDelayHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=5)
+    conn.request("GET", "/")
+    assert conn.getresponse().status == 204
+    thread.join(5)
+    server.server_close()
+    assert seen and seen[0] != 0
