@@ -312,7 +312,7 @@ def _cast(spec: TensorSpec, array: Any, signature: Any) -> Any:
             f"Input '{spec.name}' must hold {_KIND_WORDS[target.kind]} ({spec.dtype}), "
             f"got {found}; {signature()}")
     if array.dtype == target:
-        return np.ascontiguousarray(array)
+        return np.asarray(array, order="C")  # ascontiguousarray would turn 0-d into 1-d
     if target.kind in "iu":
         if kind == "f" and not np.all(np.isfinite(array) & (np.mod(array, 1) == 0)):
             raise InvalidRequest(
@@ -321,13 +321,14 @@ def _cast(spec: TensorSpec, array: Any, signature: Any) -> Any:
         if array.size and (array.min() < info.min or array.max() > info.max):
             raise InvalidRequest(
                 f"Input '{spec.name}' has values outside the {spec.dtype} range; {signature()}")
-    cast = array.astype(target)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked just below
+        cast = array.astype(target)
     if target.kind == "f" and kind == "f" and target.itemsize < array.dtype.itemsize:
         # float64 -> float32 turns values beyond the range into inf silently.
         if not np.array_equal(np.isfinite(cast), np.isfinite(array)):
             raise InvalidRequest(
                 f"Input '{spec.name}' has values outside the {spec.dtype} range; {signature()}")
-    return np.ascontiguousarray(cast)
+    return np.asarray(cast, order="C")
 
 
 def _too_large(spec: TensorSpec, budget: int) -> InvalidRequest:
