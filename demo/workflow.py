@@ -1,0 +1,418 @@
+"""The demonstration workflow: every documented path of the API, checked.
+
+Each step calls the live API, checks the answer against ``demo.contract``
+and records a :class:`StepResult`; a live table row is printed as each step
+finishes. A step whose prerequisite failed is recorded as ``skipped`` (the
+prerequisite's failure already fails the run).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, BinaryIO, Callable, TextIO
+
+from demo import contract
+from demo.client import Answer, ApiClient
+from demo.target import Target
+
+PASS, FAIL, SKIPPED, NOT_APPLICABLE = "pass", "fail", "skipped", "n/a"
+
+# Errors a healthy stack cannot be made to return from outside; where they are exercised instead.
+UNPROVOKABLE = {
+    "EFS_WRITE_FAILED": "needs a failing or read-only store; exercised by the functional and "
+                        "reliability tests (unwritable store, lock timeouts)",
+    "PROCESSING_FAILED": "needs an internal fault (S3 outage, corrupt store); exercised by the "
+                         "reliability tests",
+}
+
+
+@dataclass
+class StepResult:
+    """One row of demonstration_results.json."""
+
+    name: str
+    result: str
+    latencyMs: float | None = None
+    httpStatus: int | None = None
+    detail: str = ""
+    category: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["passed"] = {PASS: True, FAIL: False}.get(self.result)
+        if doc["latencyMs"] is not None:
+            doc["latencyMs"] = round(doc["latencyMs"], 3)
+        return doc
+
+
+class StepFailed(Exception):
+    """A step's answer broke the contract; ``problems`` says how."""
+
+    def __init__(self, problems: list[str], answer: Answer | None = None) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+        self.answer = answer
+
+
+def require(problems: list[str], answer: Answer | None = None) -> None:
+    """Fail the step when the contract check found problems."""
+    if problems:
+        raise StepFailed(problems, answer)
+
+
+class LiveTable:
+    """Prints one aligned row per finished step."""
+
+    WIDTHS = (46, 8, 6, 11)
+
+    def __init__(self, out: TextIO = sys.stdout) -> None:
+        self.out = out
+
+    def header(self, target: Target, run_id: str) -> None:
+        print(f"Demonstration against {target.label} ({target.api_url}), run {run_id}", file=self.out)
+        n, r, s, lat = self.WIDTHS
+        print(f"{'step':<{n}} {'result':<{r}} {'http':>{s}} {'latency':>{lat}}  detail", file=self.out)
+        print("-" * (n + r + s + lat + 12), file=self.out, flush=True)
+
+    def row(self, step: StepResult) -> None:
+        n, r, s, lat = self.WIDTHS
+        latency = f"{step.latencyMs:.1f} ms" if step.latencyMs is not None else "-"
+        http = str(step.httpStatus) if step.httpStatus is not None else "-"
+        mark = {PASS: "PASS", FAIL: "FAIL", SKIPPED: "skip", NOT_APPLICABLE: "n/a"}[step.result]
+        print(f"{step.name[:n]:<{n}} {mark:<{r}} {http:>{s}} {latency:>{lat}}  {step.detail[:160]}",
+              file=self.out, flush=True)
+
+
+def tiny_onnx_model() -> tuple[bytes, dict[str, Any], list, list[int]] | None:
+    """``y = x @ W + b`` as ONNX bytes, its inputs and the expected output.
+
+    Built at run time with ``onnx.helper``; ``None`` when onnx is not installed.
+    """
+    try:
+        import onnx
+        from onnx import TensorProto, helper
+    except ImportError:
+        return None
+    w = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]
+    b = [0.5, -0.5]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"])],
+        "demo-linear",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
+        [helper.make_tensor("w", TensorProto.FLOAT, [3, 2], [v for row in w for v in row]),
+         helper.make_tensor("b", TensorProto.FLOAT, [2], b)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10  # what onnxruntime 1.32 reads, whatever onnx version built it
+    onnx.checker.check_model(model)
+    x = [[1.0, 2.0, 3.0], [0.0, -1.0, 2.0]]
+    expected = [[sum(xi[k] * w[k][j] for k in range(3)) + b[j] for j in range(2)] for xi in x]
+    return model.SerializeToString(), {"x": x}, expected, [2, 2]
+
+
+def random_file(size: int) -> tuple[BinaryIO, str]:
+    """A temporary file of ``size`` random bytes (incompressible) and its sha256."""
+    f = tempfile.TemporaryFile()
+    h = hashlib.sha256()
+    left = size
+    while left > 0:
+        block = os.urandom(min(left, 1024 * 1024))
+        f.write(block)
+        h.update(block)
+        left -= len(block)
+    f.seek(0)
+    return f, h.hexdigest()
+
+
+class Demonstration:
+    """Runs every step against one target and keeps the results."""
+
+    def __init__(self, client: ApiClient, *, large_bytes: int = 16 * 1024 * 1024, warm_repeats: int = 5,
+                 land_timeout: float = 120.0, out: TextIO = sys.stdout,
+                 build_onnx: Callable[[], Any] = tiny_onnx_model) -> None:
+        self.client = client
+        self.target = client.target
+        self.large_bytes = large_bytes
+        self.warm_repeats = warm_repeats
+        self.land_timeout = land_timeout
+        self.table = LiveTable(out)
+        self.build_onnx = build_onnx
+        self.run_id = time.strftime("%Y%m%d%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+        self.steps: list[StepResult] = []
+        self.api_latencies: list[float] = []
+        self.facts: dict[str, Any] = {}
+
+    # -- plumbing ------------------------------------------------------------
+    def name(self, what: str) -> str:
+        """A model name unique to this run, so every run starts cold."""
+        return f"demo-{self.run_id}-{what}"
+
+    def call(self, method: str, path: str, body: Any = None, **kw: Any) -> Answer:
+        answer = self.client.call(method, path, body, **kw)
+        self.api_latencies.append(answer.latency_ms)
+        return answer
+
+    def record(self, step: StepResult) -> StepResult:
+        self.steps.append(step)
+        self.table.row(step)
+        return step
+
+    def step(self, name: str, category: str, fn: Callable[[], StepResult | Answer],
+             needs: tuple[str, ...] = ()) -> StepResult:
+        """Run ``fn`` as one step; its contract failures and exceptions fail the step."""
+        missing = [k for k in needs if k not in self.facts]
+        if missing:
+            return self.record(StepResult(name, SKIPPED, detail=f"needs {', '.join(missing)} from an earlier step",
+                                          category=category))
+        started = time.perf_counter()
+        try:
+            out = fn()
+        except StepFailed as exc:
+            a = exc.answer
+            return self.record(StepResult(name, FAIL, a.latency_ms if a else (time.perf_counter() - started) * 1000,
+                                          a.status if a else None, "; ".join(exc.problems), category))
+        except Exception as exc:  # a transport error is a failed step, not a crashed demo
+            return self.record(StepResult(name, FAIL, (time.perf_counter() - started) * 1000, None,
+                                          f"{type(exc).__name__}: {exc}", category))
+        if isinstance(out, Answer):
+            out = StepResult(name, PASS, out.latency_ms, out.status, category=category)
+        out.name, out.category = name, category
+        return self.record(out)
+
+    # -- the workflow ----------------------------------------------------------
+    def run(self) -> list[StepResult]:
+        """Every step, in order; returns the results."""
+        self.table.header(self.target, self.run_id)
+        self.step("health: store mounted and writable", "health", self.health)
+        self.inline_steps()
+        self.s3_key_steps()
+        self.presigned_steps()
+        self.onnx_steps()
+        self.step("catalogue: GET /models lists this run's models", "catalogue", self.catalogue)
+        self.error_steps()
+        return self.steps
+
+    def health(self) -> StepResult:
+        a = self.call("GET", "/health")
+        require(contract.check_health(a.status, a.body), a)
+        return StepResult("", PASS, a.latency_ms, a.status, f"store {a.body['store']}"[:120])
+
+    def inline_steps(self) -> None:
+        name = self.name("opaque.pt")
+        v1, v2 = f"sample model data {self.run_id}", f"sample model data {self.run_id}, version 2"
+
+        def ingest(data: str, statuses: tuple[str, ...]) -> Callable[[], StepResult]:
+            def run() -> StepResult:
+                a = self.call("POST", "/ingest", {"data": data, "filename": name})
+                require(contract.check_ingest(a.status, a.body, size=len(data.encode()), statuses=statuses), a)
+                if "fileId" in self.facts and a.body["fileId"] != self.facts["fileId"]:
+                    raise StepFailed([f"fileId changed: {a.body['fileId']} != {self.facts['fileId']}"], a)
+                self.facts["fileId"] = a.body["fileId"]
+                self.facts["opaque"] = (len(data.encode()), hashlib.sha256(data.encode()).hexdigest())
+                return StepResult("", PASS, a.latency_ms, a.status, f"status={a.body['status']} fileId={a.body['fileId']}",
+                                  metrics={"bytes": a.body["sizeBytes"]})
+            return run
+
+        self.step("ingest inline (data + filename)", "ingest", ingest(v1, ("created",)))
+        self.step("ingest inline again: idempotent 'exists'", "ingest", ingest(v1, ("exists",)), needs=("fileId",))
+        self.step("ingest inline new content: 'updated'", "ingest", ingest(v2, ("updated",)), needs=("fileId",))
+        for i in range(1 + self.warm_repeats):
+            label = "cold" if i == 0 else f"warm {i}"
+            self.step(f"predict opaque model ({label})", "predict",
+                      lambda: self.predict_opaque(name), needs=("fileId", "opaque"))
+
+    def predict_opaque(self, model: str, file_id: str | None = None, facts: str = "opaque") -> StepResult:
+        file_id = file_id or self.facts["fileId"]
+        a = self.call("POST", "/predict", {"fileId": file_id, "model": model})
+        require(contract.check_predict(a.status, a.body, file_id), a)
+        size, sha = self.facts[facts]
+        require(contract.check_opaque_result(a.body["result"], size, sha), a)
+        return self._predict_result(a)
+
+    @staticmethod
+    def _predict_result(a: Answer) -> StepResult:
+        cache = a.body.get("cache")
+        return StepResult("", PASS, a.latency_ms, a.status,
+                          f"durationMs={a.body['durationMs']} cache={cache or '?'}",
+                          metrics={"cache": cache, "serverMs": a.body["durationMs"]})
+
+    def put_object(self, key: str, f, size: int, label: str) -> Answer:
+        """Put bytes at ``key``: straight to the local moto S3, else by presigned URL."""
+        if self.target.local:
+            import boto3
+
+            s3 = boto3.client("s3", endpoint_url=self.target.s3_endpoint, region_name=self.target.region,
+                              aws_access_key_id="local", aws_secret_access_key="local")
+            started = time.perf_counter()
+            s3.put_object(Bucket=self.target.bucket, Key=key, Body=f, ContentLength=size)
+            return Answer(200, "", (time.perf_counter() - started) * 1000, {})
+        a = self.call("POST", "/uploads", {"key": key, "sizeBytes": size})
+        require(contract.check_upload(a.status, a.body, key, size), a)
+        put = self.client.put_presigned(a.body["url"], f, size, a.body.get("headers"), label)
+        if put.status != 200:
+            raise StepFailed([f"presigned PUT answered HTTP {put.status}: {str(put.body)[:200]}"], put)
+        return put
+
+    def s3_key_steps(self) -> None:
+        key = f"models/{self.name('s3key.bin')}"
+        # Half the presigned upload's size: big enough for a throughput figure.
+        size = max(1, self.large_bytes // 2)
+
+        def upload() -> StepResult:
+            f, sha = random_file(size)
+            with f:
+                put = self.put_object(key, f, size, "s3 key")
+            self.facts["s3key"] = (size, sha)
+            how = "moto endpoint" if self.target.local else "presigned URL"
+            return StepResult("", PASS, put.latency_ms, put.status, f"{size} bytes via {how}")
+
+        def ingest() -> StepResult:
+            a = self.call("POST", "/ingest", {"key": key})
+            # The bucket's S3 event may have ingested it first: 'exists' is as right as 'created'.
+            require(contract.check_ingest(a.status, a.body, size=size, s3_key=key,
+                                          statuses=("created", "exists")), a)
+            self.facts["s3keyFileId"] = a.body["fileId"]
+            return StepResult("", PASS, a.latency_ms, a.status, f"status={a.body['status']} s3Key={key}",
+                              metrics={"bytes": size, "ingestStatus": a.body["status"]})
+
+        self.step("upload object to the bucket", "upload", upload)
+        self.step("ingest by S3 key", "ingest", ingest, needs=("s3key",))
+        self.step("predict model ingested by key", "predict",
+                  lambda: self.predict_opaque(key.split("/", 1)[1], self.facts["s3keyFileId"], "s3key"),
+                  needs=("s3keyFileId",))
+
+    def presigned_steps(self) -> None:
+        name = self.name("large.bin")
+        key = f"models/{name}"
+        size = self.large_bytes
+        f, sha = random_file(size)
+        try:
+            def presign() -> StepResult:
+                a = self.call("POST", "/uploads", {"key": key, "sizeBytes": size})
+                require(contract.check_upload(a.status, a.body, key, size), a)
+                self.facts["upload"] = a.body
+                return StepResult("", PASS, a.latency_ms, a.status, f"expiresIn={a.body['expiresIn']}s")
+
+            def put() -> StepResult:
+                f.seek(0)
+                up = self.facts["upload"]
+                a = self.client.put_presigned(up["url"], f, size, up.get("headers"), f"PUT {name}")
+                if a.status != 200:
+                    raise StepFailed([f"presigned PUT answered HTTP {a.status}: {str(a.body)[:200]}"], a)
+                self.facts["put_done"] = time.perf_counter()
+                mbps = size / 1048576 / (a.latency_ms / 1000)
+                return StepResult("", PASS, a.latency_ms, a.status, f"{size} bytes at {mbps:.1f} MiB/s",
+                                  metrics={"bytes": size, "MiBps": round(mbps, 2)})
+
+            def land() -> StepResult:
+                deadline = time.monotonic() + self.land_timeout
+                polls, last = 0, None
+                while True:
+                    a = self.call("GET", f"/models/{name}")
+                    polls += 1
+                    if a.status == 200 and isinstance(a.body, dict) and a.body.get("sha256") == sha:
+                        break
+                    if a.status != 404 and a.status != 200:
+                        require(contract.check_model(a.status, a.body, name), a)
+                    last = a
+                    if time.monotonic() > deadline:
+                        raise StepFailed([f"model not landed after {self.land_timeout:.0f}s "
+                                          f"(last answer HTTP {last.status})"], last)
+                    time.sleep(0.25)
+                require(contract.check_model(a.status, a.body, name, sha256=sha, size=size), a)
+                waited = (time.perf_counter() - self.facts["put_done"]) * 1000
+                self.facts["large"] = (size, sha)
+                self.facts["largeFileId"] = a.body["fileId"]
+                return StepResult("", PASS, waited, a.status,
+                                  f"landed after {waited:.0f} ms, {polls} polls, version {a.body['version']}",
+                                  metrics={"bytes": size, "polls": polls})
+
+            self.step("uploads: presigned PUT URL", "upload", presign)
+            self.step(f"uploads: PUT {size // 1048576} MiB to S3", "upload", put, needs=("upload",))
+            self.step("uploads: S3 event lands the model", "event", land, needs=("put_done",))
+            self.step("predict uploaded model (cold)", "predict",
+                      lambda: self.predict_opaque(name, self.facts["largeFileId"], "large"), needs=("large",))
+            self.step("predict uploaded model (warm)", "predict",
+                      lambda: self.predict_opaque(name, self.facts["largeFileId"], "large"), needs=("large",))
+        finally:
+            f.close()
+
+    def onnx_steps(self) -> None:
+        built = self.build_onnx()
+        if built is None:
+            self.record(StepResult("predict ONNX model", SKIPPED, detail="skipped: onnx not installed",
+                                   category="predict"))
+            return
+        model_bytes, inputs, expected, shape = built
+        name = self.name("linear.onnx")
+
+        def ingest() -> StepResult:
+            a = self.call("POST", "/ingest", {"data": base64.b64encode(model_bytes).decode(),
+                                              "encoding": "base64", "filename": name})
+            require(contract.check_ingest(a.status, a.body, size=len(model_bytes), statuses=("created",)), a)
+            self.facts["onnxFileId"] = a.body["fileId"]
+            return StepResult("", PASS, a.latency_ms, a.status, f"{len(model_bytes)} bytes (base64)")
+
+        def predict() -> StepResult:
+            file_id = self.facts["onnxFileId"]
+            a = self.call("POST", "/predict", {"fileId": file_id, "model": name, "inputs": inputs})
+            require(contract.check_predict(a.status, a.body, file_id), a)
+            require(contract.check_tensor(a.body["result"], "y", expected, shape), a)
+            return self._predict_result(a)
+
+        self.step("ingest ONNX model (inline base64)", "ingest", ingest)
+        self.step("predict ONNX model (cold)", "predict", predict, needs=("onnxFileId",))
+        for i in range(1, self.warm_repeats + 1):
+            self.step(f"predict ONNX model (warm {i})", "predict", predict, needs=("onnxFileId",))
+
+    def catalogue(self) -> StepResult:
+        a = self.call("GET", "/models")
+        require(contract.check_model_list(a.status, a.body), a)
+        mine = {m["name"]: m for m in a.body["models"] if m["name"].startswith(self.name(""))}
+        problems = []
+        for fact, model in (("opaque", self.name("opaque.pt")), ("s3key", self.name("s3key.bin")),
+                            ("large", self.name("large.bin"))):
+            if fact in self.facts:
+                size, sha = self.facts[fact]
+                if model not in mine:
+                    problems.append(f"'{model}' missing from GET /models")
+                elif mine[model]["sha256"] != sha or mine[model]["sizeBytes"] != size:
+                    problems.append(f"'{model}' listed with another size or sha256")
+        require(problems, a)
+        return StepResult("", PASS, a.latency_ms, a.status, f"{a.body['count']} models, {len(mine)} from this run")
+
+    def error_steps(self) -> None:
+        def expect(code: str, method: str, path: str, body: Any = None, **kw: Any) -> Callable[[], StepResult]:
+            def run() -> StepResult:
+                a = self.call(method, path, body, **kw)
+                require(contract.check_error(a.status, a.body, code), a)
+                return StepResult("", PASS, a.latency_ms, a.status, f"{code}: {a.body['message']}"[:120])
+            return run
+
+        missing = self.name("missing.pt")
+        self.step("error: malformed JSON -> 400", "error", expect("INVALID_REQUEST", "POST", "/ingest", raw="{not json"))
+        self.step("error: ingest without key or data -> 400", "error",
+                  expect("INVALID_REQUEST", "POST", "/ingest", {"filename": "x.pt"}))
+        self.step("error: predict without model -> 400", "error",
+                  expect("INVALID_REQUEST", "POST", "/predict", {"fileId": "x"}))
+        self.step("error: traversal in filename -> 400", "error",
+                  expect("INVALID_REQUEST", "POST", "/ingest", {"data": "x", "filename": "../etc/passwd"}))
+        self.step("error: ingest missing S3 key -> 404", "error",
+                  expect("S3_NOT_FOUND", "POST", "/ingest", {"key": f"models/{missing}"}))
+        # 5 TiB is S3's own object limit: above any MAX_INGEST_BYTES, refused before a byte moves.
+        self.step("error: upload above MAX_INGEST_BYTES -> 413", "error",
+                  expect("FILE_TOO_LARGE", "POST", "/uploads", {"key": f"models/{missing}", "sizeBytes": 5 * 2**40}))
+        self.step("error: predict unknown model -> 404", "error",
+                  expect("NOT_FOUND", "POST", "/predict", {"fileId": missing, "model": missing}))
+        self.step("error: GET unknown model -> 404", "error", expect("NOT_FOUND", "GET", f"/models/{missing}"))
+        for code, why in UNPROVOKABLE.items():
+            self.record(StepResult(f"error: {code} -> {contract.ERROR_STATUS[code]}", NOT_APPLICABLE,
+                                   detail=f"not provokable on a healthy stack: {why}", category="error"))
