@@ -32,7 +32,9 @@ def client(settings: Settings | None = None) -> Any:
                 _client = boto3.session.Session().client(
                     "s3",
                     config=Config(
-                        retries={"mode": "standard", "max_attempts": s.s3_max_attempts},
+                        # total_max_attempts counts the first try; botocore's
+                        # max_attempts would count retries only (one call too many).
+                        retries={"mode": "standard", "total_max_attempts": s.s3_max_attempts},
                         connect_timeout=s.s3_connect_timeout,
                         read_timeout=s.s3_read_timeout,
                     ),
