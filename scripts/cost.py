@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""Monthly cost estimate for this stack, in the seed README's table format.
+
+    python scripts/cost.py                        # the seed's own usage -> ~$4.37/month
+    python scripts/cost.py --consumer-invocations 200000 --throughput-mode elastic --efs-read-gb 500
+    make cost COST_ARGS="--efs-gb 50 --free-tier"
+
+Unit prices come from scripts/prices.json only. Each line is rounded to the
+cent as in the seed's table, and the total is the sum of the rounded lines
+(the seed's ~$4.37); ``--json`` also gives the unrounded amounts.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+PRICES_PATH = Path(__file__).resolve().with_name("prices.json")
+THROUGHPUT_MODES = ("bursting", "elastic", "provisioned")
+GIB_PER_GB = 1.0  # AWS bills storage in GB-months; the seed does not distinguish GB and GiB
+
+
+def load_prices(path: Path = PRICES_PATH) -> dict[str, Any]:
+    """The unit prices (see prices.json for their source and date)."""
+    return json.loads(path.read_text())
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One month of usage. Defaults are the seed's 'typical POC usage'."""
+
+    producer_invocations: int = 1000
+    producer_duration_s: float = 2.0
+    producer_memory_mb: int = 1024
+    consumer_invocations: int = 5000
+    consumer_duration_s: float = 2.0
+    consumer_memory_mb: int = 2048
+    api_requests: int | None = None
+    """Defaults to all invocations (every one came through the API)."""
+    efs_gb: float = 10.0
+    throughput_mode: str = "bursting"
+    efs_read_gb: float = 0.0
+    efs_write_gb: float = 0.0
+    provisioned_mibps: float = 0.0
+    s3_gb: float = 20.0
+    s3_put_requests: int = 6000
+    """The seed prices its '~6000 PUT/GET' at the PUT rate ($0.03)."""
+    s3_get_requests: int = 0
+    log_gb: float = 1.0
+    free_tier: bool = False
+
+    @property
+    def invocations(self) -> int:
+        return self.producer_invocations + self.consumer_invocations
+
+    @property
+    def requests(self) -> int:
+        return self.api_requests if self.api_requests is not None else self.invocations
+
+
+@dataclass(frozen=True)
+class Line:
+    """One row of the cost table."""
+
+    service: str
+    usage: str
+    unit_cost: str
+    amount: float
+    free_tier: str
+
+    @property
+    def rounded(self) -> Decimal:
+        return Decimal(str(self.amount)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def _money(v: float) -> str:
+    return f"${v:g}" if v >= 0.01 else f"${v:.10f}".rstrip("0")
+
+
+def _count(n: float) -> str:
+    return f"{n:,.0f}"
+
+
+def estimate(u: Usage, prices: dict[str, Any]) -> list[Line]:
+    """The cost lines for ``u``; free-tier allowances are deducted only if ``u.free_tier``."""
+    if u.throughput_mode not in THROUGHPUT_MODES:
+        raise ValueError(f"throughput mode must be one of {', '.join(THROUGHPUT_MODES)}")
+    ft = prices["free_tier"]
+
+    def allowance(key: str) -> float:
+        return ft[key] if u.free_tier else 0
+
+    gb_s_producer = u.producer_invocations * u.producer_duration_s * u.producer_memory_mb / 1024
+    gb_s_consumer = u.consumer_invocations * u.consumer_duration_s * u.consumer_memory_mb / 1024
+    # The free GB-seconds cover the producer first, then the consumer.
+    free_gb_s = allowance("lambda_gb_seconds")
+    billed_producer = max(0.0, gb_s_producer - free_gb_s)
+    billed_consumer = max(0.0, gb_s_consumer - max(0.0, free_gb_s - gb_s_producer))
+    gbs = prices["lambda_gb_second"]
+    lines = [
+        Line("Lambda (Producer)", f"{_count(u.producer_invocations)} invocations x {u.producer_duration_s:g}s x "
+             f"{u.producer_memory_mb}MB", f"{_money(gbs)}/GB-second", billed_producer * gbs,
+             f"{_count(ft['lambda_requests'])} requests + {_count(ft['lambda_gb_seconds'])} GB-seconds/month"),
+        Line("Lambda (Consumer)", f"{_count(u.consumer_invocations)} invocations x {u.consumer_duration_s:g}s x "
+             f"{u.consumer_memory_mb}MB", f"{_money(gbs)}/GB-second", billed_consumer * gbs, "same allowance"),
+        Line("Lambda Requests", f"{_count(u.invocations)} requests",
+             f"${prices['lambda_requests_per_million']:.2f}/1M requests",
+             max(0, u.invocations - allowance("lambda_requests")) * prices["lambda_requests_per_million"] / 1e6,
+             "same allowance"),
+        Line("EFS Storage", f"{u.efs_gb:g} GB", f"${prices['efs_standard_gb_month']:.2f}/GB-month",
+             u.efs_gb * prices["efs_standard_gb_month"], "No free tier"),
+    ]
+    lines.append(_efs_throughput(u, prices))
+    lines += [
+        Line("S3 Storage", f"{u.s3_gb:g} GB", f"${prices['s3_standard_gb_month']}/GB-month",
+             max(0.0, u.s3_gb - allowance("s3_gb")) * prices["s3_standard_gb_month"], f"{ft['s3_gb']} GB free"),
+        Line("S3 Requests", f"{_count(u.s3_put_requests)} PUT, {_count(u.s3_get_requests)} GET",
+             f"${prices['s3_put_per_1000']}/1000 PUT, ${prices['s3_get_per_1000']}/1000 GET",
+             max(0, u.s3_put_requests - allowance("s3_put_requests")) * prices["s3_put_per_1000"] / 1000
+             + max(0, u.s3_get_requests - allowance("s3_get_requests")) * prices["s3_get_per_1000"] / 1000,
+             f"{_count(ft['s3_get_requests'])} GET, {_count(ft['s3_put_requests'])} PUT free"),
+        Line("API Gateway", f"{_count(u.requests)} requests", f"${prices['api_gateway_rest_per_million']:.2f}/1M requests",
+             max(0, u.requests - allowance("api_gateway_requests")) * prices["api_gateway_rest_per_million"] / 1e6,
+             f"{_count(ft['api_gateway_requests'])} requests/month (first 12 months)"),
+        Line("CloudWatch Logs", f"{u.log_gb:g} GB", f"${prices['cloudwatch_logs_ingest_per_gb']:.2f}/GB",
+             max(0.0, u.log_gb - allowance("cloudwatch_logs_gb")) * prices["cloudwatch_logs_ingest_per_gb"],
+             f"{ft['cloudwatch_logs_gb']} GB ingestion free"),
+        Line("VPC (S3 Endpoint)", "1 gateway endpoint", "Free", prices["vpc_s3_gateway_endpoint_month"], "Always free"),
+    ]
+    return lines
+
+
+def bursting_baseline_mibps(efs_gb: float, prices: dict[str, Any]) -> float:
+    """Throughput a bursting file system sustains once its credits are spent."""
+    return efs_gb * GIB_PER_GB * prices["efs_bursting_baseline_kibps_per_gib"] / 1024
+
+
+def _efs_throughput(u: Usage, prices: dict[str, Any]) -> Line:
+    if u.throughput_mode == "bursting":
+        return Line("EFS Throughput (bursting)", f"baseline {bursting_baseline_mibps(u.efs_gb, prices):.2f} MiB/s",
+                    "Included in storage", 0.0, "N/A")
+    if u.throughput_mode == "elastic":
+        amount = u.efs_read_gb * prices["efs_elastic_read_per_gb"] + u.efs_write_gb * prices["efs_elastic_write_per_gb"]
+        return Line("EFS Throughput (elastic)", f"{u.efs_read_gb:g} GB read, {u.efs_write_gb:g} GB written",
+                    f"${prices['efs_elastic_read_per_gb']}/GB read, ${prices['efs_elastic_write_per_gb']}/GB written",
+                    amount, "No free tier")
+    # Provisioned: billed only above the baseline the stored data earns.
+    billable = max(0.0, u.provisioned_mibps - bursting_baseline_mibps(u.efs_gb, prices))
+    return Line("EFS Throughput (provisioned)", f"{u.provisioned_mibps:g} MiB/s ({billable:.2f} above baseline)",
+                f"${prices['efs_provisioned_mibps_month']:.2f}/MiB/s-month",
+                billable * prices["efs_provisioned_mibps_month"], "No free tier")
+
+
+def total(lines: list[Line]) -> Decimal:
+    """The seed's total: the sum of the lines as rounded in the table."""
+    return sum((line.rounded for line in lines), Decimal("0.00"))
+
+
+def render(lines: list[Line], u: Usage) -> str:
+    """The seed's markdown table for these lines."""
+    rows = [("Service", "Usage", "Unit Cost", "Monthly Cost", "Free Tier"), ("---",) * 5]
+    rows += [(f"**{l.service}**", l.usage, l.unit_cost, f"${l.rounded}", l.free_tier) for l in lines]
+    rows.append(("", "", "**Total**", f"**~${total(lines)}/month**", "applied" if u.free_tier else "not applied"))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    out = []
+    for r in rows:
+        if r[0] == "---":
+            out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+        else:
+            out.append("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
+    return "\n".join(out)
+
+
+def parse_args(argv: list[str] | None) -> tuple[Usage, bool]:
+    d = Usage()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--producer-invocations", type=int, default=d.producer_invocations)
+    p.add_argument("--producer-duration-s", type=float, default=d.producer_duration_s)
+    p.add_argument("--producer-memory-mb", type=int, default=d.producer_memory_mb)
+    p.add_argument("--consumer-invocations", type=int, default=d.consumer_invocations)
+    p.add_argument("--consumer-duration-s", type=float, default=d.consumer_duration_s)
+    p.add_argument("--consumer-memory-mb", type=int, default=d.consumer_memory_mb)
+    p.add_argument("--api-requests", type=int, default=None, help="default: all invocations")
+    p.add_argument("--efs-gb", type=float, default=d.efs_gb, help="EFS Standard GB stored")
+    p.add_argument("--throughput-mode", choices=THROUGHPUT_MODES, default=d.throughput_mode)
+    p.add_argument("--efs-read-gb", type=float, default=0.0, help="elastic mode: GB read per month")
+    p.add_argument("--efs-write-gb", type=float, default=0.0, help="elastic mode: GB written per month")
+    p.add_argument("--provisioned-mibps", type=float, default=0.0, help="provisioned mode: MiB/s provisioned")
+    p.add_argument("--s3-gb", type=float, default=d.s3_gb)
+    p.add_argument("--s3-put-requests", type=int, default=d.s3_put_requests)
+    p.add_argument("--s3-get-requests", type=int, default=d.s3_get_requests)
+    p.add_argument("--log-gb", type=float, default=d.log_gb, help="CloudWatch Logs GB ingested")
+    p.add_argument("--free-tier", action="store_true", help="deduct the monthly free-tier allowances")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    a = p.parse_args(argv)
+    numbers = [v for k, v in vars(a).items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if any(v < 0 for v in numbers):
+        p.error("usage figures must be >= 0")
+    usage = Usage(**{k: v for k, v in vars(a).items() if k != "json"})
+    return usage, a.json
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the cost table (or JSON) for the usage on the command line."""
+    usage, as_json = parse_args(argv)
+    prices = load_prices()
+    lines = estimate(usage, prices)
+    if as_json:
+        print(json.dumps({"usage": asdict(usage), "lines": [{**asdict(l), "rounded": float(l.rounded)} for l in lines],
+                          "total": float(total(lines)), "unrounded_total": round(sum(l.amount for l in lines), 6)},
+                         indent=2))
+        return 0
+    print(render(lines, usage))
+    if usage.throughput_mode == "bursting":
+        print(f"\nBursting EFS sustains {bursting_baseline_mibps(usage.efs_gb, prices):.2f} MiB/s for "
+              f"{usage.efs_gb:g} GB stored once burst credits are spent; loading large models "
+              "often needs --throughput-mode elastic.")
+    print(f"Unit prices: {PRICES_PATH.name} ({load_prices()['_updated']}); "
+          f"unrounded total ${sum(l.amount for l in lines):.4f}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
