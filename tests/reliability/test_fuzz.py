@@ -30,17 +30,25 @@ names = st.one_of(
     st.sampled_from(["..", ".", "", "a/b", "../x", "/etc/passwd", "x\x00y", "models/a", "inputs/b.json",
                      "outputs/c", "a" * 201, "a" * 200, "ｍodel", "model.onnx"]),
 )
-content_types = st.sampled_from(["application/json", "application/json; charset=utf-8", "APPLICATION/JSON",
+valid_names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,30}", fullmatch=True)
+# Half the content types are JSON, so bodies get past the first check.
+content_types = st.just("application/json") | st.sampled_from(["application/json", "application/json; charset=utf-8", "APPLICATION/JSON",
                                  "application/vnd.x+json", "text/plain", "application/octet-stream",
                                  "multipart/form-data; boundary=x", "", "application/x-www-form-urlencoded"])
-ingest_bodies = st.fixed_dictionaries({}, optional={
+valid_ingest = st.fixed_dictionaries({"data": st.text(max_size=300), "filename": valid_names}, optional={
+    "encoding": st.just("text")}) | st.fixed_dictionaries({
+        "data": st.binary(max_size=300).map(lambda b: base64.b64encode(b).decode()),
+        "filename": valid_names.map(lambda n: "inputs/" + n) | valid_names, "encoding": st.just("base64")})
+ingest_bodies = valid_ingest | st.fixed_dictionaries({}, optional={
     "data": st.one_of(st.text(max_size=200), st.binary(max_size=200).map(lambda b: base64.b64encode(b).decode()),
                       json_values),
     "filename": names | json_values,
     "encoding": st.sampled_from(["text", "base64", "hex", "", None]) | json_values,
     "key": names.map(lambda n: "models/" + n) | names | json_values,
 }) | st.dictionaries(st.text(max_size=12), json_values, max_size=5) | json_values
-predict_bodies = st.fixed_dictionaries({}, optional={
+valid_predict = st.fixed_dictionaries({"fileId": valid_names, "model": st.just("fuzz-model.bin")}, optional={
+    "inputs": st.dictionaries(st.text(max_size=8), st.lists(st.floats(allow_nan=False), max_size=4), max_size=2)})
+predict_bodies = valid_predict | st.fixed_dictionaries({}, optional={
     "fileId": names | json_values,
     "model": st.sampled_from(["fuzz-model.bin", "models/fuzz-model.bin"]) | names | json_values,
     "inputs": st.dictionaries(st.text(max_size=8), json_values, max_size=3) | json_values,
