@@ -215,9 +215,9 @@ class Store:
     def _open_regular(self, path: str) -> BinaryIO:
         """Open a regular file without following a symlink planted in the store."""
         try:
-            fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+            fd = _open_beneath(self.root, path, os.O_RDONLY | _NOFOLLOW)
         except OSError as exc:
-            if exc.errno == errno.ELOOP:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise FileNotFoundError(path) from None
             raise
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -237,7 +237,7 @@ class Store:
         """Manifests of every complete object of one kind, by name."""
         out = []
         try:
-            names = sorted(os.listdir(os.path.join(self.root, kind)))
+            names = sorted(_list_real_dir(self.root, os.path.join(self.root, kind)))
         except FileNotFoundError:
             return out
         for name in names:
@@ -430,7 +430,7 @@ class Store:
         intent temps in .meta carry ``<name>.json`` / ``<name>.pending``."""
         data_dir, meta_dir = os.path.join(self.root, ref.kind), os.path.join(self.root, META_DIR, ref.kind)
         owners = {data_dir: {ref.name}, meta_dir: {ref.name + ".json", ref.name + ".pending"}}
-        return [os.path.join(d, e) for d, names in owners.items() for e in _list_real_dir(d)
+        return [os.path.join(d, e) for d, names in owners.items() for e in _list_real_dir(self.root, d)
                 if (m := _TEMP_RE.match(e)) and m.group("name") in names]
 
     def _sweep_temps(self, ref: ObjectRef) -> None:
@@ -447,9 +447,9 @@ class Store:
         """
         removed = 0
         for kind in KINDS:
-            names = {m.group("name") for e in _list_real_dir(os.path.join(self.root, kind))
+            names = {m.group("name") for e in _list_real_dir(self.root, os.path.join(self.root, kind))
                      if (m := _TEMP_RE.match(e))}
-            for entry in _list_real_dir(os.path.join(self.root, META_DIR, kind)):
+            for entry in _list_real_dir(self.root, os.path.join(self.root, META_DIR, kind)):
                 m = _TEMP_RE.match(entry)
                 owner = m.group("name") if m else entry
                 for suffix in (".json", ".pending"):
@@ -509,13 +509,37 @@ class Store:
         return report
 
 
-def _list_real_dir(path: str) -> list[str]:
-    """Entries of a store directory; none if it is missing or was replaced by
+def _open_beneath(root: str, path: str, flags: int) -> int:
+    """Open ``path`` inside ``root`` following no symlink below ``root``: not
+    the file, nor any directory on the way (O_NOFOLLOW guards only the last
+    component)."""
+    parts = os.path.relpath(path, root).split(os.sep)
+    if parts[0] == os.pardir:
+        raise FileNotFoundError(path)
+    dfd = os.open(root, _DIR_FLAGS)
+    try:
+        for part in parts[:-1]:
+            nfd = os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dfd)
+            os.close(dfd)
+            dfd = nfd
+        return os.open(parts[-1], flags | os.O_NOFOLLOW, dir_fd=dfd)
+    finally:
+        os.close(dfd)
+
+
+def _list_real_dir(root: str, path: str) -> list[str]:
+    """Entries of a store directory; none if it is missing or reached through
     a symlink (debris sweeps must never list, or unlink, outside the root)."""
     try:
-        return os.listdir(path) if stat.S_ISDIR(os.lstat(path).st_mode) else []
-    except FileNotFoundError:
-        return []
+        fd = _open_beneath(root, path, _DIR_FLAGS)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+            return []
+        raise
+    try:
+        return os.listdir(fd)
+    finally:
+        os.close(fd)
 
 
 def _unlink_quietly(path: str) -> None:
