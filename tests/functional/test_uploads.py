@@ -95,3 +95,24 @@ def test_size_above_max_ingest_is_413_before_any_url(client, bucket, monkeypatch
 
 def test_without_a_bucket_uploads_are_refused(client):
     error(presign(client, "models/m.bin", 1), 400, "INVALID_REQUEST")
+
+
+def test_demo_client_streams_a_presigned_put_with_length_and_progress(client, bucket, s3_client, capsys):
+    """The demonstration client's upload: Content-Length (S3 refuses chunked PUTs), a progress bar."""
+    import io
+    import os
+
+    from demo.client import PROGRESS_THRESHOLD_BYTES, ApiClient, ProgressReader
+    from demo.target import Target
+
+    data = os.urandom(PROGRESS_THRESHOLD_BYTES + 12345)
+    prepared = requests.Request("PUT", "http://127.0.0.1:1/x",
+                                data=ProgressReader(io.BytesIO(data), len(data), "t")).prepare()
+    assert prepared.headers["Content-Length"] == str(len(data)) and "Transfer-Encoding" not in prepared.headers
+
+    up = ok(presign(client, "models/streamed.bin", len(data)))
+    api = ApiClient(Target(api_url="http://127.0.0.1:1"))
+    answer = api.put_presigned(up["url"], io.BytesIO(data), len(data), up["headers"], "streamed")
+    assert answer.status == 200, answer.body
+    assert s3_client.get_object(Bucket=bucket, Key="models/streamed.bin")["Body"].read() == data
+    assert "streamed" in capsys.readouterr().err  # tqdm's bar, on stderr
