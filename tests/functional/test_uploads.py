@@ -1,6 +1,5 @@
 """POST /uploads: presigned PUT URLs against a real moto S3, then the S3 event lands the model."""
 import hashlib
-import json
 from urllib.parse import parse_qs, urlparse
 
 import pytest
