@@ -52,18 +52,6 @@ def alive(pid: int) -> bool:
         return False
 
 
-def local_store_root() -> Path:
-    """EFS_ROOT of the ``local`` stage in .chalice/config.json, as a path.
-
-    scripts/local.py serves the store from there but does not create it, and
-    on a fresh clone /health reports an absent store (500) until it exists.
-    """
-    config = json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text())
-    stage_env = config.get("stages", {}).get("local", {}).get("environment_variables", {})
-    root = stage_env.get("EFS_ROOT") or config.get("environment_variables", {}).get("EFS_ROOT", ".local/efs")
-    return PROJECT_DIR / root
-
-
 def wait_ready(proc: subprocess.Popen, endpoints: Path, timeout: float) -> dict:
     """The endpoints document once this server wrote it and answers /health."""
     deadline = time.monotonic() + timeout
@@ -119,9 +107,6 @@ def main(argv: list[str] | None = None) -> int:
     log_dir.mkdir(exist_ok=True)
     endpoints = log_dir / "endpoints.json"
     server_log = log_dir / "demo-server.log"
-    store_root = local_store_root()
-    if store_root.is_relative_to(PROJECT_DIR):  # never create folders outside the checkout
-        store_root.mkdir(parents=True, exist_ok=True)
     # local.py writes .local/endpoints.json; a stale one from a killed run
     # is told apart by its pid.
     with open(server_log, "wb") as log:

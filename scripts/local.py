@@ -135,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         config = factory.create_config_obj(chalice_stage_name="local")
         app_obj = config.chalice_app  # also applies the stage's environment variables
         bucket = os.environ["MODEL_BUCKET"]
+        # The local stand-in for the EFS mount: a folder, there from the start
+        # so that /health is truthful before the first write.
+        os.makedirs(os.environ["EFS_ROOT"], exist_ok=True)
         import boto3
 
         boto3.client("s3").create_bucket(Bucket=bucket)
