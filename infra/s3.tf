@@ -42,6 +42,9 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "models" {
 
 resource "aws_s3_bucket_lifecycle_configuration" "models" {
   bucket = aws_s3_bucket.models.id
+  # AWS's default for new configurations; stated so the provider need not
+  # wait for it to show up in what it reads back.
+  transition_default_minimum_object_size = "all_storage_classes_128K"
 
   # Versioning keeps every overwritten model; bound what that costs.
   rule {

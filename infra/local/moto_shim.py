@@ -17,7 +17,9 @@ Gaps bridged, each where it is patched below:
 4. Security group rules keep their description only for CIDR sources:
    one on a referenced group or a prefix list is dropped, so Terraform
    plans to re-add it on every run.
-5. AWS-managed policies (AWSLambdaVPCAccessExecutionRole) exist only with
+5. EFS ``DeleteFileSystemPolicy`` is not implemented (HTTP 500, which
+   the provider retries for minutes during destroy).
+6. AWS-managed policies (AWSLambdaVPCAccessExecutionRole) exist only with
    ``MOTO_IAM_LOAD_MANAGED_POLICIES=true``, set here before moto loads.
 
 Usage: ``python infra/local/moto_shim.py -H 127.0.0.1 -p PORT`` (moto_server's arguments).
@@ -32,13 +34,14 @@ import os
 import sys
 from typing import Any
 
-# Gap 5: read by moto.settings when the IAM backend is created.
+# Gap 6: read by moto.settings when the IAM backend is created.
 os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
 
 from moto import server  # noqa: E402  (the variable above must be set first)
 from moto.apigateway import models as apigateway_models  # noqa: E402
 from moto.awslambda import models as lambda_models  # noqa: E402
 from moto.ec2.models import security_groups as sg_models  # noqa: E402
+from moto.efs.responses import EFSResponse  # noqa: E402
 
 
 def _wrap(owner: Any, name: str):
@@ -113,6 +116,18 @@ def _rule_init(original, self, *args, **kwargs):
 
 
 sg_models.SecurityGroupRule.description = property(lambda self: self.shim_description)
+
+
+# Gap 5: DeleteFileSystemPolicy, unless moto has gained it.
+def _delete_file_system_policy(self):
+    file_system_id = self._get_param("FileSystemId")
+    self.efs_backend.describe_file_system_policy(file_system_id)  # AWS's errors for a missing fs/policy
+    self.efs_backend.file_systems_by_id[file_system_id].file_system_policy = None
+    return "{}", {"Content-Type": "application/json"}
+
+
+if not hasattr(EFSResponse, "delete_file_system_policy"):
+    EFSResponse.delete_file_system_policy = _delete_file_system_policy
 
 
 if __name__ == "__main__":

@@ -1,0 +1,233 @@
+"""Local deployment rehearsal: apply the packaged stack to moto, verify, re-plan, destroy.
+
+Build-time code for ``make deploy-local`` and tests/infra.  Steps:
+
+1. start the patched moto server (moto_shim.py) on a free loopback port;
+2. ``terraform apply`` a copy of the packaged stack plus moto_override.tf;
+3. check with boto3 what Terraform cannot see for itself: every function has
+   its VpcConfig and the access point mounted at /mnt/efs, the access point
+   and one mount target per subnet exist, the bucket notification reaches
+   the S3 handler for models/ and inputs/, the REST API has every route and
+   a key-protected usage plan;
+4. a second ``terraform plan -detailed-exitcode`` must find no changes;
+5. ``terraform destroy``, after which moto must hold none of the stack.
+
+moto does not run Lambda code (no Docker here); only the wiring is proven.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import boto3
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tfcli import cli_env, terraform  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+REGION = "us-east-1"
+MOUNT_PATH = "/mnt/efs"
+
+
+class RehearsalError(AssertionError):
+    """The stack did not deploy, verify, re-plan or destroy as promised."""
+
+
+@dataclass
+class Report:
+    """What the rehearsal did and how long each step took (seconds)."""
+
+    timings: dict[str, float] = field(default_factory=dict)
+    checks: list[str] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def moto_server(python: str, log_path: Path, timeout: float = 30) -> Iterator[str]:
+    """Run moto_shim.py on a free loopback port for the duration of the block; yield its URL."""
+    port = _free_port()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([python, str(HERE / "moto_shim.py"), "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RehearsalError(f"moto server exited ({proc.returncode}); see {log_path}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RehearsalError(f"moto server not listening after {timeout}s; see {log_path}")
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _check(report: Report, condition: bool, message: str) -> None:
+    if not condition:
+        raise RehearsalError(message)
+    report.checks.append(message)
+
+
+def _expected_routes(stack_dir: Path) -> set[tuple[str, str]]:
+    """(path, METHOD) pairs of the packaged API, read from its Swagger document."""
+    template = json.loads((stack_dir / "chalice.tf.json").read_text())
+    swagger = json.loads(template["locals"]["chalice_api_swagger"])
+    return {(path, method.upper()) for path, item in swagger["paths"].items()
+            for method in item if not method.startswith("x-")}
+
+
+def verify(clients: Callable[[str], Any], outputs: dict[str, Any], routes: set[tuple[str, str]],
+           report: Report) -> None:
+    """Check the deployed wiring through the AWS APIs (here: moto's)."""
+    subnets = set(outputs["private_subnet_ids"])
+    access_point = outputs["efs_access_point_arn"]
+    functions = outputs["function_arns"]
+    lam = clients("lambda")
+    for name, arn in functions.items():
+        config = lam.get_function(FunctionName=arn)["Configuration"]
+        vpc = config.get("VpcConfig") or {}
+        _check(report, set(vpc.get("SubnetIds", [])) == subnets
+               and vpc.get("SecurityGroupIds") == [outputs["lambda_security_group_id"]],
+               f"{name}: VpcConfig in every private subnet with the Lambda security group")
+        _check(report, config.get("FileSystemConfigs") == [{"Arn": access_point, "LocalMountPath": MOUNT_PATH}],
+               f"{name}: mounts the access point at {MOUNT_PATH}")
+        _check(report, config.get("Runtime") == "python3.12", f"{name}: runtime python3.12")
+
+    efs = clients("efs")
+    fs_id = outputs["efs_file_system_id"]
+    points = efs.describe_access_points(FileSystemId=fs_id)["AccessPoints"]
+    _check(report, [p["AccessPointArn"] for p in points] == [access_point]
+           and points[0]["PosixUser"]["Uid"] == 1000 and points[0]["RootDirectory"]["Path"] == "/lambda",
+           "access point exists: uid 1000, root /lambda")
+    targets = efs.describe_mount_targets(FileSystemId=fs_id)["MountTargets"]
+    _check(report, sorted(t["SubnetId"] for t in targets) == sorted(subnets), "one mount target per private subnet")
+
+    s3 = clients("s3")
+    bucket = outputs["s3_bucket_name"]
+    notifications = s3.get_bucket_notification_configuration(Bucket=bucket).get("LambdaFunctionConfigurations", [])
+    prefixes = {rule["Value"]: n["LambdaFunctionArn"] for n in notifications
+                for rule in n["Filter"]["Key"]["FilterRules"] if rule["Name"] == "prefix"}
+    handler_arns = {arn + ":live" for arn in functions.values()}
+    _check(report, set(prefixes) == {"models/", "inputs/"} and set(prefixes.values()) <= handler_arns,
+           "bucket notification sends models/ and inputs/ ObjectCreated to the S3 handler's live alias")
+    block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    _check(report, all(block.values()), "bucket public access block fully on")
+
+    api = clients("apigateway")
+    api_id = outputs["RestAPIId"]
+    deployed = {(r["path"], m) for r in api.get_resources(restApiId=api_id, limit=500)["items"]
+                for m in r.get("resourceMethods", {})}
+    _check(report, routes and routes <= deployed, f"REST API has every route: {sorted(routes)}")
+    plans = api.get_usage_plans(keyId=outputs["api_key_id"])["items"]
+    _check(report, any({"apiId": api_id, "stage": "api"} in p.get("apiStages", []) for p in plans),
+           "API key belongs to a usage plan on the api stage")
+
+
+def verify_destroyed(clients: Callable[[str], Any], outputs: dict[str, Any], report: Report) -> None:
+    """Check that moto holds nothing of the stack any more."""
+    leftovers = {
+        "functions": [f["FunctionName"] for f in clients("lambda").list_functions()["Functions"]],
+        "file systems": [f["FileSystemId"] for f in clients("efs").describe_file_systems()["FileSystems"]],
+        "buckets": [b["Name"] for b in clients("s3").list_buckets()["Buckets"]],
+        "rest apis": [a["id"] for a in clients("apigateway").get_rest_apis()["items"]],
+        "api keys": [k["id"] for k in clients("apigateway").get_api_keys()["items"]],
+        "vpcs": [v["VpcId"] for v in clients("ec2").describe_vpcs()["Vpcs"] if not v.get("IsDefault")],
+        "roles": [r["RoleName"] for r in clients("iam").list_roles()["Roles"]],
+        "log groups": [g["logGroupName"] for g in clients("logs").describe_log_groups()["logGroups"]],
+    }
+    left = {kind: names for kind, names in leftovers.items() if names}
+    _check(report, not left, f"nothing left after destroy{': ' + str(left) if left else ''}")
+
+
+def rehearse(stack_dir: Path, work_dir: Path, python: str = sys.executable,
+             log: Callable[[str], None] = print) -> Report:
+    """Run the whole rehearsal on a copy of ``stack_dir`` in ``work_dir``; raise RehearsalError on any failure."""
+    report = Report()
+    stack_dir, work_dir = Path(stack_dir).resolve(), Path(work_dir).resolve()
+    if work_dir.exists():
+        shutil.rmtree(work_dir)
+    shutil.copytree(stack_dir, work_dir, ignore=shutil.ignore_patterns(
+        ".terraform", "terraform.tfstate*", "terraform.tfvars", "tests"))
+    shutil.copy2(HERE / "moto_override.tf", work_dir / "moto_override.tf")
+    routes = _expected_routes(stack_dir)
+
+    def step(name: str, args: list[str], env: dict[str, str], check: bool = True):
+        start = time.monotonic()
+        log(f"rehearsal: terraform {name}")
+        proc = terraform(args, work_dir, env, check=check)
+        report.timings[name] = round(time.monotonic() - start, 1)
+        return proc
+
+    with moto_server(python, work_dir / "moto.log") as endpoint:
+        env = cli_env(work_dir.parent) | {
+            "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION, "TF_VAR_region": REGION,
+        }
+        env.pop("AWS_PROFILE", None)
+
+        def clients(service: str) -> Any:
+            return boto3.client(service, endpoint_url=endpoint, region_name=REGION,
+                                aws_access_key_id="testing", aws_secret_access_key="testing")
+
+        step("init", ["init", "-input=false", "-no-color"], env)
+        try:
+            step("apply", ["apply", "-auto-approve", "-input=false", "-no-color"], env)
+            report.outputs = {k: v["value"] for k, v in json.loads(
+                terraform(["output", "-json"], work_dir, env).stdout).items()}
+            verify(clients, report.outputs, routes, report)
+            plan = step("plan", ["plan", "-detailed-exitcode", "-input=false", "-no-color"], env, check=False)
+            if plan.returncode != 0:
+                raise RehearsalError(f"second plan is not empty (exit {plan.returncode}):\n{plan.stdout[-6000:]}"
+                                     f"\n{plan.stderr[-2000:]}")
+            report.checks.append("second plan: no changes")
+        finally:
+            step("destroy", ["destroy", "-auto-approve", "-input=false", "-no-color"], env)
+        verify_destroyed(clients, report.outputs, report)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line for ``make deploy-local``."""
+    parser = argparse.ArgumentParser(description="Rehearse the packaged stack against moto.")
+    parser.add_argument("--stack", type=Path, default=Path("build/stack"))
+    parser.add_argument("--work-dir", type=Path, default=Path("build/rehearsal"))
+    args = parser.parse_args(argv)
+    try:
+        report = rehearse(args.stack, args.work_dir)
+    except (RehearsalError, RuntimeError) as error:
+        print(f"rehearsal FAILED: {error}", file=sys.stderr)
+        return 1
+    for check in report.checks:
+        print(f"  ok  {check}")
+    print("rehearsal passed; seconds per step:", json.dumps(report.timings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
