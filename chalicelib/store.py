@@ -52,6 +52,7 @@ from chalicelib.errors import (
     StoreCorrupt,
 )
 from chalicelib.names import KINDS, ObjectRef, is_valid_name
+from chalicelib.overlap import ThreadedSha256, WriteBehind
 
 META_DIR = ".meta"
 LOCK_DIR = ".locks"
@@ -342,7 +343,10 @@ class Store:
             fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
         except OSError as exc:
             raise EfsWriteFailed("open", f"Failed to create file on EFS ({_reason(exc)})") from None
-        hasher = hashlib.sha256()
+        # Same single pass, overlapped: sha256 on a helper thread and early
+        # write-back while the next chunk arrives (see chalicelib.overlap).
+        hasher = ThreadedSha256()
+        write_behind = WriteBehind(fd)
         size = 0
         try:
             for chunk in chunks:
@@ -354,16 +358,19 @@ class Store:
                     _write_all(fd, chunk)
                 except OSError as exc:
                     raise EfsWriteFailed("write", f"Failed to write file to EFS ({_reason(exc)})") from None
+                write_behind.wrote(len(chunk))
             try:
                 os.fsync(fd)
             except OSError as exc:
                 raise EfsWriteFailed("fsync", f"Failed to flush file to EFS ({_reason(exc)})") from None
+            digest = hasher.hexdigest()
         finally:
+            hasher.close()
             try:
                 os.close(fd)
             except OSError:
                 pass  # NFS may report a deferred error here; fsync above already surfaced it
-        return size, hasher.hexdigest()
+        return size, digest
 
     def _commit(self, ref: ObjectRef, tmp_name: str, manifest: Manifest) -> None:
         """Swap in the object and its manifest. Caller holds WRITER and COMMIT."""

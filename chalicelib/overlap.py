@@ -1,0 +1,111 @@
+"""Overlap the CPU and disk work of one large streamed write with its reads.
+
+An ingest receives each chunk, hashes it and writes it. Done in turn, the
+socket idles while sha256 runs and the disk idles until the final fsync.
+Here sha256 runs on a helper thread (hashlib drops the GIL) and written data
+is queued for write-back as the stream goes, so the final fsync waits only
+for the tail. Small writes never start a thread.
+"""
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+
+MIB = 1024 * 1024
+
+
+class ThreadedSha256:
+    """sha256 of a stream of chunks, hashed in order on a helper thread.
+
+    The first ``inline_bytes`` are hashed in the caller's thread, so short
+    streams (results, manifests, inline ingests) cost no thread. Chunks must
+    not change after :meth:`update` (``bytes`` never do). Always call
+    :meth:`close` (or :meth:`hexdigest`) so the thread ends.
+    """
+
+    def __init__(self, inline_bytes: int = 8 * MIB, depth: int = 4) -> None:
+        self._hasher = hashlib.sha256()
+        self._inline_left = inline_bytes
+        self._depth = depth
+        self._queue: queue.Queue[bytes | None] | None = None
+        self._thread: threading.Thread | None = None
+
+    def update(self, chunk: bytes) -> None:
+        """Add ``chunk`` to the digest (blocks when ``depth`` chunks are waiting)."""
+        if self._queue is None:
+            if self._inline_left > 0:
+                self._hasher.update(chunk)
+                self._inline_left -= len(chunk)
+                return
+            # Bounded: memory stays at ``depth`` chunks however slow hashing is.
+            self._queue = queue.Queue(self._depth)
+            self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+            self._thread.start()
+        self._queue.put(chunk)
+
+    def _run(self) -> None:
+        assert self._queue is not None
+        while (chunk := self._queue.get()) is not None:
+            self._hasher.update(chunk)
+
+    def close(self) -> None:
+        """Stop the helper thread (idempotent)."""
+        if self._thread is not None:
+            assert self._queue is not None
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def hexdigest(self) -> str:
+        """The digest of every chunk given so far."""
+        self.close()
+        return self._hasher.hexdigest()
+
+
+class WriteBehind:
+    """Start write-back of a file's data every ``every`` bytes, without waiting.
+
+    ``sync_file_range(SYNC_FILE_RANGE_WRITE)`` on the bytes written since
+    the last call queues them for the disk (or the NFS server) and returns at
+    once, like RocksDB's ``bytes_per_sync``: the disk works while the stream
+    goes on, and the writer's final fsync (still what makes the file
+    durable) waits only for the tail. A failed write-back is recorded on the
+    file and reported by that fsync. Where the call does not exist (not
+    Linux) this does nothing.
+    """
+
+    def __init__(self, fd: int, every: int = 16 * MIB) -> None:
+        self._fd = fd
+        self._every = every
+        self._started = 0  # bytes already handed to write-back
+        self._written = 0
+
+    def wrote(self, n: int) -> None:
+        """Record ``n`` more bytes written at the end of the file."""
+        self._written += n
+        if self._written - self._started >= self._every:
+            _sync_file_range(self._fd, self._started, self._written - self._started)
+            self._started = self._written
+
+
+_SYNC_FILE_RANGE_WRITE = 2
+_libc_sync_file_range: object = None
+
+
+def _sync_file_range(fd: int, offset: int, nbytes: int) -> None:
+    """Queue ``nbytes`` at ``offset`` for write-back; a no-op where unsupported."""
+    global _libc_sync_file_range
+    if _libc_sync_file_range is None:
+        _libc_sync_file_range = False
+        try:
+            import ctypes  # only large writes get here: not an import-time cost
+
+            fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+            fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+            fn.restype = ctypes.c_int
+            _libc_sync_file_range = fn
+        except (OSError, AttributeError):
+            pass
+    if _libc_sync_file_range:
+        _libc_sync_file_range(fd, offset, nbytes, _SYNC_FILE_RANGE_WRITE)  # type: ignore[operator]
