@@ -218,7 +218,7 @@ class OnnxRunner(Runner):
         if spec.dtype is None:
             raise InvalidRequest(f"Input {spec.describe()} has a type this service cannot feed")
         if isinstance(value, _NpyArray):
-            array = value.array(spec, budget, self.signature)
+            array = value.array(spec, budget)
         else:
             if isinstance(value, (dict, bytes)) or value is None:
                 raise InvalidRequest(f"Input '{spec.name}' must be a nested list of values; {self.signature()}")
@@ -259,7 +259,7 @@ class _NpyArray:
     def __init__(self, data: bytes) -> None:
         self.data = data
 
-    def array(self, spec: TensorSpec, budget: int, signature: Any) -> Any:
+    def array(self, spec: TensorSpec, budget: int) -> Any:
         """A zero-copy view of the payload after checking its header."""
         import io
 
