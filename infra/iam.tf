@@ -45,6 +45,18 @@ data "aws_iam_policy_document" "lambda" {
     resources = ["${aws_s3_bucket.models.arn}/outputs/*"]
   }
 
+  # POST /uploads hands clients presigned PUT URLs for models/ and inputs/
+  # (objects over API Gateway's 10 MB); S3 authorizes such a URL against the
+  # permissions of the role that signed it, so the role needs this to sign.
+  statement {
+    sid     = "SignUploadUrls"
+    actions = ["s3:PutObject"]
+    resources = [
+      "${aws_s3_bucket.models.arn}/models/*",
+      "${aws_s3_bucket.models.arn}/inputs/*",
+    ]
+  }
+
   # Without ListBucket, S3 answers a missing key with 403 instead of 404 and
   # the API could not tell "not found" (S3_NOT_FOUND) from "forbidden". It
   # lists key names of this bucket only.

@@ -128,12 +128,16 @@ def replace_version_pins(template: Template) -> Template:
 
 
 def record_function_names(template: Template) -> Template:
-    """Publish ``local.chalice_function_names`` (Chalice name -> Lambda name).
+    """Publish the functions to the overlay and the tests as locals.
 
-    The overlay iterates over it to create one log group per function.
+    ``local.chalice_function_names`` (Chalice name -> Lambda name) drives one
+    log group per function; ``local.chalice_functions`` (Chalice name ->
+    resource) lets infra/tests assert on every function, however many.
     """
-    names = {name: f["function_name"] for name, f in sorted(_functions(template).items())}
-    return merge_patch(template, {"locals": {"chalice_function_names": names}})
+    functions = _functions(template)
+    names = {name: f["function_name"] for name, f in sorted(functions.items())}
+    objects = {name: f"${{aws_lambda_function.{name}}}" for name in sorted(functions)}
+    return merge_patch(template, {"locals": {"chalice_function_names": names, "chalice_functions": objects}})
 
 
 def attach_vpc_and_efs(template: Template) -> Template:

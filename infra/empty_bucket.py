@@ -1,0 +1,60 @@
+"""Delete every object version and delete marker from the stack's bucket.
+
+Build-time code for ``make destroy``.  The bucket is versioned and
+``force_destroy`` is off by default, so ``terraform destroy`` would stop at a
+non-empty bucket; emptying it first makes cleanup one command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tfcli import cli_env, terraform  # noqa: E402
+
+
+def empty_bucket(s3: Any, bucket: str) -> int:
+    """Delete all versions and delete markers of ``bucket``; return how many were deleted."""
+    deleted = 0
+    paginator = s3.get_paginator("list_object_versions")
+    for page in paginator.paginate(Bucket=bucket):
+        doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                  for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        # A page holds at most 1000 entries, DeleteObjects' limit.
+        if doomed:
+            result = s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})
+            if result.get("Errors"):
+                raise RuntimeError(f"could not delete from {bucket}: {result['Errors'][:5]}")
+            deleted += len(doomed)
+    return deleted
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: read the bucket name and region from the stack's outputs, then empty it."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", type=Path, default=Path("build/stack"))
+    args = parser.parse_args(argv)
+    env = cli_env(args.stack.parent)
+    outputs = json.loads(terraform(["output", "-json"], args.stack, env).stdout)
+    if "s3_bucket_name" not in outputs:
+        print("empty_bucket: the stack has no s3_bucket_name output (not deployed?); nothing to empty")
+        return 0
+    bucket, region = outputs["s3_bucket_name"]["value"], outputs["region"]["value"]
+    s3 = boto3.client("s3", region_name=region)
+    try:
+        count = empty_bucket(s3, bucket)
+    except s3.exceptions.NoSuchBucket:
+        print(f"empty_bucket: {bucket} is already gone")
+        return 0
+    print(f"empty_bucket: deleted {count} object versions/delete markers from {bucket}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+# Deployment: `chalice package` -> Terraform stack (infra/README.md).
+#   make package [STAGE=prod]   build/stack: transformed chalice.tf.json + infra/*.tf + deployment.zip
+#   make deploy-local           rehearse build/stack against moto: apply, verify, no-change plan, destroy
+#   make destroy                empty the bucket (all versions), then terraform destroy build/stack
+#   make test-infra             only the infra checks (also part of `make test`)
+STAGE ?= dev
+BUILD ?= build
+STACK := $(BUILD)/stack
+# Offline provider mirror; used only when the directory exists (infra/tfcli.py).
+TF_PLUGIN_MIRROR ?= /opt/tf-plugins
+export TF_PLUGIN_MIRROR
+INFRA_VENV := .venv-infra
+INFRA_STAMP := $(INFRA_VENV)/.installed
+# Points terraform at $(BUILD)/terraformrc when the mirror exists; empty otherwise.
+TF_ENV = $(if $(TF_RC),TF_CLI_CONFIG_FILE=$(TF_RC))
+TF_RC = $(shell $(PY) infra/tfcli.py $(BUILD))
+
+.PHONY: package deploy-local destroy test-infra infra-venv infra-init
+
+infra-venv: $(INFRA_STAMP)
+
+$(INFRA_STAMP): infra/requirements-infra.txt
+	@test -x $(INFRA_VENV)/bin/python || $(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/pip install -q -r infra/requirements-infra.txt
+	@touch $@
+
+# `make test` runs tests/infra, whose scan needs checkov.
+test: $(INFRA_STAMP)
+
+package: $(STAMP)
+	$(PY) infra/stack.py --stage $(STAGE) --build-dir $(BUILD)
+
+deploy-local: package
+	$(PY) infra/local/rehearsal.py --stack $(STACK) --work-dir $(BUILD)/rehearsal
+
+infra-init: $(STAMP)
+	@test -f $(STACK)/chalice.tf.json || { echo "run 'make package' first"; exit 1; }
+	cd $(STACK) && $(TF_ENV) terraform init -input=false
+
+# force_destroy is off by default, so the bucket is emptied first; see
+# infra/README.md ("Cleanup") for ENIs that Lambda releases late.
+destroy: infra-init
+	$(PY) infra/empty_bucket.py --stack $(STACK)
+	cd $(STACK) && $(TF_ENV) terraform destroy -input=false
+
+test-infra: $(STAMP) $(INFRA_STAMP)
+	$(PY) -m pytest tests/infra
