@@ -431,7 +431,7 @@ NOTES = [
 ]
 
 
-def render(rows: list[Row], seconds: float) -> str:
+def render(rows: list[Row], seconds: float, load_before: float) -> str:
     head = ("#", "What", "Ours", "Baseline (same run)", "Result", "Target", "Met")
     cells = [head] + [(r.number, r.what, r.ours, r.baseline, r.result, r.target,
                        "-" if r.ok is None else ("yes" if r.ok else "NO")) for r in rows]
@@ -441,7 +441,10 @@ def render(rows: list[Row], seconds: float) -> str:
     out += [line.format(*c) for c in cells[1:]]
     cpus = len(os.sched_getaffinity(0))
     out.append("")
-    out.append(f"{cpus} CPUs, Python {sys.version.split()[0]}, total {seconds:.0f} s. Notes:")
+    load_after = os.getloadavg()[0]
+    out.append(f"{cpus} CPUs, Python {sys.version.split()[0]}, total {seconds:.0f} s, "
+               f"1-min load average {load_before:.1f} before / {load_after:.1f} after "
+               "(other work on the machine skews every row). Notes:")
     out += ["  " + n for n in NOTES]
     return "\n".join(out)
 
@@ -487,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.pop(var, None)
     wanted = set(args.rows.split(","))
     started = time.perf_counter()
+    load_before = os.getloadavg()[0]
     from scripts.moto_server import MotoServer
 
     moto = MotoServer().start() if wanted & {"1", "5"} else None
@@ -500,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
             moto.stop()
         shutil.rmtree(disk, ignore_errors=True)
         shutil.rmtree(shm, ignore_errors=True)
-    print(render(rows, time.perf_counter() - started))
+    print(render(rows, time.perf_counter() - started, load_before))
     return 0 if all(r.ok is not False for r in rows) else 1
 
 
