@@ -283,6 +283,8 @@ class Store:
         New content: ``updated`` with the next version; new name: ``created``.
         ``expected_size`` rejects a short or long stream (truncated download).
         Any failure leaves the previous version (or nothing) in place.
+        Long streams are hashed on a helper thread: a chunk's buffer must not
+        be reused once it was yielded (``bytes`` never are).
         """
         with self._lock(ref, locks.WRITER):
             with self._lock(ref, locks.COMMIT):
