@@ -1,0 +1,230 @@
+"""Unit tests of each chalice.tf.json transformation (infra/stack.py) on small fixtures."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import stat
+from pathlib import Path
+
+import pytest
+
+import stack
+from tests.infra.conftest import INFRA
+
+SWAGGER = {
+    "swagger": "2.0",
+    "paths": {
+        "/health": {"get": {"x-amazon-apigateway-integration": {
+            "uri": "${aws_lambda_function.api_handler.invoke_arn}"}}},
+        "/ingest": {
+            "post": {"x-amazon-apigateway-integration": {"uri": "${aws_lambda_function.api_handler.invoke_arn}"}},
+            "options": {"x-amazon-apigateway-integration": {"type": "mock"}},
+        },
+    },
+}
+
+
+def function(name: str, runtime: str = "python3.12", **extra) -> dict:
+    return {"function_name": f"efs-ml-dev-{name}", "runtime": runtime, "handler": f"app.{name}",
+            "environment": {"variables": {"EFS_ROOT": "/mnt/efs"}}, **extra}
+
+
+@pytest.fixture
+def template() -> dict:
+    """The shape `chalice package --pkg-format terraform` emits for this app, trimmed."""
+    return {
+        "resource": {
+            "aws_lambda_function": {"api_handler": function("api_handler"),
+                                    "on_object_created": function("on_object_created")},
+            "aws_lambda_permission": {
+                "on_object_created-s3event": {"principal": "s3.amazonaws.com",
+                                              "function_name": "${aws_lambda_function.on_object_created.arn}"},
+                "rest_api_invoke": {"principal": "apigateway.amazonaws.com",
+                                    "function_name": "${aws_lambda_function.api_handler.arn}"},
+            },
+            "aws_s3_bucket_notification": {"models_notify": {
+                "bucket": "${aws_s3_bucket.models.id}",
+                "lambda_function": [{"events": ["s3:ObjectCreated:*"], "filter_prefix": "models/",
+                                     "lambda_function_arn": "${aws_lambda_function.on_object_created.arn}"}],
+            }},
+        },
+        "locals": {"chalice_api_swagger": json.dumps(SWAGGER)},
+        "terraform": {"required_version": ">= 0.12.26, < 1.4.0",
+                      "required_providers": {"aws": {"version": ">= 3.61.0, < 5"},
+                                             "null": {"version": ">= 2, < 4"}}},
+        "data": {"aws_caller_identity": {"chalice": {}}, "null_data_source": {"chalice": {"inputs": {}}}},
+    }
+
+
+def test_merge_patch_merges_deletes_on_none_and_leaves_inputs_alone():
+    target = {"a": {"b": 1, "c": 2}, "d": 3}
+    before = copy.deepcopy(target)
+    assert stack.merge_patch(target, {"a": {"b": None, "e": 4}, "d": None}) == {"a": {"c": 2, "e": 4}}
+    assert target == before
+
+
+def test_check_runtime_accepts_312_only(template):
+    assert stack.check_runtime(template) is template
+    template["resource"]["aws_lambda_function"]["on_object_created"]["runtime"] = "python3.11"
+    with pytest.raises(stack.StackError, match="on_object_created"):
+        stack.check_runtime(template)
+    with pytest.raises(stack.StackError, match="no aws_lambda_function"):
+        stack.check_runtime({"resource": {}})
+
+
+def test_drop_null_provider_removes_requirement_and_data_source(template):
+    result = stack.drop_null_provider(template)
+    assert "null" not in result["terraform"]["required_providers"]
+    assert result["data"] == {"aws_caller_identity": {"chalice": {}}}
+    assert "null_data_source" in json.dumps(template)  # input untouched
+
+
+def test_replace_version_pins_leaves_versions_tf_as_the_only_pins(template):
+    assert "terraform" not in stack.replace_version_pins(template)
+    versions = (INFRA / "versions.tf").read_text()
+    assert re.search(r'required_version\s*=\s*">= 1\.7\.0"', versions)
+    # ~> 5.46 admits the mirrored 5.100.0 and any later 5.x, never 6.
+    assert re.search(r'version\s*=\s*"~> 5\.46"', versions)
+
+
+def test_record_function_names_publishes_locals(template):
+    result = stack.record_function_names(template)["locals"]
+    assert result["chalice_function_names"] == {"api_handler": "efs-ml-dev-api_handler",
+                                                "on_object_created": "efs-ml-dev-on_object_created"}
+    assert result["chalice_functions"]["api_handler"] == "${aws_lambda_function.api_handler}"
+
+
+def test_attach_vpc_and_efs_applies_to_every_function(template):
+    template["resource"]["aws_lambda_function"]["later_added"] = function("later_added", depends_on=["x.y"])
+    result = stack.attach_vpc_and_efs(template)
+    for fn in result["resource"]["aws_lambda_function"].values():
+        assert fn["vpc_config"] == {"subnet_ids": "${aws_subnet.private[*].id}",
+                                    "security_group_ids": ["${aws_security_group.lambda.id}"]}
+        assert fn["file_system_config"] == {"arn": "${aws_efs_access_point.lambda.arn}",
+                                            "local_mount_path": "/mnt/efs"}
+        assert "aws_efs_mount_target.this" in fn["depends_on"]
+        assert set(stack.FUNCTION_DEPENDENCIES) <= set(fn["depends_on"])
+    assert result["resource"]["aws_lambda_function"]["later_added"]["depends_on"][0] == "x.y"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"vpc_config": {"subnet_ids": ["s"]}}, "VPC/EFS come from the infra overlay"),
+    ({"environment": {"variables": {"EFS_ROOT": "/tmp/efs"}}}, "EFS_ROOT is '/tmp/efs'"),
+])
+def test_attach_vpc_and_efs_refuses_conflicting_settings(template, change, message):
+    template["resource"]["aws_lambda_function"]["api_handler"].update(change)
+    with pytest.raises(stack.StackError, match=message):
+        stack.attach_vpc_and_efs(template)
+
+
+def test_set_reserved_concurrency_reads_the_variable(template):
+    result = stack.set_reserved_concurrency(template)
+    fn = result["resource"]["aws_lambda_function"]["on_object_created"]
+    assert fn["reserved_concurrent_executions"] == '${lookup(var.reserved_concurrency, "on_object_created", -1)}'
+
+
+def test_wire_bucket_notifications_depends_on_the_s3_permission_only(template):
+    result = stack.wire_bucket_notifications(template)
+    notification = result["resource"]["aws_s3_bucket_notification"]["models_notify"]
+    assert notification["depends_on"] == ["aws_lambda_permission.on_object_created-s3event"]
+
+
+def test_wire_bucket_notifications_refuses_a_foreign_bucket_or_missing_permission(template):
+    broken = copy.deepcopy(template)
+    broken["resource"]["aws_s3_bucket_notification"]["models_notify"]["bucket"] = "efs-ml-local"
+    with pytest.raises(stack.StackError, match="efs-ml-local"):
+        stack.wire_bucket_notifications(broken)
+    del template["resource"]["aws_lambda_permission"]["on_object_created-s3event"]
+    with pytest.raises(stack.StackError, match="no aws_lambda_permission"):
+        stack.wire_bucket_notifications(template)
+
+
+def test_add_notification_prefixes_adds_inputs_once(template):
+    once = stack.add_notification_prefixes(template)
+    twice = stack.add_notification_prefixes(once)
+    subscriptions = twice["resource"]["aws_s3_bucket_notification"]["models_notify"]["lambda_function"]
+    assert [(s["filter_prefix"], s["lambda_function_arn"]) for s in subscriptions] == [
+        ("models/", "${aws_lambda_function.on_object_created.arn}"),
+        ("inputs/", "${aws_lambda_function.on_object_created.arn}"),
+    ]
+    assert subscriptions[1]["events"] == ["s3:ObjectCreated:*"]
+
+
+def test_require_api_key_covers_every_operation_but_preflight(template):
+    swagger = json.loads(stack.require_api_key(template)["locals"]["chalice_api_swagger"])
+    assert swagger["securityDefinitions"]["api_key"] == {"type": "apiKey", "name": "x-api-key", "in": "header"}
+    assert swagger["x-amazon-apigateway-api-key-source"] == "HEADER"
+    assert swagger["paths"]["/health"]["get"]["security"] == [{"api_key": []}]
+    assert swagger["paths"]["/ingest"]["post"]["security"] == [{"api_key": []}]
+    assert "security" not in swagger["paths"]["/ingest"]["options"]
+
+
+def test_route_through_alias_targets_the_live_alias_everywhere(template):
+    result = stack.route_through_alias(template)
+    res = result["resource"]
+    assert set(res["aws_lambda_alias"]) == {"api_handler", "on_object_created"}
+    assert res["aws_lambda_alias"]["api_handler"]["function_version"] == "${aws_lambda_function.api_handler.version}"
+    assert res["aws_lambda_function"]["api_handler"]["publish"] == \
+        '${contains(keys(var.provisioned_concurrency), "api_handler")}'
+    assert res["aws_lambda_provisioned_concurrency_config"]["api_handler"]["count"] == \
+        '${contains(keys(var.provisioned_concurrency), "api_handler") ? 1 : 0}'
+    assert {p["qualifier"] for p in res["aws_lambda_permission"].values()} == {"live"}
+    assert res["aws_s3_bucket_notification"]["models_notify"]["lambda_function"][0]["lambda_function_arn"] == \
+        "${aws_lambda_alias.on_object_created.arn}"
+    swagger = result["locals"]["chalice_api_swagger"]
+    assert "aws_lambda_function" not in swagger and "${aws_lambda_alias.api_handler.invoke_arn}" in swagger
+
+
+def test_add_function_outputs_lists_every_function(template):
+    value = stack.add_function_outputs(template)["output"]["function_arns"]["value"]
+    assert value == {"api_handler": "${aws_lambda_function.api_handler.arn}",
+                     "on_object_created": "${aws_lambda_function.on_object_created.arn}"}
+
+
+def test_transform_runs_every_step_in_order(template):
+    result = stack.transform(template)
+    assert "terraform" not in result and "null_data_source" not in json.dumps(result)
+    notification = result["resource"]["aws_s3_bucket_notification"]["models_notify"]
+    assert notification["depends_on"] == ["aws_lambda_permission.on_object_created-s3event"]
+    assert [s["lambda_function_arn"] for s in notification["lambda_function"]] == \
+        ["${aws_lambda_alias.on_object_created.arn}"] * 2
+
+
+def test_run_chalice_package_fails_on_the_dependency_warning(tmp_path):
+    fake = tmp_path / "chalice"
+    fake.write_text("#!/bin/sh\necho 'Could not install dependencies:\nnumpy==2.5.5'\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    with pytest.raises(stack.StackError, match="could not bundle dependencies"):
+        stack.run_chalice_package(tmp_path, "dev", tmp_path / "out", str(fake))
+
+
+def test_assemble_stack_refuses_a_50_mib_zip(tmp_path):
+    chalice_dir = tmp_path / "chalice"
+    chalice_dir.mkdir()
+    with open(chalice_dir / "deployment.zip", "wb") as f:
+        f.truncate(stack.MAX_ZIP_BYTES)  # sparse: no 50 MiB written
+    (chalice_dir / "chalice.tf.json").write_text("{}")
+    with pytest.raises(stack.StackError, match="over 50 MiB"):
+        stack.assemble_stack(chalice_dir, INFRA, tmp_path / "stack")
+
+
+def test_main_refuses_the_local_stage(capsys):
+    assert stack.main(["--stage", "local", "--build-dir", os.devnull]) == 1
+    assert "chalice local" in capsys.readouterr().err
+
+
+def test_packaging_the_app_is_clean_and_small(chalice_output, packaged_stack):
+    """The real app: no dependency warning, zip under 50 MiB, every function wired."""
+    _, printed = chalice_output
+    assert stack.DEPENDENCY_WARNING not in printed
+    assert (packaged_stack / "deployment.zip").stat().st_size < stack.MAX_ZIP_BYTES
+    template = json.loads((packaged_stack / "chalice.tf.json").read_text())
+    assert "null" not in json.dumps(template.get("terraform", {})) and "null_data_source" not in json.dumps(template)
+    functions = template["resource"]["aws_lambda_function"]
+    assert {"api_handler", "on_object_created"} <= set(functions)
+    for fn in functions.values():
+        assert fn["runtime"] == "python3.12"
+        assert fn["file_system_config"]["local_mount_path"] == "/mnt/efs"
+    assert {p.name for p in Path(packaged_stack).glob("*.tf")} == {p.name for p in INFRA.glob("*.tf")}
