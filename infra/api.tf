@@ -1,5 +1,6 @@
-# The REST API comes from Chalice (aws_api_gateway_rest_api.rest_api); the
-# build step marks every operation as requiring an API key, and this file
+# The REST API and its stage come from Chalice via the build step
+# (aws_api_gateway_rest_api.rest_api, aws_api_gateway_stage.rest_api), which
+# marks every operation as requiring an API key; this file
 # issues one key bound to a throttled usage plan. `chalice local` is never
 # packaged, so the local stage stays open.
 resource "aws_api_gateway_api_key" "client" {
@@ -13,7 +14,7 @@ resource "aws_api_gateway_usage_plan" "this" {
 
   api_stages {
     api_id = aws_api_gateway_rest_api.rest_api.id
-    stage  = aws_api_gateway_deployment.rest_api.stage_name
+    stage  = aws_api_gateway_stage.rest_api.stage_name
   }
 
   throttle_settings {

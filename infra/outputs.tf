@@ -3,7 +3,7 @@
 
 output "api_url" {
   description = "Base URL of the REST API (append /health, /ingest, /predict)."
-  value       = aws_api_gateway_deployment.rest_api.invoke_url
+  value       = aws_api_gateway_stage.rest_api.invoke_url
 }
 
 output "api_key" {

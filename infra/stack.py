@@ -237,6 +237,39 @@ def require_api_key(template: Template) -> Template:
     return merge_patch(template, {"locals": {"chalice_api_swagger": json.dumps(swagger)}})
 
 
+def split_api_stage(template: Template) -> Template:
+    """Replace the deployment's deprecated ``stage_name`` with an ``aws_api_gateway_stage``.
+
+    AWS provider 5.x deprecates (and 6.0 removes) a stage created implicitly
+    by ``aws_api_gateway_deployment``. Chalice's ``stage_description`` trick
+    (a new deployment whenever the Swagger changes) becomes ``triggers``.
+    """
+    deployment = template.get("resource", {}).get("aws_api_gateway_deployment", {}).get("rest_api")
+    if deployment is None:
+        return template
+    stage_name = deployment.get("stage_name")
+    if not stage_name:
+        raise StackError("aws_api_gateway_deployment.rest_api has no stage_name to move to a stage")
+    outputs = {name: {"value": "${aws_api_gateway_stage.rest_api.invoke_url}"}
+               for name, out in template.get("output", {}).items()
+               if out.get("value") == "${aws_api_gateway_deployment.rest_api.invoke_url}"}
+    return merge_patch(template, {
+        "resource": {
+            "aws_api_gateway_deployment": {"rest_api": {
+                "stage_name": None,
+                "stage_description": None,
+                "triggers": {"redeployment": "${md5(local.chalice_api_swagger)}"},
+            }},
+            "aws_api_gateway_stage": {"rest_api": {
+                "rest_api_id": deployment["rest_api_id"],
+                "deployment_id": "${aws_api_gateway_deployment.rest_api.id}",
+                "stage_name": stage_name,
+            }},
+        },
+        "output": outputs,
+    })
+
+
 def route_through_alias(template: Template) -> Template:
     """Give every function a ``live`` alias, optional provisioned concurrency, and invoke it via the alias.
 
@@ -300,6 +333,7 @@ TRANSFORMATIONS: tuple[Callable[[Template], Template], ...] = (
     wire_bucket_notifications,
     add_notification_prefixes,
     require_api_key,
+    split_api_stage,
     route_through_alias,  # after the steps that match ${aws_lambda_function.X.arn}
     add_function_outputs,
 )

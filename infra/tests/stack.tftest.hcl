@@ -214,9 +214,10 @@ run "defaults" {
   assert {
     condition = (jsondecode(aws_api_gateway_rest_api.rest_api.body).securityDefinitions.api_key == {
       type = "apiKey", name = "x-api-key", in = "header" }
+      && one(aws_api_gateway_usage_plan.this.api_stages).stage == aws_api_gateway_stage.rest_api.stage_name
       && aws_api_gateway_usage_plan_key.client.key_id == aws_api_gateway_api_key.client.id
     && aws_api_gateway_usage_plan_key.client.usage_plan_id == aws_api_gateway_usage_plan.this.id)
-    error_message = "the API key must be checked from x-api-key and bound to the usage plan"
+    error_message = "the API key must be checked from x-api-key and bound to the usage plan of the stage"
   }
 
   assert {

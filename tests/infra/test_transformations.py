@@ -44,6 +44,10 @@ def template() -> dict:
                 "rest_api_invoke": {"principal": "apigateway.amazonaws.com",
                                     "function_name": "${aws_lambda_function.api_handler.arn}"},
             },
+            "aws_api_gateway_deployment": {"rest_api": {
+                "stage_name": "api", "stage_description": "${md5(local.chalice_api_swagger)}",
+                "rest_api_id": "${aws_api_gateway_rest_api.rest_api.id}",
+                "lifecycle": {"create_before_destroy": True}}},
             "aws_s3_bucket_notification": {"models_notify": {
                 "bucket": "${aws_s3_bucket.models.id}",
                 "lambda_function": [{"events": ["s3:ObjectCreated:*"], "filter_prefix": "models/",
@@ -51,6 +55,8 @@ def template() -> dict:
             }},
         },
         "locals": {"chalice_api_swagger": json.dumps(SWAGGER)},
+        "output": {"EndpointURL": {"value": "${aws_api_gateway_deployment.rest_api.invoke_url}"},
+                   "RestAPIId": {"value": "${aws_api_gateway_rest_api.rest_api.id}"}},
         "terraform": {"required_version": ">= 0.12.26, < 1.4.0",
                       "required_providers": {"aws": {"version": ">= 3.61.0, < 5"},
                                              "null": {"version": ">= 2, < 4"}}},
@@ -159,6 +165,21 @@ def test_require_api_key_covers_every_operation_but_preflight(template):
     assert swagger["paths"]["/health"]["get"]["security"] == [{"api_key": []}]
     assert swagger["paths"]["/ingest"]["post"]["security"] == [{"api_key": []}]
     assert "security" not in swagger["paths"]["/ingest"]["options"]
+
+
+def test_split_api_stage_moves_the_stage_out_of_the_deployment(template):
+    result = stack.split_api_stage(template)
+    deployment = result["resource"]["aws_api_gateway_deployment"]["rest_api"]
+    assert "stage_name" not in deployment and "stage_description" not in deployment
+    assert deployment["triggers"] == {"redeployment": "${md5(local.chalice_api_swagger)}"}
+    assert deployment["lifecycle"] == {"create_before_destroy": True}
+    assert result["resource"]["aws_api_gateway_stage"]["rest_api"] == {
+        "rest_api_id": "${aws_api_gateway_rest_api.rest_api.id}",
+        "deployment_id": "${aws_api_gateway_deployment.rest_api.id}",
+        "stage_name": "api",
+    }
+    assert result["output"]["EndpointURL"] == {"value": "${aws_api_gateway_stage.rest_api.invoke_url}"}
+    assert result["output"]["RestAPIId"] == template["output"]["RestAPIId"]
 
 
 def test_route_through_alias_targets_the_live_alias_everywhere(template):
