@@ -10,7 +10,10 @@ Build-time code for ``make deploy-local`` and tests/infra.  Steps:
    the S3 handler for models/ and inputs/, the REST API has every route and
    a key-protected usage plan;
 4. a second ``terraform plan -detailed-exitcode`` must find no changes;
-5. ``terraform destroy``, after which moto must hold none of the stack.
+5. put object versions in the bucket and empty it with infra/empty_bucket.py,
+   as ``make destroy`` does (``bucket_force_destroy`` is false, so the
+   destroy fails unless that worked);
+6. ``terraform destroy``, after which moto must hold none of the stack.
 
 moto does not run Lambda code (no Docker here); only the wiring is proven.
 """
@@ -165,6 +168,31 @@ def verify_destroyed(clients: Callable[[str], Any], outputs: dict[str, Any], rep
     _check(report, not left, f"nothing left after destroy{': ' + str(left) if left else ''}")
 
 
+def fill_and_empty_bucket(s3: Any, bucket: str, stack_dir: Path, env: dict[str, str], python: str,
+                          report: Report) -> None:
+    """Check the TLS-only policy, then leave versions in the bucket and run ``make destroy``'s emptying step."""
+    # moto evaluates bucket policies and serves plain HTTP only, so the
+    # TLS-only policy must refuse this write...
+    try:
+        s3.put_object(Bucket=bucket, Key="outputs/rehearsal.json", Body=b"v0")
+    except s3.exceptions.ClientError as error:
+        _check(report, error.response["ResponseMetadata"]["HTTPStatusCode"] == 403,
+               "bucket policy refuses requests without TLS")
+    else:
+        raise RehearsalError("the bucket accepted a write over plain HTTP")
+    # ...and must go before the bucket can be filled and emptied here; destroy
+    # deletes it next anyway. outputs/ has no event notification, which moto
+    # would answer by trying to run the handler.
+    s3.delete_bucket_policy(Bucket=bucket)
+    for body in (b"v1", b"v2"):
+        s3.put_object(Bucket=bucket, Key="outputs/rehearsal.json", Body=body)
+    s3.delete_object(Bucket=bucket, Key="outputs/rehearsal.json")
+    proc = subprocess.run([python, str(HERE.parent / "empty_bucket.py"), "--stack", str(stack_dir)],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    _check(report, proc.returncode == 0 and "deleted 3 object versions" in proc.stdout,
+           f"infra/empty_bucket.py deleted every version and delete marker: {proc.stdout.strip()} {proc.stderr[-2000:]}")
+
+
 def rehearse(stack_dir: Path, work_dir: Path, python: str = sys.executable,
              log: Callable[[str], None] = print) -> Report:
     """Run the whole rehearsal on a copy of ``stack_dir`` in ``work_dir``; raise RehearsalError on any failure."""
@@ -206,6 +234,7 @@ def rehearse(stack_dir: Path, work_dir: Path, python: str = sys.executable,
                 raise RehearsalError(f"second plan is not empty (exit {plan.returncode}):\n{plan.stdout[-6000:]}"
                                      f"\n{plan.stderr[-2000:]}")
             report.checks.append("second plan: no changes")
+            fill_and_empty_bucket(clients("s3"), report.outputs["s3_bucket_name"], work_dir, env, python, report)
         finally:
             step("destroy", ["destroy", "-auto-approve", "-input=false", "-no-color"], env)
         verify_destroyed(clients, report.outputs, report)

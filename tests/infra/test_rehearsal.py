@@ -8,11 +8,13 @@ import rehearsal
 
 
 def test_rehearsal_apply_verify_replan_destroy(packaged_stack, build_dir):
-    """Apply to moto, check the wiring with boto3, no-change plan, destroy, nothing left."""
+    """Apply to moto, check the wiring with boto3, no-change plan, empty the bucket, destroy, nothing left."""
     report = rehearsal.rehearse(packaged_stack, build_dir / "rehearsal", python=sys.executable, log=lambda _: None)
     assert "second plan: no changes" in report.checks
     assert report.checks[-1].startswith("nothing left after destroy")
     assert any("mounts the access point at /mnt/efs" in c for c in report.checks)
+    assert "bucket policy refuses requests without TLS" in report.checks
+    assert any(c.startswith("infra/empty_bucket.py deleted every version") for c in report.checks)
     print("rehearsal seconds per step:", report.timings)
 
 
