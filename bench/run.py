@@ -415,10 +415,15 @@ def row_http(shm_root: str, endpoint: str, n_ours: int, n_stock: int) -> Row:
                 server.shutdown()
                 server.server.server_close()
                 thread.join(10)
+        # The archive PUT each predict makes, alone: moto's share of the figure.
+        from chalicelib import s3
+
+        document = json.dumps({"result": [0.0] * 40}).encode()
+        archive = pct(timed(lambda: s3.put_bytes(BUCKET, "outputs/bench-put.result", document), 100), 50)
     o, s = results["ours"], results["stock"]
     return Row("5", "warm /predict over HTTP, keep-alive, local server (+S3 archive to moto), p50",
-               ms(o), f"{ms(s)} (stock chalice local)", f"{s / o:.0f}x faster",
-               "a few ms", o <= 0.005)
+               f"{ms(o)} (archive PUT alone {ms(archive)})", f"{ms(s)} (stock chalice local)",
+               f"{s / o:.0f}x faster", "a few ms (<= 5 ms)", o <= 0.005)
 
 
 # -- table -------------------------------------------------------------------------
