@@ -24,7 +24,10 @@ resource "aws_vpc" "this" {
   tags = { Name = "${local.name}-vpc" }
 }
 
-# Take every rule off the default security group so nothing uses it by accident.
+# Take every rule off the default security group so nothing uses it by
+# accident. On destroy, the functions' ENIs are parked in it
+# (replacement_security_group_ids, set by infra/stack.py) so that the Lambda
+# group can be deleted while AWS still releases them.
 resource "aws_default_security_group" "this" {
   vpc_id = aws_vpc.this.id
 }

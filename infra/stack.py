@@ -44,6 +44,7 @@ BUCKET_REF = "${aws_s3_bucket.models.id}"
 ACCESS_POINT_ARN = "${aws_efs_access_point.lambda.arn}"
 SUBNET_IDS = "${aws_subnet.private[*].id}"
 LAMBDA_SECURITY_GROUP = "${aws_security_group.lambda.id}"
+DEFAULT_SECURITY_GROUP = "${aws_default_security_group.this.id}"  # stripped of all rules
 FUNCTION_DEPENDENCIES = (
     "aws_efs_mount_target.this",  # Lambda refuses an access point without a mount target
     "aws_cloudwatch_log_group.lambda",  # else Lambda creates it without retention
@@ -144,7 +145,9 @@ def attach_vpc_and_efs(template: Template) -> Template:
     """Put every function in the private subnets and mount the access point at /mnt/efs.
 
     Each function also waits for the mount targets, its log group and its
-    role's policies, which Terraform cannot infer from references alone.
+    role's policies, which Terraform cannot infer from references alone. On
+    destroy, its ENIs are first moved to the rule-less default security group,
+    so the Lambda group can go while AWS still holds the ENIs.
     """
     result = copy.deepcopy(template)
     for name, function in _functions(result).items():
@@ -158,6 +161,8 @@ def attach_vpc_and_efs(template: Template) -> Template:
             raise StackError(f"{name}: EFS_ROOT is {efs_root!r}, the access point is mounted at {MOUNT_PATH}")
         function["vpc_config"] = {"subnet_ids": SUBNET_IDS, "security_group_ids": [LAMBDA_SECURITY_GROUP]}
         function["file_system_config"] = {"arn": ACCESS_POINT_ARN, "local_mount_path": MOUNT_PATH}
+        function["replace_security_groups_on_destroy"] = True
+        function["replacement_security_group_ids"] = [DEFAULT_SECURITY_GROUP]
         _add_depends_on(function, FUNCTION_DEPENDENCIES)
     return result
 

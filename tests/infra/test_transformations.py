@@ -110,6 +110,8 @@ def test_attach_vpc_and_efs_applies_to_every_function(template):
                                     "security_group_ids": ["${aws_security_group.lambda.id}"]}
         assert fn["file_system_config"] == {"arn": "${aws_efs_access_point.lambda.arn}",
                                             "local_mount_path": "/mnt/efs"}
+        assert fn["replace_security_groups_on_destroy"] is True
+        assert fn["replacement_security_group_ids"] == ["${aws_default_security_group.this.id}"]
         assert "aws_efs_mount_target.this" in fn["depends_on"]
         assert set(stack.FUNCTION_DEPENDENCIES) <= set(fn["depends_on"])
     assert result["resource"]["aws_lambda_function"]["later_added"]["depends_on"][0] == "x.y"
