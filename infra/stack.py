@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import fnmatch
 import json
 import os
 import re
@@ -58,6 +59,10 @@ SWAGGER_OPERATIONS = frozenset(
     {"get", "put", "post", "delete", "patch", "head", "x-amazon-apigateway-any-method"}
 )  # not "options": CORS preflights carry no API key
 API_KEY_SCHEME = {"type": "apiKey", "name": "x-api-key", "in": "header"}
+
+# Files of the person deploying that re-packaging must not delete.
+USER_FILES = (".terraform", ".terraform.lock.hcl", "terraform.tfstate*", "terraform.tfvars",
+              "*.auto.tfvars", "backend.tf", "outputs.json")
 
 _FUNCTION_REF = re.compile(r"\$\{aws_lambda_function\.([A-Za-z0-9_-]+)\.(arn|invoke_arn)\}")
 
@@ -377,8 +382,9 @@ def run_chalice_package(app_dir: Path, stage: str, out_dir: Path, chalice: str) 
 def assemble_stack(chalice_dir: Path, infra_dir: Path, stack_dir: Path) -> Path:
     """Write the deployable stack: transformed chalice.tf.json, overlay, tests, zip.
 
-    Terraform state files already in ``stack_dir`` are kept, so re-packaging
-    does not lose track of a deployed stack. Returns ``stack_dir``.
+    The user's files in ``stack_dir`` (USER_FILES: state, tfvars, backend,
+    providers already installed) are kept, so re-packaging does not lose
+    track of a deployed stack. Returns ``stack_dir``.
     """
     zip_path = chalice_dir / "deployment.zip"
     size = zip_path.stat().st_size
@@ -390,9 +396,8 @@ def assemble_stack(chalice_dir: Path, infra_dir: Path, stack_dir: Path) -> Path:
     template = transform(json.loads((chalice_dir / "chalice.tf.json").read_text()))
 
     stack_dir.mkdir(parents=True, exist_ok=True)
-    keep = {".terraform", ".terraform.lock.hcl", "terraform.tfvars", "terraform.tfstate", "terraform.tfstate.backup"}
     for entry in stack_dir.iterdir():
-        if entry.name not in keep:
+        if not any(fnmatch.fnmatch(entry.name, pattern) for pattern in USER_FILES):
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     (stack_dir / "chalice.tf.json").write_text(json.dumps(template, indent=2, sort_keys=True) + "\n")
     shutil.copy2(zip_path, stack_dir / "deployment.zip")

@@ -251,3 +251,15 @@ def test_packaging_the_app_is_clean_and_small(chalice_output, packaged_stack):
         assert fn["runtime"] == "python3.12"
         assert fn["file_system_config"]["local_mount_path"] == "/mnt/efs"
     assert {p.name for p in Path(packaged_stack).glob("*.tf")} == {p.name for p in INFRA.glob("*.tf")}
+
+
+def test_assemble_stack_keeps_the_deployers_files(chalice_output, tmp_path):
+    stack_dir = tmp_path / "stack"
+    stack_dir.mkdir()
+    kept = ["terraform.tfstate", "terraform.tfstate.backup", "terraform.tfvars", "backend.tf", "x.auto.tfvars"]
+    for name in kept + ["stale.tf"]:
+        (stack_dir / name).write_text("# mine\n")
+    stack.assemble_stack(chalice_output[0], INFRA, stack_dir)
+    assert all((stack_dir / name).read_text() == "# mine\n" for name in kept)
+    assert not (stack_dir / "stale.tf").exists()
+    assert (stack_dir / "chalice.tf.json").exists() and (stack_dir / "tests" / "stack.tftest.hcl").exists()
