@@ -1,9 +1,10 @@
 """moto server with the smallest patches the local rehearsal needs.
 
 Build-time code for ``make deploy-local`` only.  Written against moto 5.2.5
-(pinned in infra/requirements-infra.txt); each patch names the moto function
-it wraps and fails loudly if that function is gone, so a moto upgrade that
-changes them is noticed instead of silently rehearsing less.
+(pinned in requirements-dev.txt).  It refuses to start on another moto
+version, and each patch names the moto function it wraps, so an upgrade is a
+deliberate step: re-check each gap below (is it still there? does the patch
+still fit?), then update TESTED_MOTO.
 
 Gaps bridged, each where it is patched below:
 
@@ -37,11 +38,17 @@ from typing import Any
 # Gap 6: read by moto.settings when the IAM backend is created.
 os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
 
-from moto import server  # noqa: E402  (the variable above must be set first)
+import moto  # noqa: E402  (the variable above must be set first)
+from moto import server  # noqa: E402
 from moto.apigateway import models as apigateway_models  # noqa: E402
 from moto.awslambda import models as lambda_models  # noqa: E402
 from moto.ec2.models import security_groups as sg_models  # noqa: E402
 from moto.efs.responses import EFSResponse  # noqa: E402
+
+TESTED_MOTO = "5.2.5"
+if moto.__version__ != TESTED_MOTO:
+    sys.exit(f"moto_shim.py was written for moto {TESTED_MOTO}, found {moto.__version__}: "
+             "re-check the gaps in its docstring, then update TESTED_MOTO")
 
 
 def _wrap(owner: Any, name: str):
