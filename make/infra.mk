@@ -15,7 +15,7 @@ INFRA_STAMP := $(INFRA_VENV)/.installed
 TF_ENV = $(if $(TF_RC),TF_CLI_CONFIG_FILE=$(TF_RC))
 TF_RC = $(shell $(PY) infra/tfcli.py $(BUILD))
 
-.PHONY: package deploy-local destroy test-infra infra-venv infra-init
+.PHONY: package deploy-local destroy test-infra infra-venv infra-init infra-clean
 
 infra-venv: $(INFRA_STAMP)
 
@@ -45,3 +45,8 @@ destroy: infra-init
 
 test-infra: $(STAMP) $(INFRA_STAMP)
 	$(PY) -m pytest tests/infra
+
+# `make clean` also drops the checkov venv.
+clean: infra-clean
+infra-clean:
+	rm -rf $(INFRA_VENV)
