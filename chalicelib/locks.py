@@ -7,13 +7,16 @@ drops all of the process's locks on it. Each lock file therefore gets one
 shared descriptor per process, guarded by thread locks, and is closed only
 when no thread in the process holds anything on it.
 
-Each name's lock file carries two one-byte ranges:
+Each name's lock file carries three one-byte ranges:
 
 * ``WRITER`` (byte 0): held exclusively for a whole write, so writers of one
   name are serialised while writers of different names run in parallel.
 * ``COMMIT`` (byte 1): held exclusively by a writer only while it swaps the
   new object and manifest in, and shared by readers while they read the
   manifest and open the object. Readers never wait behind a long copy.
+* ``TURNSTILE`` (byte 2): taken (shared by readers, exclusively by a
+  committer) only while acquiring COMMIT. A committer waiting there
+  stops new readers, so a steady stream of them cannot starve it.
 """
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ from typing import Iterator
 
 WRITER = 0
 COMMIT = 1
+# Passed on the way to COMMIT (see Store._lock): writer preference.
+TURNSTILE = 2
 
 
 class LockTimeout(Exception):
@@ -39,7 +44,7 @@ class _Entry:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.users = 0
-        self.thread_locks = {WRITER: threading.Lock(), COMMIT: threading.Lock()}
+        self.thread_locks = {b: threading.Lock() for b in (WRITER, COMMIT, TURNSTILE)}
 
 
 _registry: dict[str, _Entry] = {}

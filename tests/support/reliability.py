@@ -256,3 +256,15 @@ def deliver_event(root: str, env: dict[str, str], event: dict, go, out: str) -> 
     r = http.lambda_.invoke("on_object_created", event)
     with open(out, "w") as f:
         json.dump(r.payload, f)
+
+
+def hammer_reads(root: str, name: str, go, stop) -> None:
+    """Store.open in a tight loop until ``stop`` (a steady stream of readers)."""
+    from chalicelib.names import ObjectRef
+    from chalicelib.store import Store
+
+    store, ref = Store(root), ObjectRef("models", name)
+    go.wait()
+    while not stop.is_set():
+        with store.open(ref) as (m, f):
+            assert sha(f.read()) == m.sha256
