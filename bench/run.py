@@ -488,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ingest-rounds", type=int, default=3)
     parser.add_argument("--warm-n", type=int, default=2000)
     parser.add_argument("--cold-mib", type=int, default=100)
-    parser.add_argument("--cold-rounds", type=int, default=7)
+    parser.add_argument("--cold-rounds", type=int, default=15)
     parser.add_argument("--import-rounds", type=int, default=15)
     parser.add_argument("--http-n", type=int, default=500)
     parser.add_argument("--rows", default="1,2,3,4,5", help="comma-separated rows to run")
