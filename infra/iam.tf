@@ -1,6 +1,10 @@
-# The one execution role of every Chalice function (.chalice/config.json sets
-# manage_iam_role=false and iam_role_arn to it), so Chalice's policy
-# autogeneration, which grants s3:* on "*", never reaches AWS.
+# Two execution roles (.chalice/config.json sets manage_iam_role=false and
+# points the functions at them), so Chalice's policy autogeneration, which
+# grants s3:* on "*", never reaches AWS:
+# - "lambda", the stage default: the S3-event function (and any function
+#   added later) may only read models/ and inputs/ and use EFS;
+# - "api", api_handler only: the same, plus writing outputs/ and signing
+#   upload URLs for models/ and inputs/.
 resource "aws_iam_role" "lambda" {
   name               = "${local.name}-lambda"
   assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
@@ -29,15 +33,24 @@ resource "aws_iam_role_policy" "lambda" {
   policy = data.aws_iam_policy_document.lambda.json
 }
 
-data "aws_iam_policy_document" "lambda" {
-  statement {
-    sid     = "ReadModelsAndInputs"
-    actions = ["s3:GetObject"]
-    resources = [
-      "${aws_s3_bucket.models.arn}/models/*",
-      "${aws_s3_bucket.models.arn}/inputs/*",
-    ]
-  }
+resource "aws_iam_role" "api" {
+  name               = "${local.name}-api"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+resource "aws_iam_role_policy_attachment" "api_vpc_access" {
+  role       = aws_iam_role.api.name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+}
+
+resource "aws_iam_role_policy" "api" {
+  name   = "${local.name}-api"
+  role   = aws_iam_role.api.id
+  policy = data.aws_iam_policy_document.api.json
+}
+
+data "aws_iam_policy_document" "api" {
+  source_policy_documents = [data.aws_iam_policy_document.lambda.json]
 
   statement {
     sid       = "WriteOutputs"
@@ -51,6 +64,17 @@ data "aws_iam_policy_document" "lambda" {
   statement {
     sid     = "SignUploadUrls"
     actions = ["s3:PutObject"]
+    resources = [
+      "${aws_s3_bucket.models.arn}/models/*",
+      "${aws_s3_bucket.models.arn}/inputs/*",
+    ]
+  }
+}
+
+data "aws_iam_policy_document" "lambda" {
+  statement {
+    sid     = "ReadModelsAndInputs"
+    actions = ["s3:GetObject"]
     resources = [
       "${aws_s3_bucket.models.arn}/models/*",
       "${aws_s3_bucket.models.arn}/inputs/*",

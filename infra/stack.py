@@ -49,8 +49,10 @@ DEFAULT_SECURITY_GROUP = "${aws_default_security_group.this.id}"  # stripped of 
 FUNCTION_DEPENDENCIES = (
     "aws_efs_mount_target.this",  # Lambda refuses an access point without a mount target
     "aws_cloudwatch_log_group.lambda",  # else Lambda creates it without retention
-    "aws_iam_role_policy.lambda",  # the role must allow EFS before the first mount
+    "aws_iam_role_policy.lambda",  # the roles must allow EFS before the first mount
+    "aws_iam_role_policy.api",
     "aws_iam_role_policy_attachment.vpc_access",  # CreateFunction checks ENI rights
+    "aws_iam_role_policy_attachment.api_vpc_access",
 )
 # Keys that `@app.on_s3_event(prefix='models/')` subscribes to, and the
 # prefixes the same handler also serves (it ingests inputs/ too).

@@ -181,6 +181,25 @@ run "defaults" {
     error_message = "EFS permissions must be conditioned on the access point"
   }
 
+  # The API role's own statements (it also inherits the default role's):
+  # writes only, to outputs/ and the two upload prefixes, never a wildcard.
+  assert {
+    condition = alltrue(flatten([for s in data.aws_iam_policy_document.api.statement : [
+      for r in s.resources : contains([
+        "${aws_s3_bucket.models.arn}/models/*", "${aws_s3_bucket.models.arn}/inputs/*",
+        "${aws_s3_bucket.models.arn}/outputs/*",
+      ], r)
+    ]])) && alltrue([for s in data.aws_iam_policy_document.api.statement : s.actions == toset(["s3:PutObject"])])
+    error_message = "the API role may add only s3:PutObject on outputs/ and the upload prefixes"
+  }
+
+  assert {
+    condition = alltrue([for s in data.aws_iam_policy_document.lambda.statement :
+      !contains(s.actions, "s3:PutObject") && !contains(s.actions, "s3:DeleteObject")
+    ])
+    error_message = "the default role (S3-event handler) must not write to S3"
+  }
+
   assert {
     condition = (aws_s3_bucket_public_access_block.models.block_public_acls
       && aws_s3_bucket_public_access_block.models.block_public_policy
