@@ -342,7 +342,13 @@ def _tensor_json(value: Any) -> dict[str, Any]:
     import numpy as np
 
     if isinstance(value, np.ndarray):
-        return {"data": value.tolist(), "shape": list(value.shape), "dtype": str(value.dtype)}
+        out = {"data": value.tolist(), "shape": list(value.shape), "dtype": str(value.dtype)}
+        if value.dtype.kind in "fc" and not np.isfinite(value).all():
+            # JSON has no NaN/Infinity (strict parsers reject Python's
+            # spelling): such values are null, with their positions flagged.
+            out["data"] = np.where(np.isfinite(value), value, None).tolist()
+            out["nonFinite"] = True
+        return out
     # Sequence or map outputs (e.g. classifier probabilities): plain JSON.
     return {"data": _plain(value), "shape": None, "dtype": type(value).__name__}
 

@@ -88,6 +88,16 @@ def multi_io_model() -> bytes:
     return _model(graph)
 
 
+def log_model() -> bytes:
+    """``y = Log(x)`` for float x of shape [N]: log(0) and log(-1) are not finite."""
+    graph = helper.make_graph(
+        [helper.make_node("Log", ["x"], ["y"])], "log",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n"])],
+    )
+    return _model(graph)
+
+
 def flag_model() -> bytes:
     """``out = Not(flag)`` for a bool input of shape [2]."""
     graph = helper.make_graph(

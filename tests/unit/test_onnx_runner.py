@@ -17,7 +17,7 @@ from chalicelib.names import ObjectRef
 from chalicelib.runners import LoadedModel, onnx_runner
 from chalicelib.store import Store
 from tests.conftest import reset_caches
-from tests.support.onnx_models import Mlp, flag_model, multi_io_model
+from tests.support.onnx_models import Mlp, flag_model, log_model, multi_io_model
 
 ROOT = Path(__file__).resolve().parents[2]
 MLP = Mlp.random(seed=1)
@@ -58,6 +58,14 @@ def test_mlp_matches_numpy_reference_for_any_batch(store, batch):
     assert out["y"]["shape"] == [batch, 3] and out["y"]["dtype"] == "float32"
     np.testing.assert_allclose(np.array(out["y"]["data"]), MLP.reference(x), rtol=1e-5, atol=1e-5)
     json.dumps(out)  # plain JSON, no numpy scalars
+
+
+def test_non_finite_outputs_are_null_in_strict_json(store):
+    runner = load(store, "log.onnx", log_model())
+    out = runner.predict({"x": [1.0, 0.0, -1.0]}, "inline")
+    assert out["y"]["data"] == [0.0, None, None] and out["y"]["nonFinite"] is True
+    json.dumps(out, allow_nan=False)  # what strict JSON parsers accept
+    assert "nonFinite" not in runner.predict({"x": [1.0]}, "inline")["y"]
 
 
 def test_multi_input_multi_output(store):
