@@ -3,7 +3,7 @@ import os
 
 from chalice import Chalice
 
-from chalicelib import http, observability, uploads
+from chalicelib import catalog, http, observability, uploads
 from chalicelib.config import ConfigError, get_settings
 from chalicelib.errors import EfsWriteFailed
 from chalicelib.events import handle_event
@@ -60,14 +60,14 @@ def create_upload():
 @http.endpoint(app)
 def list_models():
     """Every model in the store with its manifest (size, sha256, version, time)."""
-    return uploads.list_models(get_store())
+    return catalog.list_models(get_store())
 
 
 @app.route("/models/{name}", methods=["GET"])
 @http.endpoint(app)
 def get_model(name):
     """One model's manifest; 404 NOT_FOUND until it has landed."""
-    return uploads.get_model(get_store(), name)
+    return catalog.get_model(get_store(), name)
 
 
 @app.route("/health", methods=["GET"])

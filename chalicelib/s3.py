@@ -32,6 +32,8 @@ def client(settings: Settings | None = None) -> Any:
                 _client = boto3.session.Session().client(
                     "s3",
                     config=Config(
+                        # SigV4 for presigned URLs too: it signs Content-Length.
+                        signature_version="s3v4",
                         # total_max_attempts counts the first try; botocore's
                         # max_attempts would count retries only (one call too many).
                         retries={"mode": "standard", "total_max_attempts": s.s3_max_attempts},
@@ -134,3 +136,13 @@ def put_bytes(bucket: str, key: str, data: bytes, content_type: str = "applicati
         client().put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
     except (BotoCoreError, ClientError) as exc:
         raise _translate(exc, key) from None
+
+
+def presign_put(bucket: str, key: str, size: int, expires: int) -> str:
+    """A SigV4 presigned PUT URL for exactly ``size`` bytes (no S3 call)."""
+    return client().generate_presigned_url(
+        "put_object",
+        Params={"Bucket": bucket, "Key": key, "ContentLength": size},
+        ExpiresIn=expires,
+        HttpMethod="PUT",
+    )

@@ -1,4 +1,4 @@
-"""Uploads past the gateway limits, and the model catalogue.
+"""Uploads past the gateway limits: presigned S3 PUT URLs.
 
 API Gateway takes at most 10 MB per request and Lambda 6 MB per payload,
 so large models go straight to S3 with a presigned PUT URL; the bucket's
@@ -13,42 +13,16 @@ the URL only works if the API function's role may ``s3:PutObject`` on
 """
 from __future__ import annotations
 
-import os
-import threading
 import time
 from typing import Any, Mapping
 
+from chalicelib import s3
 from chalicelib.config import ConfigError, Settings, human_size
-from chalicelib.errors import FileTooLarge, InvalidRequest, NotFound
-from chalicelib.names import MODELS, ObjectRef, parse_key, validate_name
-from chalicelib.store import Manifest, Store
+from chalicelib.errors import FileTooLarge, InvalidRequest
+from chalicelib.names import MODELS, ObjectRef, parse_key
 
 #: SigV4 presigned URLs live at most 7 days.
 MAX_EXPIRES_SECONDS = 7 * 24 * 3600
-
-_clients: dict[tuple[str, ...], Any] = {}
-_clients_lock = threading.Lock()
-
-
-def _presign_client() -> Any:
-    """An S3 client that signs with SigV4 (boto3 still presigns S3 with
-    SigV2 by default, which cannot sign Content-Length and is deprecated).
-
-    Keyed by the endpoint variables so that a changed endpoint (tests, local
-    runs) gets a matching client; boto3 is imported only here.
-    """
-    key = (os.environ.get("AWS_ENDPOINT_URL_S3", ""), os.environ.get("AWS_ENDPOINT_URL", ""),
-           os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", ""))
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            import boto3
-            from botocore.config import Config
-
-            client = boto3.session.Session().client("s3", config=Config(signature_version="s3v4"))
-            _clients[key] = client
-        return client
-
 
 def parse_upload(body: Mapping[str, Any], max_bytes: int) -> tuple[ObjectRef, int]:
     """Validate ``{"key": "models/<name>"|"inputs/<name>", "sizeBytes": N}``."""
@@ -74,12 +48,7 @@ def presign_upload(settings: Settings, ref: ObjectRef, size: int) -> dict[str, A
     expires = settings.upload_url_expires_seconds
     if expires > MAX_EXPIRES_SECONDS:
         raise ConfigError(f"UPLOAD_URL_EXPIRES_SECONDS must be <= {MAX_EXPIRES_SECONDS}, got {expires}")
-    url = _presign_client().generate_presigned_url(
-        "put_object",
-        Params={"Bucket": settings.bucket, "Key": ref.key, "ContentLength": size},
-        ExpiresIn=expires,
-        HttpMethod="PUT",
-    )
+    url = s3.presign_put(settings.bucket, ref.key, size, expires)
     return {
         "url": url,
         "method": "PUT",
@@ -90,33 +59,3 @@ def presign_upload(settings: Settings, ref: ObjectRef, size: int) -> dict[str, A
         "expiresAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + expires)),
         "statusUrl": f"/models/{ref.name}" if ref.kind == MODELS else None,
     }
-
-
-def describe(manifest: Manifest) -> dict[str, Any]:
-    """A manifest as the catalogue shows it."""
-    return {
-        "name": manifest.key.split("/", 1)[1],
-        "key": manifest.key,
-        "fileId": manifest.fileId,
-        "sizeBytes": manifest.size,
-        "sha256": manifest.sha256,
-        "version": manifest.version,
-        "source": manifest.source,
-        "created": manifest.created,
-        "updated": manifest.updated,
-    }
-
-
-def list_models(store: Store) -> dict[str, Any]:
-    """Every complete model in the store, by name (the GET /models body)."""
-    models = [describe(m) for m in store.list(MODELS)]
-    return {"models": models, "count": len(models)}
-
-
-def get_model(store: Store, name: str) -> dict[str, Any]:
-    """One model's manifest, or the documented 404 ``NOT_FOUND``."""
-    ref = ObjectRef(MODELS, validate_name(name, "name"))
-    manifest = store.manifest(ref)
-    if manifest is None:
-        raise NotFound(None, f"Model '{name}' not found on EFS")
-    return describe(manifest)
