@@ -16,6 +16,7 @@ help:
 	@echo "make test    run the full test suite (unit, routes, S3, infra, reliability)"
 	@echo "make local   serve the API on http://127.0.0.1:8000 with a local S3; Ctrl-C stops both"
 	@echo "make bench   run the benchmarks and print one table"
+	@echo "more: stress, package, deploy-local, destroy, cost (see README.md)"
 
 venv: $(STAMP)
 
@@ -27,8 +28,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 test: $(STAMP)
 	$(PY) -m pytest
 
+# build/stack is kept: a deployed stack's local Terraform state lives there.
 clean:
-	rm -rf $(VENV) build .local .pytest_cache .hypothesis
+	rm -rf $(VENV) .local .pytest_cache .hypothesis
+	find build -mindepth 1 -maxdepth 1 ! -name stack -exec rm -rf {} + 2>/dev/null || true
 
 # Area-specific targets (deployment, benchmarks, ...) live beside this file.
 include $(wildcard make/*.mk)
