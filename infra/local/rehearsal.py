@@ -37,6 +37,9 @@ import boto3
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tfcli import cli_env, terraform  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from demo.target import from_outputs  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 REGION = "us-east-1"
 MOUNT_PATH = "/mnt/efs"
@@ -152,6 +155,22 @@ def verify(clients: Callable[[str], Any], outputs: dict[str, Any], routes: set[t
            "API key belongs to a usage plan on the api stage")
 
 
+def verify_client_target(clients: Callable[[str], Any], outputs_json: Path, report: Report) -> None:
+    """What demonstration.py reads from ``terraform output -json`` is this stack's.
+
+    moto runs no Lambda code, so the client's API steps cannot run here; its
+    target (URL, bucket, API key) is what applies, and it must match what was
+    created.
+    """
+    target = from_outputs(outputs_json)
+    api_id = report.outputs["RestAPIId"]
+    key = clients("apigateway").get_api_key(apiKey=report.outputs["api_key_id"], includeValue=True)["value"]
+    _check(report, api_id in target.api_url and target.api_url.startswith("https://"),
+           f"client target: API URL {target.api_url} is the deployed REST API")
+    _check(report, target.bucket == report.outputs["s3_bucket_name"], "client target: the stack's bucket")
+    _check(report, target.api_key == key, "client target: sends the deployed API key")
+
+
 def verify_destroyed(clients: Callable[[str], Any], outputs: dict[str, Any], report: Report) -> None:
     """Check that moto holds nothing of the stack any more."""
     leftovers = {
@@ -226,9 +245,11 @@ def rehearse(stack_dir: Path, work_dir: Path, python: str = sys.executable,
         step("init", ["init", "-input=false", "-no-color"], env)
         try:
             step("apply", ["apply", "-auto-approve", "-input=false", "-no-color"], env)
-            report.outputs = {k: v["value"] for k, v in json.loads(
-                terraform(["output", "-json"], work_dir, env).stdout).items()}
+            raw_outputs = terraform(["output", "-json"], work_dir, env).stdout
+            report.outputs = {k: v["value"] for k, v in json.loads(raw_outputs).items()}
             verify(clients, report.outputs, routes, report)
+            (work_dir / "outputs.json").write_text(raw_outputs)
+            verify_client_target(clients, work_dir / "outputs.json", report)
             plan = step("plan", ["plan", "-detailed-exitcode", "-input=false", "-no-color"], env, check=False)
             if plan.returncode != 0:
                 raise RehearsalError(f"second plan is not empty (exit {plan.returncode}):\n{plan.stdout[-6000:]}"

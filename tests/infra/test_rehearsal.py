@@ -15,6 +15,8 @@ def test_rehearsal_apply_verify_replan_destroy(packaged_stack, build_dir):
     assert any("mounts the access point at /mnt/efs" in c for c in report.checks)
     assert "bucket policy refuses requests without TLS" in report.checks
     assert any(c.startswith("infra/empty_bucket.py deleted every version") for c in report.checks)
+    # demonstration.py --config reads this stack's URL, bucket and key from the real outputs.
+    assert "client target: sends the deployed API key" in report.checks
     print("rehearsal seconds per step:", report.timings)
 
 
