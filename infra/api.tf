@@ -36,3 +36,26 @@ resource "aws_api_gateway_usage_plan_key" "client" {
   key_type      = "API_KEY"
   usage_plan_id = aws_api_gateway_usage_plan.this.id
 }
+
+# API Gateway's own errors (a missing or wrong API key, an unknown route,
+# throttling, an integration failure) in the service's documented error
+# shape rather than API Gateway's {"message": ...}. $context.error.messageString
+# is already a quoted JSON string. The build step makes the deployment wait
+# for these and redeploy when they change (API Gateway applies them only
+# through a deployment).
+locals {
+  gateway_error_templates = {
+    DEFAULT_4XX = "{\"error\":\"INVALID_REQUEST\",\"message\":$context.error.messageString,\"requestId\":\"$context.requestId\"}"
+    DEFAULT_5XX = "{\"error\":\"PROCESSING_FAILED\",\"message\":$context.error.messageString,\"requestId\":\"$context.requestId\"}"
+  }
+}
+
+resource "aws_api_gateway_gateway_response" "errors" {
+  for_each      = local.gateway_error_templates
+  rest_api_id   = aws_api_gateway_rest_api.rest_api.id
+  response_type = each.key
+
+  response_templates = {
+    "application/json" = each.value
+  }
+}

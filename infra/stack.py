@@ -282,6 +282,23 @@ def split_api_stage(template: Template) -> Template:
     })
 
 
+def deploy_with_gateway_responses(template: Template) -> Template:
+    """Deploy the API after the overlay's gateway responses, and again when they change.
+
+    API Gateway applies a gateway response only through a deployment, so
+    the first deployment must wait for ``aws_api_gateway_gateway_response.errors``
+    (infra/api.tf) and a changed template must trigger a new one.
+    """
+    deployment = template.get("resource", {}).get("aws_api_gateway_deployment", {}).get("rest_api")
+    if deployment is None:
+        return template
+    depends_on = sorted(set(deployment.get("depends_on", [])) | {"aws_api_gateway_gateway_response.errors"})
+    return merge_patch(template, {"resource": {"aws_api_gateway_deployment": {"rest_api": {
+        "depends_on": depends_on,
+        "triggers": {"gateway_responses": "${md5(jsonencode(local.gateway_error_templates))}"},
+    }}}})
+
+
 def route_through_alias(template: Template) -> Template:
     """Give every function a ``live`` alias, optional provisioned concurrency, and invoke it via the alias.
 
@@ -346,6 +363,7 @@ TRANSFORMATIONS: tuple[Callable[[Template], Template], ...] = (
     add_notification_prefixes,
     require_api_key,
     split_api_stage,
+    deploy_with_gateway_responses,
     route_through_alias,  # after the steps that match ${aws_lambda_function.X.arn}
     add_function_outputs,
 )

@@ -240,6 +240,15 @@ run "defaults" {
   }
 
   assert {
+    condition = (toset(keys(aws_api_gateway_gateway_response.errors)) == toset(["DEFAULT_4XX", "DEFAULT_5XX"])
+      && alltrue([for r in aws_api_gateway_gateway_response.errors :
+        r.rest_api_id == aws_api_gateway_rest_api.rest_api.id
+        && strcontains(r.response_templates["application/json"], "\"requestId\":\"$context.requestId\"")
+    ]))
+    error_message = "API Gateway's own 4xx/5xx (e.g. a missing API key) must use the documented error shape"
+  }
+
+  assert {
     condition = (toset([for g in aws_cloudwatch_log_group.lambda : g.name]) == toset([
       for n in values(local.chalice_function_names) : "/aws/lambda/${n}"])
     && alltrue([for g in aws_cloudwatch_log_group.lambda : g.retention_in_days == 7]))

@@ -184,6 +184,18 @@ def test_split_api_stage_moves_the_stage_out_of_the_deployment(template):
     assert result["output"]["RestAPIId"] == template["output"]["RestAPIId"]
 
 
+def test_deployment_waits_for_and_follows_the_gateway_responses(template):
+    result = stack.deploy_with_gateway_responses(stack.split_api_stage(template))
+    deployment = result["resource"]["aws_api_gateway_deployment"]["rest_api"]
+    assert "aws_api_gateway_gateway_response.errors" in deployment["depends_on"]
+    assert deployment["triggers"] == {
+        "redeployment": "${md5(local.chalice_api_swagger)}",
+        "gateway_responses": "${md5(jsonencode(local.gateway_error_templates))}",
+    }
+    no_api = {"resource": {"aws_lambda_function": {}}}
+    assert stack.deploy_with_gateway_responses(no_api) == no_api
+
+
 def test_route_through_alias_targets_the_live_alias_everywhere(template):
     result = stack.route_through_alias(template)
     res = result["resource"]
