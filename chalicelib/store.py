@@ -46,7 +46,6 @@ from chalicelib.config import get_settings, human_size
 from chalicelib.errors import (
     EfsWriteFailed,
     FileTooLarge,
-    InvalidRequest,
     S3ObjectChanged,
     ServiceError,
     StoreCorrupt,
@@ -579,10 +578,3 @@ def get_store() -> Store:
     """The process's store, built from settings on first use."""
     settings = get_settings()
     return Store(settings.efs_root, lock_timeout=settings.lock_timeout_seconds)
-
-
-def ensure_valid_kind(kind: str) -> str:
-    """Guard for callers that take a kind from outside."""
-    if kind not in KINDS:
-        raise InvalidRequest(f"Unknown prefix '{kind}'")
-    return kind

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tests.support.moto import MotoServer
+from scripts.moto_server import MotoServer
 
 # Never let a test reach real AWS, whatever the developer's shell has.
 for _var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):

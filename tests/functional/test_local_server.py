@@ -2,7 +2,6 @@
 import json
 import socket
 import threading
-import time
 import http.client
 
 from scripts.local import NoDelayHTTPServer, S3EventWatcher, s3_event

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import tfcli
 from tests.infra.conftest import INFRA, ROOT, require_tool
