@@ -130,11 +130,6 @@ class ModelCache:
         self.hits = 0
         self.misses = 0
 
-    @property
-    def used_bytes(self) -> int:
-        with self._lock:
-            return sum(e.runner.nbytes for e in self._entries.values())
-
     def get(self, store: Store, ref: ObjectRef, file_id: str | None = None) -> tuple[CachedModel, bool]:
         """The runner for ``ref`` and whether it came from the cache."""
         current = store.manifest(ref)

@@ -8,7 +8,7 @@ from typing import Any
 
 from chalicelib import observability, s3
 from chalicelib.config import Settings, get_settings
-from chalicelib.errors import InvalidRequest, NotFound
+from chalicelib.errors import NotFound
 from chalicelib.model_cache import ModelCache
 from chalicelib.names import INPUTS, OUTPUTS, ObjectRef
 from chalicelib.store import Store
@@ -80,10 +80,3 @@ def predict(store: Store, settings: Settings, req: PredictRequest) -> dict[str, 
         "model": {"name": req.model.name, "version": manifest.version, "sha256": manifest.sha256},
         "result": result,
     }
-
-
-def require_inputs(inputs: Any) -> dict[str, Any]:
-    """Shared guard for runners that need inputs."""
-    if inputs is None:
-        raise InvalidRequest("This model needs 'inputs' (inline) or a fileId naming an ingested input")
-    return inputs
