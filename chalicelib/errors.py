@@ -102,6 +102,22 @@ class S3ObjectChanged(ProcessingFailed):
     DEFAULT_MESSAGE = "S3 object changed during copy; nothing was stored"
 
 
+class DeadlineExceeded(ServiceError):
+    """The request would outlive its function (or the gateway): stopped, in our shape.
+
+    ``stage`` says what was waiting (``lock``, ``s3``, ``inference``, ...).
+    Retrying later may succeed.
+    """
+
+    STATUS_CODE = 504
+    CODE = "TIMEOUT"
+    DEFAULT_MESSAGE = "The request did not finish in time; retry later"
+
+    def __init__(self, stage: str, message: str | None = None) -> None:
+        self.stage = stage
+        super().__init__(message, stage=stage)
+
+
 class StoreCorrupt(ProcessingFailed):
     """A stored object does not match its manifest."""
 
