@@ -1,7 +1,7 @@
 """HTTP routes and the S3 handler: parse, call chalicelib, respond."""
 import os
 
-from chalice import Chalice
+from chalice import Chalice, Rate
 
 from chalicelib import catalog, http, observability, uploads
 from chalicelib.config import ConfigError, get_settings
@@ -90,3 +90,10 @@ def health():
 def on_object_created(event):
     outcomes = handle_event(get_store(), get_settings(), event.to_dict())
     return [o.__dict__ for o in outcomes]
+
+
+@app.schedule(Rate(1, unit=Rate.HOURS))
+def reclaim_debris(event):
+    """Sweep what crashed writers left behind, for every name, without waiting
+    for the next writer of that name (names being written are skipped)."""
+    return {"removed": get_store().reclaim()}
