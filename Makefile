@@ -37,4 +37,4 @@ clean:
 include $(wildcard make/*.mk)
 
 local: $(STAMP)
-	$(PY) scripts/local.py
+	$(PY) -m scripts.local $(if $(PORT),--port $(PORT))

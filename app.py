@@ -3,25 +3,26 @@ import os
 
 from chalice import Chalice, Rate
 
-from chalicelib import catalog, http, observability, uploads
+from chalicelib import catalog, events, http, observability
 from chalicelib.config import ConfigError, get_settings
 from chalicelib.errors import EfsWriteFailed
-from chalicelib.events import handle_event
 from chalicelib.ingest import ingest_bytes, ingest_s3
 from chalicelib.predict import predict as run_predict
 from chalicelib.store import get_store
-from chalicelib.validation import InlineIngest, parse_ingest, parse_predict
+from chalicelib.uploads import presign_upload
+from chalicelib.validation import InlineIngest, parse_ingest, parse_predict, parse_upload
 
 # Logging is ours (JSON lines with the request id), not Chalice's plain format.
 app = Chalice(app_name="efs-ml", configure_logs=False)
 try:
     observability.configure_logging(get_settings().log_level)
+    observability.configure_metrics(get_settings().metrics_namespace)
 except ConfigError:  # reported with the first request; logs must still work
     observability.configure_logging("INFO")
 # Registered first = outermost: the observer sees the final, reshaped response.
-app.register_middleware(observability.http_middleware(lambda: http.request_id(app)), "http")
+app.register_middleware(http.observe_requests(app), "http")
 app.register_middleware(http.reshape_framework_errors(app), "http")
-app.register_middleware(observability.s3_middleware, "s3")
+app.register_middleware(events.observe_events, "s3")
 
 # Content types are checked by chalicelib.validation so that a wrong one
 # gets the documented error body rather than Chalice's own 415.
@@ -32,7 +33,7 @@ ANY = ["*/*"]
 @http.endpoint(app)
 def ingest():
     settings = get_settings()
-    req = parse_ingest(http.json_body(app), settings.max_ingest_bytes)
+    req = parse_ingest(http.json_body(app, settings.max_request_bytes), settings.max_ingest_bytes)
     if isinstance(req, InlineIngest):
         result = ingest_bytes(get_store(), settings, req.ref, req.data)
     else:
@@ -44,7 +45,7 @@ def ingest():
 @http.endpoint(app)
 def predict():
     settings = get_settings()
-    return run_predict(get_store(), settings, parse_predict(http.json_body(app)))
+    return run_predict(get_store(), settings, parse_predict(http.json_body(app, settings.max_request_bytes)))
 
 
 @app.route("/uploads", methods=["POST"], content_types=ANY)
@@ -52,8 +53,8 @@ def predict():
 def create_upload():
     """A presigned S3 PUT URL for objects beyond the gateway's 10 MB."""
     settings = get_settings()
-    ref, size = uploads.parse_upload(http.json_body(app), settings.max_ingest_bytes)
-    return uploads.presign_upload(settings, ref, size)
+    ref, size = parse_upload(http.json_body(app, settings.max_request_bytes), settings.max_ingest_bytes)
+    return presign_upload(settings, ref, size)
 
 
 @app.route("/models", methods=["GET"])
@@ -88,7 +89,7 @@ def health():
 @app.on_s3_event(bucket=os.environ.get("MODEL_BUCKET", "efs-ml-local"),
                  events=["s3:ObjectCreated:*"], prefix="models/")
 def on_object_created(event):
-    outcomes = handle_event(get_store(), get_settings(), event.to_dict())
+    outcomes = events.handle_event(get_store(), get_settings(), event.to_dict())
     return [o.__dict__ for o in outcomes]
 
 

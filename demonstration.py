@@ -11,6 +11,7 @@ contract, prints a live table, and writes demonstration_results.json and
 demonstration_summary.txt. Exits 1 if any step failed, 2 if the target
 could not be read.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,12 +32,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--config", metavar="OUTPUTS_JSON", help="Terraform outputs (terraform output -json)")
     where.add_argument("--local", action="store_true", help="the `make local` stack (.local/endpoints.json)")
-    p.add_argument("--endpoints", default=str(PROJECT_DIR / ".local" / "endpoints.json"),
-                   help="endpoints file for --local (default: %(default)s)")
+    p.add_argument(
+        "--endpoints",
+        default=str(PROJECT_DIR / ".local" / "endpoints.json"),
+        help="endpoints file for --local (default: %(default)s)",
+    )
     p.add_argument("--large-mb", type=int, default=16, help="size of the presigned upload in MiB (default: 16)")
     p.add_argument("--warm-repeats", type=int, default=5, help="warm predicts per model (default: 5)")
-    p.add_argument("--land-timeout", type=float, default=120.0,
-                   help="seconds to wait for the S3 event to land an upload (default: 120)")
+    p.add_argument(
+        "--land-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the S3 event to land an upload (default: 120)",
+    )
     p.add_argument("--results", default="demonstration_results.json")
     p.add_argument("--summary", default="demonstration_summary.txt")
     args = p.parse_args(argv)
@@ -60,8 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     client = ApiClient(target)
     started = _now()
     try:
-        demo = Demonstration(client, large_bytes=args.large_mb * 1024 * 1024,
-                             warm_repeats=args.warm_repeats, land_timeout=args.land_timeout)
+        demo = Demonstration(
+            client,
+            large_bytes=args.large_mb * 1024 * 1024,
+            warm_repeats=args.warm_repeats,
+            land_timeout=args.land_timeout,
+        )
         demo.run()
     finally:
         client.close()

@@ -7,9 +7,9 @@ itself, so local runs (moto) and AWS use the same code path.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import Field, dataclass, field, fields
 from functools import lru_cache
-from typing import Mapping
+from typing import Any, Callable, Mapping, get_type_hints
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -20,78 +20,93 @@ class ConfigError(ValueError):
     """An environment variable holds a value the service cannot use."""
 
 
+def _setting(default: Any, env: str | None = None, minimum: float | None = None,
+             normalize: Callable[[str], str] | None = None) -> Any:
+    """A Settings field: its default, and how :func:`load_settings` reads it.
+
+    ``env`` names the variable (default: the field name in capitals),
+    ``minimum`` bounds numbers (default: >= 1 for ints, > 0 for floats),
+    ``normalize`` post-processes strings.
+    """
+    return field(default=default, metadata={"env": env, "minimum": minimum, "normalize": normalize})
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Process-wide settings. Build with :func:`load_settings`."""
+    """Process-wide settings. Build with :func:`load_settings`.
 
-    efs_root: str
+    Each default is written here once; the loader reads every field from
+    the environment variable :func:`env_name` gives it.
+    """
+
+    efs_root: str = _setting("/mnt/efs", normalize=os.path.abspath)
     """Store root: the EFS mount in Lambda, a plain folder locally."""
-    bucket: str | None
+    bucket: str | None = _setting(None, env="MODEL_BUCKET")
     """The S3 bucket (system of record). ``None`` disables S3 features."""
-    max_ingest_bytes: int = GIB
+    max_ingest_bytes: int = _setting(GIB)
     """Largest object /ingest or the S3 handler will store."""
-    max_request_bytes: int = 10 * MIB
+    max_request_bytes: int = _setting(10 * MIB)
     """Largest request body; API Gateway's own limit is 10 MB."""
-    model_cache_bytes: int = 512 * MIB
+    model_cache_bytes: int = _setting(512 * MIB, minimum=0)
     """Budget of the in-process warm model cache."""
-    lock_timeout_seconds: float = 120.0
+    lock_timeout_seconds: float = _setting(120.0)
     """How long a writer waits for another writer of the same name."""
-    s3_max_attempts: int = 5
+    s3_max_attempts: int = _setting(5)
     """Total attempts per S3 call (botocore standard retry mode)."""
-    s3_connect_timeout: float = 5.0
-    s3_read_timeout: float = 30.0
-    log_level: str = "INFO"
-    upload_url_expires_seconds: int = 900
+    s3_connect_timeout: float = _setting(5.0)
+    s3_read_timeout: float = _setting(30.0)
+    log_level: str = _setting("INFO", normalize=str.upper)
+    upload_url_expires_seconds: int = _setting(900)
     """Lifetime of presigned upload URLs (POST /uploads); SigV4 allows up to 7 days."""
-    metrics_namespace: str = "efs-ml"
+    metrics_namespace: str = _setting("efs-ml")
     """CloudWatch namespace of the Embedded Metric Format metrics."""
-    max_tensor_elements: int = 1_000_000
+    max_tensor_elements: int = _setting(1_000_000)
     """Most tensor elements (all inputs together) one /predict may send a model."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
-    return value
+def env_name(f: Field[Any]) -> str:
+    """The environment variable a Settings field is read from."""
+    return str(f.metadata.get("env") or f.name.upper())
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be > 0, got {value}")
-    return value
+def _parse(f: Field[Any], kind: Any, raw: str) -> Any:
+    name, minimum, normalize = env_name(f), f.metadata.get("minimum"), f.metadata.get("normalize")
+    if kind is int or kind is float:
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+        if minimum is None and (value < 1 if kind is int else value <= 0):
+            raise ConfigError(f"{name} must be {'>= 1' if kind is int else '> 0'}, got {value}")
+        return value
+    if kind is bool:
+        if raw.lower() not in _BOOLEANS:
+            raise ConfigError(f"{name} must be true or false, got {raw!r}")
+        return _BOOLEANS[raw.lower()]
+    if kind is not str:
+        raise TypeError(f"Settings.{f.name}: no loader for type {kind!r}")
+    return normalize(raw) if normalize else raw
+
+
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
 def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
-    """Build settings from an environment mapping (``os.environ`` by default)."""
-    return Settings(
-        efs_root=os.path.abspath(env.get("EFS_ROOT") or "/mnt/efs"),
-        bucket=(env.get("MODEL_BUCKET") or "").strip() or None,
-        max_ingest_bytes=_int(env, "MAX_INGEST_BYTES", GIB),
-        max_request_bytes=_int(env, "MAX_REQUEST_BYTES", 10 * MIB),
-        model_cache_bytes=_int(env, "MODEL_CACHE_BYTES", 512 * MIB, minimum=0),
-        lock_timeout_seconds=_float(env, "LOCK_TIMEOUT_SECONDS", 120.0),
-        s3_max_attempts=_int(env, "S3_MAX_ATTEMPTS", 5),
-        s3_connect_timeout=_float(env, "S3_CONNECT_TIMEOUT", 5.0),
-        s3_read_timeout=_float(env, "S3_READ_TIMEOUT", 30.0),
-        log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
-        upload_url_expires_seconds=_int(env, "UPLOAD_URL_EXPIRES_SECONDS", 900),
-        metrics_namespace=(env.get("METRICS_NAMESPACE") or "efs-ml").strip(),
-        max_tensor_elements=_int(env, "MAX_TENSOR_ELEMENTS", 1_000_000),
-    )
+    """Build settings from an environment mapping (``os.environ`` by default).
+
+    An unset or blank variable keeps the field's default.
+    """
+    hints = get_type_hints(Settings)
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = env.get(env_name(f), "").strip()
+        if raw:
+            kind = hints[f.name]
+            # ``str | None`` fields hold a str when set.
+            values[f.name] = _parse(f, str if kind == (str | None) else kind, raw)
+    return Settings(**values)
 
 
 @lru_cache(maxsize=1)

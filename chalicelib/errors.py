@@ -1,12 +1,20 @@
 """The service's error types, each with its HTTP status and documented code.
 
 Every error body has ``error``, ``message`` and ``requestId``; some carry one
-documented extra field (``key``, ``maxSize``, ``stage``, ``fileId``).
-Messages never carry filesystem paths, stack traces or credentials.
+documented extra field (``key``, ``maxSize``, ``stage``, ``fileId``), named
+by the class's ``FIELD``. Messages never carry filesystem paths, stack
+traces or credentials.
+
+:func:`registry` lists every documented code with its status and field,
+found from the classes themselves: tests and the demo's contract checks
+derive from it, so a new error class is one edit here.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+from chalicelib.config import human_size
 
 
 class ServiceError(Exception):
@@ -15,6 +23,8 @@ class ServiceError(Exception):
     STATUS_CODE = 500
     CODE = "PROCESSING_FAILED"
     DEFAULT_MESSAGE = "Failed to process request"
+    #: The one documented extra body field this error carries, if any.
+    FIELD: str | None = None
 
     def __init__(self, message: str | None = None, **details: Any) -> None:
         self.message = message or self.DEFAULT_MESSAGE
@@ -27,6 +37,36 @@ class ServiceError(Exception):
         body.update(self.details)
         body["requestId"] = request_id
         return body
+
+
+@dataclass(frozen=True)
+class ErrorSpec:
+    """What a client sees for one documented code."""
+
+    code: str
+    status: int
+    field: str | None
+
+
+def _subclasses(cls: type[ServiceError]) -> list[type[ServiceError]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found += _subclasses(sub)
+    return found
+
+
+def registry() -> dict[str, ErrorSpec]:
+    """Every documented error code (like Chalice's ``ALL_ERRORS``), from the classes.
+
+    Classes sharing a code (the ``PROCESSING_FAILED`` family) must agree on
+    status and field; a class that does not is a bug, raised here.
+    """
+    specs: dict[str, ErrorSpec] = {}
+    for cls in _subclasses(ServiceError):
+        spec = ErrorSpec(cls.CODE, cls.STATUS_CODE, cls.FIELD)
+        if specs.setdefault(cls.CODE, spec) != spec:
+            raise TypeError(f"{cls.__name__} disagrees with {specs[cls.CODE]} for code {cls.CODE}")
+    return specs
 
 
 class InvalidRequest(ServiceError):
@@ -43,6 +83,7 @@ class S3NotFound(ServiceError):
     STATUS_CODE = 404
     CODE = "S3_NOT_FOUND"
     DEFAULT_MESSAGE = "S3 object not found"
+    FIELD = "key"
 
     def __init__(self, key: str, message: str | None = None) -> None:
         super().__init__(message, key=key)
@@ -54,9 +95,12 @@ class FileTooLarge(ServiceError):
     STATUS_CODE = 413
     CODE = "FILE_TOO_LARGE"
     DEFAULT_MESSAGE = "File size exceeds maximum allowed"
+    FIELD = "maxSize"
 
-    def __init__(self, max_size: str, message: str | None = None) -> None:
-        super().__init__(message, maxSize=max_size)
+    def __init__(self, max_bytes: int, message: str | None = None) -> None:
+        """``max_bytes`` is the limit exceeded; the body shows it as ``maxSize`` (``"1GB"``)."""
+        self.max_bytes = max_bytes
+        super().__init__(message, maxSize=human_size(max_bytes))
 
 
 class EfsWriteFailed(ServiceError):
@@ -65,6 +109,7 @@ class EfsWriteFailed(ServiceError):
     STATUS_CODE = 500
     CODE = "EFS_WRITE_FAILED"
     DEFAULT_MESSAGE = "Failed to write file to EFS"
+    FIELD = "stage"
 
     def __init__(self, stage: str, message: str | None = None) -> None:
         self.stage = stage
@@ -77,6 +122,7 @@ class NotFound(ServiceError):
     STATUS_CODE = 404
     CODE = "NOT_FOUND"
     DEFAULT_MESSAGE = "Model file not found on EFS"
+    FIELD = "fileId"
 
     def __init__(self, file_id: str | None, message: str | None = None) -> None:
         super().__init__(message, fileId=file_id)
@@ -112,6 +158,7 @@ class DeadlineExceeded(ServiceError):
     STATUS_CODE = 504
     CODE = "TIMEOUT"
     DEFAULT_MESSAGE = "The request did not finish in time; retry later"
+    FIELD = "stage"
 
     def __init__(self, stage: str, message: str | None = None) -> None:
         self.stage = stage

@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from urllib.parse import unquote_plus
 
+from chalicelib import observability
 from chalicelib.config import Settings
 from chalicelib.errors import FileTooLarge, InvalidRequest, S3NotFound, ServiceError
 from chalicelib.ingest import ingest_s3
 from chalicelib.names import parse_key
 from chalicelib.store import Store
 
-log = logging.getLogger("efs-ml")
+log = logging.getLogger(__name__)
 
 
 class RetryableEventError(Exception):
@@ -61,3 +62,24 @@ def handle_event(store: Store, settings: Settings, event: dict[str, Any]) -> lis
     if failed:
         raise RetryableEventError(f"{len(failed)} of {len(outcomes)} records failed; Lambda will retry")
     return outcomes
+
+
+def observe_events(event: Any, get_response: Callable[[Any], Any]) -> Any:
+    """Chalice ``s3`` middleware: every S3 event is one observed invocation.
+
+    The summary line counts the records and each outcome status.
+    """
+    context = getattr(event, "context", None)
+    rid = str(getattr(context, "aws_request_id", None) or "-")
+    with observability.invocation(rid, "s3:ObjectCreated") as inv:
+        raw = event.to_dict() if hasattr(event, "to_dict") else {}
+        inv.outcome["records"] = len(raw.get("Records") or [])
+        result = get_response(event)
+        if isinstance(result, list):
+            statuses: dict[str, int] = {}
+            for item in result:
+                status = item.get("status", "?") if isinstance(item, dict) else "?"
+                statuses[status] = statuses.get(status, 0) + 1
+            inv.outcome["recordStatuses"] = statuses
+        inv.outcome["outcome"] = "ok"
+        return result

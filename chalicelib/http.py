@@ -13,11 +13,12 @@ from typing import Any, Callable
 
 from chalice.app import Chalice, Response
 
-from chalicelib.config import ConfigError, get_settings
+from chalicelib import observability
+from chalicelib.config import ConfigError
 from chalicelib.errors import InvalidRequest, ProcessingFailed, ServiceError
 from chalicelib.validation import parse_json_object
 
-log = logging.getLogger("efs-ml")
+log = logging.getLogger(__name__)
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -37,14 +38,18 @@ def error_response(app: Chalice, error: ServiceError) -> Response:
                     headers=dict(JSON_HEADERS))
 
 
-def json_body(app: Chalice) -> dict[str, Any]:
-    """The current request's body as a JSON object, or InvalidRequest."""
+def json_body(app: Chalice, max_bytes: int) -> dict[str, Any]:
+    """The current request's body (at most ``max_bytes``) as a JSON object, or InvalidRequest."""
     request = app.current_request
+    if request is None:
+        raise InvalidRequest("No request")
     try:
         raw = request.raw_body or b""
     except Exception:  # chalice raises on undecodable base64 bodies
         raise InvalidRequest("Request body could not be decoded") from None
-    return parse_json_object(raw, request.headers.get("content-type"), get_settings().max_request_bytes)
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8")
+    return parse_json_object(raw, request.headers.get("content-type"), max_bytes)
 
 
 def endpoint(app: Chalice) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
@@ -86,5 +91,26 @@ def reshape_framework_errors(app: Chalice) -> Callable[[Any, Callable[[Any], Res
             response.body = error.to_body(request_id(app))
             response.headers = {**(response.headers or {}), **JSON_HEADERS}
         return response
+
+    return middleware
+
+
+def observe_requests(app: Chalice) -> Callable[[Any, Callable[[Any], Response]], Response]:
+    """HTTP middleware: every request is one observed invocation (JSON logs + EMF).
+
+    Its request id is the one the error bodies carry, so the id in a
+    client's error matches the logs.
+    """
+
+    def middleware(request: Any, get_response: Callable[[Any], Response]) -> Response:
+        context = getattr(request, "context", None) or {}
+        route = f"{getattr(request, 'method', '?')} {context.get('resourcePath') or context.get('path') or '?'}"
+        with observability.invocation(request_id(app), route) as inv:
+            response = get_response(request)
+            inv.outcome["status"] = response.status_code
+            body = response.body
+            if isinstance(body, dict) and isinstance(body.get("error"), str):
+                inv.outcome["errorCode"] = body["error"]
+            return response
 
     return middleware

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from chalicelib import observability, s3
-from chalicelib.config import Settings, human_size
+from chalicelib.config import Settings
 from chalicelib.errors import FileTooLarge, InvalidRequest
 from chalicelib.names import ObjectRef
 from chalicelib.store import Manifest, Store
@@ -20,7 +21,7 @@ class IngestResult:
     efs_path: str
     s3_key: str | None
 
-    def to_response(self) -> dict:
+    def to_response(self) -> dict[str, Any]:
         """The documented ``/ingest`` response body."""
         return {
             "fileId": self.manifest.fileId,
@@ -33,13 +34,24 @@ class IngestResult:
         }
 
 
+def record_ingest(size_bytes: int, started: float, status: str) -> None:
+    """Metrics of one ingest: bytes copied into the store and its duration.
+
+    ``status`` (created/updated/exists) goes to the invocation's log line.
+    """
+    observability.annotate(ingestStatus=status)
+    observability.metric("IngestBytes", size_bytes, observability.BYTES)
+    observability.metric("IngestDurationMs", round((time.perf_counter() - started) * 1000, 3),
+                         observability.MILLISECONDS)
+
+
 def ingest_bytes(store: Store, settings: Settings, ref: ObjectRef, data: bytes) -> IngestResult:
     """Store inline data under ``ref``."""
     if len(data) > settings.max_ingest_bytes:
-        raise FileTooLarge(human_size(settings.max_ingest_bytes))
+        raise FileTooLarge(settings.max_ingest_bytes)
     started = time.perf_counter()
     result = store.put(ref, [data], source="inline", max_bytes=settings.max_ingest_bytes)
-    observability.record_ingest(len(data), started, result.status)
+    record_ingest(len(data), started, result.status)
     return IngestResult(result.manifest, result.status, store.path(ref), None)
 
 
@@ -56,11 +68,11 @@ def ingest_s3(store: Store, settings: Settings, ref: ObjectRef) -> IngestResult:
     started = time.perf_counter()
     info = s3.head(bucket, ref.key)
     if info.size > settings.max_ingest_bytes:
-        raise FileTooLarge(human_size(settings.max_ingest_bytes))
+        raise FileTooLarge(settings.max_ingest_bytes)
     current = store.manifest(ref)
     if current is not None and current.source == source and current.etag == info.etag \
             and current.size == info.size:
-        observability.record_ingest(0, started, "exists")  # unchanged ETag: nothing copied
+        record_ingest(0, started, "exists")  # unchanged ETag: nothing copied
         return IngestResult(current, "exists", store.path(ref), ref.key)
     result = store.put(
         ref,
@@ -70,5 +82,5 @@ def ingest_s3(store: Store, settings: Settings, ref: ObjectRef) -> IngestResult:
         max_bytes=settings.max_ingest_bytes,
         expected_size=info.size,
     )
-    observability.record_ingest(info.size, started, result.status)
+    record_ingest(info.size, started, result.status)
     return IngestResult(result.manifest, result.status, store.path(ref), ref.key)

@@ -127,8 +127,6 @@ class ModelCache:
         self._entries: OrderedDict[ObjectRef, CachedModel] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[ObjectRef, threading.Lock] = {}
-        self.hits = 0
-        self.misses = 0
 
     def get(self, store: Store, ref: ObjectRef, file_id: str | None = None) -> tuple[CachedModel, bool]:
         """The runner for ``ref`` and whether it came from the cache."""
@@ -155,9 +153,7 @@ class ModelCache:
             entry = self._entries.get(ref)
             if entry is not None and entry.manifest.sha256 == current.sha256:
                 self._entries.move_to_end(ref)
-                self.hits += 1
                 return entry
-            self.misses += 1
             return None
 
     def _load(self, store: Store, ref: ObjectRef, file_id: str | None) -> CachedModel:

@@ -1,14 +1,19 @@
 """Structured JSON logs and CloudWatch Embedded Metric Format (EMF) metrics.
 
-Every HTTP request and every S3 event runs inside an :func:`invocation`:
+Every HTTP request and every S3 event runs inside an :func:`invocation`
+(the middlewares that open one live at their edges: ``http.observe_requests``
+and ``events.observe_events``):
 
-* each log line of the ``efs-ml`` logger is one JSON object carrying the
-  invocation's ``requestId``, ``route`` and ``coldStart``;
+* each log line of the ``chalicelib`` loggers (``getLogger(__name__)`` in
+  every module) is one JSON object carrying the invocation's ``requestId``,
+  ``route`` and ``coldStart``;
 * one summary line per invocation adds ``durationMs`` and the outcome
   (``status`` and ``errorCode`` for HTTP, ``outcome`` for events);
-* metrics recorded during the invocation (:func:`metric`) leave as one EMF
-  document, which CloudWatch turns into metrics without any API call (and
-  so without IAM permissions or latency in the request path).
+* metrics recorded during the invocation (:func:`metric`, called beside
+  each domain: ingest, predict) leave as one EMF document (more, if EMF's
+  100-metric limit is reached), which CloudWatch turns into metrics without
+  any API call (and so without IAM permissions or latency in the request
+  path).
 
 Hand-written rather than aws-lambda-powertools: measured on this stack,
 powertools 3.37.0 (3.5 MB unzipped, plus jmespath) adds ~50 ms to a cold
@@ -27,17 +32,18 @@ import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, TextIO
+from typing import Any, Iterator, TextIO
 
 SERVICE = "efs-ml"
-LOGGER_NAME = "efs-ml"
+#: The package logger: every module's ``getLogger(__name__)`` propagates to it.
+LOGGER_NAME = __name__.rpartition(".")[0] or "chalicelib"
 
 # Units CloudWatch accepts that this service uses.
 COUNT, BYTES, MILLISECONDS = "Count", "Bytes", "Milliseconds"
 #: EMF caps one document at 100 metrics and one metric at 100 values.
 MAX_METRICS, MAX_VALUES = 100, 100
 
-log = logging.getLogger(LOGGER_NAME)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -76,21 +82,21 @@ def reset_cold_start() -> None:
         _cold = True
 
 
-def current() -> Invocation | None:
-    """The invocation running in this thread, if any."""
-    return _current.get()
+def annotate(**fields: Any) -> None:
+    """Add ``fields`` to the current invocation's summary log line (no-op outside one)."""
+    inv = _current.get()
+    if inv is not None:
+        inv.outcome.update(fields)
 
 
 # -- metrics -------------------------------------------------------------------
-def _namespace() -> str:
-    # Read lazily: chalicelib.config is cheap, but a bad value elsewhere in
-    # the environment must never break a log line.
-    try:
-        from chalicelib.config import get_settings
+_namespace = SERVICE
 
-        return get_settings().metrics_namespace
-    except Exception:
-        return SERVICE
+
+def configure_metrics(namespace: str) -> None:
+    """Set the CloudWatch namespace of every EMF document (``METRICS_NAMESPACE``)."""
+    global _namespace
+    _namespace = namespace or SERVICE
 
 
 def emf_document(
@@ -112,7 +118,7 @@ def emf_document(
     doc["_aws"] = {
         "Timestamp": timestamp_ms if timestamp_ms is not None else int(time.time() * 1000),
         "CloudWatchMetrics": [{
-            "Namespace": namespace or _namespace(),
+            "Namespace": namespace or _namespace,
             # One dimension set keeps the metric count (and its cost) at
             # one series per operation.
             "Dimensions": [sorted(dimensions)],
@@ -137,20 +143,23 @@ def _write(doc: dict[str, Any]) -> None:
 def metric(name: str, value: float, unit: str = COUNT) -> None:
     """Record a metric value.
 
-    Inside an invocation it joins that invocation's single EMF document;
-    outside one (scripts, benchmarks) it is emitted at once on its own.
+    Inside an invocation it joins that invocation's EMF document; outside
+    one (scripts, benchmarks) it is emitted at once on its own. A document
+    that reaches EMF's limits (100 metrics, 100 values of one metric) is
+    flushed and a new one started: CloudWatch would reject it whole, and
+    nothing is dropped.
     """
     inv = _current.get()
     if inv is None:
         _write(emf_document({name: (unit, [value])}, {"Service": SERVICE}))
         return
-    if name not in inv.metrics:
-        if len(inv.metrics) >= MAX_METRICS:
-            return  # beyond EMF's limit CloudWatch would reject the whole document
-        inv.metrics[name] = (unit, [])
-    values = inv.metrics[name][1]
-    if len(values) < MAX_VALUES:
-        values.append(value)
+    pending = inv.metrics.get(name)
+    if (pending is None and len(inv.metrics) >= MAX_METRICS) or (pending is not None and len(pending[1]) >= MAX_VALUES):
+        flush(inv)
+        pending = None
+    if pending is None:
+        pending = inv.metrics[name] = (unit, [])
+    pending[1].append(value)
 
 
 def flush(inv: Invocation) -> None:
@@ -163,26 +172,6 @@ def flush(inv: Invocation) -> None:
         {"requestId": inv.request_id, "function": os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")},
     ))
     inv.metrics = {}
-
-
-def record_ingest(size_bytes: int, started: float, status: str) -> None:
-    """Metrics of one ingest: bytes copied into the store and its duration.
-
-    ``status`` (created/updated/exists) goes to the invocation's log line.
-    """
-    inv = _current.get()
-    if inv is not None:
-        inv.outcome["ingestStatus"] = status
-    metric("IngestBytes", size_bytes, BYTES)
-    metric("IngestDurationMs", round((time.perf_counter() - started) * 1000, 3), MILLISECONDS)
-
-
-def record_model_lookup(hit: bool, load_ms: float) -> None:
-    """Metrics of one model lookup in the warm cache (load time on a miss)."""
-    metric("ModelCacheHit", 1 if hit else 0, COUNT)
-    metric("ModelCacheMiss", 0 if hit else 1, COUNT)
-    if not hit:
-        metric("ModelLoadMs", round(load_ms, 3), MILLISECONDS)
 
 
 # -- logs ----------------------------------------------------------------------
@@ -214,13 +203,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str, separators=(",", ":"))
 
 
-class _StdoutHandler(logging.StreamHandler):
+class _StdoutHandler(logging.StreamHandler[TextIO]):
     """A handler bound to whatever ``sys.stdout`` is at emit time."""
 
     def __init__(self) -> None:
         super().__init__(sys.stdout)
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> TextIO:
         return sys.stdout
 
@@ -230,12 +219,12 @@ class _StdoutHandler(logging.StreamHandler):
 
 
 def configure_logging(level: str = "INFO", logger: logging.Logger | None = None) -> logging.Logger:
-    """Send ``logger`` (``efs-ml`` by default) to stdout as JSON lines.
+    """Send ``logger`` (the package logger by default) to stdout as JSON lines.
 
     Lambda forwards stdout to CloudWatch Logs; ``propagate`` is off so the
     runtime's root handler does not print each line a second time.
     """
-    target = logger or log
+    target = logger or logging.getLogger(LOGGER_NAME)
     for handler in list(target.handlers):
         target.removeHandler(handler)
     handler = _StdoutHandler()
@@ -275,46 +264,3 @@ def invocation(request_id: str, operation: str) -> Iterator[Invocation]:
             flush(inv)
     finally:
         _current.reset(token)
-
-
-def _lambda_request_id(context: Any) -> str | None:
-    rid = getattr(context, "aws_request_id", None)
-    return str(rid) if rid else None
-
-
-def http_middleware(request_id: Callable[[], str]) -> Callable[[Any, Callable[[Any], Any]], Any]:
-    """Chalice ``http`` middleware observing every request.
-
-    ``request_id`` is the same function the error bodies use, so the id in
-    a client's error matches the logs.
-    """
-
-    def middleware(request: Any, get_response: Callable[[Any], Any]) -> Any:
-        context = getattr(request, "context", None) or {}
-        route = f"{getattr(request, 'method', '?')} {context.get('resourcePath') or context.get('path') or '?'}"
-        with invocation(request_id(), route) as inv:
-            response = get_response(request)
-            inv.outcome["status"] = response.status_code
-            body = response.body
-            if isinstance(body, dict) and isinstance(body.get("error"), str):
-                inv.outcome["errorCode"] = body["error"]
-            return response
-
-    return middleware
-
-
-def s3_middleware(event: Any, get_response: Callable[[Any], Any]) -> Any:
-    """Chalice ``s3`` middleware observing every S3 event invocation."""
-    rid = _lambda_request_id(getattr(event, "context", None)) or "-"
-    with invocation(rid, "s3:ObjectCreated") as inv:
-        raw = event.to_dict() if hasattr(event, "to_dict") else {}
-        inv.outcome["records"] = len(raw.get("Records") or [])
-        result = get_response(event)
-        if isinstance(result, list):
-            statuses: dict[str, int] = {}
-            for item in result:
-                status = item.get("status", "?") if isinstance(item, dict) else "?"
-                statuses[status] = statuses.get(status, 0) + 1
-            inv.outcome["recordStatuses"] = statuses
-        inv.outcome["outcome"] = "ok"
-        return result

@@ -21,6 +21,14 @@ def model_cache() -> ModelCache:
     return ModelCache(get_settings().model_cache_bytes)
 
 
+def record_model_lookup(hit: bool, load_ms: float) -> None:
+    """Metrics of one model lookup in the warm cache (load time on a miss)."""
+    observability.metric("ModelCacheHit", 1 if hit else 0)
+    observability.metric("ModelCacheMiss", 0 if hit else 1)
+    if not hit:
+        observability.metric("ModelLoadMs", round(load_ms, 3), observability.MILLISECONDS)
+
+
 def output_ref(file_id: str) -> ObjectRef:
     """Where the result for ``file_id`` is stored."""
     return ObjectRef(OUTPUTS, f"{file_id}.result")
@@ -42,7 +50,7 @@ def predict(store: Store, settings: Settings, req: PredictRequest) -> dict[str, 
     """Run ``req.model`` and return the documented /predict response body."""
     started = time.perf_counter()
     cached, hit = model_cache().get(store, req.model, req.file_id)
-    observability.record_model_lookup(hit, cached.load_ms)
+    record_model_lookup(hit, cached.load_ms)
     inputs: Any = req.inputs
     input_source = "inline" if inputs is not None else None
     if inputs is None:

@@ -57,7 +57,6 @@ class ObjectInfo:
 
     size: int
     etag: str
-    version_id: str | None
 
 
 def _error_code(exc: Exception) -> str:
@@ -90,7 +89,7 @@ def head(bucket: str, key: str) -> ObjectInfo:
         r = client().head_object(Bucket=bucket, Key=key)
     except (BotoCoreError, ClientError) as exc:
         raise _translate(exc, key) from None
-    return ObjectInfo(size=int(r["ContentLength"]), etag=r["ETag"], version_id=r.get("VersionId"))
+    return ObjectInfo(size=int(r["ContentLength"]), etag=r["ETag"])
 
 
 def stream(bucket: str, key: str, info: ObjectInfo, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
@@ -140,9 +139,10 @@ def put_bytes(bucket: str, key: str, data: bytes, content_type: str = "applicati
 
 def presign_put(bucket: str, key: str, size: int, expires: int) -> str:
     """A SigV4 presigned PUT URL for exactly ``size`` bytes (no S3 call)."""
-    return client().generate_presigned_url(
+    url: str = client().generate_presigned_url(
         "put_object",
         Params={"Bucket": bucket, "Key": key, "ContentLength": size},
         ExpiresIn=expires,
         HttpMethod="PUT",
     )
+    return url

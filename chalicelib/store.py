@@ -28,6 +28,7 @@ the manifest and open the object, so they always get a matching pair.
 """
 from __future__ import annotations
 
+import builtins
 import errno
 import hashlib
 import json
@@ -37,12 +38,12 @@ import stat
 import uuid
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
-from typing import BinaryIO, Iterable, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 from chalicelib import locks
-from chalicelib.config import get_settings, human_size
+from chalicelib.config import get_settings
 from chalicelib.errors import (
     EfsWriteFailed,
     FileTooLarge,
@@ -79,7 +80,7 @@ class Manifest:
         return json.dumps(asdict(self), sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes) -> "Manifest":
+    def from_json(cls, raw: bytes) -> Manifest:
         return cls(**json.loads(raw))
 
 
@@ -92,7 +93,7 @@ class PutResult:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _temp_name(name: str) -> str:
@@ -246,7 +247,7 @@ class Store:
 
     def list(self, kind: str) -> list[Manifest]:
         """Manifests of every complete object of one kind, by name."""
-        out = []
+        out: list[Manifest] = []
         try:
             names = sorted(_list_real_dir(self.root, os.path.join(self.root, kind)))
         except FileNotFoundError:
@@ -364,7 +365,7 @@ class Store:
             for chunk in chunks:
                 size += len(chunk)
                 if max_bytes is not None and size > max_bytes:
-                    raise FileTooLarge(human_size(max_bytes))
+                    raise FileTooLarge(max_bytes)
                 hasher.update(chunk)
                 try:
                     _write_all(fd, chunk)
@@ -444,7 +445,7 @@ class Store:
         else:
             self._publish_manifest(ref, pending)
 
-    def _temps(self, ref: ObjectRef) -> list[str]:
+    def _temps(self, ref: ObjectRef) -> builtins.list[str]:  # plain `list` here is the method above
         """This name's temp files: data temps carry the name, manifest and
         intent temps in .meta carry ``<name>.json`` / ``<name>.pending``."""
         data_dir, meta_dir = os.path.join(self.root, ref.kind), os.path.join(self.root, META_DIR, ref.kind)
@@ -515,7 +516,7 @@ class Store:
         self._atomic_write(directory, os.path.join(directory, file_id + ".json"), doc, stage="manifest", tmp=tmp)
 
     # -- health ------------------------------------------------------------
-    def health(self) -> dict:
+    def health(self) -> dict[str, Any]:
         """Whether the root exists, is a mount point, and takes a durable write."""
         report = {"mounted": os.path.ismount(self.root), "exists": os.path.isdir(self.root), "writable": False}
         if report["exists"]:

@@ -9,36 +9,21 @@ The URL is SigV4 and signs ``Content-Length``: S3 itself refuses a body of
 any other size, so the size checked here against ``MAX_INGEST_BYTES`` is
 the size that lands. Presigning is a local computation (no S3 call), but
 the URL only works if the API function's role may ``s3:PutObject`` on
-``models/*`` and ``inputs/*``.
+``models/*`` and ``inputs/*``. The request body is parsed by
+``validation.parse_upload``.
 """
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from typing import Any
 
 from chalicelib import s3
-from chalicelib.config import ConfigError, Settings, human_size
-from chalicelib.errors import FileTooLarge, InvalidRequest
-from chalicelib.names import MODELS, ObjectRef, parse_key
+from chalicelib.config import ConfigError, Settings
+from chalicelib.errors import InvalidRequest
+from chalicelib.names import MODELS, ObjectRef
 
 #: SigV4 presigned URLs live at most 7 days.
 MAX_EXPIRES_SECONDS = 7 * 24 * 3600
-
-def parse_upload(body: Mapping[str, Any], max_bytes: int) -> tuple[ObjectRef, int]:
-    """Validate ``{"key": "models/<name>"|"inputs/<name>", "sizeBytes": N}``."""
-    unknown = sorted(k for k in body if k not in ("key", "sizeBytes"))
-    if unknown:
-        raise InvalidRequest(f"Unknown field(s): {', '.join(repr(k[:40]) for k in unknown[:5])}")
-    if "key" not in body or "sizeBytes" not in body:
-        raise InvalidRequest("Request body must contain 'key' and 'sizeBytes' fields")
-    ref = parse_key(body["key"], "key")
-    size = body["sizeBytes"]
-    # bool is an int subclass; true is not a size.
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise InvalidRequest("'sizeBytes' must be a non-negative integer")
-    if size > max_bytes:
-        raise FileTooLarge(human_size(max_bytes))
-    return ref, size
 
 
 def presign_upload(settings: Settings, ref: ObjectRef, size: int) -> dict[str, Any]:

@@ -11,7 +11,6 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from chalicelib.config import human_size
 from chalicelib.errors import FileTooLarge, InvalidRequest
 from chalicelib.names import ObjectRef, parse_filename, parse_key, validate_name
 
@@ -24,7 +23,7 @@ def parse_json_object(raw: bytes, content_type: str | None, max_bytes: int) -> d
     if media not in JSON_TYPES and not media.endswith("+json"):
         raise InvalidRequest("Content-Type must be application/json")
     if len(raw) > max_bytes:
-        raise FileTooLarge(human_size(max_bytes), "Request body exceeds maximum allowed size")
+        raise FileTooLarge(max_bytes, "Request body exceeds maximum allowed size")
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):
@@ -80,7 +79,7 @@ def parse_ingest(body: Mapping[str, Any], max_bytes: int) -> InlineIngest | S3In
         raise InvalidRequest("'encoding' must be 'text' or 'base64'")
     if encoding == "base64":
         if len(data) // 4 * 3 > max_bytes + 3:
-            raise FileTooLarge(human_size(max_bytes))
+            raise FileTooLarge(max_bytes)
         try:
             raw = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
@@ -90,8 +89,11 @@ def parse_ingest(body: Mapping[str, Any], max_bytes: int) -> InlineIngest | S3In
             raw = data.encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidRequest("'data' is not valid UTF-8 text") from None
+    if not raw:
+        # A 0-byte model or input is never what a client meant to store.
+        raise InvalidRequest("'data' must not be empty")
     if len(raw) > max_bytes:
-        raise FileTooLarge(human_size(max_bytes))
+        raise FileTooLarge(max_bytes)
     return InlineIngest(ref, raw)
 
 
@@ -116,3 +118,18 @@ def parse_predict(body: Mapping[str, Any]) -> PredictRequest:
     if "inputs" in body and not isinstance(body["inputs"], dict):
         raise InvalidRequest("'inputs' must be a JSON object mapping input names to arrays")
     return PredictRequest(file_id, ref, body.get("inputs"))
+
+
+def parse_upload(body: Mapping[str, Any], max_bytes: int) -> tuple[ObjectRef, int]:
+    """Validate a /uploads body: ``{"key": "models/<name>"|"inputs/<name>", "sizeBytes": N}``."""
+    _reject_unknown(body, {"key", "sizeBytes"})
+    if "key" not in body or "sizeBytes" not in body:
+        raise InvalidRequest("Request body must contain 'key' and 'sizeBytes' fields")
+    ref = parse_key(body["key"], "key")
+    size = body["sizeBytes"]
+    # bool is an int subclass; true is not a size.
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise InvalidRequest("'sizeBytes' must be a non-negative integer")
+    if size > max_bytes:
+        raise FileTooLarge(max_bytes)
+    return ref, size

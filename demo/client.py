@@ -1,4 +1,5 @@
 """A thin, timed HTTP client for the API (requests), with upload progress."""
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,9 @@ class ProgressReader:
         if size > PROGRESS_THRESHOLD_BYTES:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024,
-                             desc=label, file=sys.stderr, leave=False)
+            self._bar = tqdm(
+                total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=label, file=sys.stderr, leave=False
+            )
 
     def __len__(self) -> int:
         return self._size
@@ -72,14 +74,20 @@ class ApiClient:
         if target.api_key:
             self.session.headers["x-api-key"] = target.api_key
 
-    def call(self, method: str, path: str, body: Any = None, *, raw: bytes | str | None = None,
-             content_type: str = "application/json") -> Answer:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | str | None = None,
+        content_type: str = "application/json",
+    ) -> Answer:
         """One timed request; ``raw`` sends a body as-is (malformed-input checks)."""
         data = raw if raw is not None else (json.dumps(body) if body is not None else None)
         headers = {"Content-Type": content_type} if data is not None else {}
         started = time.perf_counter()
-        r = self.session.request(method, self.target.api_url + path, data=data, headers=headers,
-                                 timeout=self.timeout)
+        r = self.session.request(method, self.target.api_url + path, data=data, headers=headers, timeout=self.timeout)
         latency = (time.perf_counter() - started) * 1000
         try:
             decoded: Any = r.json()
@@ -93,15 +101,19 @@ class ApiClient:
     def post(self, path: str, body: Any) -> Answer:
         return self.call("POST", path, body)
 
-    def put_presigned(self, url: str, f: BinaryIO, size: int, headers: dict[str, str] | None = None,
-                      label: str = "upload") -> Answer:
+    def put_presigned(
+        self, url: str, f: BinaryIO, size: int, headers: dict[str, str] | None = None, label: str = "upload"
+    ) -> Answer:
         """PUT ``size`` bytes from ``f`` to a presigned URL (no API key: S3 is not the API)."""
         reader = ProgressReader(f, size, label)
         started = time.perf_counter()
         try:
-            r = requests.put(url, data=reader, headers={k: v for k, v in (headers or {}).items()
-                                                        if k.lower() != "content-length"},
-                             timeout=(self.timeout[0], max(self.timeout[1], 600.0)))
+            r = requests.put(
+                url,
+                data=reader,
+                headers={k: v for k, v in (headers or {}).items() if k.lower() != "content-length"},
+                timeout=(self.timeout[0], max(self.timeout[1], 600.0)),
+            )
         finally:
             reader.close()
         latency = (time.perf_counter() - started) * 1000

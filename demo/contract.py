@@ -5,21 +5,19 @@ so one step can report everything wrong with an answer at once. The shapes
 are the seed's "API Usage" section plus this service's documented
 additions (``GET /models``, ``POST /uploads``).
 """
+
 from __future__ import annotations
 
 import re
 from typing import Any, Callable
 
-ERROR_STATUS = {
-    "INVALID_REQUEST": 400,
-    "S3_NOT_FOUND": 404,
-    "FILE_TOO_LARGE": 413,
-    "EFS_WRITE_FAILED": 500,
-    "NOT_FOUND": 404,
-    "PROCESSING_FAILED": 500,
-}
+from chalicelib.errors import registry
+
+_ERRORS = registry()
+#: Each documented error code's HTTP status (from chalicelib.errors).
+ERROR_STATUS = {code: spec.status for code, spec in _ERRORS.items()}
 #: The one documented extra field each error carries.
-ERROR_FIELD = {"S3_NOT_FOUND": "key", "FILE_TOO_LARGE": "maxSize", "EFS_WRITE_FAILED": "stage", "NOT_FOUND": "fileId"}
+ERROR_FIELD = {code: spec.field for code, spec in _ERRORS.items() if spec.field}
 INGEST_STATUSES = ("created", "updated", "exists")
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 
@@ -66,22 +64,36 @@ def check_status(status: int, expected: int, body: Any) -> Problems:
 def check_error(status: int, body: Any, code: str) -> Problems:
     """A documented error: its status, and ``{error, message, requestId}`` plus its extra field."""
     problems = check_status(status, ERROR_STATUS[code], body)
-    problems += _fields(body, {"error": lambda v: v == code, "message": _nonempty_str,
-                               "requestId": _nonempty_str}, code)
+    problems += _fields(
+        body, {"error": lambda v: v == code, "message": _nonempty_str, "requestId": _nonempty_str}, code
+    )
     extra = ERROR_FIELD.get(code)
     if isinstance(body, dict) and extra and extra not in body:
         problems.append(f"{code}: missing documented field '{extra}'")
     return problems
 
 
-def check_ingest(status: int, body: Any, *, size: int | None = None, s3_key: str | None = None,
-                 statuses: tuple[str, ...] = INGEST_STATUSES) -> Problems:
+def check_ingest(
+    status: int,
+    body: Any,
+    *,
+    size: int | None = None,
+    s3_key: str | None = None,
+    statuses: tuple[str, ...] = INGEST_STATUSES,
+) -> Problems:
     """A POST /ingest success: ``{fileId, efsPath, s3Key, sizeBytes, status}``."""
     problems = check_status(status, 200, body)
-    problems += _fields(body, {
-        "fileId": _nonempty_str, "efsPath": _nonempty_str, "s3Key": _opt_str,
-        "sizeBytes": lambda v: _is_int(v) and v >= 0, "status": lambda v: v in INGEST_STATUSES,
-    }, "ingest")
+    problems += _fields(
+        body,
+        {
+            "fileId": _nonempty_str,
+            "efsPath": _nonempty_str,
+            "s3Key": _opt_str,
+            "sizeBytes": lambda v: _is_int(v) and v >= 0,
+            "status": lambda v: v in INGEST_STATUSES,
+        },
+        "ingest",
+    )
     if problems:
         return problems
     if size is not None and body["sizeBytes"] != size:
@@ -96,17 +108,27 @@ def check_ingest(status: int, body: Any, *, size: int | None = None, s3_key: str
 def check_predict(status: int, body: Any, file_id: str) -> Problems:
     """A POST /predict success: ``{fileId, efsPath, s3Key, durationMs, result}``."""
     problems = check_status(status, 200, body)
-    problems += _fields(body, {
-        "fileId": lambda v: v == file_id, "efsPath": _nonempty_str, "s3Key": _opt_str,
-        "durationMs": lambda v: _is_number(v) and v >= 0, "result": lambda v: isinstance(v, dict),
-    }, "predict")
+    problems += _fields(
+        body,
+        {
+            "fileId": lambda v: v == file_id,
+            "efsPath": _nonempty_str,
+            "s3Key": _opt_str,
+            "durationMs": lambda v: _is_number(v) and v >= 0,
+            "result": lambda v: isinstance(v, dict),
+        },
+        "predict",
+    )
     return problems
 
 
 def check_opaque_result(result: Any, size: int, sha256: str) -> Problems:
     """The seed's result for an opaque model: ``{modelSize, checksum, processed}``."""
-    problems = _fields(result, {"modelSize": lambda v: v == size, "checksum": lambda v: v == sha256,
-                                "processed": lambda v: v is True}, "result")
+    problems = _fields(
+        result,
+        {"modelSize": lambda v: v == size, "checksum": lambda v: v == sha256, "processed": lambda v: v is True},
+        "result",
+    )
     return problems
 
 
@@ -120,7 +142,8 @@ def check_tensor(result: Any, output: str, expected: list, shape: list[int], tol
         problems.append(f"result: '{output}' shape {tensor.get('shape')} != {shape}")
     flat_got, flat_want = _flatten(tensor.get("data")), _flatten(expected)
     if len(flat_got) != len(flat_want) or any(
-            not _is_number(g) or abs(g - w) > tolerance for g, w in zip(flat_got, flat_want)):
+        not _is_number(g) or abs(g - w) > tolerance for g, w in zip(flat_got, flat_want)
+    ):
         problems.append(f"result: '{output}' data {tensor.get('data')!r:.80} != {expected!r}")
     return problems
 
@@ -131,15 +154,23 @@ def _flatten(v: Any) -> list:
     return [v]
 
 
-def check_model(status: int, body: Any, name: str, *, sha256: str | None = None,
-                size: int | None = None) -> Problems:
+def check_model(status: int, body: Any, name: str, *, sha256: str | None = None, size: int | None = None) -> Problems:
     """A GET /models/{name} success (also each entry of GET /models)."""
     problems = check_status(status, 200, body)
-    problems += _fields(body, {
-        "name": lambda v: v == name, "key": lambda v: v == f"models/{name}", "fileId": _nonempty_str,
-        "sizeBytes": lambda v: _is_int(v) and v >= 0, "sha256": lambda v: isinstance(v, str) and bool(_SHA256.match(v)),
-        "version": lambda v: _is_int(v) and v >= 1, "created": _nonempty_str, "updated": _nonempty_str,
-    }, "model")
+    problems += _fields(
+        body,
+        {
+            "name": lambda v: v == name,
+            "key": lambda v: v == f"models/{name}",
+            "fileId": _nonempty_str,
+            "sizeBytes": lambda v: _is_int(v) and v >= 0,
+            "sha256": lambda v: isinstance(v, str) and bool(_SHA256.match(v)),
+            "version": lambda v: _is_int(v) and v >= 1,
+            "created": _nonempty_str,
+            "updated": _nonempty_str,
+        },
+        "model",
+    )
     if problems:
         return problems
     if sha256 is not None and body["sha256"] != sha256:
@@ -166,12 +197,18 @@ def check_model_list(status: int, body: Any) -> Problems:
 def check_upload(status: int, body: Any, key: str, size: int) -> Problems:
     """A POST /uploads success: a presigned PUT for ``key`` of ``size`` bytes."""
     problems = check_status(status, 200, body)
-    problems += _fields(body, {
-        "url": lambda v: isinstance(v, str) and v.startswith(("https://", "http://")),
-        "method": lambda v: v == "PUT", "key": lambda v: v == key,
-        "headers": lambda v: isinstance(v, dict), "sizeBytes": lambda v: v == size,
-        "expiresIn": lambda v: _is_int(v) and v > 0,
-    }, "upload")
+    problems += _fields(
+        body,
+        {
+            "url": lambda v: isinstance(v, str) and v.startswith(("https://", "http://")),
+            "method": lambda v: v == "PUT",
+            "key": lambda v: v == key,
+            "headers": lambda v: isinstance(v, dict),
+            "sizeBytes": lambda v: v == size,
+            "expiresIn": lambda v: _is_int(v) and v > 0,
+        },
+        "upload",
+    )
     return problems
 
 

@@ -1,4 +1,5 @@
 """demonstration_results.json and demonstration_summary.txt."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,12 @@ def percentile(values: Iterable[float], p: float) -> float | None:
 
 
 def _stats(values: list[float]) -> dict[str, Any]:
-    return {"count": len(values), "p50": _round(percentile(values, 50)), "p95": _round(percentile(values, 95)),
-            "max": _round(max(values) if values else None)}
+    return {
+        "count": len(values),
+        "p50": _round(percentile(values, 50)),
+        "p95": _round(percentile(values, 95)),
+        "max": _round(max(values) if values else None),
+    }
 
 
 def _round(v: float | None) -> float | None:
@@ -69,8 +74,12 @@ def results_document(demo: Demonstration, started: str, finished: str) -> dict[s
     """The whole run as one JSON document."""
     c = counts(demo.steps)
     return {
-        "target": {"label": demo.target.label, "apiUrl": demo.target.api_url, "bucket": demo.target.bucket,
-                   "apiKey": bool(demo.target.api_key)},
+        "target": {
+            "label": demo.target.label,
+            "apiUrl": demo.target.api_url,
+            "bucket": demo.target.bucket,
+            "apiKey": bool(demo.target.api_key),
+        },
         "runId": demo.run_id,
         "started": started,
         "finished": finished,
@@ -105,8 +114,10 @@ def summary_text(doc: dict[str, Any]) -> str:
     if "presignedPutMiBps" in t:
         lines.append(f"Presigned PUT to S3:       {t['presignedPutMiBps']} MiB/s")
     if "s3EventIngestMiBps" in t:
-        lines.append(f"S3 event ingest:           landed {t['s3EventLandMs']} ms after the PUT "
-                     f"({t['s3EventIngestMiBps']} MiB/s, including event delivery and polling)")
+        lines.append(
+            f"S3 event ingest:           landed {t['s3EventLandMs']} ms after the PUT "
+            f"({t['s3EventIngestMiBps']} MiB/s, including event delivery and polling)"
+        )
     if "ingestByKeyMiBps" in t:
         lines.append(f"POST /ingest by key:       {t['ingestByKeyMiBps']} MiB/s")
     elif "ingestByKeyNote" in t:

@@ -1,4 +1,5 @@
 """Where the demonstration runs: a deployed stack or `make local`."""
+
 from __future__ import annotations
 
 import json
@@ -76,5 +77,10 @@ def from_local(path: str | Path) -> Target:
     missing = [k for k in ("api_url", "s3_endpoint", "bucket") if not isinstance(doc.get(k), str)]
     if missing:
         raise TargetError(f"{path}: missing {', '.join(missing)}")
-    return Target(api_url=doc["api_url"].rstrip("/"), bucket=doc["bucket"], s3_endpoint=doc["s3_endpoint"],
-                  region="us-east-1", label="local")
+    return Target(
+        api_url=doc["api_url"].rstrip("/"),
+        bucket=doc["bucket"],
+        s3_endpoint=doc["s3_endpoint"],
+        region="us-east-1",
+        label="local",
+    )

@@ -5,6 +5,7 @@ and records a :class:`StepResult`; a live table row is printed as each step
 finishes. A step whose prerequisite failed is recorded as ``skipped`` (the
 prerequisite's failure already fails the run).
 """
+
 from __future__ import annotations
 
 import base64
@@ -26,9 +27,8 @@ PASS, FAIL, SKIPPED, NOT_APPLICABLE = "pass", "fail", "skipped", "n/a"
 # Errors a healthy stack cannot be made to return from outside; where they are exercised instead.
 UNPROVOKABLE = {
     "EFS_WRITE_FAILED": "needs a failing or read-only store; exercised by the functional and "
-                        "reliability tests (unwritable store, lock timeouts)",
-    "PROCESSING_FAILED": "needs an internal fault (S3 outage, corrupt store); exercised by the "
-                         "reliability tests",
+    "reliability tests (unwritable store, lock timeouts)",
+    "PROCESSING_FAILED": "needs an internal fault (S3 outage, corrupt store); exercised by the reliability tests",
 }
 
 
@@ -86,8 +86,11 @@ class LiveTable:
         latency = f"{step.latencyMs:.1f} ms" if step.latencyMs is not None else "-"
         http = str(step.httpStatus) if step.httpStatus is not None else "-"
         mark = {PASS: "PASS", FAIL: "FAIL", SKIPPED: "skip", NOT_APPLICABLE: "n/a"}[step.result]
-        print(f"{step.name[:n]:<{n}} {mark:<{r}} {http:>{s}} {latency:>{lat}}  {step.detail[:160]}",
-              file=self.out, flush=True)
+        print(
+            f"{step.name[:n]:<{n}} {mark:<{r}} {http:>{s}} {latency:>{lat}}  {step.detail[:160]}",
+            file=self.out,
+            flush=True,
+        )
 
 
 def tiny_onnx_model() -> tuple[bytes, dict[str, Any], list, list[int]] | None:
@@ -107,8 +110,10 @@ def tiny_onnx_model() -> tuple[bytes, dict[str, Any], list, list[int]] | None:
         "demo-linear",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
-        [helper.make_tensor("w", TensorProto.FLOAT, [3, 2], [v for row in w for v in row]),
-         helper.make_tensor("b", TensorProto.FLOAT, [2], b)],
+        [
+            helper.make_tensor("w", TensorProto.FLOAT, [3, 2], [v for row in w for v in row]),
+            helper.make_tensor("b", TensorProto.FLOAT, [2], b),
+        ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 10  # what onnxruntime 1.32 reads, whatever onnx version built it
@@ -135,9 +140,16 @@ def random_file(size: int) -> tuple[BinaryIO, str]:
 class Demonstration:
     """Runs every step against one target and keeps the results."""
 
-    def __init__(self, client: ApiClient, *, large_bytes: int = 16 * 1024 * 1024, warm_repeats: int = 5,
-                 land_timeout: float = 120.0, out: TextIO = sys.stdout,
-                 build_onnx: Callable[[], Any] = tiny_onnx_model) -> None:
+    def __init__(
+        self,
+        client: ApiClient,
+        *,
+        large_bytes: int = 16 * 1024 * 1024,
+        warm_repeats: int = 5,
+        land_timeout: float = 120.0,
+        out: TextIO = sys.stdout,
+        build_onnx: Callable[[], Any] = tiny_onnx_model,
+    ) -> None:
         self.client = client
         self.target = client.target
         self.large_bytes = large_bytes
@@ -165,23 +177,36 @@ class Demonstration:
         self.table.row(step)
         return step
 
-    def step(self, name: str, category: str, fn: Callable[[], StepResult | Answer],
-             needs: tuple[str, ...] = ()) -> StepResult:
+    def step(
+        self, name: str, category: str, fn: Callable[[], StepResult | Answer], needs: tuple[str, ...] = ()
+    ) -> StepResult:
         """Run ``fn`` as one step; its contract failures and exceptions fail the step."""
         missing = [k for k in needs if k not in self.facts]
         if missing:
-            return self.record(StepResult(name, SKIPPED, detail=f"needs {', '.join(missing)} from an earlier step",
-                                          category=category))
+            return self.record(
+                StepResult(name, SKIPPED, detail=f"needs {', '.join(missing)} from an earlier step", category=category)
+            )
         started = time.perf_counter()
         try:
             out = fn()
         except StepFailed as exc:
             a = exc.answer
-            return self.record(StepResult(name, FAIL, a.latency_ms if a else (time.perf_counter() - started) * 1000,
-                                          a.status if a else None, "; ".join(exc.problems), category))
+            return self.record(
+                StepResult(
+                    name,
+                    FAIL,
+                    a.latency_ms if a else (time.perf_counter() - started) * 1000,
+                    a.status if a else None,
+                    "; ".join(exc.problems),
+                    category,
+                )
+            )
         except Exception as exc:  # a transport error is a failed step, not a crashed demo
-            return self.record(StepResult(name, FAIL, (time.perf_counter() - started) * 1000, None,
-                                          f"{type(exc).__name__}: {exc}", category))
+            return self.record(
+                StepResult(
+                    name, FAIL, (time.perf_counter() - started) * 1000, None, f"{type(exc).__name__}: {exc}", category
+                )
+            )
         if isinstance(out, Answer):
             out = StepResult(name, PASS, out.latency_ms, out.status, category=category)
         out.name, out.category = name, category
@@ -217,8 +242,15 @@ class Demonstration:
                     raise StepFailed([f"fileId changed: {a.body['fileId']} != {self.facts['fileId']}"], a)
                 self.facts["fileId"] = a.body["fileId"]
                 self.facts["opaque"] = (len(data.encode()), hashlib.sha256(data.encode()).hexdigest())
-                return StepResult("", PASS, a.latency_ms, a.status, f"status={a.body['status']} fileId={a.body['fileId']}",
-                                  metrics={"bytes": a.body["sizeBytes"]})
+                return StepResult(
+                    "",
+                    PASS,
+                    a.latency_ms,
+                    a.status,
+                    f"status={a.body['status']} fileId={a.body['fileId']}",
+                    metrics={"bytes": a.body["sizeBytes"]},
+                )
+
             return run
 
         self.step("ingest inline (data + filename)", "ingest", ingest(v1, ("created",)))
@@ -226,8 +258,12 @@ class Demonstration:
         self.step("ingest inline new content: 'updated'", "ingest", ingest(v2, ("updated",)), needs=("fileId",))
         for i in range(1 + self.warm_repeats):
             label = "cold" if i == 0 else f"warm {i}"
-            self.step(f"predict opaque model ({label})", "predict",
-                      lambda: self.predict_opaque(name), needs=("fileId", "opaque"))
+            self.step(
+                f"predict opaque model ({label})",
+                "predict",
+                lambda: self.predict_opaque(name),
+                needs=("fileId", "opaque"),
+            )
 
     def predict_opaque(self, model: str, file_id: str | None = None, facts: str = "opaque") -> StepResult:
         file_id = file_id or self.facts["fileId"]
@@ -240,17 +276,27 @@ class Demonstration:
     @staticmethod
     def _predict_result(a: Answer) -> StepResult:
         cache = a.body.get("cache")
-        return StepResult("", PASS, a.latency_ms, a.status,
-                          f"durationMs={a.body['durationMs']} cache={cache or '?'}",
-                          metrics={"cache": cache, "serverMs": a.body["durationMs"]})
+        return StepResult(
+            "",
+            PASS,
+            a.latency_ms,
+            a.status,
+            f"durationMs={a.body['durationMs']} cache={cache or '?'}",
+            metrics={"cache": cache, "serverMs": a.body["durationMs"]},
+        )
 
     def put_object(self, key: str, f, size: int, label: str) -> Answer:
         """Put bytes at ``key``: straight to the local moto S3, else by presigned URL."""
         if self.target.local:
             import boto3
 
-            s3 = boto3.client("s3", endpoint_url=self.target.s3_endpoint, region_name=self.target.region,
-                              aws_access_key_id="local", aws_secret_access_key="local")
+            s3 = boto3.client(
+                "s3",
+                endpoint_url=self.target.s3_endpoint,
+                region_name=self.target.region,
+                aws_access_key_id="local",
+                aws_secret_access_key="local",
+            )
             started = time.perf_counter()
             s3.put_object(Bucket=self.target.bucket, Key=key, Body=f, ContentLength=size)
             return Answer(200, "", (time.perf_counter() - started) * 1000, {})
@@ -277,17 +323,25 @@ class Demonstration:
         def ingest() -> StepResult:
             a = self.call("POST", "/ingest", {"key": key})
             # The bucket's S3 event may have ingested it first: 'exists' is as right as 'created'.
-            require(contract.check_ingest(a.status, a.body, size=size, s3_key=key,
-                                          statuses=("created", "exists")), a)
+            require(contract.check_ingest(a.status, a.body, size=size, s3_key=key, statuses=("created", "exists")), a)
             self.facts["s3keyFileId"] = a.body["fileId"]
-            return StepResult("", PASS, a.latency_ms, a.status, f"status={a.body['status']} s3Key={key}",
-                              metrics={"bytes": size, "ingestStatus": a.body["status"]})
+            return StepResult(
+                "",
+                PASS,
+                a.latency_ms,
+                a.status,
+                f"status={a.body['status']} s3Key={key}",
+                metrics={"bytes": size, "ingestStatus": a.body["status"]},
+            )
 
         self.step("upload object to the bucket", "upload", upload)
         self.step("ingest by S3 key", "ingest", ingest, needs=("s3key",))
-        self.step("predict model ingested by key", "predict",
-                  lambda: self.predict_opaque(key.split("/", 1)[1], self.facts["s3keyFileId"], "s3key"),
-                  needs=("s3keyFileId",))
+        self.step(
+            "predict model ingested by key",
+            "predict",
+            lambda: self.predict_opaque(key.split("/", 1)[1], self.facts["s3keyFileId"], "s3key"),
+            needs=("s3keyFileId",),
+        )
 
     def presigned_steps(self) -> None:
         name = self.name("large.bin")
@@ -295,6 +349,7 @@ class Demonstration:
         size = self.large_bytes
         f, sha = random_file(size)
         try:
+
             def presign() -> StepResult:
                 a = self.call("POST", "/uploads", {"key": key, "sizeBytes": size})
                 require(contract.check_upload(a.status, a.body, key, size), a)
@@ -309,8 +364,14 @@ class Demonstration:
                     raise StepFailed([f"presigned PUT answered HTTP {a.status}: {str(a.body)[:200]}"], a)
                 self.facts["put_done"] = time.perf_counter()
                 mbps = size / 1048576 / (a.latency_ms / 1000)
-                return StepResult("", PASS, a.latency_ms, a.status, f"{size} bytes at {mbps:.1f} MiB/s",
-                                  metrics={"bytes": size, "MiBps": round(mbps, 2)})
+                return StepResult(
+                    "",
+                    PASS,
+                    a.latency_ms,
+                    a.status,
+                    f"{size} bytes at {mbps:.1f} MiB/s",
+                    metrics={"bytes": size, "MiBps": round(mbps, 2)},
+                )
 
             def land() -> StepResult:
                 deadline = time.monotonic() + self.land_timeout
@@ -324,39 +385,57 @@ class Demonstration:
                         require(contract.check_model(a.status, a.body, name), a)
                     last = a
                     if time.monotonic() > deadline:
-                        raise StepFailed([f"model not landed after {self.land_timeout:.0f}s "
-                                          f"(last answer HTTP {last.status})"], last)
+                        raise StepFailed(
+                            [f"model not landed after {self.land_timeout:.0f}s (last answer HTTP {last.status})"], last
+                        )
                     time.sleep(0.25)
                 require(contract.check_model(a.status, a.body, name, sha256=sha, size=size), a)
                 waited = (time.perf_counter() - self.facts["put_done"]) * 1000
                 self.facts["large"] = (size, sha)
                 self.facts["largeFileId"] = a.body["fileId"]
-                return StepResult("", PASS, waited, a.status,
-                                  f"landed after {waited:.0f} ms, {polls} polls, version {a.body['version']}",
-                                  metrics={"bytes": size, "polls": polls})
+                return StepResult(
+                    "",
+                    PASS,
+                    waited,
+                    a.status,
+                    f"landed after {waited:.0f} ms, {polls} polls, version {a.body['version']}",
+                    metrics={"bytes": size, "polls": polls},
+                )
 
             self.step("uploads: presigned PUT URL", "upload", presign)
             self.step(f"uploads: PUT {size // 1048576} MiB to S3", "upload", put, needs=("upload",))
             self.step("uploads: S3 event lands the model", "event", land, needs=("put_done",))
-            self.step("predict uploaded model (cold)", "predict",
-                      lambda: self.predict_opaque(name, self.facts["largeFileId"], "large"), needs=("large",))
-            self.step("predict uploaded model (warm)", "predict",
-                      lambda: self.predict_opaque(name, self.facts["largeFileId"], "large"), needs=("large",))
+            self.step(
+                "predict uploaded model (cold)",
+                "predict",
+                lambda: self.predict_opaque(name, self.facts["largeFileId"], "large"),
+                needs=("large",),
+            )
+            self.step(
+                "predict uploaded model (warm)",
+                "predict",
+                lambda: self.predict_opaque(name, self.facts["largeFileId"], "large"),
+                needs=("large",),
+            )
         finally:
             f.close()
 
     def onnx_steps(self) -> None:
         built = self.build_onnx()
         if built is None:
-            self.record(StepResult("predict ONNX model", SKIPPED, detail="skipped: onnx not installed",
-                                   category="predict"))
+            self.record(
+                StepResult("predict ONNX model", SKIPPED, detail="skipped: onnx not installed", category="predict")
+            )
             return
         model_bytes, inputs, expected, shape = built
         name = self.name("linear.onnx")
 
         def ingest() -> StepResult:
-            a = self.call("POST", "/ingest", {"data": base64.b64encode(model_bytes).decode(),
-                                              "encoding": "base64", "filename": name})
+            a = self.call(
+                "POST",
+                "/ingest",
+                {"data": base64.b64encode(model_bytes).decode(), "encoding": "base64", "filename": name},
+            )
             require(contract.check_ingest(a.status, a.body, size=len(model_bytes), statuses=("created",)), a)
             self.facts["onnxFileId"] = a.body["fileId"]
             return StepResult("", PASS, a.latency_ms, a.status, f"{len(model_bytes)} bytes (base64)")
@@ -378,8 +457,11 @@ class Demonstration:
         require(contract.check_model_list(a.status, a.body), a)
         mine = {m["name"]: m for m in a.body["models"] if m["name"].startswith(self.name(""))}
         problems = []
-        for fact, model in (("opaque", self.name("opaque.pt")), ("s3key", self.name("s3key.bin")),
-                            ("large", self.name("large.bin"))):
+        for fact, model in (
+            ("opaque", self.name("opaque.pt")),
+            ("s3key", self.name("s3key.bin")),
+            ("large", self.name("large.bin")),
+        ):
             if fact in self.facts:
                 size, sha = self.facts[fact]
                 if model not in mine:
@@ -395,24 +477,51 @@ class Demonstration:
                 a = self.call(method, path, body, **kw)
                 require(contract.check_error(a.status, a.body, code), a)
                 return StepResult("", PASS, a.latency_ms, a.status, f"{code}: {a.body['message']}"[:120])
+
             return run
 
         missing = self.name("missing.pt")
-        self.step("error: malformed JSON -> 400", "error", expect("INVALID_REQUEST", "POST", "/ingest", raw="{not json"))
-        self.step("error: ingest without key or data -> 400", "error",
-                  expect("INVALID_REQUEST", "POST", "/ingest", {"filename": "x.pt"}))
-        self.step("error: predict without model -> 400", "error",
-                  expect("INVALID_REQUEST", "POST", "/predict", {"fileId": "x"}))
-        self.step("error: traversal in filename -> 400", "error",
-                  expect("INVALID_REQUEST", "POST", "/ingest", {"data": "x", "filename": "../etc/passwd"}))
-        self.step("error: ingest missing S3 key -> 404", "error",
-                  expect("S3_NOT_FOUND", "POST", "/ingest", {"key": f"models/{missing}"}))
+        self.step(
+            "error: malformed JSON -> 400", "error", expect("INVALID_REQUEST", "POST", "/ingest", raw="{not json")
+        )
+        self.step(
+            "error: ingest without key or data -> 400",
+            "error",
+            expect("INVALID_REQUEST", "POST", "/ingest", {"filename": "x.pt"}),
+        )
+        self.step(
+            "error: predict without model -> 400",
+            "error",
+            expect("INVALID_REQUEST", "POST", "/predict", {"fileId": "x"}),
+        )
+        self.step(
+            "error: traversal in filename -> 400",
+            "error",
+            expect("INVALID_REQUEST", "POST", "/ingest", {"data": "x", "filename": "../etc/passwd"}),
+        )
+        self.step(
+            "error: ingest missing S3 key -> 404",
+            "error",
+            expect("S3_NOT_FOUND", "POST", "/ingest", {"key": f"models/{missing}"}),
+        )
         # 5 TiB is S3's own object limit: above any MAX_INGEST_BYTES, refused before a byte moves.
-        self.step("error: upload above MAX_INGEST_BYTES -> 413", "error",
-                  expect("FILE_TOO_LARGE", "POST", "/uploads", {"key": f"models/{missing}", "sizeBytes": 5 * 2**40}))
-        self.step("error: predict unknown model -> 404", "error",
-                  expect("NOT_FOUND", "POST", "/predict", {"fileId": missing, "model": missing}))
+        self.step(
+            "error: upload above MAX_INGEST_BYTES -> 413",
+            "error",
+            expect("FILE_TOO_LARGE", "POST", "/uploads", {"key": f"models/{missing}", "sizeBytes": 5 * 2**40}),
+        )
+        self.step(
+            "error: predict unknown model -> 404",
+            "error",
+            expect("NOT_FOUND", "POST", "/predict", {"fileId": missing, "model": missing}),
+        )
         self.step("error: GET unknown model -> 404", "error", expect("NOT_FOUND", "GET", f"/models/{missing}"))
         for code, why in UNPROVOKABLE.items():
-            self.record(StepResult(f"error: {code} -> {contract.ERROR_STATUS[code]}", NOT_APPLICABLE,
-                                   detail=f"not provokable on a healthy stack: {why}", category="error"))
+            self.record(
+                StepResult(
+                    f"error: {code} -> {contract.ERROR_STATUS[code]}",
+                    NOT_APPLICABLE,
+                    detail=f"not provokable on a healthy stack: {why}",
+                    category="error",
+                )
+            )

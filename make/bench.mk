@@ -1,4 +1,4 @@
 # Benchmarks (issue 4): one table, each figure beside its baseline measured in the same run.
 # Not part of `make test`; takes a few minutes (1 GiB ingest, ~100 MB model).
 bench: $(STAMP)
-	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) -m bench.run $(BENCH_ARGS)

@@ -9,6 +9,7 @@ Unit prices come from scripts/prices.json only. Each line is rounded to the
 cent as in the seed's table, and the total is the sum of the rounded lines
 (the seed's ~$4.37); ``--json`` also gives the unrounded amounts.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -102,33 +103,66 @@ def estimate(u: Usage, prices: dict[str, Any]) -> list[Line]:
     billed_consumer = max(0.0, gb_s_consumer - max(0.0, free_gb_s - gb_s_producer))
     gbs = prices["lambda_gb_second"]
     lines = [
-        Line("Lambda (Producer)", f"{_count(u.producer_invocations)} invocations x {u.producer_duration_s:g}s x "
-             f"{u.producer_memory_mb}MB", f"{_money(gbs)}/GB-second", billed_producer * gbs,
-             f"{_count(ft['lambda_requests'])} requests + {_count(ft['lambda_gb_seconds'])} GB-seconds/month"),
-        Line("Lambda (Consumer)", f"{_count(u.consumer_invocations)} invocations x {u.consumer_duration_s:g}s x "
-             f"{u.consumer_memory_mb}MB", f"{_money(gbs)}/GB-second", billed_consumer * gbs, "same allowance"),
-        Line("Lambda Requests", f"{_count(u.invocations)} requests",
-             f"${prices['lambda_requests_per_million']:.2f}/1M requests",
-             max(0, u.invocations - allowance("lambda_requests")) * prices["lambda_requests_per_million"] / 1e6,
-             "same allowance"),
-        Line("EFS Storage", f"{u.efs_gb:g} GB", f"${prices['efs_standard_gb_month']:.2f}/GB-month",
-             u.efs_gb * prices["efs_standard_gb_month"], "No free tier"),
+        Line(
+            "Lambda (Producer)",
+            f"{_count(u.producer_invocations)} invocations x {u.producer_duration_s:g}s x {u.producer_memory_mb}MB",
+            f"{_money(gbs)}/GB-second",
+            billed_producer * gbs,
+            f"{_count(ft['lambda_requests'])} requests + {_count(ft['lambda_gb_seconds'])} GB-seconds/month",
+        ),
+        Line(
+            "Lambda (Consumer)",
+            f"{_count(u.consumer_invocations)} invocations x {u.consumer_duration_s:g}s x {u.consumer_memory_mb}MB",
+            f"{_money(gbs)}/GB-second",
+            billed_consumer * gbs,
+            "same allowance",
+        ),
+        Line(
+            "Lambda Requests",
+            f"{_count(u.invocations)} requests",
+            f"${prices['lambda_requests_per_million']:.2f}/1M requests",
+            max(0, u.invocations - allowance("lambda_requests")) * prices["lambda_requests_per_million"] / 1e6,
+            "same allowance",
+        ),
+        Line(
+            "EFS Storage",
+            f"{u.efs_gb:g} GB",
+            f"${prices['efs_standard_gb_month']:.2f}/GB-month",
+            u.efs_gb * prices["efs_standard_gb_month"],
+            "No free tier",
+        ),
     ]
     lines.append(_efs_throughput(u, prices))
     lines += [
-        Line("S3 Storage", f"{u.s3_gb:g} GB", f"${prices['s3_standard_gb_month']}/GB-month",
-             max(0.0, u.s3_gb - allowance("s3_gb")) * prices["s3_standard_gb_month"], f"{ft['s3_gb']} GB free"),
-        Line("S3 Requests", f"{_count(u.s3_put_requests)} PUT, {_count(u.s3_get_requests)} GET",
-             f"${prices['s3_put_per_1000']}/1000 PUT, ${prices['s3_get_per_1000']}/1000 GET",
-             max(0, u.s3_put_requests - allowance("s3_put_requests")) * prices["s3_put_per_1000"] / 1000
-             + max(0, u.s3_get_requests - allowance("s3_get_requests")) * prices["s3_get_per_1000"] / 1000,
-             f"{_count(ft['s3_get_requests'])} GET, {_count(ft['s3_put_requests'])} PUT free"),
-        Line("API Gateway", f"{_count(u.requests)} requests", f"${prices['api_gateway_rest_per_million']:.2f}/1M requests",
-             max(0, u.requests - allowance("api_gateway_requests")) * prices["api_gateway_rest_per_million"] / 1e6,
-             f"{_count(ft['api_gateway_requests'])} requests/month (first 12 months)"),
-        Line("CloudWatch Logs", f"{u.log_gb:g} GB", f"${prices['cloudwatch_logs_ingest_per_gb']:.2f}/GB",
-             max(0.0, u.log_gb - allowance("cloudwatch_logs_gb")) * prices["cloudwatch_logs_ingest_per_gb"],
-             f"{ft['cloudwatch_logs_gb']} GB ingestion free"),
+        Line(
+            "S3 Storage",
+            f"{u.s3_gb:g} GB",
+            f"${prices['s3_standard_gb_month']}/GB-month",
+            max(0.0, u.s3_gb - allowance("s3_gb")) * prices["s3_standard_gb_month"],
+            f"{ft['s3_gb']} GB free",
+        ),
+        Line(
+            "S3 Requests",
+            f"{_count(u.s3_put_requests)} PUT, {_count(u.s3_get_requests)} GET",
+            f"${prices['s3_put_per_1000']}/1000 PUT, ${prices['s3_get_per_1000']}/1000 GET",
+            max(0, u.s3_put_requests - allowance("s3_put_requests")) * prices["s3_put_per_1000"] / 1000
+            + max(0, u.s3_get_requests - allowance("s3_get_requests")) * prices["s3_get_per_1000"] / 1000,
+            f"{_count(ft['s3_get_requests'])} GET, {_count(ft['s3_put_requests'])} PUT free",
+        ),
+        Line(
+            "API Gateway",
+            f"{_count(u.requests)} requests",
+            f"${prices['api_gateway_rest_per_million']:.2f}/1M requests",
+            max(0, u.requests - allowance("api_gateway_requests")) * prices["api_gateway_rest_per_million"] / 1e6,
+            f"{_count(ft['api_gateway_requests'])} requests/month (first 12 months)",
+        ),
+        Line(
+            "CloudWatch Logs",
+            f"{u.log_gb:g} GB",
+            f"${prices['cloudwatch_logs_ingest_per_gb']:.2f}/GB",
+            max(0.0, u.log_gb - allowance("cloudwatch_logs_gb")) * prices["cloudwatch_logs_ingest_per_gb"],
+            f"{ft['cloudwatch_logs_gb']} GB ingestion free",
+        ),
         Line("VPC (S3 Endpoint)", "1 gateway endpoint", "Free", prices["vpc_s3_gateway_endpoint_month"], "Always free"),
     ]
     return lines
@@ -141,18 +175,31 @@ def bursting_baseline_mibps(efs_gb: float, prices: dict[str, Any]) -> float:
 
 def _efs_throughput(u: Usage, prices: dict[str, Any]) -> Line:
     if u.throughput_mode == "bursting":
-        return Line("EFS Throughput (bursting)", f"baseline {bursting_baseline_mibps(u.efs_gb, prices):.2f} MiB/s",
-                    "Included in storage", 0.0, "N/A")
+        return Line(
+            "EFS Throughput (bursting)",
+            f"baseline {bursting_baseline_mibps(u.efs_gb, prices):.2f} MiB/s",
+            "Included in storage",
+            0.0,
+            "N/A",
+        )
     if u.throughput_mode == "elastic":
         amount = u.efs_read_gb * prices["efs_elastic_read_per_gb"] + u.efs_write_gb * prices["efs_elastic_write_per_gb"]
-        return Line("EFS Throughput (elastic)", f"{u.efs_read_gb:g} GB read, {u.efs_write_gb:g} GB written",
-                    f"${prices['efs_elastic_read_per_gb']}/GB read, ${prices['efs_elastic_write_per_gb']}/GB written",
-                    amount, "No free tier")
+        return Line(
+            "EFS Throughput (elastic)",
+            f"{u.efs_read_gb:g} GB read, {u.efs_write_gb:g} GB written",
+            f"${prices['efs_elastic_read_per_gb']}/GB read, ${prices['efs_elastic_write_per_gb']}/GB written",
+            amount,
+            "No free tier",
+        )
     # Provisioned: billed only above the baseline the stored data earns.
     billable = max(0.0, u.provisioned_mibps - bursting_baseline_mibps(u.efs_gb, prices))
-    return Line("EFS Throughput (provisioned)", f"{u.provisioned_mibps:g} MiB/s ({billable:.2f} above baseline)",
-                f"${prices['efs_provisioned_mibps_month']:.2f}/MiB/s-month",
-                billable * prices["efs_provisioned_mibps_month"], "No free tier")
+    return Line(
+        "EFS Throughput (provisioned)",
+        f"{u.provisioned_mibps:g} MiB/s ({billable:.2f} above baseline)",
+        f"${prices['efs_provisioned_mibps_month']:.2f}/MiB/s-month",
+        billable * prices["efs_provisioned_mibps_month"],
+        "No free tier",
+    )
 
 
 def total(lines: list[Line]) -> Decimal:
@@ -210,17 +257,29 @@ def main(argv: list[str] | None = None) -> int:
     prices = load_prices()
     lines = estimate(usage, prices)
     if as_json:
-        print(json.dumps({"usage": asdict(usage), "lines": [{**asdict(l), "rounded": float(l.rounded)} for l in lines],
-                          "total": float(total(lines)), "unrounded_total": round(sum(l.amount for l in lines), 6)},
-                         indent=2))
+        print(
+            json.dumps(
+                {
+                    "usage": asdict(usage),
+                    "lines": [{**asdict(l), "rounded": float(l.rounded)} for l in lines],
+                    "total": float(total(lines)),
+                    "unrounded_total": round(sum(l.amount for l in lines), 6),
+                },
+                indent=2,
+            )
+        )
         return 0
     print(render(lines, usage))
     if usage.throughput_mode == "bursting":
-        print(f"\nBursting EFS sustains {bursting_baseline_mibps(usage.efs_gb, prices):.2f} MiB/s for "
-              f"{usage.efs_gb:g} GB stored once burst credits are spent; loading large models "
-              "often needs --throughput-mode elastic.")
-    print(f"Unit prices: {PRICES_PATH.name} ({load_prices()['_updated']}); "
-          f"unrounded total ${sum(l.amount for l in lines):.4f}.")
+        print(
+            f"\nBursting EFS sustains {bursting_baseline_mibps(usage.efs_gb, prices):.2f} MiB/s for "
+            f"{usage.efs_gb:g} GB stored once burst credits are spent; loading large models "
+            "often needs --throughput-mode elastic."
+        )
+    print(
+        f"Unit prices: {PRICES_PATH.name} ({load_prices()['_updated']}); "
+        f"unrounded total ${sum(l.amount for l in lines):.4f}."
+    )
     return 0
 
 

@@ -6,7 +6,8 @@ import uuid
 
 import pytest
 
-from scripts.moto_server import MotoServer
+from devstack.moto import MotoServer
+from tests.support.env import reset_caches
 
 # Never let a test reach real AWS, whatever the developer's shell has.
 for _var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
@@ -17,19 +18,6 @@ os.environ.update(
     AWS_DEFAULT_REGION="us-east-1",
     AWS_EC2_METADATA_DISABLED="true",
 )
-
-
-def reset_caches() -> None:
-    """Forget per-process state that was built from the environment."""
-    from chalicelib import s3
-    from chalicelib.config import get_settings
-    from chalicelib.predict import model_cache
-    from chalicelib.store import get_store
-
-    get_settings.cache_clear()
-    get_store.cache_clear()
-    model_cache.cache_clear()
-    s3.reset_client()
 
 
 @pytest.fixture(scope="session")

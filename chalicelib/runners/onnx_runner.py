@@ -112,6 +112,7 @@ def create_session(model: LoadedModel, options: Any) -> Any:
     try:
         if path is None:
             return ort.InferenceSession(model.file.read(), options, providers=providers)
+        assert private is not None  # made above whenever there is a path
         link = os.path.join(private, "model.onnx")
         os.symlink(path, link)
         return ort.InferenceSession(link, options, providers=providers)
@@ -346,7 +347,8 @@ def _tensor_json(value: Any) -> dict[str, Any]:
         if value.dtype.kind in "fc" and not np.isfinite(value).all():
             # JSON has no NaN/Infinity (strict parsers reject Python's
             # spelling): such values are null, with their positions flagged.
-            out["data"] = np.where(np.isfinite(value), value, None).tolist()
+            # numpy's stubs lack None as a fill value (it gives an object array).
+            out["data"] = np.where(np.isfinite(value), value, None).tolist()  # type: ignore[call-overload]
             out["nonFinite"] = True
         return out
     # Sequence or map outputs (e.g. classifier probabilities): plain JSON.

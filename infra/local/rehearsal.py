@@ -82,7 +82,7 @@ def moto_server(python: str, log_path: Path, timeout: float = 30) -> Iterator[st
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RehearsalError(f"moto server not listening after {timeout}s; see {log_path}")
+                    raise RehearsalError(f"moto server not listening after {timeout}s; see {log_path}") from None
                 time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -209,7 +209,8 @@ def fill_and_empty_bucket(s3: Any, bucket: str, stack_dir: Path, env: dict[str, 
     proc = subprocess.run([python, str(HERE.parent / "empty_bucket.py"), "--stack", str(stack_dir)],
                           env=env, capture_output=True, text=True, timeout=120, check=False)
     _check(report, proc.returncode == 0 and "deleted 3 object versions" in proc.stdout,
-           f"infra/empty_bucket.py deleted every version and delete marker: {proc.stdout.strip()} {proc.stderr[-2000:]}")
+           "infra/empty_bucket.py deleted every version and delete marker: "
+           f"{proc.stdout.strip()} {proc.stderr[-2000:]}")
 
 
 def rehearse(stack_dir: Path, work_dir: Path, python: str = sys.executable,

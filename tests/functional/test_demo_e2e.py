@@ -1,4 +1,4 @@
-"""`make demo` end to end: scripts/local.py + demonstration.py --local in subprocesses.
+"""`make demo` end to end: the local stack (devstack) + demonstration.py --local in subprocesses.
 
 The project is copied to a temporary directory first, so the run has its own
 .local/ (endpoints file, store) and cannot disturb a developer's `make local`.
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[2]
-COPIED = ("app.py", "demonstration.py", "chalicelib", "demo", "scripts", ".chalice")
+COPIED = ("app.py", "demonstration.py", "chalicelib", "demo", "devstack", "scripts", ".chalice")
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -45,13 +45,17 @@ def test_make_demo_runs_every_step_and_leaves_nothing_running(tmp_path):
     results, summary = tmp_path / "results.json", tmp_path / "summary.txt"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
     run = subprocess.run(
-        [sys.executable, "-m", "demo.run_local", "--start-timeout", "40", "--", "--large-mb", "5", "--warm-repeats", "2",
-         "--land-timeout", "30", "--results", str(results), "--summary", str(summary)],
+        [sys.executable, "-m", "demo.run_local", "--start-timeout", "40", "--",
+         "--large-mb", "5", "--warm-repeats", "2", "--land-timeout", "30",
+         "--results", str(results), "--summary", str(summary)],
         cwd=project, env=env, capture_output=True, text=True, timeout=150,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "no process left behind" in run.stdout
     assert processes_mentioning(str(project)) == []
+    # Nothing the demo stored stays: its private store is gone, the shared one untouched.
+    assert not (project / ".local" / "efs").exists()
+    assert [p.name for p in (project / ".local").iterdir()] == ["demo-server.log"]
 
     doc = json.loads(results.read_text())
     assert doc["passed"] is True and doc["counts"]["fail"] == 0 and doc["counts"]["skipped"] == 0

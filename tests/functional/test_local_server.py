@@ -1,10 +1,10 @@
 """The `make local` pieces: the S3 event watcher and the TCP_NODELAY server."""
+import http.client
 import json
 import socket
 import threading
-import http.client
 
-from scripts.local import NoDelayHTTPServer, S3EventWatcher, s3_event
+from devstack.local import NoDelayHTTPServer, S3EventWatcher, s3_event
 
 
 def test_s3_event_has_the_real_shape():

@@ -1,7 +1,7 @@
 """GET /models and GET /models/{name}: the catalogue of landed models."""
 import hashlib
 
-from tests.functional.helpers import error, ok, post
+from tests.support.routes import error, ok, post
 
 FIELDS = {"name", "key", "fileId", "sizeBytes", "sha256", "version", "source", "created", "updated"}
 

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from tests.functional.helpers import error, ok, post
 from tests.support.onnx_models import Mlp, multi_io_model
+from tests.support.routes import error, ok, post
 
 MLP = Mlp.random(seed=3)
 X = np.random.default_rng(7).standard_normal((2, 4)).astype(np.float32)

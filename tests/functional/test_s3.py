@@ -5,7 +5,7 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from tests.functional.helpers import error, ok, post
+from tests.support.routes import error, ok, post
 
 
 def test_ingest_by_key_streams_object(client, bucket, s3_client, efs_root):
@@ -37,7 +37,7 @@ def test_missing_key_is_s3_not_found(client, bucket):
 
 
 def test_too_large_is_refused_before_copying(client, bucket, s3_client, efs_root, monkeypatch):
-    from tests.conftest import reset_caches
+    from tests.support.env import reset_caches
 
     monkeypatch.setenv("MAX_INGEST_BYTES", "1024")
     reset_caches()

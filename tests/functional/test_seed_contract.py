@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.functional.helpers import error, ok, post
+from tests.support.routes import error, ok, post
 
 
 def test_complete_example_workflow(client, efs_root):
@@ -55,6 +55,8 @@ def test_base64_binary_and_inputs_prefix(client, efs_root):
     ({"data": "x"}, "filename"),
     ({"data": "x", "key": "models/a", "filename": "a"}, "not both"),
     ({"data": 5, "filename": "a.pt"}, "'data' must be a string"),
+    ({"data": "", "filename": "a.pt"}, "must not be empty"),
+    ({"data": "", "filename": "a.pt", "encoding": "base64"}, "must not be empty"),
     ({"data": "x", "filename": "../etc/passwd"}, "filename"),
     ({"data": "x", "filename": "a.pt", "encoding": "base64"}, "base64"),
     ({"data": "x", "filename": "a.pt", "encoding": "gzip"}, "encoding"),
@@ -80,7 +82,7 @@ def test_malformed_bodies_are_400(client, raw, content_type):
 
 
 def test_file_too_large(client, monkeypatch):
-    from tests.conftest import reset_caches
+    from tests.support.env import reset_caches
 
     monkeypatch.setenv("MAX_INGEST_BYTES", "10")
     reset_caches()
@@ -91,7 +93,7 @@ def test_file_too_large(client, monkeypatch):
 
 
 def test_oversized_request_body(client, monkeypatch):
-    from tests.conftest import reset_caches
+    from tests.support.env import reset_caches
 
     monkeypatch.setenv("MAX_REQUEST_BYTES", "100")
     reset_caches()

@@ -5,7 +5,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests
 
-from tests.functional.helpers import error, ok, post
+from tests.support.routes import error, ok, post
 
 
 def presign(client, key, size):

@@ -8,7 +8,6 @@ import zipfile
 
 import boto3
 import pytest
-
 import rehearsal
 
 SWAGGER_2 = {

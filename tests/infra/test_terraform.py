@@ -5,6 +5,7 @@ import json
 import subprocess
 
 import tfcli
+
 from tests.infra.conftest import INFRA, ROOT, require_tool
 
 CHECKOV = ROOT / ".venv-infra" / "bin" / "checkov"

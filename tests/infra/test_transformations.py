@@ -9,8 +9,8 @@ import stat
 from pathlib import Path
 
 import pytest
-
 import stack
+
 from tests.infra.conftest import INFRA
 
 SWAGGER = {

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 
 import pytest
 
-from tests.support.reliability import ERROR_CODES
+from tests.support.routes import ECHOED, ERROR_BODIES, LEAKS
 
 
 def pytest_collection_modifyitems(config, items):
@@ -25,40 +24,12 @@ def pytest_collection_modifyitems(config, items):
         items[:] = [i for i in items if i not in slow]
 
 
-# Every error body the suite produces is recorded and scanned for leaks at
-# the end of the session (paths outside the store, tracebacks, credentials).
-ERROR_BODIES: list[tuple[str, dict]] = []
-_LEAKS = re.compile(r"/tmp/|/home/|/root|/work/|/proc/|Traceback|File \"|\.py\b|AWS_SECRET|"
-                    r"aws_secret|AKIA|testing|botocore|urllib3|Errno|0x[0-9a-f]{6,}", re.I)
-
-
-def check_error_body(status: int, body: dict | str, where: str = "") -> dict:
-    """Assert the documented error shape and record the body for the leak scan."""
-    if isinstance(body, (str, bytes)):
-        body = json.loads(body)
-    assert isinstance(body, dict), body
-    assert body.get("error") in ERROR_CODES, body
-    assert isinstance(body.get("message"), str) and body["message"], body
-    assert isinstance(body.get("requestId"), str) and body["requestId"], body
-    expected = {"INVALID_REQUEST": 400, "S3_NOT_FOUND": 404, "FILE_TOO_LARGE": 413,
-                "EFS_WRITE_FAILED": 500, "NOT_FOUND": 404, "PROCESSING_FAILED": 500}[body["error"]]
-    assert status == expected, (status, body)
-    if body["error"] == "EFS_WRITE_FAILED":
-        assert isinstance(body.get("stage"), str) and body["stage"], body
-    ERROR_BODIES.append((where, body))
-    return body
-
-
-# Fields that echo the client's own (validated) input back.
-ECHOED = {"requestId", "key", "fileId"}
-
-
 @pytest.fixture(scope="session", autouse=True)
 def error_leak_scan():
-    """Session-wide: no recorded error body leaks internals (see _LEAKS)."""
+    """Session-wide: no recorded error body leaks internals (see tests.support.routes.LEAKS)."""
     yield
     leaks = [(w, b) for w, b in ERROR_BODIES
-             if _LEAKS.search(json.dumps({k: v for k, v in b.items() if k not in ECHOED}))]
+             if LEAKS.search(json.dumps({k: v for k, v in b.items() if k not in ECHOED}))]
     assert not leaks, f"error bodies leak internals: {leaks[:5]}"
 
 

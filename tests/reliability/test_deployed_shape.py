@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import _LEAKS, ECHOED, check_error_body
+from tests.support.routes import ECHOED, check_error_body
+from tests.support.routes import LEAKS as _LEAKS
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.reliability.conftest import check_error_body
+from tests.support.routes import check_error_body
 
 DEFAULT = dict(deadline=None, database=None, derandomize=True,
                suppress_health_check=list(HealthCheck))
@@ -32,7 +32,8 @@ names = st.one_of(
 )
 valid_names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,30}", fullmatch=True)
 # Half the content types are JSON, so bodies get past the first check.
-content_types = st.just("application/json") | st.sampled_from(["application/json", "application/json; charset=utf-8", "APPLICATION/JSON",
+content_types = st.just("application/json") | st.sampled_from([
+                                 "application/json", "application/json; charset=utf-8", "APPLICATION/JSON",
                                  "application/vnd.x+json", "text/plain", "application/octet-stream",
                                  "multipart/form-data; boundary=x", "", "application/x-www-form-urlencoded"])
 valid_ingest = st.fixed_dictionaries({"data": st.text(max_size=300), "filename": valid_names}, optional={

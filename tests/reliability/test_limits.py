@@ -7,8 +7,8 @@ import resource
 
 import pytest
 
-from tests.reliability.conftest import ERROR_BODIES, check_error_body
 from tests.support import reliability as R
+from tests.support.routes import ERROR_BODIES, check_error_body
 
 KIB, MIB = 1024, 1 << 20
 

@@ -13,8 +13,8 @@ import urllib.parse
 
 import pytest
 
-from tests.reliability.conftest import check_error_body
 from tests.support import fsaudit
+from tests.support.routes import check_error_body
 
 ATTACKS = [
     # '..' in every encoding

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from tests.reliability.conftest import check_error_body
 from tests.support import reliability as R
 from tests.support.faultproxy import Fault, FaultProxy
+from tests.support.routes import check_error_body
 
 ATTEMPTS = 3
 KEY = "models/remote.bin"

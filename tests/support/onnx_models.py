@@ -35,7 +35,7 @@ class Mlp:
 
     @classmethod
     def random(cls, n_in: int = 4, hidden: int = 8, n_out: int = 3, *, seed: int = 0,
-               batch: str | int = "batch") -> "Mlp":
+               batch: str | int = "batch") -> Mlp:
         rng = np.random.default_rng(seed)
         return cls(
             rng.standard_normal((n_in, hidden)).astype(np.float32),

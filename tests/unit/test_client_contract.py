@@ -64,7 +64,9 @@ def test_error_shape():
 
 def test_every_documented_error_has_its_status():
     assert contract.ERROR_STATUS == {"INVALID_REQUEST": 400, "S3_NOT_FOUND": 404, "FILE_TOO_LARGE": 413,
-                                     "EFS_WRITE_FAILED": 500, "NOT_FOUND": 404, "PROCESSING_FAILED": 500}
+                                     "EFS_WRITE_FAILED": 500, "NOT_FOUND": 404, "PROCESSING_FAILED": 500,
+                                     "TIMEOUT": 504}
+    assert contract.ERROR_FIELD["TIMEOUT"] == "stage" and "PROCESSING_FAILED" not in contract.ERROR_FIELD
 
 
 def test_model_and_list():

@@ -23,3 +23,29 @@ def test_human_size():
     assert human_size(GIB) == "1GB"
     assert human_size(1024 * 1024 * 5) == "5MB"
     assert human_size(1000) == "1000B"
+
+
+def test_every_field_is_read_from_its_variable_and_defaults_live_in_the_dataclass():
+    from dataclasses import fields
+
+    from chalicelib.config import Settings, env_name
+
+    assert load_settings({}) == Settings()
+    names = {f.name: env_name(f) for f in fields(Settings)}
+    assert names["bucket"] == "MODEL_BUCKET" and names["max_ingest_bytes"] == "MAX_INGEST_BYTES"
+    # A non-default value for each field, set through its variable, arrives.
+    samples = {int: "7", float: "2.5", str: "Value"}
+    hints = __import__("typing").get_type_hints(Settings)
+    env = {names[f.name]: samples.get(hints[f.name], "Value") for f in fields(Settings)}
+    loaded = load_settings(env)
+    for f in fields(Settings):
+        assert getattr(loaded, f.name) != f.default, f.name
+
+
+def test_minimums_and_normalisation():
+    assert load_settings({"MODEL_CACHE_BYTES": "0"}).model_cache_bytes == 0
+    assert load_settings({"LOG_LEVEL": "debug", "MODEL_BUCKET": "  "}).log_level == "DEBUG"
+    assert load_settings({"MODEL_BUCKET": "  "}).bucket is None
+    for env in ({"MODEL_CACHE_BYTES": "-1"}, {"S3_READ_TIMEOUT": "0"}, {"LOCK_TIMEOUT_SECONDS": "soon"}):
+        with pytest.raises(ConfigError, match=next(iter(env))):
+            load_settings(env)

@@ -1,36 +1,10 @@
 """EMF documents and JSON logs: their shape as CloudWatch parses them."""
-import json
 import logging
 
 import pytest
 
 from chalicelib import observability as obs
-
-
-def json_lines(text):
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-
-
-def emf_docs(text):
-    return [d for d in json_lines(text) if "_aws" in d]
-
-
-def assert_valid_emf(doc):
-    """The EMF specification's structural rules."""
-    meta = doc["_aws"]
-    assert isinstance(meta["Timestamp"], int) and meta["Timestamp"] > 1_600_000_000_000
-    [directive] = meta["CloudWatchMetrics"]
-    assert isinstance(directive["Namespace"], str) and directive["Namespace"]
-    for dimension_set in directive["Dimensions"]:
-        assert 1 <= len(dimension_set) <= 30
-        for name in dimension_set:
-            assert isinstance(doc[name], str), f"dimension {name} must be a string member"
-    assert 1 <= len(directive["Metrics"]) <= 100
-    for m in directive["Metrics"]:
-        assert m["Unit"] in ("Count", "Bytes", "Milliseconds")
-        value = doc[m["Name"]]
-        values = value if isinstance(value, list) else [value]
-        assert values and all(isinstance(v, (int, float)) for v in values)
+from tests.support.emf import assert_valid_emf, emf_docs, json_lines
 
 
 @pytest.fixture(autouse=True)
@@ -83,25 +57,63 @@ def test_metric_outside_an_invocation_is_emitted_at_once(capsys):
     assert doc["ModelLoadMs"] == 12.5
 
 
-def test_emf_limits_are_respected(capsys):
+def test_emf_limits_flush_a_full_document_and_drop_nothing(capsys):
     with obs.invocation("r", "op"):
-        for i in range(150):
+        for i in range(150):  # ColdStart + 150 names: 151 metrics
             obs.metric(f"M{i}", 1)
         for _ in range(150):
-            obs.metric("M0", 1)
+            obs.metric("M0", 2)
+    docs = emf_docs(capsys.readouterr().out)
+    for doc in docs:
+        assert_valid_emf(doc)
+        assert len(doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]) <= obs.MAX_METRICS
+    names = [m["Name"] for d in docs for m in d["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
+    assert sorted(set(names)) == sorted({"ColdStart", *(f"M{i}" for i in range(150))})
+    m0 = []
+    for d in docs:
+        if "M0" in d:
+            m0 += d["M0"] if isinstance(d["M0"], list) else [d["M0"]]
+    assert m0 == [1] + [2] * 150  # every value, in order, at most 100 per document
+    assert len(docs) == 3 and all(d["requestId"] == "r" for d in docs)
+
+
+def test_namespace_is_configured_at_the_edge(capsys):
+    obs.configure_metrics("custom-ns")
+    try:
+        with obs.invocation("r", "op"):
+            obs.metric("X", 1)
+    finally:
+        obs.configure_metrics(obs.SERVICE)
     [doc] = emf_docs(capsys.readouterr().out)
-    assert len(doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]) == obs.MAX_METRICS
-    assert len(doc["M0"]) == obs.MAX_VALUES
-    assert_valid_emf(doc)
+    assert doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "custom-ns"
 
 
-def test_record_helpers(capsys):
+def test_annotate_adds_to_the_summary_line_only_inside_an_invocation(capsys):
+    obs.configure_logging("INFO")
+    obs.annotate(ignored=True)  # outside: nothing to annotate, no error
+    with obs.invocation("r", "op"):
+        obs.annotate(ingestStatus="created")
+    [summary] = [l for l in json_lines(capsys.readouterr().out) if l.get("message") == "op done"]
+    assert summary["ingestStatus"] == "created" and "ignored" not in summary
+
+
+def test_model_lookup_metrics(capsys):
+    from chalicelib.predict import record_model_lookup
+
     with obs.invocation("r", "POST /predict"):
-        obs.record_model_lookup(False, 41.2)
-        obs.record_model_lookup(True, 41.2)
+        record_model_lookup(False, 41.2)
+        record_model_lookup(True, 41.2)
     [doc] = emf_docs(capsys.readouterr().out)
     assert doc["ModelCacheHit"] == [0, 1] and doc["ModelCacheMiss"] == [1, 0]
     assert doc["ModelLoadMs"] == 41.2  # only the miss loaded
+
+
+def test_module_loggers_reach_the_json_handler_on_the_package_logger(capsys):
+    obs.configure_logging("INFO")
+    with obs.invocation("req-7", "op"):
+        logging.getLogger("chalicelib.events").info("from a module")
+    [line] = [l for l in json_lines(capsys.readouterr().out) if l.get("message") == "from a module"]
+    assert line["logger"] == "chalicelib.events" and line["requestId"] == "req-7"
 
 
 def test_json_log_lines_carry_the_invocation_context(capsys):
@@ -123,34 +135,3 @@ def test_summary_line_has_duration_and_outcome_and_errors_reraise(capsys):
     [summary] = [l for l in json_lines(capsys.readouterr().out) if l.get("message") == "s3:ObjectCreated done"]
     assert summary["level"] == "ERROR" and summary["outcome"] == "error" and summary["errorType"] == "KeyError"
     assert isinstance(summary["durationMs"], float) and summary["requestId"] == "req-x"
-
-
-def test_every_request_through_the_app_is_logged_and_measured(client, capsys):
-    obs.reset_cold_start()
-    capsys.readouterr()
-    r = client.http.post("/ingest", body=json.dumps({"data": "abc", "filename": "m.pt"}),
-                         headers={"Content-Type": "application/json"})
-    assert r.status_code == 200
-    bad = client.http.get("/models/absent.pt")
-    assert bad.status_code == 404
-    lines = json_lines(capsys.readouterr().out)
-    summaries = [l for l in lines if l.get("message", "").endswith(" done")]
-    assert [(s["route"], s["status"]) for s in summaries] == [("POST /ingest", 200), ("GET /models/{name}", 404)]
-    assert summaries[1]["errorCode"] == "NOT_FOUND"
-    assert summaries[1]["requestId"] == json.loads(bad.body)["requestId"]
-    [ingest_emf] = [d for d in emf_docs("\n".join(json.dumps(l) for l in lines)) if d["Operation"] == "POST /ingest"]
-    assert_valid_emf(ingest_emf)
-    assert ingest_emf["IngestBytes"] == 3 and ingest_emf["ColdStart"] == 1
-
-
-def test_s3_event_invocation_is_logged_and_measured(client, bucket, s3_client, capsys):
-    s3_client.put_object(Bucket=bucket, Key="models/evented.bin", Body=b"x" * 100)
-    event = client.events.generate_s3_event(bucket=bucket, key="models/evented.bin")
-    capsys.readouterr()
-    client.lambda_.invoke("on_object_created", event)
-    lines = json_lines(capsys.readouterr().out)
-    [summary] = [l for l in lines if l.get("message") == "s3:ObjectCreated done"]
-    assert summary["outcome"] == "ok" and summary["recordStatuses"] == {"created": 1}
-    [doc] = [d for d in lines if "_aws" in d]
-    assert_valid_emf(doc)
-    assert doc["Operation"] == "s3:ObjectCreated" and doc["IngestBytes"] == 100

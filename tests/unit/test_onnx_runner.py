@@ -16,7 +16,7 @@ from chalicelib.model_cache import HashingReader, ModelCache
 from chalicelib.names import ObjectRef
 from chalicelib.runners import LoadedModel, onnx_runner
 from chalicelib.store import Store
-from tests.conftest import reset_caches
+from tests.support.env import reset_caches
 from tests.support.onnx_models import Mlp, flag_model, log_model, multi_io_model
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,8 @@
+# `make lint`: ruff (lint + format check) and mypy (strict on chalicelib/),
+# configured in pyproject.toml. CI runs it beside `make test` (.ci/run).
+.PHONY: lint
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy

@@ -1,0 +1,56 @@
+"""Route tests through chalice.test.Client: post, ok and the documented error shape."""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from chalicelib.errors import registry
+
+#: Every documented error code with its status and extra field (chalicelib.errors).
+ERRORS = registry()
+
+# Every error body checked is recorded; the reliability suite scans them all
+# for leaks at the end of the session (paths outside the store, tracebacks,
+# credentials).
+ERROR_BODIES: list[tuple[str, dict[str, Any]]] = []
+LEAKS = re.compile(r"/tmp/|/home/|/root|/work/|/proc/|Traceback|File \"|\.py\b|AWS_SECRET|"
+                   r"aws_secret|AKIA|testing|botocore|urllib3|Errno|0x[0-9a-f]{6,}", re.I)
+#: Fields that echo the client's own (validated) input back.
+ECHOED = {"requestId", "key", "fileId"}
+
+
+def post(client: Any, path: str, body: Any, content_type: str = "application/json") -> Any:
+    raw = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return client.http.post(path, body=raw, headers={"Content-Type": content_type})
+
+
+def ok(response: Any) -> Any:
+    assert response.status_code == 200, response.body
+    return json.loads(response.body)
+
+
+def check_error_body(status: int, body: dict[str, Any] | str | bytes, where: str = "") -> dict[str, Any]:
+    """Assert the documented error shape (status, code, extra field) and record the body."""
+    if isinstance(body, (str, bytes)):
+        body = json.loads(body)
+    assert isinstance(body, dict), body
+    spec = ERRORS.get(body.get("error"))  # type: ignore[arg-type]
+    assert spec is not None, body
+    assert isinstance(body.get("message"), str) and body["message"], body
+    assert isinstance(body.get("requestId"), str) and body["requestId"], body
+    # 405 is the documented status of INVALID_REQUEST for a wrong method.
+    assert status == spec.status or (status == 405 and spec.code == "INVALID_REQUEST"), (status, body)
+    if spec.field is not None and spec.code != "NOT_FOUND":  # fileId may be null for unknown models
+        assert spec.field in body, body
+    ERROR_BODIES.append((where, body))
+    return body
+
+
+def error(response: Any, status: int, code: str) -> dict[str, Any]:
+    """Assert ``response`` is the documented ``code`` error with ``status``; return the body."""
+    assert response.status_code == status, response.body
+    assert "Traceback" not in response.body.decode()
+    body = check_error_body(status, response.body)
+    assert body["error"] == code, body
+    return body
