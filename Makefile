@@ -1,4 +1,5 @@
 # Every target builds what it needs itself: a fresh clone needs only `make demo` or `make test`.
+# A `## text` line right above a target is its line in `make help`.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -9,15 +10,14 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test demo local bench clean
+.PHONY: help venv test demo local bench clean s3-put
 
+## list every target with what it does
 help:
-	@echo "make demo    run the whole workflow locally (moto S3 + chalice local), then stop everything"
-	@echo "make test    run the full test suite (unit, routes, S3, infra, reliability)"
-	@echo "make local   serve the API on http://127.0.0.1:8000 with a local S3; Ctrl-C stops both"
-	@echo "make bench   run the benchmarks and print one table"
-	@echo "more: stress, package, deploy-local, destroy, cost (see README.md)"
+	@echo "usage: make TARGET [VAR=value ...]   (README.md has the details)"
+	@awk '/^## /{desc=substr($$0,4); next} /^[a-zA-Z0-9_-]+:/ && desc {split($$0,t,":"); printf "  make %-13s %s\n", t[1], desc} {desc=""}' $(MAKEFILE_LIST)
 
+## create .venv with the pinned requirements (every target does this itself)
 venv: $(STAMP)
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -25,10 +25,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PIP) install -q -r requirements-dev.txt
 	@touch $@
 
+## the full test suite: unit, routes, S3, infra, reliability
 test: $(STAMP)
 	$(PY) -m pytest
 
 # build/stack is kept: a deployed stack's local Terraform state lives there.
+## remove the virtualenvs, .local and build output (build/stack is kept)
 clean:
 	rm -rf $(VENV) .local .pytest_cache .hypothesis
 	find build -mindepth 1 -maxdepth 1 ! -name stack -exec rm -rf {} + 2>/dev/null || true
@@ -36,5 +38,11 @@ clean:
 # Area-specific targets (deployment, benchmarks, ...) live beside this file.
 include $(wildcard make/*.mk)
 
+## serve the API on http://127.0.0.1:8000 with a local S3 until Ctrl-C (PORT=8001: another port)
 local: $(STAMP)
 	$(PY) -m scripts.local $(if $(PORT),--port $(PORT))
+
+## put FILE into the local bucket of a running `make local` as KEY (models/<name> or inputs/<name>)
+s3-put: $(STAMP)
+	@test -n "$(FILE)" -a -n "$(KEY)" || { echo "usage: make s3-put FILE=path/to/file KEY=models/<name>" >&2; exit 2; }
+	$(PY) -m scripts.s3_put "$(FILE)" "$(KEY)"

@@ -4,5 +4,6 @@
 COST_ARGS ?=
 
 .PHONY: cost
+## the monthly cost table for your usage (COST_ARGS=--help lists every option)
 cost:
 	@$(if $(wildcard $(PY)),$(PY),python3) scripts/cost.py $(COST_ARGS)

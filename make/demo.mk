@@ -5,5 +5,6 @@
 DEMO_ARGS ?=
 
 .PHONY: demo
+## the whole workflow on a private local stack, then stop and clean up everything (DEMO_ARGS=...)
 demo: $(STAMP)
 	$(PY) -m demo.run_local -- $(DEMO_ARGS)

@@ -17,6 +17,7 @@ TF_RC = $(shell $(PY) infra/tfcli.py $(BUILD))
 
 .PHONY: package deploy-local destroy test-infra infra-venv infra-init infra-clean
 
+## create .venv-infra (checkov) for the infra checks
 infra-venv: $(INFRA_STAMP)
 
 $(INFRA_STAMP): infra/requirements-infra.txt
@@ -27,26 +28,32 @@ $(INFRA_STAMP): infra/requirements-infra.txt
 # `make test` runs tests/infra, whose scan needs checkov.
 test: $(INFRA_STAMP)
 
+## `chalice package` + the infra overlay into build/stack (STAGE=dev|prod)
 package: $(STAMP)
 	$(PY) infra/stack.py --stage $(STAGE) --build-dir $(BUILD)
 
+## rehearse build/stack against moto: apply, verify, no-change plan, destroy
 deploy-local: package
 	$(PY) infra/local/rehearsal.py --stack $(STACK) --work-dir $(BUILD)/rehearsal
 
+## terraform init build/stack (from the local provider mirror when there is one)
 infra-init: $(STAMP)
 	@test -f $(STACK)/chalice.tf.json || { echo "run 'make package' first"; exit 1; }
 	cd $(STACK) && $(TF_ENV) terraform init -input=false
 
 # force_destroy is off by default, so the bucket is emptied first; see
 # infra/README.md ("Cleanup") for ENIs that Lambda releases late.
+## empty the bucket, then terraform destroy a deployed build/stack
 destroy: infra-init
 	$(PY) infra/empty_bucket.py --stack $(STACK)
 	cd $(STACK) && $(TF_ENV) terraform destroy -input=false
 
+## only the infra checks (also part of `make test`)
 test-infra: $(STAMP) $(INFRA_STAMP)
 	$(PY) -m pytest tests/infra
 
 # `make clean` also drops the checkov venv.
 clean: infra-clean
+## remove .venv-infra (also done by `make clean`)
 infra-clean:
 	rm -rf $(INFRA_VENV)

@@ -2,6 +2,7 @@
 # configured in pyproject.toml. CI runs it beside `make test` (.ci/run).
 .PHONY: lint
 
+## ruff (lint + format check) and mypy --strict on chalicelib/
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -4,5 +4,6 @@
 # same kinds; `-m slow` selects only the heavy ones.
 .PHONY: stress
 
+## the heavier concurrency, crash and fuzzing variants of tests/reliability
 stress: $(STAMP)
 	$(PY) -m pytest tests/reliability -m slow -p no:cacheprovider

@@ -222,27 +222,91 @@ def render(lines: list[Line], u: Usage) -> str:
     return "\n".join(out)
 
 
-def parse_args(argv: list[str] | None) -> tuple[Usage, bool]:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one option per Usage field, each with its help and default."""
     d = Usage()
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--producer-invocations", type=int, default=d.producer_invocations)
-    p.add_argument("--producer-duration-s", type=float, default=d.producer_duration_s)
-    p.add_argument("--producer-memory-mb", type=int, default=d.producer_memory_mb)
-    p.add_argument("--consumer-invocations", type=int, default=d.consumer_invocations)
-    p.add_argument("--consumer-duration-s", type=float, default=d.consumer_duration_s)
-    p.add_argument("--consumer-memory-mb", type=int, default=d.consumer_memory_mb)
-    p.add_argument("--api-requests", type=int, default=None, help="default: all invocations")
-    p.add_argument("--efs-gb", type=float, default=d.efs_gb, help="EFS Standard GB stored")
-    p.add_argument("--throughput-mode", choices=THROUGHPUT_MODES, default=d.throughput_mode)
-    p.add_argument("--efs-read-gb", type=float, default=0.0, help="elastic mode: GB read per month")
-    p.add_argument("--efs-write-gb", type=float, default=0.0, help="elastic mode: GB written per month")
-    p.add_argument("--provisioned-mibps", type=float, default=0.0, help="provisioned mode: MiB/s provisioned")
-    p.add_argument("--s3-gb", type=float, default=d.s3_gb)
-    p.add_argument("--s3-put-requests", type=int, default=d.s3_put_requests)
-    p.add_argument("--s3-get-requests", type=int, default=d.s3_get_requests)
-    p.add_argument("--log-gb", type=float, default=d.log_gb, help="CloudWatch Logs GB ingested")
+    p = argparse.ArgumentParser(prog="make cost COST_ARGS=...", description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--producer-invocations",
+        type=int,
+        default=d.producer_invocations,
+        help="ingest calls (POST /ingest and S3 events) per month (default: %(default)s)",
+    )
+    p.add_argument(
+        "--producer-duration-s",
+        type=float,
+        default=d.producer_duration_s,
+        help="average seconds per ingest invocation (default: %(default)s)",
+    )
+    p.add_argument(
+        "--producer-memory-mb",
+        type=int,
+        default=d.producer_memory_mb,
+        help="memory of the ingest function in MB (default: %(default)s)",
+    )
+    p.add_argument(
+        "--consumer-invocations",
+        type=int,
+        default=d.consumer_invocations,
+        help="predictions (POST /predict) per month (default: %(default)s)",
+    )
+    p.add_argument(
+        "--consumer-duration-s",
+        type=float,
+        default=d.consumer_duration_s,
+        help="average seconds per prediction (default: %(default)s)",
+    )
+    p.add_argument(
+        "--consumer-memory-mb",
+        type=int,
+        default=d.consumer_memory_mb,
+        help="memory of the predict function in MB (default: %(default)s)",
+    )
+    p.add_argument(
+        "--api-requests", type=int, default=None, help="API Gateway requests per month (default: all invocations)"
+    )
+    p.add_argument("--efs-gb", type=float, default=d.efs_gb, help="EFS Standard GB stored (default: %(default)s)")
+    p.add_argument(
+        "--throughput-mode",
+        choices=THROUGHPUT_MODES,
+        default=d.throughput_mode,
+        help="EFS throughput mode (default: %(default)s)",
+    )
+    p.add_argument(
+        "--efs-read-gb", type=float, default=0.0, help="elastic mode: GB read per month (default: %(default)s)"
+    )
+    p.add_argument(
+        "--efs-write-gb", type=float, default=0.0, help="elastic mode: GB written per month (default: %(default)s)"
+    )
+    p.add_argument(
+        "--provisioned-mibps",
+        type=float,
+        default=0.0,
+        help="provisioned mode: MiB/s provisioned (default: %(default)s)",
+    )
+    p.add_argument("--s3-gb", type=float, default=d.s3_gb, help="S3 Standard GB stored (default: %(default)s)")
+    p.add_argument(
+        "--s3-put-requests",
+        type=int,
+        default=d.s3_put_requests,
+        help="S3 PUT/COPY/POST/LIST requests per month (default: %(default)s)",
+    )
+    p.add_argument(
+        "--s3-get-requests",
+        type=int,
+        default=d.s3_get_requests,
+        help="S3 GET requests per month (default: %(default)s)",
+    )
+    p.add_argument(
+        "--log-gb", type=float, default=d.log_gb, help="CloudWatch Logs GB ingested per month (default: %(default)s)"
+    )
     p.add_argument("--free-tier", action="store_true", help="deduct the monthly free-tier allowances")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    return p
+
+
+def parse_args(argv: list[str] | None) -> tuple[Usage, bool]:
+    p = build_parser()
     a = p.parse_args(argv)
     numbers = [v for k, v in vars(a).items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if any(v < 0 for v in numbers):

@@ -104,3 +104,13 @@ def test_every_price_has_a_documented_source():
     assert PRICES["_source"] and PRICES["_updated"]
     numeric = {k: v for k, v in PRICES.items() if not k.startswith("_") and k != "free_tier"}
     assert all(isinstance(v, (int, float)) and v >= 0 for v in numeric.values())
+
+
+def test_every_option_has_a_help_text_and_every_usage_field_an_option():
+    from dataclasses import fields
+
+    parser = cost.build_parser()
+    for action in parser._actions:
+        assert action.help, f"{action.option_strings} has no help text"
+    dests = {a.dest for a in parser._actions}
+    assert {f.name for f in fields(cost.Usage)} <= dests
