@@ -3,7 +3,8 @@
 Each step calls the live API, checks the answer against ``demo.contract``
 and records a :class:`StepResult`; a live table row is printed as each step
 finishes. A step whose prerequisite failed is recorded as ``skipped`` (the
-prerequisite's failure already fails the run).
+prerequisite's failure already fails the run). What steps hand to later
+steps lives in a typed :class:`RunState`.
 """
 
 from __future__ import annotations
@@ -50,6 +51,46 @@ class StepResult:
         if doc["latencyMs"] is not None:
             doc["latencyMs"] = round(doc["latencyMs"], 3)
         return doc
+
+
+@dataclass(frozen=True)
+class Content:
+    """Bytes this run sent: what the API must report back for them."""
+
+    size: int
+    sha256: str
+
+    @classmethod
+    def of(cls, data: bytes) -> Content:
+        return cls(len(data), hashlib.sha256(data).hexdigest())
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A model this run stored, and the fileId the API gave it."""
+
+    content: Content
+    file_id: str
+
+
+@dataclass
+class RunState:
+    """What earlier steps found out for later ones (``None``: not (yet) done)."""
+
+    opaque: Stored | None = None
+    """The inline-ingested opaque model (latest version)."""
+    s3_object: Content | None = None
+    """The object uploaded to the bucket for the ingest-by-key steps."""
+    s3_model: Stored | None = None
+    """That object, ingested by key."""
+    upload: dict[str, Any] | None = None
+    """The POST /uploads answer for the large model."""
+    put_done: float | None = None
+    """When the presigned PUT finished (perf_counter)."""
+    large: Stored | None = None
+    """The large model, landed by the S3 event."""
+    onnx_file_id: str | None = None
+    """The ONNX model's fileId."""
 
 
 class StepFailed(Exception):
@@ -160,7 +201,7 @@ class Demonstration:
         self.run_id = time.strftime("%Y%m%d%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
         self.steps: list[StepResult] = []
         self.api_latencies: list[float] = []
-        self.facts: dict[str, Any] = {}
+        self.state = RunState()
 
     # -- plumbing ------------------------------------------------------------
     def name(self, what: str) -> str:
@@ -178,10 +219,18 @@ class Demonstration:
         return step
 
     def step(
-        self, name: str, category: str, fn: Callable[[], StepResult | Answer], needs: tuple[str, ...] = ()
+        self,
+        name: str,
+        category: str,
+        fn: Callable[[], StepResult | Answer],
+        needs: dict[str, object | None] | None = None,
     ) -> StepResult:
-        """Run ``fn`` as one step; its contract failures and exceptions fail the step."""
-        missing = [k for k in needs if k not in self.facts]
+        """Run ``fn`` as one step; its contract failures and exceptions fail the step.
+
+        ``needs`` maps a description to the state an earlier step should have
+        set (evaluated when this step's turn comes); any still ``None`` skips it.
+        """
+        missing = [what for what, value in (needs or {}).items() if value is None]
         if missing:
             return self.record(
                 StepResult(name, SKIPPED, detail=f"needs {', '.join(missing)} from an earlier step", category=category)
@@ -238,10 +287,10 @@ class Demonstration:
             def run() -> StepResult:
                 a = self.call("POST", "/ingest", {"data": data, "filename": name})
                 require(contract.check_ingest(a.status, a.body, size=len(data.encode()), statuses=statuses), a)
-                if "fileId" in self.facts and a.body["fileId"] != self.facts["fileId"]:
-                    raise StepFailed([f"fileId changed: {a.body['fileId']} != {self.facts['fileId']}"], a)
-                self.facts["fileId"] = a.body["fileId"]
-                self.facts["opaque"] = (len(data.encode()), hashlib.sha256(data.encode()).hexdigest())
+                before = self.state.opaque
+                if before is not None and a.body["fileId"] != before.file_id:
+                    raise StepFailed([f"fileId changed: {a.body['fileId']} != {before.file_id}"], a)
+                self.state.opaque = Stored(Content.of(data.encode()), a.body["fileId"])
                 return StepResult(
                     "",
                     PASS,
@@ -254,23 +303,24 @@ class Demonstration:
             return run
 
         self.step("ingest inline (data + filename)", "ingest", ingest(v1, ("created",)))
-        self.step("ingest inline again: idempotent 'exists'", "ingest", ingest(v1, ("exists",)), needs=("fileId",))
-        self.step("ingest inline new content: 'updated'", "ingest", ingest(v2, ("updated",)), needs=("fileId",))
+        first = {"the inline model": self.state.opaque}
+        self.step("ingest inline again: idempotent 'exists'", "ingest", ingest(v1, ("exists",)), needs=first)
+        self.step("ingest inline new content: 'updated'", "ingest", ingest(v2, ("updated",)), needs=first)
         for i in range(1 + self.warm_repeats):
             label = "cold" if i == 0 else f"warm {i}"
             self.step(
                 f"predict opaque model ({label})",
                 "predict",
-                lambda: self.predict_opaque(name),
-                needs=("fileId", "opaque"),
+                lambda: self.predict_opaque(name, self.state.opaque),
+                needs={"the inline model": self.state.opaque},
             )
 
-    def predict_opaque(self, model: str, file_id: str | None = None, facts: str = "opaque") -> StepResult:
-        file_id = file_id or self.facts["fileId"]
-        a = self.call("POST", "/predict", {"fileId": file_id, "model": model})
-        require(contract.check_predict(a.status, a.body, file_id), a)
-        size, sha = self.facts[facts]
-        require(contract.check_opaque_result(a.body["result"], size, sha), a)
+    def predict_opaque(self, model: str, stored: Stored | None) -> StepResult:
+        """Predict with an opaque model this run stored; the result must describe its bytes."""
+        assert stored is not None  # guaranteed by the step's needs
+        a = self.call("POST", "/predict", {"fileId": stored.file_id, "model": model})
+        require(contract.check_predict(a.status, a.body, stored.file_id), a)
+        require(contract.check_opaque_result(a.body["result"], stored.content.size, stored.content.sha256), a)
         return self._predict_result(a)
 
     @staticmethod
@@ -316,7 +366,7 @@ class Demonstration:
             f, sha = random_file(size)
             with f:
                 put = self.put_object(key, f, size, "s3 key")
-            self.facts["s3key"] = (size, sha)
+            self.state.s3_object = Content(size, sha)
             how = "moto endpoint" if self.target.local else "presigned URL"
             return StepResult("", PASS, put.latency_ms, put.status, f"{size} bytes via {how}")
 
@@ -324,7 +374,8 @@ class Demonstration:
             a = self.call("POST", "/ingest", {"key": key})
             # The bucket's S3 event may have ingested it first: 'exists' is as right as 'created'.
             require(contract.check_ingest(a.status, a.body, size=size, s3_key=key, statuses=("created", "exists")), a)
-            self.facts["s3keyFileId"] = a.body["fileId"]
+            assert self.state.s3_object is not None  # guaranteed by the step's needs
+            self.state.s3_model = Stored(self.state.s3_object, a.body["fileId"])
             return StepResult(
                 "",
                 PASS,
@@ -335,12 +386,12 @@ class Demonstration:
             )
 
         self.step("upload object to the bucket", "upload", upload)
-        self.step("ingest by S3 key", "ingest", ingest, needs=("s3key",))
+        self.step("ingest by S3 key", "ingest", ingest, needs={"the uploaded object": self.state.s3_object})
         self.step(
             "predict model ingested by key",
             "predict",
-            lambda: self.predict_opaque(key.split("/", 1)[1], self.facts["s3keyFileId"], "s3key"),
-            needs=("s3keyFileId",),
+            lambda: self.predict_opaque(key.split("/", 1)[1], self.state.s3_model),
+            needs={"the model ingested by key": self.state.s3_model},
         )
 
     def presigned_steps(self) -> None:
@@ -353,16 +404,17 @@ class Demonstration:
             def presign() -> StepResult:
                 a = self.call("POST", "/uploads", {"key": key, "sizeBytes": size})
                 require(contract.check_upload(a.status, a.body, key, size), a)
-                self.facts["upload"] = a.body
+                self.state.upload = a.body
                 return StepResult("", PASS, a.latency_ms, a.status, f"expiresIn={a.body['expiresIn']}s")
 
             def put() -> StepResult:
                 f.seek(0)
-                up = self.facts["upload"]
+                up = self.state.upload
+                assert up is not None  # guaranteed by the step's needs
                 a = self.client.put_presigned(up["url"], f, size, up.get("headers"), f"PUT {name}")
                 if a.status != 200:
                     raise StepFailed([f"presigned PUT answered HTTP {a.status}: {str(a.body)[:200]}"], a)
-                self.facts["put_done"] = time.perf_counter()
+                self.state.put_done = time.perf_counter()
                 mbps = size / 1048576 / (a.latency_ms / 1000)
                 return StepResult(
                     "",
@@ -390,9 +442,9 @@ class Demonstration:
                         )
                     time.sleep(0.25)
                 require(contract.check_model(a.status, a.body, name, sha256=sha, size=size), a)
-                waited = (time.perf_counter() - self.facts["put_done"]) * 1000
-                self.facts["large"] = (size, sha)
-                self.facts["largeFileId"] = a.body["fileId"]
+                assert self.state.put_done is not None  # guaranteed by the step's needs
+                waited = (time.perf_counter() - self.state.put_done) * 1000
+                self.state.large = Stored(Content(size, sha), a.body["fileId"])
                 return StepResult(
                     "",
                     PASS,
@@ -403,20 +455,17 @@ class Demonstration:
                 )
 
             self.step("uploads: presigned PUT URL", "upload", presign)
-            self.step(f"uploads: PUT {size // 1048576} MiB to S3", "upload", put, needs=("upload",))
-            self.step("uploads: S3 event lands the model", "event", land, needs=("put_done",))
             self.step(
-                "predict uploaded model (cold)",
-                "predict",
-                lambda: self.predict_opaque(name, self.facts["largeFileId"], "large"),
-                needs=("large",),
+                f"uploads: PUT {size // 1048576} MiB to S3", "upload", put, needs={"the upload URL": self.state.upload}
             )
-            self.step(
-                "predict uploaded model (warm)",
-                "predict",
-                lambda: self.predict_opaque(name, self.facts["largeFileId"], "large"),
-                needs=("large",),
-            )
+            self.step("uploads: S3 event lands the model", "event", land, needs={"the PUT": self.state.put_done})
+            for label in ("cold", "warm"):
+                self.step(
+                    f"predict uploaded model ({label})",
+                    "predict",
+                    lambda: self.predict_opaque(name, self.state.large),
+                    needs={"the landed model": self.state.large},
+                )
         finally:
             f.close()
 
@@ -437,36 +486,38 @@ class Demonstration:
                 {"data": base64.b64encode(model_bytes).decode(), "encoding": "base64", "filename": name},
             )
             require(contract.check_ingest(a.status, a.body, size=len(model_bytes), statuses=("created",)), a)
-            self.facts["onnxFileId"] = a.body["fileId"]
+            self.state.onnx_file_id = a.body["fileId"]
             return StepResult("", PASS, a.latency_ms, a.status, f"{len(model_bytes)} bytes (base64)")
 
         def predict() -> StepResult:
-            file_id = self.facts["onnxFileId"]
+            file_id = self.state.onnx_file_id
             a = self.call("POST", "/predict", {"fileId": file_id, "model": name, "inputs": inputs})
             require(contract.check_predict(a.status, a.body, file_id), a)
             require(contract.check_tensor(a.body["result"], "y", expected, shape), a)
             return self._predict_result(a)
 
         self.step("ingest ONNX model (inline base64)", "ingest", ingest)
-        self.step("predict ONNX model (cold)", "predict", predict, needs=("onnxFileId",))
+        self.step("predict ONNX model (cold)", "predict", predict, needs={"the ONNX model": self.state.onnx_file_id})
         for i in range(1, self.warm_repeats + 1):
-            self.step(f"predict ONNX model (warm {i})", "predict", predict, needs=("onnxFileId",))
+            self.step(
+                f"predict ONNX model (warm {i})", "predict", predict, needs={"the ONNX model": self.state.onnx_file_id}
+            )
 
     def catalogue(self) -> StepResult:
         a = self.call("GET", "/models")
         require(contract.check_model_list(a.status, a.body), a)
         mine = {m["name"]: m for m in a.body["models"] if m["name"].startswith(self.name(""))}
         problems = []
-        for fact, model in (
-            ("opaque", self.name("opaque.pt")),
-            ("s3key", self.name("s3key.bin")),
-            ("large", self.name("large.bin")),
+        state = self.state
+        for content, model in (
+            (state.opaque.content if state.opaque else None, self.name("opaque.pt")),
+            (state.s3_object, self.name("s3key.bin")),
+            (state.large.content if state.large else None, self.name("large.bin")),
         ):
-            if fact in self.facts:
-                size, sha = self.facts[fact]
+            if content is not None:
                 if model not in mine:
                     problems.append(f"'{model}' missing from GET /models")
-                elif mine[model]["sha256"] != sha or mine[model]["sizeBytes"] != size:
+                elif mine[model]["sha256"] != content.sha256 or mine[model]["sizeBytes"] != content.size:
                     problems.append(f"'{model}' listed with another size or sha256")
         require(problems, a)
         return StepResult("", PASS, a.latency_ms, a.status, f"{a.body['count']} models, {len(mine)} from this run")

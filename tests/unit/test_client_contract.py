@@ -128,3 +128,35 @@ def test_percentile_and_counts():
     steps = [StepResult("a", PASS), StepResult("b", FAIL), StepResult("c", PASS)]
     assert report.counts(steps) == {"pass": 2, "fail": 1, "skipped": 0, "n/a": 0}
     assert steps[1].to_dict()["passed"] is False and steps[0].to_dict()["passed"] is True
+
+
+class _DownApi:
+    """An ApiClient stand-in (same call/target interface) whose every answer is a 503."""
+
+    def __init__(self):
+        from demo.target import Target
+
+        self.target = Target(api_url="http://127.0.0.1:9", label="down")
+
+    def call(self, method, path, body=None, **kw):
+        from demo.client import Answer
+
+        return Answer(503, {"message": "down"}, 1.0, {"content-type": "application/json"})
+
+    def put_presigned(self, url, f, size, headers, label):
+        return self.call("PUT", url)
+
+
+def test_steps_whose_prerequisite_failed_are_skipped_naming_it():
+    import io
+
+    from demo.workflow import FAIL, SKIPPED, Demonstration
+
+    demo = Demonstration(_DownApi(), large_bytes=1024, warm_repeats=1, out=io.StringIO(), build_onnx=lambda: None)
+    steps = {s.name: s for s in demo.run()}
+    assert steps["ingest inline (data + filename)"].result == FAIL
+    skipped = steps["ingest inline again: idempotent 'exists'"]
+    assert skipped.result == SKIPPED and "the inline model" in skipped.detail
+    assert steps["predict model ingested by key"].result == SKIPPED
+    assert "the landed model" in steps["predict uploaded model (cold)"].detail
+    assert demo.state.opaque is None and demo.state.large is None
