@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 PRICES_PATH = Path(__file__).resolve().with_name("prices.json")
 THROUGHPUT_MODES = ("bursting", "elastic", "provisioned")
@@ -30,29 +30,36 @@ def load_prices(path: Path = PRICES_PATH) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def _opt(default: Any, help: str) -> Any:
+    """A Usage field with its command-line help (``make cost COST_ARGS=--help``)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class Usage:
-    """One month of usage. Defaults are the seed's 'typical POC usage'."""
+    """One month of usage. Defaults are the seed's 'typical POC usage'.
 
-    producer_invocations: int = 1000
-    producer_duration_s: float = 2.0
-    producer_memory_mb: int = 1024
-    consumer_invocations: int = 5000
-    consumer_duration_s: float = 2.0
-    consumer_memory_mb: int = 2048
-    api_requests: int | None = None
-    """Defaults to all invocations (every one came through the API)."""
-    efs_gb: float = 10.0
-    throughput_mode: str = "bursting"
-    efs_read_gb: float = 0.0
-    efs_write_gb: float = 0.0
-    provisioned_mibps: float = 0.0
-    s3_gb: float = 20.0
-    s3_put_requests: int = 6000
-    """The seed prices its '~6000 PUT/GET' at the PUT rate ($0.03)."""
-    s3_get_requests: int = 0
-    log_gb: float = 1.0
-    free_tier: bool = False
+    Each field is one option of the command line (``--efs-gb`` for ``efs_gb``).
+    """
+
+    producer_invocations: int = _opt(1000, "ingest calls (POST /ingest and S3 events) per month")
+    producer_duration_s: float = _opt(2.0, "average seconds per ingest invocation")
+    producer_memory_mb: int = _opt(1024, "memory of the ingest function in MB")
+    consumer_invocations: int = _opt(5000, "predictions (POST /predict) per month")
+    consumer_duration_s: float = _opt(2.0, "average seconds per prediction")
+    consumer_memory_mb: int = _opt(2048, "memory of the predict function in MB")
+    api_requests: int | None = _opt(None, "API Gateway requests per month (default: all invocations)")
+    efs_gb: float = _opt(10.0, "EFS Standard GB stored")
+    throughput_mode: str = _opt("bursting", "EFS throughput mode")
+    efs_read_gb: float = _opt(0.0, "elastic mode: GB read per month")
+    efs_write_gb: float = _opt(0.0, "elastic mode: GB written per month")
+    provisioned_mibps: float = _opt(0.0, "provisioned mode: MiB/s provisioned")
+    s3_gb: float = _opt(20.0, "S3 Standard GB stored")
+    # The seed prices its '~6000 PUT/GET' at the PUT rate ($0.03).
+    s3_put_requests: int = _opt(6000, "S3 PUT/COPY/POST/LIST requests per month")
+    s3_get_requests: int = _opt(0, "S3 GET requests per month")
+    log_gb: float = _opt(1.0, "CloudWatch Logs GB ingested per month")
+    free_tier: bool = _opt(False, "deduct the monthly free-tier allowances")
 
     @property
     def invocations(self) -> int:
@@ -224,83 +231,20 @@ def render(lines: list[Line], u: Usage) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: one option per Usage field, each with its help and default."""
-    d = Usage()
     p = argparse.ArgumentParser(prog="make cost COST_ARGS=...", description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--producer-invocations",
-        type=int,
-        default=d.producer_invocations,
-        help="ingest calls (POST /ingest and S3 events) per month (default: %(default)s)",
-    )
-    p.add_argument(
-        "--producer-duration-s",
-        type=float,
-        default=d.producer_duration_s,
-        help="average seconds per ingest invocation (default: %(default)s)",
-    )
-    p.add_argument(
-        "--producer-memory-mb",
-        type=int,
-        default=d.producer_memory_mb,
-        help="memory of the ingest function in MB (default: %(default)s)",
-    )
-    p.add_argument(
-        "--consumer-invocations",
-        type=int,
-        default=d.consumer_invocations,
-        help="predictions (POST /predict) per month (default: %(default)s)",
-    )
-    p.add_argument(
-        "--consumer-duration-s",
-        type=float,
-        default=d.consumer_duration_s,
-        help="average seconds per prediction (default: %(default)s)",
-    )
-    p.add_argument(
-        "--consumer-memory-mb",
-        type=int,
-        default=d.consumer_memory_mb,
-        help="memory of the predict function in MB (default: %(default)s)",
-    )
-    p.add_argument(
-        "--api-requests", type=int, default=None, help="API Gateway requests per month (default: all invocations)"
-    )
-    p.add_argument("--efs-gb", type=float, default=d.efs_gb, help="EFS Standard GB stored (default: %(default)s)")
-    p.add_argument(
-        "--throughput-mode",
-        choices=THROUGHPUT_MODES,
-        default=d.throughput_mode,
-        help="EFS throughput mode (default: %(default)s)",
-    )
-    p.add_argument(
-        "--efs-read-gb", type=float, default=0.0, help="elastic mode: GB read per month (default: %(default)s)"
-    )
-    p.add_argument(
-        "--efs-write-gb", type=float, default=0.0, help="elastic mode: GB written per month (default: %(default)s)"
-    )
-    p.add_argument(
-        "--provisioned-mibps",
-        type=float,
-        default=0.0,
-        help="provisioned mode: MiB/s provisioned (default: %(default)s)",
-    )
-    p.add_argument("--s3-gb", type=float, default=d.s3_gb, help="S3 Standard GB stored (default: %(default)s)")
-    p.add_argument(
-        "--s3-put-requests",
-        type=int,
-        default=d.s3_put_requests,
-        help="S3 PUT/COPY/POST/LIST requests per month (default: %(default)s)",
-    )
-    p.add_argument(
-        "--s3-get-requests",
-        type=int,
-        default=d.s3_get_requests,
-        help="S3 GET requests per month (default: %(default)s)",
-    )
-    p.add_argument(
-        "--log-gb", type=float, default=d.log_gb, help="CloudWatch Logs GB ingested per month (default: %(default)s)"
-    )
-    p.add_argument("--free-tier", action="store_true", help="deduct the monthly free-tier allowances")
+    hints = get_type_hints(Usage)
+    for f in fields(Usage):
+        flag, help = "--" + f.name.replace("_", "-"), f.metadata["help"]
+        kind = hints[f.name]
+        if kind is bool:
+            p.add_argument(flag, action="store_true", help=help)
+            continue
+        if f.default is not None:
+            help += " (default: %(default)s)"
+        if f.name == "throughput_mode":
+            p.add_argument(flag, choices=THROUGHPUT_MODES, default=f.default, help=help)
+        else:
+            p.add_argument(flag, type=int if kind in (int, int | None) else float, default=f.default, help=help)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     return p
 
