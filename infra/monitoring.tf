@@ -181,7 +181,7 @@ resource "aws_cloudwatch_dashboard" "this" {
         type = "log", x = 0, y = 12, width = 12, height = 6
         properties = {
           title = "Errors by code (HTTP errorCode, event errorType)", region = var.region, view = "table"
-          query = "${local.log_sources} | filter ispresent(errorCode) or outcome = 'error' | stats count(*) as errors by coalesce(errorCode, errorType) as code | sort errors desc"
+          query = "${local.log_sources} | fields coalesce(errorCode, errorType) as code | filter ispresent(code) | stats count(*) as errors by code | sort errors desc"
         }
       },
       {

@@ -106,6 +106,11 @@ def merge_patch(target: Any, patch: Any) -> Any:
     Chalice's ``TemplateDeepMerger`` merges the same way but keeps ``None`` as
     a JSON ``null``, which Terraform rejects where a block is expected; hence
     this variant.  Returns a new object; the arguments are not modified.
+
+    >>> merge_patch({"a": {"b": 1, "c": 2}, "d": 3}, {"a": {"b": None, "e": 4}, "d": None})
+    {'a': {'c': 2, 'e': 4}}
+    >>> merge_patch({"a": [1, 2]}, {"a": [3]})  # lists are replaced, not merged
+    {'a': [3]}
     """
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)

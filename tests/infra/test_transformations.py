@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import doctest
 import hashlib
 import json
 import os
@@ -87,6 +88,10 @@ def test_merge_patch_merges_deletes_on_none_and_leaves_inputs_alone():
     before = copy.deepcopy(target)
     assert stack.merge_patch(target, {"a": {"b": None, "e": 4}, "d": None}) == {"a": {"c": 2, "e": 4}}
     assert target == before
+
+
+def test_docstring_examples_hold():
+    assert doctest.testmod(stack).failed == 0
 
 
 def test_check_runtime_accepts_312_only(template):
