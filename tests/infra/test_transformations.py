@@ -377,6 +377,25 @@ def test_packaging_the_app_is_clean_and_small(chalice_output, packaged_stack):
     assert {p.name for p in Path(packaged_stack).glob("*.tf")} == {p.name for p in INFRA.glob("*.tf")}
 
 
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_packaged_stages_keep_timeouts_consistent_with_the_gateway(stage):
+    """Every packaged stage (tests package dev only): api_handler ends before API Gateway's
+    29 s, the S3 handler has 900 s for a 1 GiB copy, the sweep runs as the sweeper role."""
+    config = json.loads((INFRA.parent / ".chalice" / "config.json").read_text())
+    stage_config = config["stages"][stage]
+    functions = stage_config["lambda_functions"]
+
+    def effective(name: str, key: str):
+        return functions.get(name, {}).get(key, stage_config.get(key, config.get(key)))
+
+    assert effective("api_handler", "lambda_timeout") <= 29
+    assert effective("on_object_created", "lambda_timeout") == 900
+    assert effective("reclaim_debris", "lambda_timeout") == 300
+    assert effective("reclaim_debris", "iam_role_arn") == "${aws_iam_role.sweeper.arn}"
+    assert effective("api_handler", "iam_role_arn") == "${aws_iam_role.api.arn}"
+    assert stage_config["manage_iam_role"] is False
+
+
 def test_assemble_stack_keeps_the_deployers_files(chalice_output, tmp_path):
     stack_dir = tmp_path / "stack"
     stack_dir.mkdir()
