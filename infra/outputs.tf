@@ -6,6 +6,11 @@ output "api_url" {
   value       = aws_api_gateway_stage.rest_api.invoke_url
 }
 
+output "rest_api_id" {
+  description = "Id of the REST API."
+  value       = aws_api_gateway_rest_api.rest_api.id
+}
+
 output "api_key" {
   description = "Value of the API key to send in the x-api-key header."
   value       = aws_api_gateway_api_key.client.value
@@ -50,4 +55,24 @@ output "lambda_security_group_id" {
 output "region" {
   description = "Region the stack is deployed in."
   value       = var.region
+}
+
+output "failed_events_queue_url" {
+  description = "SQS queue holding S3 events that failed every retry or expired (replay: infra/replay_failed_events.py)."
+  value       = aws_sqs_queue.failed_events.url
+}
+
+output "dashboard_name" {
+  description = "CloudWatch dashboard of the stack's metrics."
+  value       = aws_cloudwatch_dashboard.this.dashboard_name
+}
+
+output "artifacts_bucket_name" {
+  description = "Bucket holding the deployment package."
+  value       = aws_s3_bucket.artifacts.id
+}
+
+output "alarm_topic_arn" {
+  description = "SNS topic the alarms notify, when var.alarm_emails created one."
+  value       = one(aws_sns_topic.alarms[*].arn)
 }

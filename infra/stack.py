@@ -27,6 +27,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -35,7 +36,9 @@ Template = dict[str, Any]
 RUNTIME = "python3.12"
 MOUNT_PATH = "/mnt/efs"
 ALIAS_NAME = "live"
-MAX_ZIP_BYTES = 50 * 1024 * 1024
+# Lambda's limit on a package unzipped (code and layers); from S3 the zip
+# itself is not limited further.
+MAX_UNZIPPED_BYTES = 262_144_000
 # Printed by Chalice when a dependency has no wheel for Lambda's platform; the
 # package would then miss it and fail at import time in Lambda.
 DEPENDENCY_WARNING = "Could not install dependencies"
@@ -49,11 +52,35 @@ DEFAULT_SECURITY_GROUP = "${aws_default_security_group.this.id}"  # stripped of 
 FUNCTION_DEPENDENCIES = (
     "aws_efs_mount_target.this",  # Lambda refuses an access point without a mount target
     "aws_cloudwatch_log_group.lambda",  # else Lambda creates it without retention
-    "aws_iam_role_policy.lambda",  # the roles must allow EFS before the first mount
+    # The roles must allow EFS before the first mount, and CreateFunction
+    # checks the ENI rights of the role (inline policies, infra/iam.tf).
+    "aws_iam_role_policy.lambda",
     "aws_iam_role_policy.api",
-    "aws_iam_role_policy_attachment.vpc_access",  # CreateFunction checks ENI rights
-    "aws_iam_role_policy_attachment.api_vpc_access",
+    "aws_iam_role_policy.sweeper",
 )
+# The deployment package, uploaded once by the overlay (infra/artifacts.tf).
+PACKAGE_OBJECT = "aws_s3_object.deployment"
+PACKAGE_HASH = '${filebase64sha256("${path.module}/deployment.zip")}'
+# Where a failed S3 event goes (infra/monitoring.tf), and how hard Lambda tries first.
+FAILED_EVENTS_QUEUE_ARN = "${aws_sqs_queue.failed_events.arn}"
+# Set in every function's environment: one namespace per environment, so
+# dev and prod metrics (same Service/Operation dimensions) never mix.
+METRICS_NAMESPACE = "${local.metrics_namespace}"
+# API Gateway's own errors (a missing or wrong API key, an unknown route,
+# throttling, an integration failure) in the service's documented error
+# shape rather than {"message": ...}. $context.error.messageString is
+# already a quoted JSON string.
+GATEWAY_RESPONSES = {
+    "DEFAULT_4XX": '{"error":"INVALID_REQUEST","message":$context.error.messageString,'
+                   '"requestId":"$context.requestId"}',
+    "DEFAULT_5XX": '{"error":"PROCESSING_FAILED","message":$context.error.messageString,'
+                   '"requestId":"$context.requestId"}',
+}
+# Data sources infra/versions.tf declares as `.current`, and Chalice's
+# outputs that infra/outputs.tf replaces.
+OVERLAY_DATA_SOURCES = frozenset({"aws_caller_identity", "aws_partition", "aws_region"})
+CHALICE_OUTPUTS = ("EndpointURL", "RestAPIId")
+_ROLE_REF = re.compile(r"^\$\{aws_iam_role\.([A-Za-z0-9_-]+)\.arn\}$")
 # Keys that `@app.on_s3_event(prefix='models/')` subscribes to, and the
 # prefixes the same handler also serves (it ingests inputs/ too).
 EXTRA_NOTIFICATION_PREFIXES = {"models/": ("inputs/",)}
@@ -79,6 +106,11 @@ def merge_patch(target: Any, patch: Any) -> Any:
     Chalice's ``TemplateDeepMerger`` merges the same way but keeps ``None`` as
     a JSON ``null``, which Terraform rejects where a block is expected; hence
     this variant.  Returns a new object; the arguments are not modified.
+
+    >>> merge_patch({"a": {"b": 1, "c": 2}, "d": 3}, {"a": {"b": None, "e": 4}, "d": None})
+    {'a': {'c': 2, 'e': 4}}
+    >>> merge_patch({"a": [1, 2]}, {"a": [3]})  # lists are replaced, not merged
+    {'a': [3]}
     """
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
@@ -98,6 +130,16 @@ def _functions(template: Template) -> dict[str, dict[str, Any]]:
 def _add_depends_on(block: dict[str, Any], addresses: Iterable[str]) -> None:
     existing = block.setdefault("depends_on", [])
     existing.extend(a for a in addresses if a not in existing)
+
+
+def _role(template: Template, name: str) -> str:
+    """The overlay role (``aws_iam_role.<role>``) function ``name`` runs as."""
+    role = _functions(template)[name].get("role", "")
+    match = _ROLE_REF.match(role)
+    if not match:
+        raise StackError(f"{name}: role {role!r} is not an overlay role "
+                         "(set manage_iam_role false and iam_role_arn in .chalice/config.json)")
+    return match.group(1)
 
 
 def check_runtime(template: Template) -> Template:
@@ -135,17 +177,45 @@ def replace_version_pins(template: Template) -> Template:
     return merge_patch(template, {"terraform": None})
 
 
+def drop_chalice_duplicates(template: Template) -> Template:
+    """Use the overlay's data sources and outputs instead of Chalice's copies.
+
+    Chalice declares its own ``aws_caller_identity``, ``aws_partition`` and
+    ``aws_region`` and outputs ``EndpointURL``/``RestAPIId``, which
+    infra/versions.tf (``.current``) and infra/outputs.tf (``api_url``,
+    ``rest_api_id``) already provide.
+    """
+    data = template.get("data", {})
+    unknown = sorted(set(data) - OVERLAY_DATA_SOURCES)
+    if unknown:
+        raise StackError(f"chalice.tf.json reads data sources the overlay lacks: {unknown}")
+    text = json.dumps({k: v for k, v in template.items() if k != "data"})
+    for kind, blocks in data.items():
+        for name in blocks:
+            text = text.replace(f"${{data.{kind}.{name}.", f"${{data.{kind}.current.")
+    result = json.loads(text)
+    for name in CHALICE_OUTPUTS:
+        result.get("output", {}).pop(name, None)
+    if "output" in result and not result["output"]:
+        del result["output"]
+    return result
+
+
 def record_function_names(template: Template) -> Template:
     """Publish the functions to the overlay and the tests as locals.
 
     ``local.chalice_function_names`` (Chalice name -> Lambda name) drives one
-    log group per function; ``local.chalice_functions`` (Chalice name ->
-    resource) lets infra/tests assert on every function, however many.
+    log group and the alarms per function; ``local.chalice_function_roles``
+    (Chalice name -> overlay role) lets each role write only its own
+    functions' logs; ``local.chalice_functions`` (Chalice name -> resource)
+    lets infra/tests assert on every function, however many.
     """
     functions = _functions(template)
     names = {name: f["function_name"] for name, f in sorted(functions.items())}
+    roles = {name: _role(template, name) for name in sorted(functions)}
     objects = {name: f"${{aws_lambda_function.{name}}}" for name in sorted(functions)}
-    return merge_patch(template, {"locals": {"chalice_function_names": names, "chalice_functions": objects}})
+    return merge_patch(template, {"locals": {"chalice_function_names": names, "chalice_function_roles": roles,
+                                             "chalice_functions": objects}})
 
 
 def attach_vpc_and_efs(template: Template) -> Template:
@@ -181,6 +251,34 @@ def set_reserved_concurrency(template: Template) -> Template:
         if "reserved_concurrent_executions" in function:
             raise StackError(f"{name}: set reserved concurrency through var.reserved_concurrency")
         function["reserved_concurrent_executions"] = f'${{lookup(var.reserved_concurrency, "{name}", -1)}}'
+    return result
+
+
+def deploy_from_s3_object(template: Template) -> Template:
+    """Every function takes its code from the one uploaded ``aws_s3_object.deployment``.
+
+    A direct upload sends the zip once per function and is capped at 50 MB;
+    from S3 it is uploaded once and only the 250 MB unzipped limit applies.
+    ``source_code_hash`` (the local zip's SHA-256, as Lambda reports it)
+    redeploys the code when the package changes.
+    """
+    result = copy.deepcopy(template)
+    for name, function in _functions(result).items():
+        if "s3_bucket" in function or "image_uri" in function:
+            raise StackError(f"{name}: expected a zip package from chalice, found another source")
+        function.pop("filename", None)
+        function["s3_bucket"] = f"${{{PACKAGE_OBJECT}.bucket}}"
+        function["s3_key"] = f"${{{PACKAGE_OBJECT}.key}}"
+        function["s3_object_version"] = f"${{{PACKAGE_OBJECT}.version_id}}"
+        function["source_code_hash"] = PACKAGE_HASH
+    return result
+
+
+def set_metrics_namespace(template: Template) -> Template:
+    """Give every function ``METRICS_NAMESPACE`` = ``local.metrics_namespace``, which the dashboard reads."""
+    result = copy.deepcopy(template)
+    for function in _functions(result).values():
+        function.setdefault("environment", {}).setdefault("variables", {})["METRICS_NAMESPACE"] = METRICS_NAMESPACE
     return result
 
 
@@ -228,6 +326,39 @@ def add_notification_prefixes(template: Template) -> Template:
                 if (subscription["lambda_function_arn"], prefix) not in present:
                     subscriptions.append({**copy.deepcopy(subscription), "filter_prefix": prefix})
     return result
+
+
+def catch_failed_s3_events(template: Template) -> Template:
+    """Send S3 events that fail every retry (or expire) to the failed-events queue.
+
+    For each function an S3 notification invokes: an event-invoke config on
+    its ``live`` alias (what S3 invokes) with explicit retries and maximum
+    event age from variables, and an ``on_failure`` destination to the
+    encrypted SQS queue of infra/monitoring.tf. Lambda delivers to it with
+    the function's role (``sqs:SendMessage`` in infra/iam.tf), from outside
+    the VPC. The S3-event function names go to ``local.s3_event_functions``.
+    """
+    result = copy.deepcopy(template)
+    resources = result.setdefault("resource", {})
+    targets = sorted({m.group(1) for n in resources.get("aws_s3_bucket_notification", {}).values()
+                      for t in n.get("lambda_function", [])
+                      for m in _FUNCTION_REF.finditer(t.get("lambda_function_arn", ""))})
+    configs = resources.setdefault("aws_lambda_function_event_invoke_config", {})
+    for name in targets:
+        if name not in _functions(result):
+            raise StackError(f"an S3 notification targets {name}, which is not a function of the template")
+        configs[name] = {
+            "function_name": f"${{aws_lambda_function.{name}.function_name}}",
+            "qualifier": ALIAS_NAME,
+            "maximum_retry_attempts": "${var.s3_event_max_retries}",
+            "maximum_event_age_in_seconds": "${var.s3_event_max_age_seconds}",
+            "destination_config": {"on_failure": {"destination": FAILED_EVENTS_QUEUE_ARN}},
+            # the alias must exist, and the role must be allowed to send first
+            "depends_on": [f"aws_lambda_alias.{name}", f"aws_iam_role_policy.{_role(result, name)}"],
+        }
+    if not configs:
+        resources.pop("aws_lambda_function_event_invoke_config")
+    return merge_patch(result, {"locals": {"s3_event_functions": targets}})
 
 
 def require_api_key(template: Template) -> Template:
@@ -282,21 +413,49 @@ def split_api_stage(template: Template) -> Template:
     })
 
 
-def deploy_with_gateway_responses(template: Template) -> Template:
-    """Deploy the API after the overlay's gateway responses, and again when they change.
+def add_gateway_responses(template: Template) -> Template:
+    """Put API Gateway's own error responses (GATEWAY_RESPONSES) into the API body.
 
-    API Gateway applies a gateway response only through a deployment, so
-    the first deployment must wait for ``aws_api_gateway_gateway_response.errors``
-    (infra/api.tf) and a changed template must trigger a new one.
+    As ``x-amazon-apigateway-gateway-responses`` they are part of the Swagger
+    document that the REST API is defined by, so re-putting the body (the
+    provider's default ``overwrite`` mode) cannot drop them, and the
+    redeployment trigger (the body's hash) covers them.
     """
-    deployment = template.get("resource", {}).get("aws_api_gateway_deployment", {}).get("rest_api")
-    if deployment is None:
+    swagger_json = template.get("locals", {}).get("chalice_api_swagger")
+    if swagger_json is None:
         return template
-    depends_on = sorted(set(deployment.get("depends_on", [])) | {"aws_api_gateway_gateway_response.errors"})
-    return merge_patch(template, {"resource": {"aws_api_gateway_deployment": {"rest_api": {
-        "depends_on": depends_on,
-        "triggers": {"gateway_responses": "${md5(jsonencode(local.gateway_error_templates))}"},
+    swagger = json.loads(swagger_json)
+    swagger["x-amazon-apigateway-gateway-responses"] = {
+        kind: {"responseTemplates": {"application/json": body}} for kind, body in sorted(GATEWAY_RESPONSES.items())
+    }
+    return merge_patch(template, {"locals": {"chalice_api_swagger": json.dumps(swagger)}})
+
+
+def configure_rest_api(template: Template) -> Template:
+    """Name the REST API per environment and take its endpoint type from ``var.api_endpoint_type``.
+
+    Chalice names it after the app alone, so two environments in one account
+    would show two identical names; and it makes it EDGE (a CloudFront hop;
+    only a REGIONAL API may have its 29 s integration timeout raised).
+    """
+    if "rest_api" not in template.get("resource", {}).get("aws_api_gateway_rest_api", {}):
+        return template
+    return merge_patch(template, {"resource": {"aws_api_gateway_rest_api": {"rest_api": {
+        "name": "${local.name}",
+        "endpoint_configuration": {"types": ["${var.api_endpoint_type}"]},
     }}}})
+
+
+def name_schedules(template: Template) -> Template:
+    """Prefix scheduled-event rule names with ``local.name``, so environments do not collide.
+
+    Chalice names a rule after the function alone (``reclaim_debris-event``);
+    EventBridge rule names are unique per account and region.
+    """
+    result = copy.deepcopy(template)
+    for key, rule in result.get("resource", {}).get("aws_cloudwatch_event_rule", {}).items():
+        rule["name"] = f"${{local.name}}-{key}"
+    return result
 
 
 def route_through_alias(template: Template) -> Template:
@@ -304,7 +463,8 @@ def route_through_alias(template: Template) -> Template:
 
     Provisioned concurrency needs a published version behind an alias, and is
     only used when callers invoke that alias, so API Gateway, the S3
-    notification and their permissions all target the alias.  A function not
+    notification, scheduled-event targets and their permissions all target
+    the alias.  A function not
     in ``var.provisioned_concurrency`` is not published and its alias points
     at ``$LATEST``, which costs nothing.
     """
@@ -337,6 +497,8 @@ def route_through_alias(template: Template) -> Template:
     for notification in resources.get("aws_s3_bucket_notification", {}).values():
         for subscription in notification.get("lambda_function", []):
             subscription["lambda_function_arn"] = to_alias(subscription["lambda_function_arn"])
+    for target in resources.get("aws_cloudwatch_event_target", {}).values():
+        target["arn"] = to_alias(target["arn"])  # the permission allows the alias only
     local_values = result.get("locals", {})
     if "chalice_api_swagger" in local_values:
         local_values["chalice_api_swagger"] = to_alias(local_values["chalice_api_swagger"])
@@ -356,14 +518,20 @@ TRANSFORMATIONS: tuple[Callable[[Template], Template], ...] = (
     check_runtime,
     drop_null_provider,
     replace_version_pins,
+    drop_chalice_duplicates,
     record_function_names,
     attach_vpc_and_efs,
     set_reserved_concurrency,
+    deploy_from_s3_object,
+    set_metrics_namespace,
     wire_bucket_notifications,
     add_notification_prefixes,
+    catch_failed_s3_events,
     require_api_key,
+    add_gateway_responses,
+    configure_rest_api,
     split_api_stage,
-    deploy_with_gateway_responses,
+    name_schedules,
     route_through_alias,  # after the steps that match ${aws_lambda_function.X.arn}
     add_function_outputs,
 )
@@ -399,7 +567,14 @@ def run_chalice_package(app_dir: Path, stage: str, out_dir: Path, chalice: str) 
     return output
 
 
-def assemble_stack(chalice_dir: Path, infra_dir: Path, stack_dir: Path) -> Path:
+def unzipped_size(zip_path: Path) -> int:
+    """Bytes the package takes once Lambda has unzipped it."""
+    with zipfile.ZipFile(zip_path) as archive:
+        return sum(info.file_size for info in archive.infolist())
+
+
+def assemble_stack(chalice_dir: Path, infra_dir: Path, stack_dir: Path,
+                   max_unzipped: int = MAX_UNZIPPED_BYTES) -> Path:
     """Write the deployable stack: transformed chalice.tf.json, overlay, tests, zip.
 
     The user's files in ``stack_dir`` (USER_FILES: state, tfvars, backend,
@@ -407,11 +582,11 @@ def assemble_stack(chalice_dir: Path, infra_dir: Path, stack_dir: Path) -> Path:
     track of a deployed stack. Returns ``stack_dir``.
     """
     zip_path = chalice_dir / "deployment.zip"
-    size = zip_path.stat().st_size
-    if size >= MAX_ZIP_BYTES:
+    size = unzipped_size(zip_path)
+    if size >= max_unzipped:
         raise StackError(
-            f"deployment.zip is {size / 2**20:.1f} MiB, over {MAX_ZIP_BYTES // 2**20} MiB: "
-            "move heavy dependencies to a layer or EFS (see infra/README.md)"
+            f"deployment.zip unzips to {size / 2**20:.1f} MiB, Lambda allows {max_unzipped / 2**20:.1f} MiB: "
+            "move heavy dependencies to EFS (see infra/README.md)"
         )
     template = transform(json.loads((chalice_dir / "chalice.tf.json").read_text()))
 
@@ -445,7 +620,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stack: {error}", file=sys.stderr)
         return 1
     size = (stack_dir / "deployment.zip").stat().st_size
-    print(f"stack: {stack_dir} ready (stage {args.stage}, deployment.zip {size / 2**20:.2f} MiB)")
+    unzipped = unzipped_size(stack_dir / "deployment.zip")
+    print(f"stack: {stack_dir} ready (stage {args.stage}, deployment.zip {size / 2**20:.2f} MiB, "
+          f"{unzipped / 2**20:.1f} MiB unzipped)")
     return 0
 
 

@@ -91,9 +91,17 @@ variable "log_retention_days" {
 }
 
 variable "reserved_concurrency" {
-  description = "Reserved concurrency per Chalice function name (e.g. { on_object_created = 5 }); functions not listed are unreserved."
+  description = "Reserved concurrency per Chalice function name; functions not listed (api_handler by default) share the account's unreserved pool. The S3-event function is capped so a burst of uploads (up to 1 GiB copies each) cannot starve api_handler of concurrency or EFS throughput; the hourly sweep never runs twice at once. Setting this map replaces the whole default."
   type        = map(number)
-  default     = {}
+  default = {
+    on_object_created = 5
+    reclaim_debris    = 1
+  }
+
+  validation {
+    condition     = alltrue([for n in values(var.reserved_concurrency) : n >= 0 && floor(n) == n])
+    error_message = "reserved_concurrency values must be whole numbers >= 0 (0 stops the function); leave a function out to unreserve it."
+  }
 }
 
 variable "provisioned_concurrency" {
@@ -123,4 +131,67 @@ variable "api_quota_per_day" {
   description = "Requests per day allowed per API key; 0 means no quota."
   type        = number
   default     = 0
+}
+
+variable "api_endpoint_type" {
+  description = "REST API endpoint type: REGIONAL (default; no CloudFront hop, and the only type whose 29 s integration timeout AWS may raise) or EDGE."
+  type        = string
+  default     = "REGIONAL"
+
+  validation {
+    condition     = contains(["REGIONAL", "EDGE"], var.api_endpoint_type)
+    error_message = "api_endpoint_type must be REGIONAL or EDGE."
+  }
+}
+
+variable "s3_event_max_retries" {
+  description = "Retries Lambda makes of a failed S3 event (0-2) before sending it to the failed-events queue."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = contains([0, 1, 2], var.s3_event_max_retries)
+    error_message = "s3_event_max_retries must be 0, 1 or 2."
+  }
+}
+
+variable "s3_event_max_age_seconds" {
+  description = "How long an S3 event may wait for the (reserved-concurrency-capped) function before it goes to the failed-events queue; 60-21600. The 3 h default drains 60 worst-case 900 s copies at concurrency 5."
+  type        = number
+  default     = 10800
+
+  validation {
+    condition     = var.s3_event_max_age_seconds >= 60 && var.s3_event_max_age_seconds <= 21600
+    error_message = "s3_event_max_age_seconds must be between 60 and 21600."
+  }
+}
+
+variable "alarm_emails" {
+  description = "E-mail addresses subscribed to a new SNS topic for the alarms (each must confirm); empty: no topic is created."
+  type        = list(string)
+  default     = []
+}
+
+variable "alarm_topic_arn" {
+  description = "ARN of an existing SNS topic the alarms also notify; empty: none."
+  type        = string
+  default     = ""
+}
+
+variable "api_5xx_threshold" {
+  description = "API 5xx answers per 5 minutes above which the api-5xx alarm fires."
+  type        = number
+  default     = 5
+}
+
+variable "api_latency_p99_ms" {
+  description = "p99 API latency (ms, sustained 15 minutes) above which the api-latency alarm fires; API Gateway ends requests at 29000."
+  type        = number
+  default     = 20000
+}
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace of the functions' EMF metrics (METRICS_NAMESPACE); empty: <prefix>-<environment>, so environments never mix."
+  type        = string
+  default     = ""
 }

@@ -7,8 +7,10 @@ terraform {
   required_providers {
     aws = {
       source = "hashicorp/aws"
-      # Elastic EFS throughput and aws_vpc_security_group_*_rule need 5.x.
-      version = "~> 5.46"
+      # 5.75: transition_default_minimum_object_size (S3 lifecycle) and
+      # everything else used here; < 6.0: 6.x changes resource schemas
+      # (e.g. aws_region.name). Tested against 5.100.0 (infra/README.md).
+      version = ">= 5.75, < 6.0"
     }
   }
 }
@@ -34,4 +36,9 @@ data "aws_region" "current" {}
 locals {
   # Prefix of every overlay resource name, e.g. "efs-ml-dev".
   name = "${var.prefix}-${var.environment}"
+  # Where the functions' EMF metrics go (METRICS_NAMESPACE, set by the build
+  # step) and where the dashboard reads them: one namespace per environment.
+  metrics_namespace = var.metrics_namespace != "" ? var.metrics_namespace : local.name
+  account_id        = data.aws_caller_identity.current.account_id
+  partition         = data.aws_partition.current.partition
 }

@@ -2,6 +2,7 @@
 #   make package [STAGE=prod]   build/stack: transformed chalice.tf.json + infra/*.tf + deployment.zip
 #   make deploy-local           rehearse build/stack against moto: apply, verify, no-change plan, destroy
 #   make destroy                empty the bucket (all versions), then terraform destroy build/stack
+#   make replay-failed          re-invoke the S3 events in the failed-events queue (DRY_RUN=1: list only)
 #   make test-infra             only the infra checks (also part of `make test`)
 STAGE ?= dev
 BUILD ?= build
@@ -15,7 +16,7 @@ INFRA_STAMP := $(INFRA_VENV)/.installed
 TF_ENV = $(if $(TF_RC),TF_CLI_CONFIG_FILE=$(TF_RC))
 TF_RC = $(shell $(PY) infra/tfcli.py $(BUILD))
 
-.PHONY: package deploy-local destroy test-infra infra-venv infra-init infra-clean
+.PHONY: package deploy-local destroy replay-failed test-infra infra-venv infra-init infra-clean
 
 ## create .venv-infra (checkov) for the infra checks
 infra-venv: $(INFRA_STAMP)
@@ -47,6 +48,10 @@ infra-init: $(STAMP)
 destroy: infra-init
 	$(PY) infra/empty_bucket.py --stack $(STACK)
 	cd $(STACK) && $(TF_ENV) terraform destroy -input=false
+
+## re-invoke failed S3 events from the failure queue (DRY_RUN=1 only lists them)
+replay-failed: infra-init
+	$(PY) infra/replay_failed_events.py --stack $(STACK) $(if $(DRY_RUN),--dry-run)
 
 ## only the infra checks (also part of `make test`)
 test-infra: $(STAMP) $(INFRA_STAMP)

@@ -20,8 +20,13 @@ Gaps bridged, each where it is patched below:
    plans to re-add it on every run.
 5. EFS ``DeleteFileSystemPolicy`` is not implemented (HTTP 500, which
    the provider retries for minutes during destroy).
-6. AWS-managed policies (AWSLambdaVPCAccessExecutionRole) exist only with
-   ``MOTO_IAM_LOAD_MANAGED_POLICIES=true``, set here before moto loads.
+6. AWS-managed policies exist only with ``MOTO_IAM_LOAD_MANAGED_POLICIES=true``,
+   set here before moto loads (the stack attaches none any more; kept so a
+   policy attachment added later behaves as in AWS).
+7. ``PutRestApi`` ignores ``x-amazon-apigateway-gateway-responses``: the
+   API's own error responses, which the stack defines in the body, never
+   appear in GetGatewayResponses. Real API Gateway imports them, and in
+   ``overwrite`` mode replaces any that were put separately.
 
 Usage: ``python infra/local/moto_shim.py -H 127.0.0.1 -p PORT`` (moto_server's arguments).
 """
@@ -66,7 +71,7 @@ def _wrap(owner: Any, name: str):
     return decorate
 
 
-# Gap 1: relabel Swagger 2.0 as OpenAPI 3.0. moto only reads `paths`, the
+# Gap 1 (and 7, below): relabel Swagger 2.0 as OpenAPI 3.0. moto only reads `paths`, the
 # methods' `responses` and `x-amazon-apigateway-integration`, which both
 # versions spell the same; validation is skipped since the document is not
 # really OpenAPI 3.
@@ -75,7 +80,14 @@ def _put_rest_api(original, self, function_id, api_doc, fail_on_warnings, mode="
     if str(api_doc.get("swagger", "")).startswith("2."):
         api_doc = {k: v for k, v in api_doc.items() if k != "swagger"} | {"openapi": "3.0.1"}
         fail_on_warnings = False
-    return original(self, function_id, api_doc, fail_on_warnings, mode)
+    api = original(self, function_id, api_doc, fail_on_warnings, mode)
+    # Gap 7: import the gateway responses of the body, as API Gateway does.
+    if mode == "overwrite":
+        api.gateway_responses = {}
+    for response_type, response in (api_doc.get("x-amazon-apigateway-gateway-responses") or {}).items():
+        api.put_gateway_response(response_type, response.get("statusCode"),
+                                 response.get("responseParameters") or {}, response.get("responseTemplates") or {})
+    return api
 
 
 # Gap 3: take the media type from the JSON-pointer path when `value` is absent.

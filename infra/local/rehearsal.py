@@ -7,8 +7,10 @@ Build-time code for ``make deploy-local`` and tests/infra.  Steps:
 3. check with boto3 what Terraform cannot see for itself: every function has
    its VpcConfig and the access point mounted at /mnt/efs, the access point
    and one mount target per subnet exist, the bucket notification reaches
-   the S3 handler for models/ and inputs/, the REST API has every route and
-   a key-protected usage plan;
+   the S3 handler for models/ and inputs/, the REST API has every route, its
+   gateway responses and a key-protected usage plan; every function runs
+   the one uploaded package; failed S3 events go to the encrypted queue;
+   the alarms, the dashboard and the sweep's schedule exist;
 4. a second ``terraform plan -detailed-exitcode`` must find no changes;
 5. put object versions in the bucket and empty it with infra/empty_bucket.py,
    as ``make destroy`` does (``bucket_force_destroy`` is false, so the
@@ -21,6 +23,8 @@ moto does not run Lambda code (no Docker here); only the wiring is proven.
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 import shutil
 import socket
@@ -56,6 +60,7 @@ class Report:
     timings: dict[str, float] = field(default_factory=dict)
     checks: list[str] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
+    resources: int = 0  # managed resources in the state after apply
 
 
 def _free_port() -> int:
@@ -146,13 +151,76 @@ def verify(clients: Callable[[str], Any], outputs: dict[str, Any], routes: set[t
     _check(report, all(block.values()), "bucket public access block fully on")
 
     api = clients("apigateway")
-    api_id = outputs["RestAPIId"]
+    api_id = outputs["rest_api_id"]
     deployed = {(r["path"], m) for r in api.get_resources(restApiId=api_id, limit=500)["items"]
                 for m in r.get("resourceMethods", {})}
     _check(report, routes and routes <= deployed, f"REST API has every route: {sorted(routes)}")
     plans = api.get_usage_plans(keyId=outputs["api_key_id"])["items"]
     _check(report, any({"apiId": api_id, "stage": "api"} in p.get("apiStages", []) for p in plans),
            "API key belongs to a usage plan on the api stage")
+
+
+def _package_sha256(stack_dir: Path) -> str:
+    """The package's SHA-256 as Lambda reports it (CodeSha256: base64)."""
+    return base64.b64encode(hashlib.sha256((stack_dir / "deployment.zip").read_bytes()).digest()).decode()
+
+
+def verify_operations(clients: Callable[[str], Any], outputs: dict[str, Any], stack_dir: Path,
+                      report: Report) -> None:
+    """The package upload, the failure path of S3 events, the alarms and the dashboard."""
+    lam = clients("lambda")
+    functions = outputs["function_arns"]
+    code = _package_sha256(stack_dir)
+    s3 = clients("s3")
+    package = s3.head_object(Bucket=outputs["artifacts_bucket_name"], Key="lambda/deployment.zip")
+    _check(report, package["ContentLength"] == (stack_dir / "deployment.zip").stat().st_size
+           and outputs["artifacts_bucket_name"] != outputs["s3_bucket_name"],
+           "deployment package uploaded once to the artifacts bucket")
+    _check(report, all(lam.get_function(FunctionName=arn)["Configuration"]["CodeSha256"] == code
+                       for arn in functions.values()),
+           "every function runs the uploaded package (CodeSha256)")
+    timeouts = {name: lam.get_function(FunctionName=arn)["Configuration"]["Timeout"]
+                for name, arn in functions.items()}
+    _check(report, timeouts["api_handler"] <= 29 and timeouts["on_object_created"] == 900,
+           f"api_handler ends before API Gateway's 29 s, the S3 handler has 900 s: {timeouts}")
+
+    queue_url = outputs["failed_events_queue_url"]
+    queue = clients("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    _check(report, queue.get("SqsManagedSseEnabled") == "true", "failed-events queue is encrypted (SSE-SQS)")
+    invoke = lam.get_function_event_invoke_config(FunctionName=functions["on_object_created"], Qualifier="live")
+    _check(report, invoke["MaximumRetryAttempts"] == 2 and invoke["MaximumEventAgeInSeconds"] == 10800
+           and invoke["DestinationConfig"]["OnFailure"]["Destination"] == queue["QueueArn"],
+           "S3 events: 2 retries, 3 h maximum age, then the failed-events queue")
+
+    cloudwatch = clients("cloudwatch")
+    alarms = {a["AlarmName"]: a for a in cloudwatch.describe_alarms()["MetricAlarms"]}
+    names = {arn.split(":")[-1] for arn in functions.values()}
+    expected = {f"{n}-{kind}" for n in names for kind in ("errors", "throttles")} | {
+        "efs-ml-dev-failed-events", "efs-ml-dev-api-5xx", "efs-ml-dev-api-latency-p99"}
+    _check(report, expected <= set(alarms), f"alarms on every function, the queue and the API: {sorted(expected)}")
+    queue_name = queue["QueueArn"].split(":")[-1]
+    _check(report, alarms["efs-ml-dev-failed-events"]["Dimensions"] == [{"Name": "QueueName", "Value": queue_name}],
+           "the failed-events alarm watches the queue")
+    body = json.loads(cloudwatch.get_dashboard(DashboardName=outputs["dashboard_name"])["DashboardBody"])
+    text = json.dumps(body)
+    _check(report, all(m in text for m in ("IngestBytes", "IngestDurationMs", "ModelLoadMs", "ModelCacheHit",
+                                           "ColdStart", "errorCode")),
+           "dashboard shows the EMF metrics and errors by code")
+
+    api = clients("apigateway")
+    rest = api.get_rest_api(restApiId=outputs["rest_api_id"])
+    _check(report, rest["name"] == "efs-ml-dev" and rest["endpointConfiguration"]["types"] == ["REGIONAL"],
+           "REST API named per environment, REGIONAL")
+    responses = {r["responseType"]: r for r in api.get_gateway_responses(restApiId=outputs["rest_api_id"])["items"]}
+    _check(report, {"DEFAULT_4XX", "DEFAULT_5XX"} <= set(responses) and all(
+        "$context.requestId" in responses[t]["responseTemplates"]["application/json"]
+        for t in ("DEFAULT_4XX", "DEFAULT_5XX")), "gateway responses come from the API body")
+
+    events = clients("events")
+    rules = [r for r in events.list_rules(NamePrefix="efs-ml-dev-")["Rules"]]
+    targets = {t["Arn"] for r in rules for t in events.list_targets_by_rule(Rule=r["Name"])["Targets"]}
+    _check(report, rules and targets == {functions["reclaim_debris"] + ":live"},
+           "the hourly sweep's rule invokes its live alias")
 
 
 def verify_client_target(clients: Callable[[str], Any], outputs_json: Path, report: Report) -> None:
@@ -163,7 +231,7 @@ def verify_client_target(clients: Callable[[str], Any], outputs_json: Path, repo
     created.
     """
     target = from_outputs(outputs_json)
-    api_id = report.outputs["RestAPIId"]
+    api_id = report.outputs["rest_api_id"]
     key = clients("apigateway").get_api_key(apiKey=report.outputs["api_key_id"], includeValue=True)["value"]
     _check(report, api_id in target.api_url and target.api_url.startswith("https://"),
            f"client target: API URL {target.api_url} is the deployed REST API")
@@ -182,6 +250,11 @@ def verify_destroyed(clients: Callable[[str], Any], outputs: dict[str, Any], rep
         "vpcs": [v["VpcId"] for v in clients("ec2").describe_vpcs()["Vpcs"] if not v.get("IsDefault")],
         "roles": [r["RoleName"] for r in clients("iam").list_roles()["Roles"]],
         "log groups": [g["logGroupName"] for g in clients("logs").describe_log_groups()["logGroups"]],
+        "queues": clients("sqs").list_queues().get("QueueUrls", []),
+        "alarms": [a["AlarmName"] for a in clients("cloudwatch").describe_alarms()["MetricAlarms"]],
+        "dashboards": [d["DashboardName"] for d in clients("cloudwatch").list_dashboards()["DashboardEntries"]],
+        "event rules": [r["Name"] for r in clients("events").list_rules()["Rules"]],
+        "topics": [t["TopicArn"] for t in clients("sns").list_topics()["Topics"]],
     }
     left = {kind: names for kind, names in leftovers.items() if names}
     _check(report, not left, f"nothing left after destroy{': ' + str(left) if left else ''}")
@@ -246,9 +319,12 @@ def rehearse(stack_dir: Path, work_dir: Path, python: str = sys.executable,
         step("init", ["init", "-input=false", "-no-color"], env)
         try:
             step("apply", ["apply", "-auto-approve", "-input=false", "-no-color"], env)
+            state = terraform(["state", "list"], work_dir, env).stdout.split()
+            report.resources = len([address for address in state if not address.startswith("data.")])
             raw_outputs = terraform(["output", "-json"], work_dir, env).stdout
             report.outputs = {k: v["value"] for k, v in json.loads(raw_outputs).items()}
             verify(clients, report.outputs, routes, report)
+            verify_operations(clients, report.outputs, work_dir, report)
             (work_dir / "outputs.json").write_text(raw_outputs)
             verify_client_target(clients, work_dir / "outputs.json", report)
             plan = step("plan", ["plan", "-detailed-exitcode", "-input=false", "-no-color"], env, check=False)
@@ -276,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for check in report.checks:
         print(f"  ok  {check}")
-    print("rehearsal passed; seconds per step:", json.dumps(report.timings))
+    print(f"rehearsal passed: {report.resources} resources; seconds per step:", json.dumps(report.timings))
     return 0
 
 

@@ -39,9 +39,52 @@ mock_provider "aws" {
   mock_resource "aws_cloudwatch_log_group" {
     defaults = { arn = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/efs-ml-dev" }
   }
+  mock_resource "aws_cloudwatch_event_rule" {
+    defaults = { arn = "arn:aws:events:us-east-1:123456789012:rule/efs-ml-dev-reclaim_debris-event" }
+  }
+  mock_resource "aws_subnet" {
+    defaults = { arn = "arn:aws:ec2:us-east-1:123456789012:subnet/subnet-12345678" }
+  }
+  mock_resource "aws_security_group" {
+    defaults = { arn = "arn:aws:ec2:us-east-1:123456789012:security-group/sg-12345678" }
+  }
+  mock_resource "aws_default_security_group" {
+    defaults = { arn = "arn:aws:ec2:us-east-1:123456789012:security-group/sg-00000000" }
+  }
+  mock_resource "aws_sqs_queue" {
+    defaults = { arn = "arn:aws:sqs:us-east-1:123456789012:efs-ml-dev-failed-events", url = "https://sqs.us-east-1.amazonaws.com/123456789012/efs-ml-dev-failed-events" }
+  }
+  mock_resource "aws_sns_topic" {
+    defaults = { arn = "arn:aws:sns:us-east-1:123456789012:efs-ml-dev-alarms" }
+  }
+  mock_resource "aws_vpc" {
+    defaults = { arn = "arn:aws:ec2:us-east-1:123456789012:vpc/vpc-12345678" }
+  }
   mock_resource "aws_api_gateway_rest_api" {
     defaults = { execution_arn = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234" }
   }
+}
+
+# Mocks give every resource of a type the same values; these need their own.
+override_resource {
+  target = aws_s3_bucket.artifacts
+  values = { id = "efs-ml-dev-artifacts-123456789012", arn = "arn:aws:s3:::efs-ml-dev-artifacts-123456789012" }
+}
+override_resource {
+  target = aws_iam_role.api
+  values = { arn = "arn:aws:iam::123456789012:role/efs-ml-dev-api" }
+}
+override_resource {
+  target = aws_iam_role.sweeper
+  values = { arn = "arn:aws:iam::123456789012:role/efs-ml-dev-sweeper" }
+}
+override_data {
+  target = data.aws_iam_policy_document.function_base
+  values = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Sid\":\"Base\"}]}" }
+}
+override_data {
+  target = data.aws_iam_policy_document.read_bucket
+  values = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Sid\":\"Read\"}]}" }
 }
 
 run "defaults" {
@@ -75,9 +118,51 @@ run "defaults" {
   }
 
   assert {
+    condition = (local.chalice_functions.api_handler.reserved_concurrent_executions == -1
+      && local.chalice_functions.on_object_created.reserved_concurrent_executions == 5
+      && local.chalice_functions.reclaim_debris.reserved_concurrent_executions == 1
+    && alltrue([for f in values(local.chalice_functions) : f.publish == false]))
+    error_message = "by default the S3-event function is capped at 5 and the sweep at 1, api_handler is unreserved, nothing is provisioned"
+  }
+
+  assert {
+    condition = (local.chalice_functions.api_handler.timeout <= 29
+      && local.chalice_functions.on_object_created.timeout == 900
+    && local.chalice_functions.reclaim_debris.timeout == 300)
+    error_message = "api_handler must end before API Gateway's 29 s; the S3-event function keeps 900 s, the sweep 300 s"
+  }
+
+  # One upload of the package, used by every function.
+  assert {
     condition = alltrue([for f in values(local.chalice_functions) :
-    f.reserved_concurrent_executions == -1 && f.publish == false])
-    error_message = "reserved and provisioned concurrency must be off by default"
+      f.s3_bucket == aws_s3_bucket.artifacts.id && f.s3_key == aws_s3_object.deployment.key
+      && f.s3_object_version == aws_s3_object.deployment.version_id && f.filename == null
+      && f.source_code_hash == aws_s3_object.deployment.source_hash
+    ])
+    error_message = "every function must take its code from the one aws_s3_object, with its hash"
+  }
+
+  assert {
+    condition = (aws_s3_bucket.artifacts.id != aws_s3_bucket.models.id
+      && aws_s3_bucket_public_access_block.artifacts.block_public_acls
+      && aws_s3_bucket_public_access_block.artifacts.block_public_policy
+      && aws_s3_bucket_public_access_block.artifacts.ignore_public_acls
+      && aws_s3_bucket_public_access_block.artifacts.restrict_public_buckets
+      && one(aws_s3_bucket_versioning.artifacts.versioning_configuration).status == "Enabled"
+      && one(one(aws_s3_bucket_server_side_encryption_configuration.artifacts.rule).apply_server_side_encryption_by_default).sse_algorithm == "AES256"
+      && anytrue([for st in data.aws_iam_policy_document.artifacts_bucket.statement :
+    st.effect == "Deny" && contains([for c in st.condition : c.variable], "aws:SecureTransport")]))
+    error_message = "the artifacts bucket must be private, versioned, encrypted and TLS-only"
+  }
+
+  # No function may read the package: no role names the artifacts bucket.
+  assert {
+    condition = alltrue(flatten([for doc in [data.aws_iam_policy_document.lambda, data.aws_iam_policy_document.api,
+      data.aws_iam_policy_document.sweeper, data.aws_iam_policy_document.read_bucket,
+      data.aws_iam_policy_document.function_base] : [
+      for st in doc.statement : [for r in st.resources : !strcontains(r, aws_s3_bucket.artifacts.arn)]
+    ]]))
+    error_message = "function roles must have no grant on the artifacts bucket"
   }
 
   assert {
@@ -142,38 +227,55 @@ run "defaults" {
     error_message = "the file-system policy must deny non-TLS access and access outside the access point"
   }
 
-  # Least privilege: no wildcard action or resource; S3 only on this bucket's
-  # prefixes; EFS only through the access point.
+  # Least privilege: no wildcard action; "*" as a resource only for the
+  # read-only EC2 Describe actions (no resource-level permissions exist).
   assert {
-    condition = alltrue([for s in data.aws_iam_policy_document.lambda.statement :
-      !contains(s.actions, "*") && !contains(s.resources, "*")
-      && alltrue([for a in s.actions : !endswith(a, ":*")])
-    ])
-    error_message = "the function policy must not use wildcard actions or resources"
+    condition = alltrue(flatten([for doc in [data.aws_iam_policy_document.function_base, data.aws_iam_policy_document.read_bucket,
+      data.aws_iam_policy_document.lambda, data.aws_iam_policy_document.api, data.aws_iam_policy_document.sweeper] : [
+      for s in doc.statement :
+      !contains(s.actions, "*") && alltrue([for a in s.actions : !endswith(a, ":*")])
+      && (!contains(s.resources, "*") || alltrue([for a in s.actions : startswith(a, "ec2:Describe")]))
+    ]]))
+    error_message = "the function policies must not use wildcard actions, nor \"*\" resources beyond ec2:Describe*"
   }
 
   assert {
-    condition = alltrue(flatten([for s in data.aws_iam_policy_document.lambda.statement : [
-      for r in s.resources : contains([
-        "${aws_s3_bucket.models.arn}/models/*", "${aws_s3_bucket.models.arn}/inputs/*",
-        "${aws_s3_bucket.models.arn}/outputs/*", aws_s3_bucket.models.arn,
-      ], r)
-    ] if anytrue([for a in s.actions : startswith(a, "s3:")])]))
+    condition = alltrue([for s in data.aws_iam_policy_document.function_base.statement :
+      one([for c in s.condition : c.variable]) == "ec2:Vpc" && one(flatten([for c in s.condition : c.values])) == aws_vpc.this.arn
+      && alltrue([for r in s.resources : startswith(r, "arn:aws:ec2:us-east-1:123456789012:")])
+      if anytrue([for a in s.actions : startswith(a, "ec2:") && !startswith(a, "ec2:Describe")])
+    ])
+    error_message = "ENI actions must be limited to this account, region and VPC"
+  }
+
+  assert {
+    condition = toset(flatten([for s in data.aws_iam_policy_document.function_base.statement : s.resources
+      if contains(s.actions, "ec2:CreateNetworkInterface")])) == toset(concat(aws_subnet.private[*].arn,
+      [aws_security_group.lambda.arn, aws_default_security_group.this.arn,
+    "arn:aws:ec2:us-east-1:123456789012:network-interface/*"]))
+    error_message = "ENIs may be created only in the stack's subnets with its security groups"
+  }
+
+  assert {
+    condition = alltrue(flatten([for doc in [data.aws_iam_policy_document.read_bucket, data.aws_iam_policy_document.api] : [
+      for s in doc.statement : [
+        for r in s.resources : contains([
+          "${aws_s3_bucket.models.arn}/models/*", "${aws_s3_bucket.models.arn}/inputs/*",
+          "${aws_s3_bucket.models.arn}/outputs/*", aws_s3_bucket.models.arn,
+        ], r)
+    ] if anytrue([for a in s.actions : startswith(a, "s3:")])]]))
     error_message = "S3 permissions must be limited to models/, inputs/, outputs/ of this bucket"
   }
 
   assert {
-    condition = alltrue([for s in data.aws_iam_policy_document.lambda.statement :
-      s.resources == toset(["${aws_s3_bucket.models.arn}/outputs/*"])
-      if contains(s.actions, "s3:PutObject") && contains(s.resources, "${aws_s3_bucket.models.arn}/outputs/*")
-      ]) && alltrue([for s in data.aws_iam_policy_document.lambda.statement :
-      !contains(s.resources, "${aws_s3_bucket.models.arn}/outputs/*") if contains(s.actions, "s3:GetObject")
+    condition = alltrue([for s in data.aws_iam_policy_document.read_bucket.statement :
+      !contains(s.resources, "${aws_s3_bucket.models.arn}/outputs/*") && !contains(s.actions, "s3:PutObject")
     ])
-    error_message = "outputs/ is write-only for the functions"
+    error_message = "outputs/ is write-only for the functions, and reading grants no write"
   }
 
   assert {
-    condition = alltrue([for s in data.aws_iam_policy_document.lambda.statement :
+    condition = alltrue([for s in data.aws_iam_policy_document.function_base.statement :
       length(s.condition) == 1 && one([for c in s.condition : c.variable]) == "elasticfilesystem:AccessPointArn"
       && one(flatten([for c in s.condition : c.values])) == aws_efs_access_point.lambda.arn
       if anytrue([for a in s.actions : startswith(a, "elasticfilesystem:")])
@@ -181,23 +283,45 @@ run "defaults" {
     error_message = "EFS permissions must be conditioned on the access point"
   }
 
-  # The API role's own statements (it also inherits the default role's):
-  # writes only, to outputs/ and the two upload prefixes, never a wildcard.
+  # The API role's own statements (it also has the base and read ones):
+  # writes only, to outputs/ and the two upload prefixes, and its logs.
   assert {
     condition = alltrue(flatten([for s in data.aws_iam_policy_document.api.statement : [
       for r in s.resources : contains([
         "${aws_s3_bucket.models.arn}/models/*", "${aws_s3_bucket.models.arn}/inputs/*",
         "${aws_s3_bucket.models.arn}/outputs/*",
       ], r)
-    ]])) && alltrue([for s in data.aws_iam_policy_document.api.statement : s.actions == toset(["s3:PutObject"])])
+    ] if s.sid != "WriteOwnLogs"])) && alltrue([for s in data.aws_iam_policy_document.api.statement : s.actions == toset(["s3:PutObject"]) if s.sid != "WriteOwnLogs"])
     error_message = "the API role may add only s3:PutObject on outputs/ and the upload prefixes"
   }
 
   assert {
-    condition = alltrue([for s in data.aws_iam_policy_document.lambda.statement :
-      !contains(s.actions, "s3:PutObject") && !contains(s.actions, "s3:DeleteObject")
-    ])
-    error_message = "the default role (S3-event handler) must not write to S3"
+    condition = (data.aws_iam_policy_document.lambda.source_policy_documents == tolist([
+      data.aws_iam_policy_document.function_base.json, data.aws_iam_policy_document.read_bucket.json])
+      && alltrue([for s in data.aws_iam_policy_document.lambda.statement :
+      !contains(s.actions, "s3:PutObject") && !contains(s.actions, "s3:DeleteObject")])
+      && one([for s in data.aws_iam_policy_document.lambda.statement : s if contains(s.actions, "sqs:SendMessage")]).resources == toset([aws_sqs_queue.failed_events.arn])
+    )
+    error_message = "the S3-event role must not write to S3, and may send only to the failed-events queue"
+  }
+
+  assert {
+    condition = (data.aws_iam_policy_document.sweeper.source_policy_documents == tolist([data.aws_iam_policy_document.function_base.json])
+      && [for s in data.aws_iam_policy_document.sweeper.statement : s.sid] == ["WriteOwnLogs"]
+      && local.chalice_functions.reclaim_debris.role == aws_iam_role.sweeper.arn
+    && contains(one(data.aws_iam_policy_document.efs.statement[2].principals).identifiers, aws_iam_role.sweeper.arn))
+    error_message = "the sweep runs as its own role: EFS write through the access point and its logs, no S3"
+  }
+
+  # Each role writes only the log groups of its own functions.
+  assert {
+    condition = alltrue([for role, doc in {
+      lambda = data.aws_iam_policy_document.lambda, api = data.aws_iam_policy_document.api,
+      sweeper = data.aws_iam_policy_document.sweeper } :
+      one([for s in doc.statement : s.resources if s.sid == "WriteOwnLogs"]) == toset([
+        for fn, r in local.chalice_function_roles : "${aws_cloudwatch_log_group.lambda[fn].arn}:*" if r == role
+    ])]) && local.chalice_function_roles == { api_handler = "api", on_object_created = "lambda", reclaim_debris = "sweeper" }
+    error_message = "each role may write only its own functions' log streams"
   }
 
   assert {
@@ -240,12 +364,52 @@ run "defaults" {
   }
 
   assert {
-    condition = (toset(keys(aws_api_gateway_gateway_response.errors)) == toset(["DEFAULT_4XX", "DEFAULT_5XX"])
-      && alltrue([for r in aws_api_gateway_gateway_response.errors :
-        r.rest_api_id == aws_api_gateway_rest_api.rest_api.id
-        && strcontains(r.response_templates["application/json"], "\"requestId\":\"$context.requestId\"")
+    condition = (toset(keys(jsondecode(aws_api_gateway_rest_api.rest_api.body)["x-amazon-apigateway-gateway-responses"])) == toset(["DEFAULT_4XX", "DEFAULT_5XX"])
+      && alltrue([for r in values(jsondecode(aws_api_gateway_rest_api.rest_api.body)["x-amazon-apigateway-gateway-responses"]) :
+        strcontains(r.responseTemplates["application/json"], "\"requestId\":\"$context.requestId\"")
     ]))
-    error_message = "API Gateway's own 4xx/5xx (e.g. a missing API key) must use the documented error shape"
+    error_message = "API Gateway's own 4xx/5xx (e.g. a missing API key) must use the documented error shape, inside the API body"
+  }
+
+  assert {
+    condition = (aws_api_gateway_rest_api.rest_api.name == "efs-ml-dev"
+      && aws_api_gateway_rest_api.rest_api.endpoint_configuration[0].types == tolist(["REGIONAL"])
+    && aws_api_gateway_deployment.rest_api.triggers.redeployment == md5(local.chalice_api_swagger))
+    error_message = "the API is named per environment, REGIONAL by default, and redeployed when its body changes"
+  }
+
+  assert {
+    condition = (length(aws_lambda_function_event_invoke_config.on_object_created.destination_config) == 1
+      && aws_lambda_function_event_invoke_config.on_object_created.destination_config[0].on_failure[0].destination == aws_sqs_queue.failed_events.arn
+      && aws_lambda_function_event_invoke_config.on_object_created.qualifier == "live"
+      && aws_lambda_function_event_invoke_config.on_object_created.maximum_retry_attempts == 2
+      && aws_lambda_function_event_invoke_config.on_object_created.maximum_event_age_in_seconds == 10800
+    && aws_sqs_queue.failed_events.sqs_managed_sse_enabled && local.s3_event_functions == ["on_object_created"])
+    error_message = "a failed or expired S3 event must go to the encrypted failed-events queue"
+  }
+
+  assert {
+    condition = (aws_cloudwatch_metric_alarm.failed_events.dimensions.QueueName == aws_sqs_queue.failed_events.name
+      && toset(keys(aws_cloudwatch_metric_alarm.function_errors)) == toset(keys(local.chalice_function_names))
+      && toset(keys(aws_cloudwatch_metric_alarm.function_throttles)) == toset(keys(local.chalice_function_names))
+      && aws_cloudwatch_metric_alarm.api_5xx.metric_name == "5XXError" && aws_cloudwatch_metric_alarm.api_latency.extended_statistic == "p99"
+      && length(aws_sns_topic.alarms) == 0 && length(aws_cloudwatch_metric_alarm.api_5xx.alarm_actions) == 0
+    && aws_cloudwatch_dashboard.this.dashboard_name == "efs-ml-dev")
+    error_message = "alarms on the queue, every function and the API; no topic unless asked; a dashboard"
+  }
+
+  assert {
+    condition = (strcontains(aws_cloudwatch_dashboard.this.dashboard_body, "{efs-ml-dev,Operation,Service}")
+      && alltrue([for m in ["IngestBytes", "IngestDurationMs", "ModelLoadMs", "ModelCacheHit", "ModelCacheMiss", "ColdStart", "errorCode"] :
+      strcontains(aws_cloudwatch_dashboard.this.dashboard_body, m)])
+    && alltrue([for f in values(local.chalice_functions) : f.environment[0].variables.METRICS_NAMESPACE == "efs-ml-dev"]))
+    error_message = "the dashboard must show the EMF metrics of the namespace the functions emit to"
+  }
+
+  assert {
+    condition = (aws_cloudwatch_event_rule.reclaim_debris-event.name == "efs-ml-dev-reclaim_debris-event"
+    && aws_cloudwatch_event_target.reclaim_debris-event.arn == aws_lambda_alias.reclaim_debris.arn)
+    error_message = "the sweep's schedule is named per environment and invokes the live alias its permission allows"
   }
 
   assert {
@@ -260,10 +424,27 @@ run "scaled_out" {
   command = apply
 
   variables {
-    az_count                = 3
-    efs_throughput_mode     = "provisioned"
-    reserved_concurrency    = { on_object_created = 5 }
-    provisioned_concurrency = { api_handler = 2 }
+    az_count                 = 3
+    efs_throughput_mode      = "provisioned"
+    reserved_concurrency     = { on_object_created = 8 }
+    provisioned_concurrency  = { api_handler = 2 }
+    api_endpoint_type        = "EDGE"
+    alarm_emails             = ["ops@example.com"]
+    alarm_topic_arn          = "arn:aws:sns:us-east-1:123456789012:existing"
+    s3_event_max_age_seconds = 3600
+  }
+
+  assert {
+    condition = (aws_api_gateway_rest_api.rest_api.endpoint_configuration[0].types == tolist(["EDGE"])
+    && aws_lambda_function_event_invoke_config.on_object_created.maximum_event_age_in_seconds == 3600)
+    error_message = "EDGE and the event age are options"
+  }
+
+  assert {
+    condition = (length(aws_sns_topic.alarms) == 1 && aws_sns_topic_subscription.alarm_emails["ops@example.com"].protocol == "email"
+      && alltrue([for a in concat([aws_cloudwatch_metric_alarm.failed_events, aws_cloudwatch_metric_alarm.api_5xx], values(aws_cloudwatch_metric_alarm.function_errors)) :
+    toset(a.alarm_actions) == toset([aws_sns_topic.alarms[0].arn, "arn:aws:sns:us-east-1:123456789012:existing"])]))
+    error_message = "alarm_emails creates a topic that every alarm notifies, next to alarm_topic_arn"
   }
 
   assert {
@@ -278,8 +459,9 @@ run "scaled_out" {
   }
 
   assert {
-    condition = (local.chalice_functions.on_object_created.reserved_concurrent_executions == 5
-    && local.chalice_functions.api_handler.reserved_concurrent_executions == -1)
+    condition = (local.chalice_functions.on_object_created.reserved_concurrent_executions == 8
+      && local.chalice_functions.api_handler.reserved_concurrent_executions == -1
+    && local.chalice_functions.reclaim_debris.reserved_concurrent_executions == -1)
     error_message = "reserved concurrency applies to the listed function only"
   }
 
@@ -301,4 +483,14 @@ run "rejects_a_single_az" {
   }
 
   expect_failures = [var.az_count]
+}
+
+run "rejects_an_unknown_endpoint_type" {
+  command = plan
+
+  variables {
+    api_endpoint_type = "PRIVATE"
+  }
+
+  expect_failures = [var.api_endpoint_type]
 }

@@ -1,4 +1,4 @@
-"""Each moto gap that infra/local/moto_shim.py bridges, checked on its own (all six fail on plain moto 5.2.5)."""
+"""Each moto gap that infra/local/moto_shim.py bridges, checked on its own (all seven fail on plain moto 5.2.5)."""
 from __future__ import annotations
 
 import io
@@ -32,6 +32,20 @@ def test_put_rest_api_accepts_swagger_2(aws):
     api.put_rest_api(restApiId=api_id, mode="overwrite", body=json.dumps(SWAGGER_2))
     paths = {r["path"] for r in api.get_resources(restApiId=api_id)["items"]}
     assert "/health" in paths
+
+
+def test_put_rest_api_imports_gateway_responses_and_overwrite_replaces_them(aws):
+    api = aws("apigateway")
+    api_id = api.create_rest_api(name="responses")["id"]
+    api.put_gateway_response(restApiId=api_id, responseType="ACCESS_DENIED",
+                             responseTemplates={"application/json": "{}"})
+    template = '{"error":"INVALID_REQUEST","requestId":"$context.requestId"}'
+    body = {**SWAGGER_2, "x-amazon-apigateway-gateway-responses": {
+        "DEFAULT_4XX": {"responseTemplates": {"application/json": template}}}}
+    api.put_rest_api(restApiId=api_id, mode="overwrite", body=json.dumps(body))
+    responses = {r["responseType"]: r for r in api.get_gateway_responses(restApiId=api_id)["items"]}
+    assert set(responses) == {"DEFAULT_4XX"}  # the separately put one is gone, as in AWS
+    assert responses["DEFAULT_4XX"]["responseTemplates"] == {"application/json": template}
 
 
 def test_binary_media_type_patch_takes_the_type_from_the_path(aws):

@@ -14,10 +14,14 @@ def test_rehearsal_apply_verify_replan_destroy(packaged_stack, build_dir):
     assert report.checks[-1].startswith("nothing left after destroy")
     assert any("mounts the access point at /mnt/efs" in c for c in report.checks)
     assert "bucket policy refuses requests without TLS" in report.checks
+    assert "S3 events: 2 retries, 3 h maximum age, then the failed-events queue" in report.checks
+    assert "every function runs the uploaded package (CodeSha256)" in report.checks
+    assert "gateway responses come from the API body" in report.checks
+    assert "the hourly sweep's rule invokes its live alias" in report.checks
     assert any(c.startswith("infra/empty_bucket.py deleted every version") for c in report.checks)
     # demonstration.py --config reads this stack's URL, bucket and key from the real outputs.
     assert "client target: sends the deployed API key" in report.checks
-    print("rehearsal seconds per step:", report.timings)
+    print(f"rehearsal: {report.resources} resources, seconds per step:", report.timings)
 
 
 def test_empty_bucket_deletes_every_version_and_marker(s3_client):
