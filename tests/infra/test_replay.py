@@ -11,9 +11,8 @@ import uuid
 
 import boto3
 import pytest
-from botocore.stub import Stubber
-
 import replay_failed_events as replay
+from botocore.stub import Stubber
 
 FUNCTION = "arn:aws:lambda:us-east-1:123456789012:function:efs-ml-dev-on_object_created:live"
 
