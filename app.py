@@ -36,7 +36,7 @@ def ingest():
     if isinstance(req, InlineIngest):
         result = ingest_bytes(get_store(), settings, req.ref, req.data)
     else:
-        result = ingest_s3(get_store(), settings, req.ref)
+        result = ingest_s3(get_store(), settings, req.ref, req.key)
     return result.to_response()
 
 

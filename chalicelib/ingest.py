@@ -43,32 +43,35 @@ def ingest_bytes(store: Store, settings: Settings, ref: ObjectRef, data: bytes) 
     return IngestResult(result.manifest, result.status, store.path(ref), None)
 
 
-def ingest_s3(store: Store, settings: Settings, ref: ObjectRef) -> IngestResult:
-    """Copy ``s3://MODEL_BUCKET/<ref.key>`` into the store.
+def ingest_s3(store: Store, settings: Settings, ref: ObjectRef, key: str | None = None) -> IngestResult:
+    """Copy ``s3://MODEL_BUCKET/<key>`` into the store as ``ref``.
 
-    A redelivered event or repeated request for an unchanged object (same
-    ETag) answers ``exists`` without copying anything.
+    ``key`` is the S3 key exactly as given (default ``ref.key``): a key
+    uploaded in NFD (as macOS spells ``é``) is read as NFD and stored under
+    its NFC name. A redelivered event or repeated request for an unchanged
+    object (same ETag) answers ``exists`` without copying anything.
     """
+    key = key or ref.key
     bucket = settings.bucket
     if not bucket:
         raise InvalidRequest("No S3 bucket is configured (MODEL_BUCKET); ingest with 'data' instead")
-    source = f"s3://{bucket}/{ref.key}"
+    source = f"s3://{bucket}/{key}"
     started = time.perf_counter()
-    info = s3.head(bucket, ref.key)
+    info = s3.head(bucket, key)
     if info.size > settings.max_ingest_bytes:
         raise FileTooLarge(human_size(settings.max_ingest_bytes))
     current = store.manifest(ref)
     if current is not None and current.source == source and current.etag == info.etag \
             and current.size == info.size:
         observability.record_ingest(0, started, "exists")  # unchanged ETag: nothing copied
-        return IngestResult(current, "exists", store.path(ref), ref.key)
+        return IngestResult(current, "exists", store.path(ref), key)
     result = store.put(
         ref,
-        s3.stream(bucket, ref.key, info),
+        s3.stream(bucket, key, info),
         source=source,
         etag=info.etag,
         max_bytes=settings.max_ingest_bytes,
         expected_size=info.size,
     )
     observability.record_ingest(info.size, started, result.status)
-    return IngestResult(result.manifest, result.status, store.path(ref), ref.key)
+    return IngestResult(result.manifest, result.status, store.path(ref), key)

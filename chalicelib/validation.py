@@ -52,9 +52,10 @@ class InlineIngest:
 
 @dataclass(frozen=True)
 class S3Ingest:
-    """``{"key"}``"""
+    """``{"key"}``: ``ref`` names the store object (NFC), ``key`` the S3 object as given."""
 
     ref: ObjectRef
+    key: str
 
 
 def parse_ingest(body: Mapping[str, Any], max_bytes: int) -> InlineIngest | S3Ingest:
@@ -69,7 +70,7 @@ def parse_ingest(body: Mapping[str, Any], max_bytes: int) -> InlineIngest | S3In
     if has_key:
         if "filename" in body or "encoding" in body:
             raise InvalidRequest("'filename' and 'encoding' go with 'data', not 'key'")
-        return S3Ingest(parse_key(body["key"], "key"))
+        return S3Ingest(parse_key(body["key"], "key"), body["key"])
     if "filename" not in body:
         raise InvalidRequest("Request body with 'data' must contain 'filename'")
     ref = parse_filename(body["filename"])
