@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from dataclasses import dataclass
 
 from chalicelib import observability, s3
@@ -65,13 +66,15 @@ def ingest_s3(store: Store, settings: Settings, ref: ObjectRef, key: str | None 
             and current.size == info.size:
         observability.record_ingest(0, started, "exists")  # unchanged ETag: nothing copied
         return IngestResult(current, "exists", store.path(ref), key)
-    result = store.put(
-        ref,
-        s3.stream(bucket, key, info),
-        source=source,
-        etag=info.etag,
-        max_bytes=settings.max_ingest_bytes,
-        expected_size=info.size,
-    )
+    # closing: whatever ends the copy, the part downloads stop and their threads end here.
+    with closing(s3.stream(bucket, key, info)) as chunks:
+        result = store.put(
+            ref,
+            chunks,
+            source=source,
+            etag=info.etag,
+            max_bytes=settings.max_ingest_bytes,
+            expected_size=info.size,
+        )
     observability.record_ingest(info.size, started, result.status)
     return IngestResult(result.manifest, result.status, store.path(ref), key)
