@@ -37,9 +37,10 @@ class MotoServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30.0) -> "MotoServer":
-        exe = Path(sys.executable).with_name("moto_server")
+        # moto_server with ranged GETs that read only their range (scripts/moto_ranges.py).
+        launcher = Path(__file__).with_name("moto_ranges.py")
         self.proc = subprocess.Popen(
-            [str(exe), "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, str(launcher), "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env={**os.environ, "MOTO_CALL_RESET_API": "true"},
             # Own session: a Ctrl-C aimed at our process group must not kill
