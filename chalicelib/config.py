@@ -16,6 +16,20 @@ MIB = 1024 * KIB
 GIB = 1024 * MIB
 
 
+# What one synchronous POST /ingest {"key"} can copy before API Gateway's
+# 29 s: ~25 s usable (29 s less HEAD, lock, fsync and rename of the file, the
+# response, and a cold start's imports) x the modelled throughput, which is
+# the least of S3 (S3_CONNECTIONS 8 x 85 MB/s = 680 MB/s), EFS (elastic:
+# 1,500 MiB/s per client; bursting: 100 MiB/s, the floor a deployment can
+# choose) and the CPU of a 2048 MB Lambda (~1.16 vCPU; sha256 + copy measured
+# by `make bench` well above 100 MiB/s). 25 s x 100 MiB/s = 2.4 GiB, halved
+# for variance (part retries with backoff, EFS latency, noisy neighbours):
+# 1 GiB, the same as MAX_INGEST_BYTES, so by default every key is copied
+# while the client waits; a deployment that raises MAX_INGEST_BYTES gets the
+# hand-off above this (chalicelib.ingest.hand_off).
+SYNC_INGEST_MAX_BYTES = GIB
+
+
 class ConfigError(ValueError):
     """An environment variable holds a value the service cannot use."""
 
@@ -30,8 +44,16 @@ class Settings:
     """The S3 bucket (system of record). ``None`` disables S3 features."""
     max_ingest_bytes: int = GIB
     """Largest object /ingest or the S3 handler will store."""
-    max_request_bytes: int = 10 * MIB
-    """Largest request body; API Gateway's own limit is 10 MB."""
+    max_request_bytes: int = 5 * MIB
+    """Largest request body. Lambda refuses a synchronous event over 6 MB
+    (request and response alike), and the body travels inside the API
+    Gateway event with its headers (twice: ``headers`` and
+    ``multiValueHeaders``, up to 10 KB each), the request context and JSON
+    escaping. 5 MiB (5,242,880 bytes) leaves ~750 KB of 6,000,000 for that
+    envelope; larger files go through ``POST /uploads``."""
+    sync_ingest_max_bytes: int = GIB
+    """Largest S3 object ``POST /ingest {"key"}`` copies while the client
+    waits; see :data:`SYNC_INGEST_MAX_BYTES`."""
     model_cache_bytes: int = 512 * MIB
     """Budget of the in-process warm model cache."""
     lock_timeout_seconds: float = 120.0
@@ -85,7 +107,8 @@ def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
         efs_root=os.path.abspath(env.get("EFS_ROOT") or "/mnt/efs"),
         bucket=(env.get("MODEL_BUCKET") or "").strip() or None,
         max_ingest_bytes=_int(env, "MAX_INGEST_BYTES", GIB),
-        max_request_bytes=_int(env, "MAX_REQUEST_BYTES", 10 * MIB),
+        max_request_bytes=_int(env, "MAX_REQUEST_BYTES", 5 * MIB),
+        sync_ingest_max_bytes=_int(env, "SYNC_INGEST_MAX_BYTES", SYNC_INGEST_MAX_BYTES, minimum=0),
         model_cache_bytes=_int(env, "MODEL_CACHE_BYTES", 512 * MIB, minimum=0),
         lock_timeout_seconds=_float(env, "LOCK_TIMEOUT_SECONDS", 120.0),
         s3_max_attempts=_int(env, "S3_MAX_ATTEMPTS", 5),

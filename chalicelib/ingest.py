@@ -44,13 +44,33 @@ def ingest_bytes(store: Store, settings: Settings, ref: ObjectRef, data: bytes) 
     return IngestResult(result.manifest, result.status, store.path(ref), None)
 
 
-def ingest_s3(store: Store, settings: Settings, ref: ObjectRef, key: str | None = None) -> IngestResult:
+def hand_off(settings: Settings, ref: ObjectRef, key: str, info: s3.ObjectInfo) -> IngestResult:
+    """An object too large to copy before the gateway's 29 s.
+
+    This is where the asynchronous path plugs in (issue 11: hand the copy to
+    the S3-event function and answer ``202 {"status": "accepted",
+    "statusUrl": "/models/<name>"}``). Until then: a clear 413 that says
+    where such objects go.
+    """
+    limit = human_size(settings.sync_ingest_max_bytes)
+    raise FileTooLarge(
+        limit,
+        f"Object is {info.size} bytes, above the {limit} a synchronous ingest can copy before the "
+        "gateway's 29 s timeout (SYNC_INGEST_MAX_BYTES); put it in the bucket (POST /uploads gives "
+        f"a URL) and the S3-event function ingests it; watch GET /models/{ref.name}",
+    )
+
+
+def ingest_s3(store: Store, settings: Settings, ref: ObjectRef, key: str | None = None,
+              sync: bool = False) -> IngestResult:
     """Copy ``s3://MODEL_BUCKET/<key>`` into the store as ``ref``.
 
     ``key`` is the S3 key exactly as given (default ``ref.key``): a key
     uploaded in NFD (as macOS spells ``é``) is read as NFD and stored under
     its NFC name. A redelivered event or repeated request for an unchanged
-    object (same ETag) answers ``exists`` without copying anything.
+    object (same ETag) answers ``exists`` without copying anything. ``sync``
+    (a client waiting behind API Gateway): an object over
+    ``SYNC_INGEST_MAX_BYTES`` goes to :func:`hand_off` instead.
     """
     key = key or ref.key
     bucket = settings.bucket
@@ -66,6 +86,8 @@ def ingest_s3(store: Store, settings: Settings, ref: ObjectRef, key: str | None 
             and current.size == info.size:
         observability.record_ingest(0, started, "exists")  # unchanged ETag: nothing copied
         return IngestResult(current, "exists", store.path(ref), key)
+    if sync and info.size > settings.sync_ingest_max_bytes:
+        return hand_off(settings, ref, key, info)
     # closing: whatever ends the copy, the part downloads stop and their threads end here.
     with closing(s3.stream(bucket, key, info)) as chunks:
         result = store.put(

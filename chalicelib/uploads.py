@@ -1,7 +1,8 @@
 """Uploads past the gateway limits: presigned S3 PUT URLs.
 
-API Gateway takes at most 10 MB per request and Lambda 6 MB per payload,
-so large models go straight to S3 with a presigned PUT URL; the bucket's
+Lambda takes at most 6 MB per synchronous payload (API Gateway's own 10 MB
+never comes into play), so a request body is limited to MAX_REQUEST_BYTES
+(5 MiB) and large models go straight to S3 with a presigned PUT URL; the bucket's
 ObjectCreated event then ingests them through the usual S3 handler, and
 the client watches ``GET /models/{name}`` until the manifest appears.
 

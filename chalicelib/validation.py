@@ -24,7 +24,10 @@ def parse_json_object(raw: bytes, content_type: str | None, max_bytes: int) -> d
     if media not in JSON_TYPES and not media.endswith("+json"):
         raise InvalidRequest("Content-Type must be application/json")
     if len(raw) > max_bytes:
-        raise FileTooLarge(human_size(max_bytes), "Request body exceeds maximum allowed size")
+        raise FileTooLarge(
+            human_size(max_bytes),
+            f"Request body exceeds maximum allowed size ({human_size(max_bytes)}, within Lambda's 6 MB "
+            "payload limit); upload larger files with POST /uploads")
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):
