@@ -3,16 +3,16 @@
 Every figure is measured in this run, interleaved with its baseline so that
 machine noise hits both alike. Rows (targets from issue 4):
 
-1. ingest of a 1 GiB S3 object (moto on loopback) through ``ingest_s3`` vs a
-   plain boto3 single-GET stream to a file, each in a fresh child process
-   (its peak RSS read from ``ru_maxrss``);
+1. retired (see NOTES); rows 6-7 (``bench/ingest_ranged.py``) replace it;
 2. warm /predict of a small MLP, in-process and through ``chalice.test.Client``,
    vs bare ``InferenceSession.run`` on the same session and inputs;
 3. cold /predict of a ~100 MB model vs bare ``InferenceSession`` creation
    (plus the same first run) from the same file;
 4. ``import app`` vs ``import boto3, chalice.app`` in fresh interpreters;
 5. warm /predict over HTTP with a keep-alive client through our local
-   server class vs chalice's stock ``ThreadedHTTPServer``.
+   server class vs chalice's stock ``ThreadedHTTPServer``;
+6. ingest of 1 GiB from S3 capped per connection vs one plain GET, and
+7. its CPU per GiB vs a plain copy + sha256 (``bench/ingest_ranged.py``).
 
 Progress goes to stderr; the table is the only thing on stdout.
 """
@@ -23,7 +23,6 @@ import contextlib
 import http.client
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -37,6 +36,8 @@ from typing import Any, Callable, Iterator
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
+
+from bench import ingest_ranged  # rows 6-7
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -105,116 +106,12 @@ def service_env(efs_root: str, bucket: str | None, endpoint: str | None) -> None
     s3.reset_client()
 
 
-# -- row 1: ingest -----------------------------------------------------------------
-
-def child_ingest(mode: str, endpoint: str, key: str, dest: str) -> None:
-    """Runs in a fresh process: one ingest, then prints seconds and peak RSS."""
-    os.environ["AWS_ENDPOINT_URL_S3"] = endpoint
-    if mode == "ours":
-        from chalicelib.config import load_settings
-        from chalicelib.ingest import ingest_s3
-        from chalicelib.names import parse_key
-        from chalicelib.store import Store
-
-        settings = load_settings({**os.environ, "EFS_ROOT": dest, "MODEL_BUCKET": BUCKET,
-                                  "MAX_INGEST_BYTES": str(2 * GIB)})
-        store = Store(dest)
-        ref = parse_key(key)
-        from chalicelib import s3
-
-        s3.client(settings)  # client construction is not transfer time, for both sides
-        started = time.perf_counter()
-        result = ingest_s3(store, settings, ref)
-        elapsed = time.perf_counter() - started
-        size = result.manifest.size
-    else:
-        import boto3
-
-        client = boto3.session.Session().client("s3")
-        started = time.perf_counter()
-        body = client.get_object(Bucket=BUCKET, Key=key)["Body"]
-        size = 0
-        with open(os.path.join(dest, "baseline.bin"), "wb") as f:
-            while chunk := body.read(MIB):
-                f.write(chunk)
-                size += len(chunk)
-        elapsed = time.perf_counter() - started
-    usage = resource.getrusage(resource.RUSAGE_SELF)  # all threads of this child
-    print(json.dumps({"seconds": elapsed, "bytes": size, "rss_mib": peak_rss_mib(),
-                      "cpu": usage.ru_utime + usage.ru_stime}))
-
-
-def peak_rss_mib() -> float:
-    """This process's peak RSS. VmHWM, not ru_maxrss: Linux carries ru_maxrss
-    over from the parent through fork and exec, VmHWM starts afresh at exec."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def ensure_bucket(endpoint: str) -> None:
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=endpoint)
     if BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
         s3.create_bucket(Bucket=BUCKET)
-
-
-def upload_object(endpoint: str, key: str, size: int) -> None:
-    import boto3
-
-    s3 = boto3.client("s3", endpoint_url=endpoint)
-    ensure_bucket(endpoint)
-    block = os.urandom(MIB)
-    part_size = 128 * MIB
-    upload = s3.create_multipart_upload(Bucket=BUCKET, Key=key)
-    parts = []
-    for number, offset in enumerate(range(0, size, part_size), start=1):
-        n = min(part_size, size - offset)
-        body = block * (n // MIB)
-        etag = s3.upload_part(Bucket=BUCKET, Key=key, UploadId=upload["UploadId"],
-                              PartNumber=number, Body=body)["ETag"]
-        parts.append({"PartNumber": number, "ETag": etag})
-    s3.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=upload["UploadId"],
-                                 MultipartUpload={"Parts": parts})
-
-
-def run_child(mode: str, endpoint: str, key: str, dest: str) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--child", mode, endpoint, key, dest],
-        capture_output=True, text=True, check=True, cwd=PROJECT)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def row_ingest(endpoint: str, work: str, size: int, rounds: int) -> Row:
-    key = "models/bench-1g.bin"
-    log(f"row 1: uploading {size // MIB} MiB to moto")
-    upload_object(endpoint, key, size)
-    ours, base = [], []
-    for i in range(rounds):
-        for mode, sink in (("baseline", base), ("ours", ours)):
-            dest = os.path.join(work, f"ingest-{mode}-{i}")
-            os.makedirs(dest)
-            result = run_child(mode, endpoint, key, dest)
-            assert result["bytes"] == size, result
-            sink.append(result)
-            shutil.rmtree(dest)
-            log(f"row 1: {mode} {size / result['seconds'] / MIB:.0f} MiB/s, peak RSS {result['rss_mib']:.0f} MiB, "
-                f"CPU {result['cpu']:.2f} s")
-    ours_tp = statistics.median(size / r["seconds"] for r in ours) / MIB
-    base_tp = statistics.median(size / r["seconds"] for r in base) / MIB
-    rss = max(r["rss_mib"] for r in ours)
-    base_rss = max(r["rss_mib"] for r in base)
-    ratio = ours_tp / base_tp
-    cpu = statistics.median(r["cpu"] for r in ours)
-    base_cpu = statistics.median(r["cpu"] for r in base)
-    return Row("1", f"ingest {size // MIB} MiB from S3 (moto), median of {rounds}",
-               f"{ours_tp:.0f} MiB/s, RSS {rss:.0f} MiB, CPU {cpu:.1f} s",
-               f"{base_tp:.0f} MiB/s, RSS {base_rss:.0f} MiB, CPU {base_cpu:.1f} s",
-               f"{ratio:.2f}x throughput",
-               ">= 0.90x; RSS < 150 MiB", ratio >= 0.9 and rss < 150)
 
 
 # -- row 2: warm predict -----------------------------------------------------------
@@ -429,10 +326,6 @@ def row_http(shm_root: str, endpoint: str, n_ours: int, n_stock: int) -> Row:
 # -- table -------------------------------------------------------------------------
 
 NOTES = [
-    "1: both sides write to the same local disk; ours hashes (sha256) in the same pass, fsyncs and renames",
-    "   atomically, the baseline does not fsync. Fresh child process each; RSS = VmHWM of the whole interpreter;",
-    "   CPU = user+sys of the child (imports included). sha256 alone costs ~0.7 CPU-s per GiB here, so on a",
-    "   busy 2-vCPU machine shared with moto the throughput ratio tends to the CPU ratio.",
     "2: store root on tmpfs (/dev/shm); no S3 bucket (no archive); service log lines go to /dev/null.",
     "   Overhead = ours p50 - bare InferenceSession.run p50 on the same session and inputs.",
     "3: onnxruntime already imported in both; page cache warm for both; ours = whole cold /predict",
@@ -440,6 +333,7 @@ NOTES = [
     "4: time of the import statement alone in a fresh interpreter (.pyc compiled beforehand).",
     "5: in-process LocalDevServer with each server class; http.client keep-alive connection;",
     "   every request also archives its result to the moto S3 on loopback.",
+    *ingest_ranged.NOTES,
 ]
 
 
@@ -476,26 +370,24 @@ def run_rows(args: argparse.Namespace, wanted: set[str], endpoint: str | None, d
     if "5" in wanted:
         log("row 5: HTTP keep-alive")
         rows.append(row_http(os.path.join(shm, "http"), endpoint, args.http_n, max(20, args.http_n // 10)))
-    if "1" in wanted:
-        rows.append(row_ingest(endpoint, disk, args.ingest_mib * MIB, args.ingest_rounds))
+    if wanted & {"6", "7"}:
+        rows.extend(Row(*r) for r in ingest_ranged.rows(endpoint, disk, args.ingest_mib * MIB, args.ingest_rounds,
+                                                        args.s3_cap_mbps * 1e6, log) if r[0] in wanted)
     return sorted(rows, key=lambda r: r.number)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", nargs=4, metavar=("MODE", "ENDPOINT", "KEY", "DEST"), help=argparse.SUPPRESS)
     parser.add_argument("--ingest-mib", type=int, default=1024)
     parser.add_argument("--ingest-rounds", type=int, default=3)
+    parser.add_argument("--s3-cap-mbps", type=float, default=90.0, help="per-connection S3 cap (rows 6-7)")
     parser.add_argument("--warm-n", type=int, default=2000)
     parser.add_argument("--cold-mib", type=int, default=100)
     parser.add_argument("--cold-rounds", type=int, default=15)
     parser.add_argument("--import-rounds", type=int, default=15)
     parser.add_argument("--http-n", type=int, default=500)
-    parser.add_argument("--rows", default="1,2,3,4,5", help="comma-separated rows to run")
+    parser.add_argument("--rows", default="2,3,4,5,6,7", help="comma-separated rows to run")
     args = parser.parse_args(argv)
-    if args.child:
-        child_ingest(*args.child)
-        return 0
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
                       AWS_EC2_METADATA_DISABLED="true")
     for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
@@ -505,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     from scripts.moto_server import MotoServer
 
-    moto = MotoServer().start() if wanted & {"1", "5"} else None
+    moto = MotoServer().start() if wanted & {"5", "6", "7"} else None
     disk = tempfile.mkdtemp(prefix="efs-ml-bench-", dir=os.environ.get("BENCH_DISK_DIR"))
     shm = tempfile.mkdtemp(prefix="efs-ml-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     try:

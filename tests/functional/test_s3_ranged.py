@@ -5,6 +5,7 @@ behind whatever ends the copy."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import threading
 
@@ -85,7 +86,7 @@ def test_parts_arrive_in_order_each_with_if_match(client, ranged, s3_client, efs
     ranges = sorted((int(a), int(b)) for a, b in (g["Range"][len("bytes="):].split("-") for g in gets))
     assert ranges[0][0] == 0 and ranges[-1][1] == len(DATA) - 1
     assert all(b - a + 1 == PART for a, b in ranges[:-1])
-    assert all(nxt[0] == prev[1] + 1 for prev, nxt in zip(ranges, ranges[1:]))  # no gap, no overlap
+    assert all(nxt[0] == prev[1] + 1 for prev, nxt in itertools.pairwise(ranges))  # no gap, no overlap
     assert {g["thread"].split("_")[0] for g in gets} == {"s3-part"} and part_threads() == []
 
 

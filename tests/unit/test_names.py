@@ -3,8 +3,15 @@ import unicodedata
 import pytest
 
 from chalicelib.errors import InvalidRequest
-from chalicelib.names import (MAX_NAME_BYTES, ObjectRef, is_valid_name, parse_filename, parse_key,
-                              parse_path_name, validate_name)
+from chalicelib.names import (
+    MAX_NAME_BYTES,
+    ObjectRef,
+    is_valid_name,
+    parse_filename,
+    parse_key,
+    parse_path_name,
+    validate_name,
+)
 
 VALID = [
     "model.pt", "resnet50.onnx", "a", "A-b_c.d+e", "x" * MAX_NAME_BYTES, "a..b",
