@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from contextlib import closing
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from chalicelib import observability, s3
 from chalicelib.config import Settings, human_size
@@ -57,7 +58,7 @@ def hand_off(settings: Settings, ref: ObjectRef, key: str, info: s3.ObjectInfo) 
         limit,
         f"Object is {info.size} bytes, above the {limit} a synchronous ingest can copy before the "
         "gateway's 29 s timeout (SYNC_INGEST_MAX_BYTES); put it in the bucket (POST /uploads gives "
-        f"a URL) and the S3-event function ingests it; watch GET /models/{ref.name}",
+        f"a URL) and the S3-event function ingests it; watch GET /models/{quote(ref.name, safe='')}",
     )
 
 
@@ -89,7 +90,9 @@ def ingest_s3(store: Store, settings: Settings, ref: ObjectRef, key: str | None 
     if sync and info.size > settings.sync_ingest_max_bytes:
         return hand_off(settings, ref, key, info)
     # closing: whatever ends the copy, the part downloads stop and their threads end here.
-    with closing(s3.stream(bucket, key, info)) as chunks:
+    with closing(s3.stream(bucket, key, info, part_bytes=settings.s3_part_bytes,
+                           connections=settings.s3_connections,
+                           attempts=settings.s3_max_attempts)) as chunks:
         result = store.put(
             ref,
             chunks,

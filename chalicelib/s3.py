@@ -98,8 +98,9 @@ def head(bucket: str, key: str) -> ObjectInfo:
     return ObjectInfo(size=int(r["ContentLength"]), etag=r["ETag"], version_id=r.get("VersionId"))
 
 
-def stream(bucket: str, key: str, info: ObjectInfo, chunk_bytes: int = CHUNK_BYTES,
-           part_bytes: int | None = None, connections: int | None = None) -> Generator[bytes, None, None]:
+def stream(bucket: str, key: str, info: ObjectInfo, chunk_bytes: int = CHUNK_BYTES, *,
+           part_bytes: int | None = None, connections: int | None = None,
+           attempts: int | None = None) -> Generator[bytes, None, None]:
     """Yield the bytes of exactly the version ``info`` describes, in order.
 
     An object larger than one part (``S3_PART_BYTES``) is read with up to
@@ -108,14 +109,17 @@ def stream(bucket: str, key: str, info: ObjectInfo, chunk_bytes: int = CHUNK_BYT
     every request carries ``IfMatch`` with the HEAD's ETag (a replaced object
     is refused with :class:`S3ObjectChanged`, never mixed), and a stream that
     ends early raises rather than yielding a short file. The caller hashes
-    what is yielded, in order, in the same pass.
+    what is yielded, in order, in the same pass. ``part_bytes``,
+    ``connections`` and ``attempts`` (per part) default to the settings.
     """
-    settings = get_settings() if part_bytes is None or connections is None else None
-    part = part_bytes or settings.s3_part_bytes  # type: ignore[union-attr]
-    conns = connections or settings.s3_connections  # type: ignore[union-attr]
-    if info.size <= part or conns <= 1:
+    if part_bytes is None or connections is None or attempts is None:
+        s = get_settings()
+        part_bytes = part_bytes or s.s3_part_bytes
+        connections = connections or s.s3_connections
+        attempts = attempts or s.s3_max_attempts
+    if info.size <= part_bytes or connections <= 1:
         return _single(bucket, key, info, chunk_bytes)
-    return _ranged(bucket, key, info, part, conns)
+    return _ranged(bucket, key, info, part_bytes, connections, max(1, attempts))
 
 
 def _single(bucket: str, key: str, info: ObjectInfo, chunk_bytes: int) -> Generator[bytes, None, None]:
@@ -196,7 +200,8 @@ def _read_part(bucket: str, key: str, info: ObjectInfo, first: int, last: int, a
         f"S3 transfer of bytes {first}-{last} was interrupted {attempts} times; nothing was stored")
 
 
-def _ranged(bucket: str, key: str, info: ObjectInfo, part: int, conns: int) -> Generator[bytes, None, None]:
+def _ranged(bucket: str, key: str, info: ObjectInfo, part: int, conns: int,
+            attempts: int) -> Generator[bytes, None, None]:
     """Parts downloaded by ``conns`` threads, yielded in order.
 
     At most ``conns`` parts are held at once (the one being yielded and those
@@ -210,7 +215,6 @@ def _ranged(bucket: str, key: str, info: ObjectInfo, part: int, conns: int) -> G
     from concurrent.futures import Future, ThreadPoolExecutor
 
     ranges = [(first, min(first + part, info.size) - 1) for first in range(0, info.size, part)]
-    attempts = max(1, get_settings().s3_max_attempts)
     cancel = threading.Event()
     executor = ThreadPoolExecutor(max_workers=min(conns, len(ranges)), thread_name_prefix=PART_THREAD_PREFIX)
     pending: dict[int, Future[list[bytes]]] = {}

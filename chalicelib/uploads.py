@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from typing import Any, Mapping
+from urllib.parse import quote
 
 from chalicelib import s3
 from chalicelib.config import ConfigError, Settings, human_size
@@ -58,5 +59,6 @@ def presign_upload(settings: Settings, ref: ObjectRef, size: int) -> dict[str, A
         "sizeBytes": size,
         "expiresIn": expires,
         "expiresAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + expires)),
-        "statusUrl": f"/models/{ref.name}" if ref.kind == MODELS else None,
+        # Percent-encoded once, as GET /models/{name} decodes it: "my model.onnx" -> my%20model.onnx.
+        "statusUrl": f"/models/{quote(ref.name, safe='')}" if ref.kind == MODELS else None,
     }

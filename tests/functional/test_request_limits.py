@@ -60,3 +60,11 @@ def test_key_over_the_sync_limit_is_413_and_the_event_path_takes_it(client, sync
 def test_presigned_upload_still_serves_what_the_body_limit_refuses(client, bucket):
     body = ok(post(client, "/uploads", {"key": "models/big.onnx", "sizeBytes": 700 * MIB}))
     assert body["method"] == "PUT" and body["headers"] == {"Content-Length": str(700 * MIB)}
+
+
+def test_status_url_is_percent_encoded_once(client, bucket):
+    body = ok(post(client, "/uploads", {"key": "models/résumé (final).onnx", "sizeBytes": 10}))
+    assert body["key"] == "models/résumé (final).onnx"
+    assert body["statusUrl"] == "/models/r%C3%A9sum%C3%A9%20%28final%29.onnx"
+    ok(post(client, "/ingest", {"data": "0123456789", "filename": "résumé (final).onnx"}))
+    assert ok(client.http.get(body["statusUrl"]))["name"] == "résumé (final).onnx"
