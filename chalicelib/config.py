@@ -19,7 +19,7 @@ GIB = 1024 * MIB
 # What one synchronous POST /ingest {"key"} can copy before API Gateway's
 # 29 s: ~25 s usable (29 s less HEAD, lock, fsync and rename of the file, the
 # response, and a cold start's imports) x the modelled throughput, which is
-# the least of S3 (S3_CONNECTIONS 8 x 85 MB/s = 680 MB/s), EFS (elastic:
+# the least of S3 (S3_CONNECTIONS 6 x 85 MB/s = 510 MB/s), EFS (elastic:
 # 1,500 MiB/s per client; bursting: 100 MiB/s, the floor a deployment can
 # choose) and the CPU of a 2048 MB Lambda (~1.16 vCPU; sha256 + copy measured
 # by `make bench` well above 100 MiB/s). 25 s x 100 MiB/s = 2.4 GiB, halved
@@ -62,10 +62,13 @@ class Settings:
     """Total attempts per S3 call (botocore standard retry mode)."""
     s3_connect_timeout: float = 5.0
     s3_read_timeout: float = 30.0
-    s3_part_bytes: int = 8 * MIB
-    """Size of one ranged GET when an object is read in parallel parts."""
-    s3_connections: int = 8
-    """Ranged GETs in flight per object (S3 gives ~85-90 MB/s per connection)."""
+    s3_part_bytes: int = 16 * MIB
+    """Size of one ranged GET when an object is read in parallel parts. 16 MiB:
+    each request costs ~2 ms of CPU (botocore), 64 of them per GiB."""
+    s3_connections: int = 6
+    """Ranged GETs in flight per object: S3 gives ~85-90 MB/s per connection,
+    so 6 give ~5x one stream, holding ~6 parts (96 MiB); more threads cost
+    more CPU per byte (measured: 8 x 8 MiB took ~25% more than 6 x 16 MiB)."""
     log_level: str = "INFO"
     upload_url_expires_seconds: int = 900
     """Lifetime of presigned upload URLs (POST /uploads); SigV4 allows up to 7 days."""
@@ -114,8 +117,8 @@ def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
         s3_max_attempts=_int(env, "S3_MAX_ATTEMPTS", 5),
         s3_connect_timeout=_float(env, "S3_CONNECT_TIMEOUT", 5.0),
         s3_read_timeout=_float(env, "S3_READ_TIMEOUT", 30.0),
-        s3_part_bytes=_int(env, "S3_PART_BYTES", 8 * MIB, minimum=64 * KIB),
-        s3_connections=_int(env, "S3_CONNECTIONS", 8),
+        s3_part_bytes=_int(env, "S3_PART_BYTES", 16 * MIB, minimum=64 * KIB),
+        s3_connections=_int(env, "S3_CONNECTIONS", 6),
         log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
         upload_url_expires_seconds=_int(env, "UPLOAD_URL_EXPIRES_SECONDS", 900),
         metrics_namespace=(env.get("METRICS_NAMESPACE") or "efs-ml").strip(),
