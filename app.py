@@ -37,7 +37,7 @@ def ingest():
     if isinstance(req, InlineIngest):
         result = ingest_bytes(get_store(), settings, req.ref, req.data)
     else:
-        result = ingest_s3(get_store(), settings, req.ref)
+        result = ingest_s3(get_store(), settings, req.ref, req.key, sync=True)
     return result.to_response()
 
 
@@ -51,7 +51,7 @@ def predict():
 @app.route("/uploads", methods=["POST"], content_types=ANY)
 @http.endpoint(app)
 def create_upload():
-    """A presigned S3 PUT URL for objects beyond the gateway's 10 MB."""
+    """A presigned S3 PUT URL for objects beyond the request limit (Lambda's 6 MB payload)."""
     settings = get_settings()
     ref, size = parse_upload(http.json_body(app, settings.max_request_bytes), settings.max_ingest_bytes)
     return presign_upload(settings, ref, size)

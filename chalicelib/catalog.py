@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.errors import NotFound
-from chalicelib.names import MODELS, ObjectRef, validate_name
+from chalicelib.names import MODELS, ObjectRef, parse_path_name
 from chalicelib.store import Manifest, Store
 
 
@@ -30,8 +30,12 @@ def list_models(store: Store) -> dict[str, Any]:
 
 
 def get_model(store: Store, name: str) -> dict[str, Any]:
-    """One model's manifest, or the documented 404 ``NOT_FOUND``."""
-    ref = ObjectRef(MODELS, validate_name(name, "name"))
+    """One model's manifest, or the documented 404 ``NOT_FOUND``.
+
+    ``name`` is the raw path parameter, still percent-encoded.
+    """
+    name = parse_path_name(name, "name")
+    ref = ObjectRef(MODELS, name)
     manifest = store.manifest(ref)
     if manifest is None:
         raise NotFound(None, f"Model '{name}' not found on EFS")

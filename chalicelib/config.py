@@ -16,6 +16,20 @@ MIB = 1024 * KIB
 GIB = 1024 * MIB
 
 
+# What one synchronous POST /ingest {"key"} can copy before API Gateway's
+# 29 s: ~25 s usable (29 s less HEAD, lock, fsync and rename of the file, the
+# response, and a cold start's imports) x the modelled throughput, which is
+# the least of S3 (S3_CONNECTIONS 6 x 85 MB/s = 510 MB/s), EFS (elastic:
+# 1,500 MiB/s per client; bursting: 100 MiB/s, the floor a deployment can
+# choose) and the CPU of a 2048 MB Lambda (~1.16 vCPU; sha256 + copy measured
+# by `make bench` well above 100 MiB/s). 25 s x 100 MiB/s = 2.4 GiB, halved
+# for variance (part retries with backoff, EFS latency, noisy neighbours):
+# 1 GiB, the same as MAX_INGEST_BYTES, so by default every key is copied
+# while the client waits; a deployment that raises MAX_INGEST_BYTES gets the
+# hand-off above this (chalicelib.ingest.hand_off).
+SYNC_INGEST_MAX_BYTES = GIB
+
+
 class ConfigError(ValueError):
     """An environment variable holds a value the service cannot use."""
 
@@ -45,8 +59,16 @@ class Settings:
     """The S3 bucket (system of record). ``None`` disables S3 features."""
     max_ingest_bytes: int = _setting(GIB)
     """Largest object /ingest or the S3 handler will store."""
-    max_request_bytes: int = _setting(10 * MIB)
-    """Largest request body; API Gateway's own limit is 10 MB."""
+    max_request_bytes: int = _setting(5 * MIB)
+    """Largest request body. Lambda refuses a synchronous event over 6 MB
+    (request and response alike), and the body travels inside the API
+    Gateway event with its headers (twice: ``headers`` and
+    ``multiValueHeaders``, up to 10 KB each), the request context and JSON
+    escaping. 5 MiB (5,242,880 bytes) leaves ~750 KB of 6,000,000 for that
+    envelope; larger files go through ``POST /uploads``."""
+    sync_ingest_max_bytes: int = _setting(SYNC_INGEST_MAX_BYTES, minimum=0)
+    """Largest S3 object ``POST /ingest {"key"}`` copies while the client
+    waits; see :data:`SYNC_INGEST_MAX_BYTES`."""
     model_cache_bytes: int = _setting(512 * MIB, minimum=0)
     """Budget of the in-process warm model cache."""
     lock_timeout_seconds: float = _setting(120.0)
@@ -55,6 +77,13 @@ class Settings:
     """Total attempts per S3 call (botocore standard retry mode)."""
     s3_connect_timeout: float = _setting(5.0)
     s3_read_timeout: float = _setting(30.0)
+    s3_part_bytes: int = _setting(16 * MIB, minimum=64 * KIB)
+    """Size of one ranged GET when an object is read in parallel parts. 16 MiB:
+    each request costs ~2 ms of CPU (botocore), 64 of them per GiB."""
+    s3_connections: int = _setting(6)
+    """Ranged GETs in flight per object: S3 gives ~85-90 MB/s per connection,
+    so 6 give ~5x one stream, holding ~6 parts (96 MiB); more threads cost
+    more CPU per byte (measured: 8 x 8 MiB took ~25% more than 6 x 16 MiB)."""
     log_level: str = _setting("INFO", normalize=str.upper)
     upload_url_expires_seconds: int = _setting(900)
     """Lifetime of presigned upload URLs (POST /uploads); SigV4 allows up to 7 days."""

@@ -49,7 +49,7 @@ def handle_event(store: Store, settings: Settings, event: dict[str, Any]) -> lis
             continue
         try:
             ref = parse_key(key)
-            result = ingest_s3(store, settings, ref)
+            result = ingest_s3(store, settings, ref, key)
             outcomes.append(RecordOutcome(key, result.status, f"version {result.manifest.version}"))
         except (InvalidRequest, FileTooLarge, S3NotFound) as exc:
             outcomes.append(RecordOutcome(key, "skipped", exc.message))

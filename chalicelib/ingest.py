@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from chalicelib import observability, s3
-from chalicelib.config import Settings
+from chalicelib.config import Settings, human_size
 from chalicelib.errors import FileTooLarge, InvalidRequest
 from chalicelib.names import ObjectRef
 from chalicelib.store import Manifest, Store
@@ -55,32 +57,61 @@ def ingest_bytes(store: Store, settings: Settings, ref: ObjectRef, data: bytes) 
     return IngestResult(result.manifest, result.status, store.path(ref), None)
 
 
-def ingest_s3(store: Store, settings: Settings, ref: ObjectRef) -> IngestResult:
-    """Copy ``s3://MODEL_BUCKET/<ref.key>`` into the store.
+def hand_off(settings: Settings, ref: ObjectRef, key: str, info: s3.ObjectInfo) -> IngestResult:
+    """An object too large to copy before the gateway's 29 s.
 
-    A redelivered event or repeated request for an unchanged object (same
-    ETag) answers ``exists`` without copying anything.
+    This is where the asynchronous path plugs in (issue 11: hand the copy to
+    the S3-event function and answer ``202 {"status": "accepted",
+    "statusUrl": "/models/<name>"}``). Until then: a clear 413 that says
+    where such objects go.
     """
+    limit = human_size(settings.sync_ingest_max_bytes)
+    raise FileTooLarge(
+        settings.sync_ingest_max_bytes,
+        f"Object is {info.size} bytes, above the {limit} a synchronous ingest can copy before the "
+        "gateway's 29 s timeout (SYNC_INGEST_MAX_BYTES); put it in the bucket (POST /uploads gives "
+        f"a URL) and the S3-event function ingests it; watch GET /models/{quote(ref.name, safe='')}",
+    )
+
+
+def ingest_s3(store: Store, settings: Settings, ref: ObjectRef, key: str | None = None,
+              sync: bool = False) -> IngestResult:
+    """Copy ``s3://MODEL_BUCKET/<key>`` into the store as ``ref``.
+
+    ``key`` is the S3 key exactly as given (default ``ref.key``): a key
+    uploaded in NFD (as macOS spells ``é``) is read as NFD and stored under
+    its NFC name. A redelivered event or repeated request for an unchanged
+    object (same ETag) answers ``exists`` without copying anything. ``sync``
+    (a client waiting behind API Gateway): an object over
+    ``SYNC_INGEST_MAX_BYTES`` goes to :func:`hand_off` instead.
+    """
+    key = key or ref.key
     bucket = settings.bucket
     if not bucket:
         raise InvalidRequest("No S3 bucket is configured (MODEL_BUCKET); ingest with 'data' instead")
-    source = f"s3://{bucket}/{ref.key}"
+    source = f"s3://{bucket}/{key}"
     started = time.perf_counter()
-    info = s3.head(bucket, ref.key)
+    info = s3.head(bucket, key)
     if info.size > settings.max_ingest_bytes:
         raise FileTooLarge(settings.max_ingest_bytes)
     current = store.manifest(ref)
     if current is not None and current.source == source and current.etag == info.etag \
             and current.size == info.size:
         record_ingest(0, started, "exists")  # unchanged ETag: nothing copied
-        return IngestResult(current, "exists", store.path(ref), ref.key)
-    result = store.put(
-        ref,
-        s3.stream(bucket, ref.key, info),
-        source=source,
-        etag=info.etag,
-        max_bytes=settings.max_ingest_bytes,
-        expected_size=info.size,
-    )
+        return IngestResult(current, "exists", store.path(ref), key)
+    if sync and info.size > settings.sync_ingest_max_bytes:
+        return hand_off(settings, ref, key, info)
+    # closing: whatever ends the copy, the part downloads stop and their threads end here.
+    with closing(s3.stream(bucket, key, info, part_bytes=settings.s3_part_bytes,
+                           connections=settings.s3_connections,
+                           attempts=settings.s3_max_attempts)) as chunks:
+        result = store.put(
+            ref,
+            chunks,
+            source=source,
+            etag=info.etag,
+            max_bytes=settings.max_ingest_bytes,
+            expected_size=info.size,
+        )
     record_ingest(info.size, started, result.status)
-    return IngestResult(result.manifest, result.status, store.path(ref), ref.key)
+    return IngestResult(result.manifest, result.status, store.path(ref), key)

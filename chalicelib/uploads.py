@@ -1,7 +1,8 @@
 """Uploads past the gateway limits: presigned S3 PUT URLs.
 
-API Gateway takes at most 10 MB per request and Lambda 6 MB per payload,
-so large models go straight to S3 with a presigned PUT URL; the bucket's
+Lambda takes at most 6 MB per synchronous payload (API Gateway's own 10 MB
+never comes into play), so a request body is limited to MAX_REQUEST_BYTES
+(5 MiB) and large models go straight to S3 with a presigned PUT URL; the bucket's
 ObjectCreated event then ingests them through the usual S3 handler, and
 the client watches ``GET /models/{name}`` until the manifest appears.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote
 
 from chalicelib import s3
 from chalicelib.config import ConfigError, Settings
@@ -42,5 +44,6 @@ def presign_upload(settings: Settings, ref: ObjectRef, size: int) -> dict[str, A
         "sizeBytes": size,
         "expiresIn": expires,
         "expiresAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + expires)),
-        "statusUrl": f"/models/{ref.name}" if ref.kind == MODELS else None,
+        # Percent-encoded once, as GET /models/{name} decodes it: "my model.onnx" -> my%20model.onnx.
+        "statusUrl": f"/models/{quote(ref.name, safe='')}" if ref.kind == MODELS else None,
     }

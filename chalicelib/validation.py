@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from chalicelib.config import human_size
 from chalicelib.errors import FileTooLarge, InvalidRequest
 from chalicelib.names import ObjectRef, parse_filename, parse_key, validate_name
 
@@ -23,7 +24,10 @@ def parse_json_object(raw: bytes, content_type: str | None, max_bytes: int) -> d
     if media not in JSON_TYPES and not media.endswith("+json"):
         raise InvalidRequest("Content-Type must be application/json")
     if len(raw) > max_bytes:
-        raise FileTooLarge(max_bytes, "Request body exceeds maximum allowed size")
+        raise FileTooLarge(
+            max_bytes,
+            f"Request body exceeds maximum allowed size ({human_size(max_bytes)}, within Lambda's 6 MB "
+            "payload limit); upload larger files with POST /uploads")
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):
@@ -51,9 +55,10 @@ class InlineIngest:
 
 @dataclass(frozen=True)
 class S3Ingest:
-    """``{"key"}``"""
+    """``{"key"}``: ``ref`` names the store object (NFC), ``key`` the S3 object as given."""
 
     ref: ObjectRef
+    key: str
 
 
 def parse_ingest(body: Mapping[str, Any], max_bytes: int) -> InlineIngest | S3Ingest:
@@ -68,7 +73,7 @@ def parse_ingest(body: Mapping[str, Any], max_bytes: int) -> InlineIngest | S3In
     if has_key:
         if "filename" in body or "encoding" in body:
             raise InvalidRequest("'filename' and 'encoding' go with 'data', not 'key'")
-        return S3Ingest(parse_key(body["key"], "key"))
+        return S3Ingest(parse_key(body["key"], "key"), body["key"])
     if "filename" not in body:
         raise InvalidRequest("Request body with 'data' must contain 'filename'")
     ref = parse_filename(body["filename"])

@@ -46,7 +46,11 @@ class MotoServer:
     ) -> None:
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.command = list(command) if command else [str(Path(sys.executable).with_name("moto_server"))]
+        # Default: moto_server with ranged GETs that read only their range
+        # (devstack/moto_ranges.py), run as a module from the project root: as a
+        # script, devstack/moto.py would shadow the moto package.
+        self.command = list(command) if command else [sys.executable, "-m", "devstack.moto_ranges"]
+        self.cwd = None if command else str(Path(__file__).resolve().parent.parent)
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -58,6 +62,7 @@ class MotoServer:
             stdout=out,
             stderr=subprocess.STDOUT if self.log is not None else subprocess.DEVNULL,
             env={**os.environ, "MOTO_CALL_RESET_API": "true"},
+            cwd=self.cwd,
             # Own session: a Ctrl-C aimed at our process group must not kill
             # S3 under a handler that is still running; stop() ends it.
             start_new_session=True,

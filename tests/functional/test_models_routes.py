@@ -43,3 +43,29 @@ def test_invalid_name_is_400(client):
 def test_an_input_is_not_a_model(client):
     ok(post(client, "/ingest", {"data": "{}", "filename": "inputs/x.json"}))
     error(client.http.get("/models/x.json"), 404, "NOT_FOUND")
+
+
+def test_names_people_use_round_trip(client):
+    """Spaces, accents, brackets and '+' in names, through ingest and the
+    percent-encoded path parameter (decoded exactly once)."""
+    import unicodedata
+    from urllib.parse import quote
+
+    for name in ("my model.onnx", "modèle.onnx", "résumé (final).bin", "a+b.bin", "모델.onnx"):
+        created = ok(post(client, "/ingest", {"data": name, "filename": name}))
+        assert created["status"] == "created" and created["efsPath"].endswith("/" + name)
+        got = ok(client.http.get("/models/" + quote(name, safe="")))
+        assert (got["name"], got["fileId"]) == (name, created["fileId"])
+    assert ok(client.http.get("/models/a%2Bb.bin"))["name"] == "a+b.bin"
+    assert ok(client.http.get("/models/my%20model.onnx"))["name"] == "my model.onnx"
+    # '+' in a path is a plus, not a space; a double-encoded name is not decoded twice.
+    error(client.http.get("/models/my+model.onnx"), 404, "NOT_FOUND")
+    error(client.http.get("/models/a%252Bb.bin"), 400, "INVALID_REQUEST")
+    # NFD and NFC spell one name: the same object, not a second one.
+    nfd = unicodedata.normalize("NFD", "modèle.onnx")
+    again = ok(post(client, "/ingest", {"data": "modèle.onnx", "filename": nfd}))
+    assert again["status"] == "exists"
+    assert ok(client.http.get("/models/" + quote(nfd, safe="")))["name"] == "modèle.onnx"
+    listed = ok(client.http.get("/models"))
+    assert sorted(m["name"] for m in listed["models"]) == sorted(
+        ["my model.onnx", "modèle.onnx", "résumé (final).bin", "a+b.bin", "모델.onnx"])

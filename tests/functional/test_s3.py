@@ -1,6 +1,7 @@
 """Ingest from S3 and the S3 event handler, against a real moto server."""
 import hashlib
 import json
+import os
 from urllib.parse import quote_plus
 
 import pytest
@@ -69,12 +70,32 @@ def test_s3_event_handles_every_record(client, bucket, s3_client, efs_root):
     s3_client.put_object(Bucket=bucket, Key="models/a.pt", Body=b"A")
     s3_client.put_object(Bucket=bucket, Key="inputs/b+c.json", Body=b"{}")
     s3_client.put_object(Bucket=bucket, Key="models/with space.pt", Body=b"S")
-    result = client.lambda_.invoke(
-        "on_object_created", _event(client, bucket, "models/a.pt", "inputs/b+c.json", "models/with space.pt"))
+    s3_client.put_object(Bucket=bucket, Key="models/résumé (final).bin", Body=b"R")
+    s3_client.put_object(Bucket=bucket, Key="models/.hidden", Body=b"H")
+    keys = ("models/a.pt", "inputs/b+c.json", "models/with space.pt", "models/résumé (final).bin",
+            "models/.hidden")
+    result = client.lambda_.invoke("on_object_created", _event(client, bucket, *keys))
     statuses = [(o["key"], o["status"]) for o in result.payload]
     assert statuses == [("models/a.pt", "created"), ("inputs/b+c.json", "created"),
-                        ("models/with space.pt", "skipped")]  # not a valid store name
+                        ("models/with space.pt", "created"), ("models/résumé (final).bin", "created"),
+                        ("models/.hidden", "skipped")]  # not a valid store name
     assert (efs_root / "inputs" / "b+c.json").read_bytes() == b"{}"
+    assert (efs_root / "models" / "with space.pt").read_bytes() == b"S"
+    assert (efs_root / "models" / "résumé (final).bin").read_bytes() == b"R"
+
+
+def test_nfd_key_is_read_as_given_and_stored_as_nfc(client, bucket, s3_client, efs_root):
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "models/modèle.onnx")  # as a macOS upload spells it
+    s3_client.put_object(Bucket=bucket, Key=nfd, Body=b"M")
+    result = client.lambda_.invoke("on_object_created", _event(client, bucket, nfd))
+    assert result.payload[0]["status"] == "created"
+    assert os.listdir(efs_root / "models") == ["modèle.onnx"]  # one name, in NFC
+    body = ok(post(client, "/ingest", {"key": nfd}))
+    assert (body["status"], body["s3Key"]) == ("exists", nfd)
+    got = ok(client.http.get("/models/mod%C3%A8le.onnx"))
+    assert got["name"] == "modèle.onnx" and got["source"] == f"s3://{bucket}/{nfd}"
 
 
 def test_redelivered_event_is_harmless(client, bucket, s3_client):

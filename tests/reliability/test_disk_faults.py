@@ -100,7 +100,9 @@ def test_full_disk_during_data_write(small_fs, app_http):
     v1 = R.content("v1", 1 * MIB)
     assert _ingest(app_http, "m.bin", v1)[0] == 200
     free = os.statvfs(root).f_bfree
-    status, body = _ingest(app_http, "m.bin", R.content("v2", 5 * MIB))
+    # 3.5 MiB: with v1's 1 MiB over the 4 MiB disk, and its base64 body (4.7 MB)
+    # within MAX_REQUEST_BYTES (5 MiB).
+    status, body = _ingest(app_http, "m.bin", R.content("v2", 3 * MIB + MIB // 2))
     check_error_body(status, body, "full disk")
     assert body["error"] == "EFS_WRITE_FAILED" and body["stage"] == "write"
     assert _intact(root, "m.bin", v1).version == 1

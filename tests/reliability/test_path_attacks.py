@@ -28,6 +28,12 @@ ATTACKS = [
     "x\x00.bin", "\x00", "x\x01y", "x\ny", "x\r\n", "x\ty", "x\x7f",
     # look-alikes, invisible and bidi characters
     "ｍｏｄｅｌ", "model\u202e", "mod\u200bel", "mоdel", "\ufeffmodel",
+    # Unicode: bidi overrides and isolates, zero-width joiners, fullwidth and
+    # other look-alike solidi, combining-dot and overlay tricks, lone surrogate,
+    # private use, mixed-script and fullwidth homoglyphs of a real name
+    "x\u202e\u2215..", "\u2066..\u2069", "..\u200d", "\u200d..", "x\u200dy", "x\u2060y", "\uff0f",
+    "x\uff0f..", "x\u29f8y", "\u2215", ".\u0307", "\u0307.", "\u0307\u0307", "x.\u0307.", ".\u0323.",
+    "x\u0338", " \u0301", "x\u2028y", "\ud800", "\U000f0000", "t\u0430rget.bin", "\uff54arget.bin",
     # dot files (the store's own temp/metadata namespace), empty, blank
     ".hidden", ".x.0123456789abcdef0123456789abcdef.tmp", "", " ", "x ",
     # shell-ish and home
@@ -66,7 +72,7 @@ def snapshot(d):
 
 
 def _field_cases(attack):
-    q = urllib.parse.quote(attack, safe="")
+    q = urllib.parse.quote(attack, safe="", errors="surrogatepass")
     return [
         ("filename", "POST", "/ingest", {"data": "x", "filename": attack}),
         ("filename", "POST", "/ingest", {"data": "x", "filename": "models/" + attack}),
@@ -90,7 +96,7 @@ def test_path_attack_corpus(http, bucket, efs_root, sentinel, tmp_path):
         for attack in ATTACKS:
             for field, method, path, body in _field_cases(attack):
                 if method == "GET":
-                    if not urllib.parse.quote(attack, safe="") or len(path) > 8000:
+                    if not urllib.parse.quote(attack, safe="", errors="surrogatepass") or len(path) > 8000:
                         continue  # no path segment to carry it / beyond any URL limit
                     status, resp = http.request("GET", path)
                 else:

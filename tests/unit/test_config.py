@@ -36,7 +36,14 @@ def test_every_field_is_read_from_its_variable_and_defaults_live_in_the_dataclas
     # A non-default value for each field, set through its variable, arrives.
     samples = {int: "7", float: "2.5", str: "Value"}
     hints = __import__("typing").get_type_hints(Settings)
-    env = {names[f.name]: samples.get(hints[f.name], "Value") for f in fields(Settings)}
+
+    def sample(f):
+        minimum = f.metadata.get("minimum")
+        if hints[f.name] is int and minimum:
+            return str(int(minimum) + 7)  # above the field's own floor
+        return samples.get(hints[f.name], "Value")
+
+    env = {names[f.name]: sample(f) for f in fields(Settings)}
     loaded = load_settings(env)
     for f in fields(Settings):
         assert getattr(loaded, f.name) != f.default, f.name
