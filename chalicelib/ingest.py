@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from chalicelib import observability, s3
 from chalicelib.config import Settings, human_size
-from chalicelib.errors import FileTooLarge, InvalidRequest
+from chalicelib.errors import FileTooLarge, InvalidRequest, S3ObjectChanged
 from chalicelib.names import ObjectRef
-from chalicelib.store import Manifest, Store
+from chalicelib.store import Manifest, SizeMismatch, Store
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,8 @@ def ingest_bytes(store: Store, settings: Settings, ref: ObjectRef, data: bytes) 
     if len(data) > settings.max_ingest_bytes:
         raise FileTooLarge(human_size(settings.max_ingest_bytes))
     started = time.perf_counter()
-    result = store.put(ref, [data], source="inline", max_bytes=settings.max_ingest_bytes)
+    # Same bytes again: answered from the manifest, no lock, no write.
+    result = store.put_bytes(ref, data, source="inline", max_bytes=settings.max_ingest_bytes)
     observability.record_ingest(len(data), started, result.status)
     return IngestResult(result.manifest, result.status, store.path(ref), None)
 
@@ -62,13 +63,16 @@ def ingest_s3(store: Store, settings: Settings, ref: ObjectRef) -> IngestResult:
             and current.size == info.size:
         observability.record_ingest(0, started, "exists")  # unchanged ETag: nothing copied
         return IngestResult(current, "exists", store.path(ref), ref.key)
-    result = store.put(
-        ref,
-        s3.stream(bucket, ref.key, info),
-        source=source,
-        etag=info.etag,
-        max_bytes=settings.max_ingest_bytes,
-        expected_size=info.size,
-    )
+    try:
+        result = store.put(
+            ref,
+            s3.stream(bucket, ref.key, info),
+            source=source,
+            etag=info.etag,
+            max_bytes=settings.max_ingest_bytes,
+            expected_size=info.size,
+        )
+    except SizeMismatch as exc:  # the object changed (or was cut short) while it was copied
+        raise S3ObjectChanged(str(exc)) from None
     observability.record_ingest(info.size, started, result.status)
     return IngestResult(result.manifest, result.status, store.path(ref), ref.key)

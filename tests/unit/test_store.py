@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from chalicelib.errors import EfsWriteFailed, FileTooLarge, S3ObjectChanged
+from chalicelib.errors import EfsWriteFailed, FileTooLarge
 from chalicelib.names import ObjectRef
-from chalicelib.store import Store
+from chalicelib.store import SizeMismatch, Store
 
 REF = ObjectRef("models", "m.bin")
 
@@ -67,7 +67,7 @@ def test_too_large_while_streaming_leaves_nothing(store):
 
 
 def test_short_stream_is_refused(store):
-    with pytest.raises(S3ObjectChanged):
+    with pytest.raises(SizeMismatch):  # a storage error: ingest says what it means (S3ObjectChanged)
         store.put(REF, [b"abc"], source="s3://b/models/m.bin", expected_size=10)
     assert store.manifest(REF) is None and not os.path.exists(store.path(REF))
     assert debris(store.root) == []
@@ -87,26 +87,34 @@ def test_failing_source_leaves_previous_version(store):
     assert debris(store.root) == []
 
 
-def test_dead_writer_temp_is_reclaimed_by_next_writer(store):
+def test_dead_writer_temp_is_replaced_by_next_writer(store):
+    """A writer's temp files have fixed names (only WRITER's holder writes
+    them): the next writer of the name replaces a dead one's, with no
+    directory listing. Anything else is left to reclaim()."""
+    from chalicelib.store import commit
+
     store.put(REF, [b"v1"], source="inline")
-    stale = os.path.join(store.root, "models", ".m.bin." + "a" * 32 + ".tmp")
+    stale = os.path.join(store.root, "models", commit.data_temp("m.bin"))
+    stale_manifest = os.path.join(store.root, ".meta", "models", commit.manifest_temp("m.bin"))
+    old_style = os.path.join(store.root, "models", ".m.bin." + "a" * 32 + ".tmp")  # a random-named temp
     other = os.path.join(store.root, "models", ".m.bin.x." + "b" * 32 + ".tmp")  # another name's temp
-    for p in (stale, other):
+    for p in (stale, stale_manifest, old_style, other):
         open(p, "wb").write(b"junk")
-    store.put(REF, [b"v2"], source="inline")
-    assert not os.path.exists(stale)
-    assert os.path.exists(other)
-    assert store.reclaim() == 1
+    assert store.put(REF, [b"v2"], source="inline").status == "updated"
+    assert open(store.path(REF), "rb").read() == b"v2"
+    assert not os.path.exists(stale) and not os.path.exists(stale_manifest)
+    assert os.path.exists(other) and os.path.exists(old_style)
+    assert store.reclaim() == 2
     assert debris(store.root) == []
 
 
 def _crash_between_renames(store, data):
     """Leave the state a writer killed between the object and manifest renames leaves."""
-    real_publish = store._publish_manifest
-    store._publish_manifest = lambda ref, pending: (_ for _ in ()).throw(SystemExit("killed"))
+    real_publish = store._publish
+    store._publish = lambda ref: (_ for _ in ()).throw(SystemExit("killed"))
     with pytest.raises(SystemExit):
         store.put(REF, [data], source="inline")
-    store._publish_manifest = real_publish
+    store._publish = real_publish
 
 
 def test_crash_after_object_swap_rolls_forward(store):
@@ -169,12 +177,12 @@ def test_symlinked_directory_is_refused(store, tmp_path):
 
 def test_write_error_is_typed_and_leaves_previous(store, monkeypatch):
     store.put(REF, [b"v1"], source="inline")
-    import chalicelib.store as store_mod
+    from chalicelib.store import fs
 
     def full(fd, data):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store_mod, "_write_all", full)
+    monkeypatch.setattr(fs, "write_all", full)
     with pytest.raises(EfsWriteFailed) as exc:
         store.put(REF, [b"v2"], source="inline")
     assert exc.value.stage == "write"
@@ -196,4 +204,7 @@ def test_manifest_is_json_with_documented_fields(store):
     store.put(REF, [b"abc"], source="inline")
     with open(os.path.join(store.root, ".meta", "models", "m.bin.json")) as f:
         doc = json.load(f)
-    assert set(doc) == {"fileId", "key", "size", "sha256", "version", "source", "etag", "created", "updated"}
+    assert set(doc) == {"fileId", "key", "size", "sha256", "version", "source", "etag", "created", "updated",
+                        "inode", "mtimeNs"}
+    st = os.stat(store.path(REF))
+    assert (doc["inode"], doc["mtimeNs"]) == (st.st_ino, st.st_mtime_ns)  # the object's identity at commit
