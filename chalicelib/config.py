@@ -36,6 +36,10 @@ class Settings:
     """Budget of the in-process warm model cache."""
     lock_timeout_seconds: float = 120.0
     """How long a writer waits for another writer of the same name."""
+    debris_min_age_seconds: float = 1800.0
+    """Age at which the hourly sweep removes a dead writer's temp and intent
+    files: past Lambda's 15-minute limit (and an NFS lease), so no live
+    writer can own them whatever its lock did."""
     s3_max_attempts: int = 5
     """Total attempts per S3 call (botocore standard retry mode)."""
     s3_connect_timeout: float = 5.0
@@ -84,6 +88,7 @@ def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
         max_request_bytes=_int(env, "MAX_REQUEST_BYTES", 10 * MIB),
         model_cache_bytes=_int(env, "MODEL_CACHE_BYTES", 512 * MIB, minimum=0),
         lock_timeout_seconds=_float(env, "LOCK_TIMEOUT_SECONDS", 120.0),
+        debris_min_age_seconds=_float(env, "DEBRIS_MIN_AGE_SECONDS", 1800.0),
         s3_max_attempts=_int(env, "S3_MAX_ATTEMPTS", 5),
         s3_connect_timeout=_float(env, "S3_CONNECT_TIMEOUT", 5.0),
         s3_read_timeout=_float(env, "S3_READ_TIMEOUT", 30.0),
