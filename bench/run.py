@@ -440,6 +440,8 @@ NOTES = [
     "4: time of the import statement alone in a fresh interpreter (.pyc compiled beforehand).",
     "5: in-process LocalDevServer with each server class; http.client keep-alive connection;",
     "   every request also archives its result to the moto S3 on loopback.",
+    "6: store calls per request under strace -f, write op 2.7 ms, read op 1.0 ms (bench/efs_rpcs.py).",
+    "7: the route run with its row-6 EFS time slept and S3 behind a proxy adding 20 ms per request.",
 ]
 
 
@@ -478,6 +480,11 @@ def run_rows(args: argparse.Namespace, wanted: set[str], endpoint: str | None, d
         rows.append(row_http(os.path.join(shm, "http"), endpoint, args.http_n, max(20, args.http_n // 10)))
     if "1" in wanted:
         rows.append(row_ingest(endpoint, disk, args.ingest_mib * MIB, args.ingest_rounds))
+    if "6" in wanted:  # EFS round trips (strace) and production latency: bench/efs_rpcs.py
+        log("rows 6-7: EFS round trips per route, production latency with S3 at +20 ms")
+        from bench.efs_rpcs import bench_rows
+
+        rows.extend(bench_rows(args.rpc_n, Row))
     return sorted(rows, key=lambda r: r.number)
 
 
@@ -491,7 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-rounds", type=int, default=15)
     parser.add_argument("--import-rounds", type=int, default=15)
     parser.add_argument("--http-n", type=int, default=500)
-    parser.add_argument("--rows", default="1,2,3,4,5", help="comma-separated rows to run")
+    parser.add_argument("--rpc-n", type=int, default=40, help="requests counted per route (rows 6-7)")
+    parser.add_argument("--rows", default="1,2,3,4,5,6", help="comma-separated rows to run")
     args = parser.parse_args(argv)
     if args.child:
         child_ingest(*args.child)
