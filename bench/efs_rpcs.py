@@ -6,7 +6,7 @@ reaches the server is a network round trip (AWS's EFS performance table:
 route in a child interpreter under ``strace -f -y``, counts the store's calls
 inside each request only (between two marker syscalls), and models their cost:
 
-* write class, 2.7 ms: ``mkdir``, ``rename*``, ``unlink*``, ``symlink*``,
+* write class, 2.7 ms: ``mkdir``, ``rename*``, ``unlink*``, ``symlink*``, ``link*``,
   ``fsync``/``fdatasync``, ``fcntl`` lock and unlock, ``openat`` with
   ``O_CREAT``, ``close`` of a file opened for writing;
 * read class, 1.0 ms: ``openat`` without ``O_CREAT`` (files and directories,
@@ -196,6 +196,7 @@ _CALL = re.compile(r"^(?P<name>\w+)\((?P<args>.*)\)\s+=\s+(?P<ret>-?\d+)(?P<retp
 _FD = re.compile(r"^(?:AT_FDCWD|\d+)(?:<(?P<path>[^>]*)>)?")
 _STR = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _TRACED = ("openat,open,creat,close,mkdir,mkdirat,rename,renameat,renameat2,unlink,unlinkat,symlink,symlinkat,"
+           "link,linkat,"
            "fsync,fdatasync,fcntl,getdents64,readlink,readlinkat")
 
 
@@ -286,7 +287,7 @@ def classify(trace_lines: list[str], root: str) -> tuple[list[dict[str, int]], l
         elif name == "getdents64":
             cls = "R" if _within(fdpath, root) and ret > 0 else None
         elif name in ("mkdir", "mkdirat", "rename", "renameat", "renameat2", "unlink", "unlinkat",
-                      "symlink", "symlinkat", "readlink", "readlinkat"):
+                      "symlink", "symlinkat", "link", "linkat", "readlink", "readlinkat"):
             paths = []
             # path arguments: absolute strings, or relative to a decoded dirfd before them
             parts = [p.strip() for p in re.split(r",\s*(?=(?:[^\"]*\"[^\"]*\")*[^\"]*$)", args)]
