@@ -60,7 +60,7 @@ def ingest_s3(store: Store, settings: Settings, ref: ObjectRef) -> IngestResult:
         raise FileTooLarge(human_size(settings.max_ingest_bytes))
     current = store.manifest(ref)
     if current is not None and current.source == source and current.etag == info.etag \
-            and current.size == info.size:
+            and current.size == info.size and store.intact(ref, current):
         observability.record_ingest(0, started, "exists")  # unchanged ETag: nothing copied
         return IngestResult(current, "exists", store.path(ref), ref.key)
     try:

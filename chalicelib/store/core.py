@@ -20,6 +20,7 @@ which waits for the commit or finishes the dead writer's.
 """
 from __future__ import annotations
 
+import builtins
 import errno
 import hashlib
 import json
@@ -185,9 +186,10 @@ class Store:
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 return None
-            text = self._legacy_index(entry)  # a regular file: the first store's index
-            if text is None:
+            legacy = self._legacy_index(entry)  # a regular file: the first store's index
+            if legacy is None:
                 return None
+            text = legacy
         kind, _, name = text.partition("/")
         if kind not in KINDS or not is_valid_name(name):
             return None
@@ -230,6 +232,12 @@ class Store:
         return self._put(ref, chunks, source=source, etag=etag, max_bytes=max_bytes,
                          expected_size=expected_size, small=small)
 
+    def intact(self, ref: ObjectRef, manifest: Manifest) -> bool:
+        """Whether the object on disk is still the one ``manifest`` was committed
+        with (from its identity: no read, no hash). A manifest from the first
+        store, without identity, is judged by size."""
+        return manifest.plausibly_describes(self._dirs.lstat((ref.kind,), ref.name))
+
     def put_bytes(self, ref: ObjectRef, data: bytes, *, source: str,
                   max_bytes: int | None = None) -> PutResult:
         """:meth:`put` for a small in-memory payload, answering ``exists``
@@ -237,8 +245,7 @@ class Store:
         bytes (checked from the manifest and the object's identity)."""
         current = self.manifest(ref)
         if current is not None and current.size == len(data) \
-                and current.sha256 == hashlib.sha256(data).hexdigest() \
-                and current.plausibly_describes(self._dirs.lstat((ref.kind,), ref.name)):
+                and current.sha256 == hashlib.sha256(data).hexdigest() and self.intact(ref, current):
             return PutResult(current, "exists")
         return self._put(ref, [data], source=source, max_bytes=max_bytes, small=len(data) <= _SMALL_BYTES)
 
@@ -257,15 +264,15 @@ class Store:
                 if expected_size is not None and size != expected_size:
                     raise SizeMismatch(size, expected_size)
                 if current is not None and current.sha256 == digest and current.size == size \
-                        and current.plausibly_describes(self._dirs.lstat((ref.kind,), ref.name)):
+                        and self.intact(ref, current):
                     self._dirs.unlink_quietly((ref.kind,), commit.data_temp(ref.name))
                     return PutResult(current, "exists")
                 stamp = now()
-                identity = {"inode": st.st_ino, "mtimeNs": st.st_mtime_ns}
                 if current is None:
                     manifest = Manifest(
                         fileId=str(uuid.uuid4()), key=ref.key, size=size, sha256=digest,
-                        version=1, source=source, etag=etag, created=stamp, updated=stamp, **identity,
+                        version=1, source=source, etag=etag, created=stamp, updated=stamp,
+                        inode=st.st_ino, mtimeNs=st.st_mtime_ns,
                     )
                     status = "created"
                     if ref.kind in INDEXED_KINDS:
@@ -277,7 +284,7 @@ class Store:
                     # manifest (tampered, or a lost rename reply): rewritten.
                     manifest = replace(
                         current, size=size, sha256=digest, version=current.version + 1,
-                        source=source, etag=etag, updated=stamp, **identity,
+                        source=source, etag=etag, updated=stamp, inode=st.st_ino, mtimeNs=st.st_mtime_ns,
                     )
                     status = "updated"
                 with commit_lock():
@@ -308,7 +315,7 @@ class Store:
         cutoff = time.time() - min_age
         removed = 0
         for kind in KINDS:
-            debris: dict[str, list[tuple[tuple[str, ...], str]]] = defaultdict(list)
+            debris: dict[str, builtins.list[tuple[tuple[str, ...], str]]] = defaultdict(builtins.list)
             for entry in self._dirs.listdir((kind,)):
                 if m := TEMP_RE.match(entry):
                     debris[m.group("name")].append(((kind,), entry))
@@ -324,7 +331,8 @@ class Store:
                     removed += self._reclaim_name(ObjectRef(kind, name), files, cutoff)
         return removed
 
-    def _reclaim_name(self, ref: ObjectRef, files: list[tuple[tuple[str, ...], str]], cutoff: float) -> int:
+    def _reclaim_name(self, ref: ObjectRef, files: builtins.list[tuple[tuple[str, ...], str]],
+                      cutoff: float) -> int:
         def old(parts: tuple[str, ...], entry: str) -> bool:
             st = self._dirs.lstat(parts, entry)
             return st is not None and st.st_mtime <= cutoff
@@ -345,7 +353,7 @@ class Store:
         return removed
 
     # -- health --------------------------------------------------------------
-    def health(self) -> dict:
+    def health(self) -> dict[str, bool]:
         """Whether the root exists, is a mount point, and takes a durable write."""
         report = {"mounted": os.path.ismount(self.root), "exists": os.path.isdir(self.root), "writable": False}
         if report["exists"]:

@@ -108,18 +108,19 @@ class Dirs:
                 # Replaced or removed behind our back: forget it, walk again.
                 del self._fds[parts]
                 self._retired.append(fd)
-            fd = self._walk(parts, create)
-            if fd is None:
+            opened = self._walk(parts, create)
+            if opened is None:
                 return None
-            st = os.fstat(fd)
+            st = os.fstat(opened)
             if self._cache:
-                self._fds[parts] = (fd, st.st_dev, st.st_ino)
+                self._fds[parts] = (opened, st.st_dev, st.st_ino)
             else:
-                self._retired.append(fd)
-            return fd
+                self._retired.append(opened)
+            return opened
 
     def _walk(self, parts: tuple[str, ...], create: bool) -> int | None:
         if parts:
+            parent: int | None
             if self._cache:
                 parent = self.fd(*parts[:-1], create=create)
             else:

@@ -7,6 +7,10 @@ socket idles while sha256 runs and the disk idles until the final fsync.
 Here sha256 runs on a helper thread (hashlib drops the GIL) and written data
 is queued for write-back as the stream goes, so the final fsync waits only
 for the tail. Small writes never start a thread.
+
+Reads: :class:`HashingReader` hands a runner an object's bytes (or a path
+that reopens the very inode) and hashes exactly what it could have seen, so
+a model is verified against its manifest while it loads.
 """
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ def test_counting_rules_on_a_known_trace():
         f'1 close(5<{ROOT}/x.tmp>) = 0',
         f'1 fsync(3<{ROOT}/.meta>) = 0',
         f'1 rename("{ROOT}/x.tmp", "{ROOT}/x") = 0',
-        f'1 fcntl(6<{ROOT}/.locks/models.lock>, F_SETLK, {{l_type=F_WRLCK, l_whence=SEEK_SET, l_start=0, l_len=3}}) = 0',
+        f'1 fcntl(6<{ROOT}/.locks/models.lock>, F_SETLK, {{l_type=F_WRLCK, l_start=0, l_len=3}}) = 0',
         f'1 readlinkat(3<{ROOT}/.meta>, "ids/f.json", 0x7f, 4096) = -1 ENOENT (No such file)',
         f'1 getdents64(3<{ROOT}/.meta>, 0x55 /* 4 entries */, 32768) = 112',
         f'1 getdents64(3<{ROOT}/.meta>, 0x55 /* 0 entries */, 32768) = 0',

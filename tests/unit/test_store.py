@@ -212,6 +212,11 @@ def test_manifest_is_json_with_documented_fields(store):
 
 # -- identity, healing, lock-free reads (issue 9 #10, issue 10) --------------
 def _tamper_in_place(path, data):
+    # File times move by the kernel's tick: damage in the tick of the commit
+    # itself would keep the mtime (real damage comes long after).
+    import time
+
+    time.sleep(0.05)
     with open(path, "r+b") as f:
         f.write(data)
 
