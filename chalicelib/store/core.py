@@ -339,18 +339,16 @@ class Store:
 
         if not any(old(*f) for f in files):
             return 0
-        removed = 0
         try:
             with self._locked(ref, _WRITE_ALL, timeout=0):
+                temps = [(p, e) for p, e in files if not e.endswith(".pending") and old(p, e)]
                 if any(e.endswith(".pending") and old(p, e) for p, e in files):
-                    commit.finish_pending(self._dirs, ref)
-                for parts, entry in files:
-                    if not entry.endswith(".pending") and old(parts, entry):
-                        self._dirs.unlink_quietly(parts, entry)
-                        removed += self._dirs.lstat(parts, entry) is None
+                    commit.finish_pending(self._dirs, ref)  # may consume a temp (roll forward)
+                for parts, entry in temps:
+                    self._dirs.unlink_quietly(parts, entry)
+                return sum(self._dirs.lstat(p, e) is None for p, e in temps)
         except (EfsWriteFailed, DeadlineExceeded):
             return 0  # being written now: its writer (or the next sweep) cleans up
-        return removed
 
     # -- health --------------------------------------------------------------
     def health(self) -> dict[str, bool]:
