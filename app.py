@@ -96,5 +96,6 @@ def on_object_created(event):
 @app.schedule(Rate(1, unit=Rate.HOURS))
 def reclaim_debris(event):
     """Sweep what crashed writers left behind, for every name, without waiting
-    for the next writer of that name (names being written are skipped)."""
-    return {"removed": get_store().reclaim()}
+    for the next writer of that name (names being written are skipped, and
+    only files older than DEBRIS_MIN_AGE_SECONDS are touched)."""
+    return {"removed": get_store().reclaim(min_age=get_settings().debris_min_age_seconds)}

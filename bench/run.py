@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-from bench import cold, imports, ingest_ranged, keepalive, warm
+from bench import cold, efs_rpcs, imports, ingest_ranged, keepalive, warm
 from bench.common import Benchmark, Context, Row, log, quiet_stdout
 from bench.table import render
 
@@ -28,6 +28,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     warm.BENCHMARK,
     cold.BENCHMARK,
     keepalive.BENCHMARK,
+    efs_rpcs.BENCHMARK,
     ingest_ranged.BENCHMARK,
 )
 

@@ -73,6 +73,10 @@ class Settings:
     """Budget of the in-process warm model cache."""
     lock_timeout_seconds: float = _setting(120.0)
     """How long a writer waits for another writer of the same name."""
+    debris_min_age_seconds: float = _setting(1800.0)
+    """Age at which the hourly sweep removes a dead writer's temp and intent
+    files: past Lambda's 15-minute limit (and an NFS lease), so no live
+    writer can own them whatever its lock did."""
     s3_max_attempts: int = _setting(5)
     """Total attempts per S3 call (botocore standard retry mode)."""
     s3_connect_timeout: float = _setting(5.0)

@@ -9,9 +9,9 @@ from urllib.parse import quote
 
 from chalicelib import observability, s3
 from chalicelib.config import Settings, human_size
-from chalicelib.errors import FileTooLarge, InvalidRequest
+from chalicelib.errors import FileTooLarge, InvalidRequest, S3ObjectChanged
 from chalicelib.names import ObjectRef
-from chalicelib.store import Manifest, Store
+from chalicelib.store import Manifest, SizeMismatch, Store
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,8 @@ def ingest_bytes(store: Store, settings: Settings, ref: ObjectRef, data: bytes) 
     if len(data) > settings.max_ingest_bytes:
         raise FileTooLarge(settings.max_ingest_bytes)
     started = time.perf_counter()
-    result = store.put(ref, [data], source="inline", max_bytes=settings.max_ingest_bytes)
+    # Same bytes again: answered from the manifest, no lock, no write.
+    result = store.put_bytes(ref, data, source="inline", max_bytes=settings.max_ingest_bytes)
     record_ingest(len(data), started, result.status)
     return IngestResult(result.manifest, result.status, store.path(ref), None)
 
@@ -96,22 +97,25 @@ def ingest_s3(store: Store, settings: Settings, ref: ObjectRef, key: str | None 
         raise FileTooLarge(settings.max_ingest_bytes)
     current = store.manifest(ref)
     if current is not None and current.source == source and current.etag == info.etag \
-            and current.size == info.size:
+            and current.size == info.size and store.intact(ref, current):
         record_ingest(0, started, "exists")  # unchanged ETag: nothing copied
         return IngestResult(current, "exists", store.path(ref), key)
     if sync and info.size > settings.sync_ingest_max_bytes:
         return hand_off(settings, ref, key, info)
     # closing: whatever ends the copy, the part downloads stop and their threads end here.
-    with closing(s3.stream(bucket, key, info, part_bytes=settings.s3_part_bytes,
-                           connections=settings.s3_connections,
-                           attempts=settings.s3_max_attempts)) as chunks:
-        result = store.put(
-            ref,
-            chunks,
-            source=source,
-            etag=info.etag,
-            max_bytes=settings.max_ingest_bytes,
-            expected_size=info.size,
-        )
+    try:
+        with closing(s3.stream(bucket, key, info, part_bytes=settings.s3_part_bytes,
+                               connections=settings.s3_connections,
+                               attempts=settings.s3_max_attempts)) as chunks:
+            result = store.put(
+                ref,
+                chunks,
+                source=source,
+                etag=info.etag,
+                max_bytes=settings.max_ingest_bytes,
+                expected_size=info.size,
+            )
+    except SizeMismatch as exc:  # the object changed (or was cut short) while it was copied
+        raise S3ObjectChanged(str(exc)) from None
     record_ingest(info.size, started, result.status)
     return IngestResult(result.manifest, result.status, store.path(ref), key)

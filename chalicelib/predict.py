@@ -1,8 +1,10 @@
 """Predict: warm-cached model + inputs -> result, stored atomically and archived."""
 from __future__ import annotations
 
+import contextvars
 import json
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import lru_cache
 from typing import Any
 
@@ -74,11 +76,7 @@ def predict(store: Store, settings: Settings, req: PredictRequest) -> dict[str, 
         separators=(",", ":"),
     ).encode()
     ref = output_ref(req.file_id)
-    store.put_bytes(ref, document, source=f"predict:{req.model.key}")
-    s3_key = None
-    if settings.bucket:
-        s3.put_bytes(settings.bucket, ref.key, document)
-        s3_key = ref.key
+    s3_key = store_and_archive(store, settings, ref, document, source=f"predict:{req.model.key}")
     return {
         "fileId": req.file_id,
         "efsPath": store.path(ref),
@@ -88,3 +86,32 @@ def predict(store: Store, settings: Settings, req: PredictRequest) -> dict[str, 
         "model": {"name": req.model.name, "version": manifest.version, "sha256": manifest.sha256},
         "result": result,
     }
+
+
+# The archive PUT runs beside the store write: a new result costs the
+# longer of the two, not their sum. A small pool: one PUT per request.
+_archive_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="s3-archive")
+
+
+def store_and_archive(store: Store, settings: Settings, ref: ObjectRef, document: bytes,
+                      *, source: str) -> str | None:
+    """Store ``document`` under ``ref`` and archive it to S3 at once; the S3 key, if archived.
+
+    Both finish before this returns (an archive never outlives its request);
+    the store's error wins if both fail, else the S3 error is raised, each
+    in its documented shape. The PUT runs in a copy of this context, so the
+    invocation's deadline bounds it too.
+    """
+    archive: Future[None] | None = None
+    if settings.bucket:
+        archive = _archive_pool.submit(contextvars.copy_context().run, s3.put_bytes,
+                                       settings.bucket, ref.key, document)
+    try:
+        store.put_bytes(ref, document, source=source)
+    finally:
+        if archive is not None:
+            wait([archive])
+    if archive is None:
+        return None
+    archive.result()
+    return ref.key

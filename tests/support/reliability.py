@@ -166,12 +166,11 @@ def reader(root: str, rid: int, names: list[str], mode: str, go, stop, out: str)
 
 def hold_writer_lock(root: str, name: str, held, release) -> None:
     """Hold ``name``'s WRITER record lock until ``release`` is set."""
-    from chalicelib import locks
     from chalicelib.names import ObjectRef
     from chalicelib.store import Store
 
     store = Store(root)
-    with locks.record_lock(store._lock_path(ObjectRef("models", name)), locks.WRITER, timeout=5):
+    with store._writer_lock(ObjectRef("models", name), timeout=5):
         held.set()
         release.wait(60)
 

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from chalicelib.errors import InvalidRequest, ProcessingFailed, StoreCorrupt
-from chalicelib.model_cache import HashingReader, ModelCache
+from chalicelib.model_cache import ModelCache
 from chalicelib.names import ObjectRef
 from chalicelib.runners import LoadedModel, onnx_runner
 from chalicelib.store import Store
+from chalicelib.store.streaming import HashingReader
 from tests.support.env import reset_caches
 from tests.support.onnx_models import Mlp, flag_model, log_model, multi_io_model
 

@@ -2,10 +2,10 @@
 import hashlib
 import os
 
-from chalicelib import overlap
 from chalicelib.names import ObjectRef
-from chalicelib.overlap import MIB, ThreadedSha256, WriteBehind
 from chalicelib.store import Store
+from chalicelib.store import streaming as overlap
+from chalicelib.store.streaming import MIB, ThreadedSha256, WriteBehind
 
 
 def chunks(total: int, size: int):

@@ -1,16 +1,25 @@
-"""Overlap the CPU and disk work of one large streamed write with its reads.
+"""Streaming helpers of the store: hashing and write-back overlapped with I/O.
+
+Writes: overlap the CPU and disk work of one large streamed write with its reads.
 
 An ingest receives each chunk, hashes it and writes it. Done in turn, the
 socket idles while sha256 runs and the disk idles until the final fsync.
 Here sha256 runs on a helper thread (hashlib drops the GIL) and written data
 is queued for write-back as the stream goes, so the final fsync waits only
 for the tail. Small writes never start a thread.
+
+Reads: :class:`HashingReader` hands a runner an object's bytes (or a path
+that reopens the very inode) and hashes exactly what it could have seen, so
+a model is verified against its manifest while it loads.
 """
 from __future__ import annotations
 
 import hashlib
+import mmap
+import os
 import queue
 import threading
+from typing import BinaryIO
 
 MIB = 1024 * 1024
 
@@ -109,3 +118,87 @@ def _sync_file_range(fd: int, offset: int, nbytes: int) -> None:
             pass
     if _libc_sync_file_range:
         _libc_sync_file_range(fd, offset, nbytes, _SYNC_FILE_RANGE_WRITE)  # type: ignore[operator]
+
+
+class HashingReader:
+    """A read-only file wrapper that hashes every byte handed out.
+
+    Runners either :meth:`read` the bytes (hashed as they pass), or ask for
+    :meth:`native_path` when their library loads a path itself faster than
+    from a bytes copy; the whole file is then hashed in a background thread
+    while the library loads it. Either way :meth:`finish` gives the digest of
+    exactly the bytes the runner could have seen.
+    """
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self._hasher = hashlib.sha256()
+        self.bytes_read = 0
+        self._background: threading.Thread | None = None
+        self._background_error: BaseException | None = None
+
+    def read(self, n: int = -1) -> bytes:
+        if self._background is not None:
+            raise RuntimeError("read() after native_path(): the file is being hashed in the background")
+        data = self._f.read(n)
+        self._hasher.update(data)
+        self.bytes_read += len(data)
+        return data
+
+    def native_path(self) -> str | None:
+        """A path that opens this very file, and start hashing it in the background.
+
+        The path is ``/proc/self/fd/N``: it reopens the inode we hold, not
+        whatever the store's name points at now, so a concurrent replace
+        cannot slip a different model past the hash. ``None`` where there is
+        no ``/proc`` (then read the bytes instead). Call before any read.
+        The store only ever replaces objects by rename; a file truncated in
+        place *while* it is mapped would fault (SIGBUS), which is outside
+        the store's protocol.
+        """
+        if self.bytes_read or self._background is not None:
+            raise RuntimeError("native_path() must come before any read")
+        fd = self._f.fileno()
+        path = f"/proc/self/fd/{fd}"
+        if not os.path.exists(path):
+            return None
+        size = os.fstat(fd).st_size
+        started = threading.Event()
+        self._background = threading.Thread(
+            target=self._hash_mapped, args=(fd, size, started), name="model-sha256", daemon=True)
+        self._background.start()
+        # Wait until the thread is inside hashlib (which drops the GIL for the
+        # whole call): native loaders may hold the GIL while they parse, and
+        # a thread still waiting for it would not overlap at all.
+        started.wait()
+        return path
+
+    def _hash_mapped(self, fd: int, size: int, started: threading.Event) -> None:
+        try:
+            if size:
+                # One update over a mapping: a single GIL-free call, no copy.
+                with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mapped:
+                    started.set()
+                    self._hasher.update(mapped)
+            self.bytes_read = size
+        except BaseException as exc:  # reported by finish(), never lost
+            self._background_error = exc
+        finally:
+            started.set()
+
+    def finish(self) -> str:
+        """Hash whatever the runner did not read, and return the digest."""
+        if self._background is not None:
+            self._background.join()
+            if self._background_error is not None:
+                raise self._background_error
+            # Bytes appended after the mapping was taken (never by the store,
+            # which replaces by rename) still count, so the size check fails.
+            self._f.seek(self.bytes_read)
+            while chunk := self._f.read(1024 * 1024):
+                self._hasher.update(chunk)
+                self.bytes_read += len(chunk)
+            return self._hasher.hexdigest()
+        while self.read(1024 * 1024):
+            pass
+        return self._hasher.hexdigest()

@@ -1,0 +1,373 @@
+"""The shared store on EFS (or a local folder): atomic, durable, locked.
+
+Layout under the root::
+
+    models/<name>              objects, exactly at their documented efsPath
+    inputs/<name>
+    outputs/<fileId>.result
+    .meta/<kind>/<name>.json   manifest of each object
+    .meta/ids/<fileId>.json    fileId -> object (a symlink naming it)
+    .locks/<kind>.lock         record locks, one slot per name
+
+``commit`` describes the write protocol and its recovery, ``locks`` the
+locks, ``fs`` how paths are resolved, ``manifest`` what a manifest records.
+
+Reads take no lock: a reader reads the manifest, opens the object and
+compares the object's identity (``fstat``) with the one the manifest
+recorded at commit. Equal, the pair is consistent; otherwise a commit is in
+flight or a writer died, and the reader falls back to the locked path,
+which waits for the commit or finishes the dead writer's.
+"""
+from __future__ import annotations
+
+import builtins
+import errno
+import hashlib
+import json
+import os
+import stat
+import time
+import uuid
+from collections import defaultdict
+from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import replace
+from functools import lru_cache
+from typing import BinaryIO, Iterable, Iterator, Sequence
+
+from chalicelib.config import get_settings
+from chalicelib.errors import DeadlineExceeded, EfsWriteFailed, ServiceError, StoreCorrupt
+from chalicelib.names import INPUTS, KINDS, MODELS, ObjectRef, is_valid_name
+from chalicelib.store import commit, fs, locks
+from chalicelib.store.commit import IDS, LOCKS, META, TEMP_RE
+from chalicelib.store.errors import SizeMismatch
+from chalicelib.store.manifest import Manifest, PutResult, now, parse
+
+# Objects whose fileId clients are handed (ingest answers). Outputs are
+# addressed by the request's fileId and need no index entry.
+INDEXED_KINDS = (MODELS, INPUTS)
+# One fcntl call each way takes a small write's three bytes together.
+_SMALL_BYTES = 1024 * 1024
+_WRITE_ALL = (locks.WRITER, locks.TURNSTILE, locks.COMMIT)
+_COMMIT = (locks.TURNSTILE, locks.COMMIT)
+
+
+class Store:
+    """One store rooted at a directory. Cheap to build; keeps its directory handles."""
+
+    def __init__(self, root: str, *, lock_timeout: float = 120.0) -> None:
+        self.root = os.path.abspath(root)
+        self.lock_timeout = lock_timeout
+        self._dirs = fs.Dirs(self.root)
+
+    # -- paths (no side effects) ---------------------------------------------
+    def path(self, ref: ObjectRef) -> str:
+        """Where the object lives (its documented ``efsPath``)."""
+        return os.path.join(self.root, ref.kind, ref.name)
+
+    def _lock_file(self, kind: str) -> str:
+        return self._dirs.path(LOCKS, kind + ".lock")
+
+    # -- locking -------------------------------------------------------------
+    def _open_lock_file(self, path: str) -> int:
+        self._dirs.fd(LOCKS, create=True)  # a real directory of the store, created once
+        return os.open(path, os.O_RDWR | os.O_CREAT | fs.NOFOLLOW, 0o644)
+
+    @contextmanager
+    def _locked(self, ref: ObjectRef, order: Sequence[int], *, shared: bool = False,
+                timeout: float | None = None) -> Iterator[None]:
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(locks.hold(
+                    self._lock_file(ref.kind), self._open_lock_file, ref.name, order, shared=shared,
+                    timeout=self.lock_timeout if timeout is None else timeout))
+            except locks.LockTimeout as exc:
+                if exc.by_deadline:
+                    raise DeadlineExceeded("lock") from None
+                raise EfsWriteFailed("lock", "Timed out waiting for another writer of this name") from None
+            except OSError as exc:
+                raise EfsWriteFailed("lock", f"Failed to lock file on EFS ({fs.reason(exc)})") from None
+            yield
+
+    @contextmanager
+    def _writer_lock(self, ref: ObjectRef, timeout: float | None = None) -> Iterator[None]:
+        """Hold ``ref``'s WRITER lock (what a writer holds for a whole write)."""
+        with self._locked(ref, (locks.WRITER,), timeout=timeout):
+            yield
+
+    def _has_pending(self, ref: ObjectRef) -> bool:
+        return self._dirs.lstat((META, ref.kind), commit.pending_name(ref.name)) is not None
+
+    # -- reading -------------------------------------------------------------
+    def manifest(self, ref: ObjectRef) -> Manifest | None:
+        """The object's current manifest, or ``None``. Lock-free: manifests are
+        replaced atomically, so this is always a whole one."""
+        try:
+            fd = self._dirs.open((META, ref.kind), commit.manifest_name(ref.name))
+        except FileNotFoundError:
+            return None
+        try:
+            raw = fs.read_all(fd)
+        finally:
+            os.close(fd)
+        return parse(raw)
+
+    @contextmanager
+    def open(self, ref: ObjectRef) -> Iterator[tuple[Manifest, BinaryIO]]:
+        """Open an object together with its matching manifest.
+
+        Raises ``FileNotFoundError`` when there is no complete object. The
+        file stays readable even if a writer replaces it meanwhile.
+        """
+        manifest, f = self._open_pair(ref)
+        try:
+            yield manifest, f
+        finally:
+            f.close()
+
+    def _open_pair(self, ref: ObjectRef) -> tuple[Manifest, BinaryIO]:
+        manifest = self.manifest(ref)
+        if manifest is not None:
+            try:
+                fd: int | None = self._dirs.open((ref.kind,), ref.name)
+            except FileNotFoundError:
+                fd = None
+            if fd is not None:
+                if manifest.describes(os.fstat(fd)):
+                    return manifest, os.fdopen(fd, "rb")
+                os.close(fd)
+        elif not self._has_pending(ref):
+            raise FileNotFoundError(ref.key)
+        # A commit in flight, a dead writer's intent, or an older manifest.
+        for _ in range(2):
+            with self._locked(ref, _COMMIT, shared=True):
+                if not self._has_pending(ref):
+                    manifest = self.manifest(ref)
+                    if manifest is None:
+                        raise FileNotFoundError(ref.key)
+                    return manifest, self._open_regular(ref)
+            # A writer died mid-commit: finish its commit, then read again.
+            with self._locked(ref, _COMMIT):
+                commit.finish_pending(self._dirs, ref)
+        raise FileNotFoundError(ref.key)  # pragma: no cover - two crashes within one read
+
+    def _open_regular(self, ref: ObjectRef) -> BinaryIO:
+        """Open an object without following a symlink planted in the store."""
+        fd = self._dirs.open((ref.kind,), ref.name)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise FileNotFoundError(ref.key)
+        return os.fdopen(fd, "rb")
+
+    def read_bytes(self, ref: ObjectRef, *, verify: bool = True) -> tuple[Manifest, bytes]:
+        """Read a whole (small) object, checked against its manifest."""
+        with self.open(ref) as (manifest, f):
+            data = f.read()
+        if verify and (len(data) != manifest.size or hashlib.sha256(data).hexdigest() != manifest.sha256):
+            raise StoreCorrupt(f"Stored object '{ref.key}' does not match its manifest")
+        return manifest, data
+
+    def list(self, kind: str) -> list[Manifest]:
+        """Manifests of every complete object of one kind, by name."""
+        out = []
+        for name in sorted(self._dirs.listdir((kind,))):
+            if is_valid_name(name):
+                m = self.manifest(ObjectRef(kind, name))
+                if m is not None:
+                    out.append(m)
+        return out
+
+    def lookup_file_id(self, file_id: str) -> ObjectRef | None:
+        """The object a fileId was issued for, if any."""
+        if not is_valid_name(file_id):
+            return None
+        entry = file_id + ".json"
+        try:
+            text = self._dirs.readlink((META, IDS), entry)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                return None
+            legacy = self._legacy_index(entry)  # a regular file: the first store's index
+            if legacy is None:
+                return None
+            text = legacy
+        kind, _, name = text.partition("/")
+        if kind not in KINDS or not is_valid_name(name):
+            return None
+        return ObjectRef(kind, name)
+
+    def _legacy_index(self, entry: str) -> str | None:
+        try:
+            fd = self._dirs.open((META, IDS), entry)
+            try:
+                doc = json.loads(fs.read_all(fd))
+            finally:
+                os.close(fd)
+            return f"{doc['kind']}/{doc['name']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    # -- writing -------------------------------------------------------------
+    def put(
+        self,
+        ref: ObjectRef,
+        chunks: Iterable[bytes],
+        *,
+        source: str,
+        etag: str | None = None,
+        max_bytes: int | None = None,
+        expected_size: int | None = None,
+    ) -> PutResult:
+        """Store the bytes of ``chunks`` under ``ref``, atomically and durably.
+
+        Same content as the current version (and the object still the one
+        its manifest names): ``exists``, nothing rewritten. New content, or
+        an object that no longer matches its manifest: ``updated`` with the
+        next version; new name: ``created``. ``expected_size`` rejects a
+        short or long stream (:class:`SizeMismatch`). Any failure leaves the
+        previous version (or nothing) in place. Long streams are hashed on a
+        helper thread: a chunk's buffer must not be reused once it was
+        yielded (``bytes`` never are).
+        """
+        small = isinstance(chunks, (list, tuple)) and sum(map(len, chunks)) <= _SMALL_BYTES
+        return self._put(ref, chunks, source=source, etag=etag, max_bytes=max_bytes,
+                         expected_size=expected_size, small=small)
+
+    def intact(self, ref: ObjectRef, manifest: Manifest) -> bool:
+        """Whether the object on disk is still the one ``manifest`` was committed
+        with (from its identity: no read, no hash). A manifest from the first
+        store, without identity, is judged by size."""
+        return manifest.plausibly_describes(self._dirs.lstat((ref.kind,), ref.name))
+
+    def put_bytes(self, ref: ObjectRef, data: bytes, *, source: str,
+                  max_bytes: int | None = None) -> PutResult:
+        """:meth:`put` for a small in-memory payload, answering ``exists``
+        without a lock or a write when the stored object already has these
+        bytes (checked from the manifest and the object's identity)."""
+        current = self.manifest(ref)
+        if current is not None and current.size == len(data) \
+                and current.sha256 == hashlib.sha256(data).hexdigest() and self.intact(ref, current):
+            return PutResult(current, "exists")
+        return self._put(ref, [data], source=source, max_bytes=max_bytes, small=len(data) <= _SMALL_BYTES)
+
+    def _put(self, ref: ObjectRef, chunks: Iterable[bytes], *, source: str, etag: str | None = None,
+             max_bytes: int | None = None, expected_size: int | None = None, small: bool) -> PutResult:
+        # A small write takes COMMIT with WRITER (one lock call): it holds
+        # COMMIT only for as long as a large one holds it for its swap.
+        commit_lock = nullcontext if small else (lambda: self._locked(ref, _COMMIT))
+        with self._locked(ref, _WRITE_ALL if small else (locks.WRITER,)):
+            if self._has_pending(ref):
+                with commit_lock():
+                    commit.finish_pending(self._dirs, ref)
+            current = self.manifest(ref)
+            size, digest, st = commit.write_temp(self._dirs, ref, chunks, max_bytes)
+            try:
+                if expected_size is not None and size != expected_size:
+                    raise SizeMismatch(size, expected_size)
+                if current is not None and current.sha256 == digest and current.size == size \
+                        and self.intact(ref, current):
+                    self._dirs.unlink_quietly((ref.kind,), commit.data_temp(ref.name))
+                    return PutResult(current, "exists")
+                stamp = now()
+                if current is None:
+                    manifest = Manifest(
+                        fileId=str(uuid.uuid4()), key=ref.key, size=size, sha256=digest,
+                        version=1, source=source, etag=etag, created=stamp, updated=stamp,
+                        inode=st.st_ino, mtimeNs=st.st_mtime_ns,
+                    )
+                    status = "created"
+                    if ref.kind in INDEXED_KINDS:
+                        # Indexed before the commit: an index entry for an
+                        # object that never landed is harmless, a missing one is not.
+                        commit.record_file_id(self._dirs, manifest.fileId, ref)
+                else:
+                    # Same content but the object no longer matches its
+                    # manifest (tampered, or a lost rename reply): rewritten.
+                    manifest = replace(
+                        current, size=size, sha256=digest, version=current.version + 1,
+                        source=source, etag=etag, updated=stamp, inode=st.st_ino, mtimeNs=st.st_mtime_ns,
+                    )
+                    status = "updated"
+                with commit_lock():
+                    self._commit(ref, manifest)
+            except BaseException:
+                self._dirs.unlink_quietly((ref.kind,), commit.data_temp(ref.name))
+                raise
+        return PutResult(manifest, status)
+
+    def _commit(self, ref: ObjectRef, manifest: Manifest) -> None:
+        """Intent, swap, publish (see ``commit``). Caller holds WRITER and COMMIT."""
+        commit.write_intent(self._dirs, ref, manifest)
+        commit.swap(self._dirs, ref)
+        self._publish(ref)
+
+    def _publish(self, ref: ObjectRef) -> None:
+        commit.publish(self._dirs, ref)
+
+    # -- debris --------------------------------------------------------------
+    def reclaim(self, min_age: float = 0.0) -> int:
+        """Finish dead writers' commits and remove their temp files, for every name.
+
+        Only files older than ``min_age`` seconds are touched, and only for
+        names whose WRITER lock is free right now (a live writer's are
+        skipped, never waited for), so this is safe to run at any time.
+        Returns how many temp files were removed.
+        """
+        cutoff = time.time() - min_age
+        removed = 0
+        for kind in KINDS:
+            debris: dict[str, builtins.list[tuple[tuple[str, ...], str]]] = defaultdict(builtins.list)
+            for entry in self._dirs.listdir((kind,)):
+                if m := TEMP_RE.match(entry):
+                    debris[m.group("name")].append(((kind,), entry))
+            for entry in self._dirs.listdir((META, kind)):
+                m = TEMP_RE.match(entry)
+                owner = m.group("name") if m else entry
+                for suffix in (".json", ".pending"):
+                    # Temps of manifests, and intents left by a crash.
+                    if owner.endswith(suffix) and (m or suffix == ".pending"):
+                        debris[owner[:-len(suffix)]].append(((META, kind), entry))
+            for name, files in sorted(debris.items()):
+                if is_valid_name(name):
+                    removed += self._reclaim_name(ObjectRef(kind, name), files, cutoff)
+        return removed
+
+    def _reclaim_name(self, ref: ObjectRef, files: builtins.list[tuple[tuple[str, ...], str]],
+                      cutoff: float) -> int:
+        def old(parts: tuple[str, ...], entry: str) -> bool:
+            st = self._dirs.lstat(parts, entry)
+            return st is not None and st.st_mtime <= cutoff
+
+        if not any(old(*f) for f in files):
+            return 0
+        try:
+            with self._locked(ref, _WRITE_ALL, timeout=0):
+                temps = [(p, e) for p, e in files if not e.endswith(".pending") and old(p, e)]
+                if any(e.endswith(".pending") and old(p, e) for p, e in files):
+                    commit.finish_pending(self._dirs, ref)  # may consume a temp (roll forward)
+                for parts, entry in temps:
+                    self._dirs.unlink_quietly(parts, entry)
+                return sum(self._dirs.lstat(p, e) is None for p, e in temps)
+        except (EfsWriteFailed, DeadlineExceeded):
+            return 0  # being written now: its writer (or the next sweep) cleans up
+
+    # -- health --------------------------------------------------------------
+    def health(self) -> dict[str, bool]:
+        """Whether the root exists, is a mount point, and takes a durable write."""
+        report = {"mounted": os.path.ismount(self.root), "exists": os.path.isdir(self.root), "writable": False}
+        if report["exists"]:
+            dirs = fs.Dirs(self.root, cache=False)  # the store as it is now, not as first opened
+            try:
+                commit.atomic_write(dirs, (META,), "health-probe", b"ok", stage="health")
+                report["writable"] = True
+            except (ServiceError, OSError):
+                pass
+            finally:
+                dirs.close()
+        return report
+
+
+@lru_cache(maxsize=1)
+def get_store() -> Store:
+    """The process's store, built from settings on first use."""
+    settings = get_settings()
+    return Store(settings.efs_root, lock_timeout=settings.lock_timeout_seconds)

@@ -1,0 +1,77 @@
+"""The manifest: what the store knows of one object, committed with it.
+
+Besides the documented fields (size, sha256, source, ETag, versions, times,
+fileId), a manifest written by this store records the identity its object
+had at commit: inode and modification time (``inode``, ``mtimeNs``). The
+object is only ever replaced by rename, which keeps both, so an ``fstat`` of
+an opened object (or an ``lstat`` of its name, from the attribute cache)
+that matches them proves the pair belongs together without a lock and
+without re-hashing; any mismatch (a commit in flight, a crash, tampering)
+sends the caller to the slow, locked or hashing path.
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What the store knows of one object, written atomically with it."""
+
+    fileId: str
+    key: str
+    size: int
+    sha256: str
+    version: int
+    source: str
+    etag: str | None
+    created: str
+    updated: str
+    inode: int | None = None
+    """Inode of the object at commit (``None``: written by an older store)."""
+    mtimeNs: int | None = None
+    """Modification time of the object at commit, in ns."""
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Manifest:
+        doc = json.loads(raw)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in known})
+
+    def describes(self, st: os.stat_result | None) -> bool:
+        """Whether ``st`` is the very object this manifest was committed with."""
+        return (st is not None and self.inode is not None and stat.S_ISREG(st.st_mode)
+                and st.st_ino == self.inode and st.st_size == self.size and st.st_mtime_ns == self.mtimeNs)
+
+    def plausibly_describes(self, st: os.stat_result | None) -> bool:
+        """:meth:`describes`, or for a manifest without identity the old size check."""
+        if self.inode is None:
+            return st is not None and stat.S_ISREG(st.st_mode) and st.st_size == self.size
+        return self.describes(st)
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """The outcome of :meth:`Store.put`: ``created``, ``updated`` or ``exists``."""
+
+    manifest: Manifest
+    status: str
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def parse(raw: bytes) -> Manifest | None:
+    """A manifest from its file's bytes, or ``None`` if they are not one."""
+    try:
+        return Manifest.from_json(raw)
+    except (ValueError, TypeError):
+        return None
