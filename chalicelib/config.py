@@ -47,6 +47,19 @@ class Settings:
     """CloudWatch namespace of the Embedded Metric Format metrics."""
     max_tensor_elements: int = 1_000_000
     """Most tensor elements (all inputs together) one /predict may send a model."""
+    max_output_elements: int = 1_000_000
+    """Most tensor elements (all outputs together) one /predict may return."""
+    max_response_bytes: int = 5 * MIB
+    """Largest result document; Lambda's synchronous response limit is 6 MB."""
+    inference_memory_bytes: int = 512 * MIB
+    """Cap of onnxruntime's allocator for the tensors of one run (and the
+    extra memory a run may take before it is stopped)."""
+    predict_timeout_seconds: float = 20.0
+    """Longest one inference may run before it is stopped (TIMEOUT)."""
+    request_timeout_seconds: float = 27.0
+    """Deadline of an HTTP request: API Gateway gives up at 29 s."""
+    deadline_margin_seconds: float = 1.0
+    """Kept free before Lambda's own timeout to answer with our error."""
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -91,6 +104,12 @@ def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
         upload_url_expires_seconds=_int(env, "UPLOAD_URL_EXPIRES_SECONDS", 900),
         metrics_namespace=(env.get("METRICS_NAMESPACE") or "efs-ml").strip(),
         max_tensor_elements=_int(env, "MAX_TENSOR_ELEMENTS", 1_000_000),
+        max_output_elements=_int(env, "MAX_OUTPUT_ELEMENTS", 1_000_000),
+        max_response_bytes=_int(env, "MAX_RESPONSE_BYTES", 5 * MIB),
+        inference_memory_bytes=_int(env, "INFERENCE_MEMORY_BYTES", 512 * MIB),
+        predict_timeout_seconds=_float(env, "PREDICT_TIMEOUT_SECONDS", 20.0),
+        request_timeout_seconds=_float(env, "REQUEST_TIMEOUT_SECONDS", 27.0),
+        deadline_margin_seconds=_float(env, "DEADLINE_MARGIN_SECONDS", 1.0),
     )
 
 

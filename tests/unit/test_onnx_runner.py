@@ -14,7 +14,8 @@ import pytest
 from chalicelib.errors import InvalidRequest, ProcessingFailed, StoreCorrupt
 from chalicelib.model_cache import HashingReader, ModelCache
 from chalicelib.names import ObjectRef
-from chalicelib.runners import LoadedModel, onnx_runner
+from chalicelib.config import get_settings
+from chalicelib.runners import Limits, LoadedModel, onnx_runner
 from chalicelib.store import Store
 from tests.conftest import reset_caches
 from tests.support.onnx_models import Mlp, flag_model, log_model, multi_io_model
@@ -36,7 +37,7 @@ def put_model(store: Store, name: str, data: bytes) -> ObjectRef:
 
 def load(store: Store, name: str, data: bytes):
     ref = put_model(store, name, data)
-    cached, hit = ModelCache(1 << 30).get(store, ref)
+    cached, hit = ModelCache(1 << 30, Limits.from_settings(get_settings())).get(store, ref)
     assert not hit
     return cached.runner
 
