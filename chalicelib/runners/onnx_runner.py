@@ -103,6 +103,9 @@ def session_options() -> Any:
     options.log_severity_level = 4  # nothing on stderr: errors reach us as exceptions
     # Every tensor a run allocates comes from the capped arena.
     options.add_session_config_entry("session.use_env_allocators", "1")
+    # Defence in depth behind the scan: external data resolves into an empty directory.
+    options.add_session_config_entry("session.model_external_initializers_file_folder_path",
+                                     ort_env.empty_dir())
     return options
 
 

@@ -18,6 +18,7 @@ Measured with onnxruntime 1.32 (see tests/reliability/test_hostile_models.py):
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
@@ -25,6 +26,7 @@ log = logging.getLogger("efs-ml")
 
 _lock = threading.Lock()
 _registered_cap: int | None = None
+_empty_dir: str | None = None
 _FATAL = 4
 
 
@@ -49,6 +51,22 @@ def prepare(inference_memory_bytes: int) -> Any:
     return ort
 
 
+def empty_dir() -> str:
+    """A private, empty, unreadable directory: where onnxruntime is told
+    external data lives. Models load from bytes, and a relative external
+    location would otherwise resolve against the working directory; here it
+    finds nothing, and ``..`` is refused as escaping it (measured on 1.32)."""
+    global _empty_dir
+    with _lock:
+        if _empty_dir is None:
+            import tempfile
+
+            path = tempfile.mkdtemp(prefix="onnx-none-")
+            os.chmod(path, 0)
+            _empty_dir = path
+        return _empty_dir
+
+
 def session_kwargs() -> dict[str, Any]:
     """Extra InferenceSession arguments: no load-time constant folding."""
     return {"disabled_optimizers": ["ConstantFolding"]}
@@ -70,6 +88,4 @@ def rss_bytes() -> int:
             pages = int(f.read().split()[1])
     except (OSError, ValueError, IndexError):
         return 0
-    import os
-
     return pages * os.sysconf("SC_PAGE_SIZE")
