@@ -1,7 +1,7 @@
 """Small helpers for route tests through chalice.test.Client."""
 import json
 
-ERROR_CODES = {"INVALID_REQUEST", "S3_NOT_FOUND", "FILE_TOO_LARGE", "EFS_WRITE_FAILED", "NOT_FOUND", "PROCESSING_FAILED"}
+ERROR_CODES = {"INVALID_REQUEST", "S3_NOT_FOUND", "FILE_TOO_LARGE", "EFS_WRITE_FAILED", "NOT_FOUND", "PROCESSING_FAILED", "TIMEOUT"}
 
 
 def post(client, path, body, content_type="application/json"):

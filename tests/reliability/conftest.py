@@ -41,9 +41,10 @@ def check_error_body(status: int, body: dict | str, where: str = "") -> dict:
     assert isinstance(body.get("message"), str) and body["message"], body
     assert isinstance(body.get("requestId"), str) and body["requestId"], body
     expected = {"INVALID_REQUEST": 400, "S3_NOT_FOUND": 404, "FILE_TOO_LARGE": 413,
-                "EFS_WRITE_FAILED": 500, "NOT_FOUND": 404, "PROCESSING_FAILED": 500}[body["error"]]
+                "EFS_WRITE_FAILED": 500, "NOT_FOUND": 404, "PROCESSING_FAILED": 500,
+                "TIMEOUT": 504}[body["error"]]
     assert status == expected, (status, body)
-    if body["error"] == "EFS_WRITE_FAILED":
+    if body["error"] in ("EFS_WRITE_FAILED", "TIMEOUT"):
         assert isinstance(body.get("stage"), str) and body["stage"], body
     ERROR_BODIES.append((where, body))
     return body

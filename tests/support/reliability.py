@@ -22,7 +22,7 @@ from typing import Any, Iterator
 TEMP_RE = re.compile(r"\..+\.[0-9a-f]{32}\.tmp\Z")
 STORE_DIRS = ("models", "inputs", "outputs", ".meta")
 ERROR_CODES = {"INVALID_REQUEST", "S3_NOT_FOUND", "FILE_TOO_LARGE",
-               "EFS_WRITE_FAILED", "NOT_FOUND", "PROCESSING_FAILED"}
+               "EFS_WRITE_FAILED", "NOT_FOUND", "PROCESSING_FAILED", "TIMEOUT"}
 
 
 def spawn() -> multiprocessing.context.SpawnContext:
