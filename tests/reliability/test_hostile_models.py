@@ -27,7 +27,8 @@ BASE_MIB = 200
 
 
 def run_hostile(tmp_path: Path, model: bytes, requests: list[dict], *, env: dict | None = None,
-                ingest: list[dict] | None = None, timeout: float = 60.0, name: str = "hostile.onnx") -> dict:
+                ingest: list[dict] | None = None, timeout: float = 60.0, name: str = "hostile.onnx",
+                copies: list[str] | None = None, store_inputs: list | None = None) -> dict:
     """Run the requests in a child process; its report (JSON) or a failure on hang."""
     model_path = tmp_path / "model.onnx"
     model_path.write_bytes(model)
@@ -35,6 +36,7 @@ def run_hostile(tmp_path: Path, model: bytes, requests: list[dict], *, env: dict
     store.mkdir(exist_ok=True)
     spec = {
         "model_path": str(model_path), "model": name, "requests": requests, "ingest": ingest or [],
+        "copies": copies or [], "store_inputs": store_inputs or [],
         "env": {"EFS_ROOT": str(store), "MODEL_BUCKET": "", **(env or {})},
     }
     spec_path = tmp_path / "spec.json"
@@ -110,6 +112,18 @@ def test_constant_of_shape_cannot_take_the_process_past_its_budget(tmp_path, n):
     assert "onnxruntime" not in report["stderr"]  # its own logger printed nothing
 
 
+def test_many_cached_folding_models_stay_within_the_budget(tmp_path):
+    # On main six cached copies held 5.8 GiB against a 512 MiB budget.
+    budget = 256 * MIB
+    names = [f"cos{i}.onnx" for i in range(6)]
+    report = run_hostile(tmp_path, hm.constant_of_shape_gather(250_000_000),
+                         [predict_body({"idx": [1]}, f"r{i}", name) for i, name in enumerate(names)],
+                         name=names[0], copies=names[1:],
+                         env={"INFERENCE_MEMORY_BYTES": str(budget), "MODEL_CACHE_BYTES": str(budget)})
+    assert [r["status"] for r in report["responses"]] == [400] * 6
+    assert report["peak_rss"] < BASE_MIB * MIB + budget, report["peak_rss"] / MIB
+
+
 def test_run_time_materialisation_is_capped_and_the_next_request_works(tmp_path):
     # Range(0, n): the size comes from the request, no load-time check sees it.
     budget = 256 * MIB
@@ -170,6 +184,19 @@ def test_result_over_the_response_limit_is_refused(tmp_path):
                          [predict_body({"x": [1.0]})], env={"MAX_RESPONSE_BYTES": "100000"})
     response = report["responses"][0]
     assert response["status"] == 400 and "MAX_RESPONSE_BYTES" in body(response)["message"], response
+
+
+# -- 9. reads ------------------------------------------------------------------------
+
+def test_opaque_model_reads_none_of_a_large_input(tmp_path):
+    # On main naming a 600 MiB input added 600 MiB of RSS (finding 9).
+    size = 300 * MIB
+    report = run_hostile(tmp_path, b"opaque model bytes", [predict_body(file_id="@big.bin", model="blob.bin")],
+                         name="blob.bin", store_inputs=[["big.bin", size]])
+    response = report["responses"][0]
+    assert response["status"] == 200 and body(response)["result"]["processed"] is True, response
+    assert body(response)["fileId"] != "@big.bin"  # the stored input's own id
+    assert report["peak_rss"] - report["baseline_rss"] < 64 * MIB, (report["peak_rss"] - report["baseline_rss"]) / MIB
 
 
 # -- 4. time --------------------------------------------------------------------------

@@ -16,8 +16,9 @@ IR_VERSION = 10
 
 def _model(graph: onnx.GraphProto, *, opset: int = OPSET,
            functions: list[onnx.FunctionProto] | None = None) -> bytes:
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                              functions=functions or [])
+    imports = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, 1) for d in
+                                                   sorted({f.domain for f in functions or []})]
+    model = helper.make_model(graph, opset_imports=imports, functions=functions or [])
     model.ir_version = IR_VERSION
     return model.SerializeToString()
 
