@@ -53,8 +53,13 @@ class Limits:
 class InputFile(Protocol):
     """A stored input, read only as far as a runner needs it."""
 
-    name: str
-    size: int
+    @property
+    def name(self) -> str:
+        """The file's name (``batch.npy``): its suffix says its format."""
+
+    @property
+    def size(self) -> int:
+        """Its size in bytes, from its manifest (nothing read)."""
 
     def head(self, n: int) -> bytes:
         """Up to ``n`` first bytes (unverified: for headers only)."""

@@ -21,6 +21,7 @@ numbers, numbers never feed booleans).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -44,6 +45,8 @@ from chalicelib.runners import (
     ort_env,
 )
 from chalicelib.scrub import scrub
+
+log = logging.getLogger("efs-ml")
 
 # ONNX tensor element types -> numpy dtype names (strings: numpy is lazy).
 _DTYPES = {
@@ -234,6 +237,10 @@ class OnnxRunner(Runner):
         try:
             return list(self.session.run(self.output_names, feeds, options))
         except Exception as exc:  # noqa: BLE001 - onnxruntime's errors share no useful base
+            # onnxruntime's own logger is silent: its error is logged here, as
+            # JSON with the request id (scrubbed like any runtime message).
+            log.warning("onnxruntime run of '%s' failed (%s): %s", self.name,
+                        stopped[0] if stopped else "error", scrub(str(exc)))
             if stopped and stopped[0] == "time":
                 raise deadline_error(budget, limits, timeout) from None
             if (stopped and stopped[0] == "memory") or _is_allocation_failure(exc):
