@@ -15,6 +15,8 @@ _ORT_PREFIX = re.compile(r"\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*")
 # A source location with an optional C++ signature after it:
 # "/onnxruntime_src/x/y.cc:360 void* ns::F(size_t, bool) ".
 _SOURCE = re.compile(r"\S*\.(?:cc|cpp|cxx|c|h|hpp|cu|py)(?::\d+)+(?:\s+[^\s(]*\s*[\w:~<>*&]+\([^)]*\)(?:\s*const)?)?")
+# Leftover C++ qualified names and signatures ("onnxruntime::BFCArena::Alloc(size_t)").
+_CPP = re.compile(r"(?:[\w~]+::)+[\w~]+(?:\([^()]*(?:\([^()]*\)[^()]*)*\))?(?:\s*const)?")
 # Absolute paths (and /proc/self/fd/N).
 _PATH = re.compile(r"(?<![\w.])/(?:[\w.@+-]+/)*[\w.@+-]*")
 # Windows-style or quoted leftovers are rare; anything else long is truncated.
@@ -27,6 +29,7 @@ def scrub(text: str, limit: int = _LIMIT) -> str:
     line = lines[-1] if lines else ""
     line = _ORT_PREFIX.sub("", line)
     line = _SOURCE.sub("", line)
+    line = _CPP.sub("", line)
     line = _PATH.sub("<path>", line)
     line = re.sub(r"\s+", " ", line).strip(" :")
     return line[:limit] or "no details"
