@@ -71,6 +71,7 @@ _KIND_WORDS = {"f": "numbers", "i": "integers", "u": "non-negative integers", "b
 _ALLOCATION_MARKERS = ("Available memory of", "Failed to allocate memory", "bad_alloc",
                        "std::bad_alloc", "Out of memory", "out of memory")
 _WATCH_INTERVAL = 0.02  # seconds between the watchdog's clock and RSS checks
+_STOP_GRACE = 0.5  # how long past its limit a run may take to notice terminate
 
 
 @dataclass(frozen=True)
@@ -233,27 +234,48 @@ class OnnxRunner(Runner):
                 return
 
         watchdog = threading.Thread(target=watch, name="onnx-watchdog", daemon=True)
+        outcome: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                outcome["value"] = list(self.session.run(self.output_names, feeds, options))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        # The run has its own thread: terminate is only checked between
+        # operators, so one long operator (a huge MatMul) would hold the
+        # request past its deadline. The caller waits at most a grace period
+        # more, then answers TIMEOUT and leaves the terminated run to finish
+        # (its memory stays within the shared, capped arena).
+        worker = threading.Thread(target=work, name="onnx-run", daemon=True)
         watchdog.start()
-        try:
-            return list(self.session.run(self.output_names, feeds, options))
-        except Exception as exc:  # noqa: BLE001 - onnxruntime's errors share no useful base
-            # onnxruntime's own logger is silent: its error is logged here, as
-            # JSON with the request id (scrubbed like any runtime message).
-            log.warning("onnxruntime run of '%s' failed (%s): %s", self.name,
-                        stopped[0] if stopped else "error", scrub(str(exc)))
-            if stopped and stopped[0] == "time":
-                raise deadline_error(budget, limits, timeout) from None
-            if (stopped and stopped[0] == "memory") or _is_allocation_failure(exc):
-                raise ResourceExhausted(
-                    f"Model '{self.name}' needs more memory for these inputs than a run may take "
-                    f"(INFERENCE_MEMORY_BYTES = {limits.inference_memory_bytes} bytes)") from None
-            # What validation cannot see (e.g. inner dims that disagree
-            # inside the graph) is still the caller's input, not our fault.
-            raise InvalidRequest(
-                f"The model rejected the inputs ({scrub(str(exc))}); {self.signature()}") from None
-        finally:
-            done.set()
-            watchdog.join()
+        worker.start()
+        if not done.wait(timeout + _STOP_GRACE):
+            options.terminate = True
+            log.warning("onnxruntime run of '%s' did not stop within %.1f s of its limit; answered TIMEOUT",
+                        self.name, _STOP_GRACE)
+            raise deadline_error(budget, limits, timeout)
+        watchdog.join()
+        exc = outcome.get("error")
+        if exc is None:
+            return list(outcome["value"])
+        # onnxruntime's own logger is silent: its error is logged here, as
+        # JSON with the request id (scrubbed like any runtime message).
+        log.warning("onnxruntime run of '%s' failed (%s): %s", self.name,
+                    stopped[0] if stopped else "error", scrub(str(exc)))
+        if stopped and stopped[0] == "time":
+            raise deadline_error(budget, limits, timeout)
+        if (stopped and stopped[0] == "memory") or _is_allocation_failure(exc):
+            raise ResourceExhausted(
+                f"Model '{self.name}' needs more memory for these inputs than a run may take "
+                f"(INFERENCE_MEMORY_BYTES = {limits.inference_memory_bytes} bytes)")
+        if not isinstance(exc, Exception):
+            raise exc
+        # What validation cannot see (e.g. inner dims that disagree
+        # inside the graph) is still the caller's input, not our fault.
+        raise InvalidRequest(f"The model rejected the inputs ({scrub(str(exc))}); {self.signature()}")
 
     def _check_declared_outputs(self, symbols: dict[str, tuple[int, str]]) -> None:
         """Refuse before running when the outputs' declared shapes, with the

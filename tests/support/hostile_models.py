@@ -213,3 +213,16 @@ def sequence_output(n: int) -> bytes:
         [numpy_helper.from_array(np.array(n, np.int64), "M"),
          numpy_helper.from_array(np.array(True), "cond")])
     return _model(graph)
+
+
+def one_long_matmul(tile: int = 4) -> bytes:
+    """x [1000, 1000] tiled to [1000*tile, 1000*tile], multiplied by itself:
+    one operator of ~(1000*tile)^3 multiply-adds (seconds), within the memory caps."""
+    graph = helper.make_graph(
+        [helper.make_node("Tile", ["x", "reps"], ["t"]),
+         helper.make_node("MatMul", ["t", "t"], ["m"]),
+         helper.make_node("ReduceSum", ["m"], ["y"], keepdims=0)],
+        "matmul", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1000, 1000])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+        [numpy_helper.from_array(np.array([tile, tile], np.int64), "reps")])
+    return _model(graph)
