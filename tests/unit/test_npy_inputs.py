@@ -105,7 +105,7 @@ def test_malformed_npy_headers_are_400(runner, header, body):
     version=st.sampled_from([1, 2]),
 )
 def test_fuzzed_npy_headers_never_fail_with_anything_but_400(runner, descr, fortran, shape, body, version):
-    header = "{'descr': %r, 'fortran_order': %r, 'shape': %r, }" % (descr, fortran, shape)
+    header = f"{{'descr': {descr!r}, 'fortran_order': {fortran!r}, 'shape': {shape!r}, }}"
     assert outcome(runner, npy_with_header(header, body, version)) in ("ok", "400")
 
 
