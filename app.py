@@ -89,7 +89,7 @@ def health():
 @app.on_s3_event(bucket=os.environ.get("MODEL_BUCKET", "efs-ml-local"),
                  events=["s3:ObjectCreated:*"], prefix="models/")
 def on_object_created(event):
-    outcomes = events.handle_event(get_store(), get_settings(), event.to_dict())
+    outcomes = events.handle_event(get_store(), get_settings(), event.to_dict(), event.context)
     return [o.__dict__ for o in outcomes]
 
 

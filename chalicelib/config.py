@@ -95,6 +95,19 @@ class Settings:
     """CloudWatch namespace of the Embedded Metric Format metrics."""
     max_tensor_elements: int = _setting(1_000_000)
     """Most tensor elements (all inputs together) one /predict may send a model."""
+    max_output_elements: int = _setting(1_000_000)
+    """Most tensor elements (all outputs together) one /predict may return."""
+    max_response_bytes: int = _setting(5 * MIB)
+    """Largest result document; Lambda's synchronous response limit is 6 MB."""
+    inference_memory_bytes: int = _setting(512 * MIB)
+    """Cap of onnxruntime's allocator for the tensors of one run (and the
+    extra memory a run may take before it is stopped)."""
+    predict_timeout_seconds: float = _setting(20.0)
+    """Longest one inference may run before it is stopped (TIMEOUT)."""
+    request_timeout_seconds: float = _setting(27.0)
+    """Deadline of an HTTP request: API Gateway gives up at 29 s."""
+    deadline_margin_seconds: float = _setting(1.0)
+    """Kept free before Lambda's own timeout to answer with our error."""
 
 
 def env_name(f: Field[Any]) -> str:

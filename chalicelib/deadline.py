@@ -41,6 +41,22 @@ def bounded(seconds: float | None) -> Iterator[None]:
         _deadline.reset(token)
 
 
+def invocation_seconds(context: object, margin: float, cap: float | None) -> float | None:
+    """How long an invocation may run: Lambda's remaining time
+    (``context.get_remaining_time_in_millis()``) less ``margin``, and at most
+    ``cap`` (API Gateway's 29 s for HTTP). Without a Lambda context (chalice
+    local, tests) it is ``cap``; ``None`` means unbounded."""
+    get = getattr(context, "get_remaining_time_in_millis", None)
+    seconds = cap
+    if callable(get):
+        try:
+            left = float(get()) / 1000.0 - margin
+        except (TypeError, ValueError):
+            return seconds
+        seconds = left if seconds is None else min(seconds, left)
+    return seconds
+
+
 def remaining(cap: float) -> float:
     """Seconds a wait may take: ``cap``, or less if the deadline is nearer (never < 0)."""
     deadline = _deadline.get()

@@ -165,6 +165,25 @@ class DeadlineExceeded(ServiceError):
         super().__init__(message, stage=stage)
 
 
+class ModelRefused(InvalidRequest):
+    """The model's content is unusable here: it names external data, or it
+    needs more memory than the service gives one model. The model is client
+    input, so this is a 400 naming the model and the limit."""
+
+
+class ResourceExhausted(InvalidRequest):
+    """A run needed more memory (or produced more output) than the limits allow.
+    The limit's setting is named in the message."""
+
+
+class InferenceTimeout(DeadlineExceeded):
+    """Inference ran longer than PREDICT_TIMEOUT_SECONDS (or the request's
+    deadline) and was stopped; the model stays loaded for the next request."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__("inference", message)
+
+
 class StoreCorrupt(ProcessingFailed):
     """A stored object does not match its manifest."""
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 from urllib.parse import unquote_plus
 
-from chalicelib import observability
+from chalicelib import deadline, observability
 from chalicelib.config import Settings
 from chalicelib.errors import FileTooLarge, InvalidRequest, S3NotFound, ServiceError
 from chalicelib.ingest import ingest_s3
@@ -38,10 +38,21 @@ def records(event: dict[str, Any]) -> Iterable[tuple[str, str]]:
         yield bucket, key
 
 
-def handle_event(store: Store, settings: Settings, event: dict[str, Any]) -> list[RecordOutcome]:
-    """Ingest every record. Permanent problems (bad key, too large, gone) are
-    logged and skipped; transient ones raise after all records were tried, so
-    that Lambda's retry redoes only what is missing (the rest says exists)."""
+def handle_event(store: Store, settings: Settings, event: dict[str, Any],
+                 context: object = None) -> list[RecordOutcome]:
+    """Ingest every record, under the invocation's deadline (Lambda's
+    remaining time in ``context`` less DEADLINE_MARGIN_SECONDS; unbounded
+    without a context, where no function timeout can cut it short).
+    Permanent problems (bad key, too large, gone) are logged and skipped;
+    transient ones (a deadline reached included) raise after all records were
+    tried, so that Lambda's retry redoes only what is missing (the rest says
+    exists)."""
+    seconds = deadline.invocation_seconds(context, settings.deadline_margin_seconds, None)
+    with deadline.bounded(seconds):
+        return _handle(store, settings, event)
+
+
+def _handle(store: Store, settings: Settings, event: dict[str, Any]) -> list[RecordOutcome]:
     outcomes: list[RecordOutcome] = []
     for bucket, key in records(event):
         if settings.bucket and bucket != settings.bucket:

@@ -13,8 +13,8 @@ from typing import Any, Callable
 
 from chalice.app import Chalice, Response
 
-from chalicelib import observability
-from chalicelib.config import ConfigError
+from chalicelib import deadline, observability
+from chalicelib.config import ConfigError, get_settings
 from chalicelib.errors import InvalidRequest, ProcessingFailed, ServiceError
 from chalicelib.validation import parse_json_object
 
@@ -52,14 +52,24 @@ def json_body(app: Chalice, max_bytes: int) -> dict[str, Any]:
     return parse_json_object(raw, request.headers.get("content-type"), max_bytes)
 
 
+def request_seconds(app: Chalice) -> float | None:
+    """The request's time budget: API Gateway's (REQUEST_TIMEOUT_SECONDS),
+    never past Lambda's remaining time less DEADLINE_MARGIN_SECONDS."""
+    settings = get_settings()
+    return deadline.invocation_seconds(getattr(app, "lambda_context", None),
+                                       settings.deadline_margin_seconds, settings.request_timeout_seconds)
+
+
 def endpoint(app: Chalice) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
-    """Wrap a view: typed errors -> documented bodies, anything else -> 500."""
+    """Wrap a view: it runs under the request's deadline; typed errors ->
+    documented bodies (a deadline passed -> 504 TIMEOUT), anything else -> 500."""
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Response]:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Response:
             try:
-                result = view(*args, **kwargs)
+                with deadline.bounded(request_seconds(app)):
+                    result = view(*args, **kwargs)
             except ServiceError as exc:
                 if exc.STATUS_CODE >= 500:
                     log.error("request failed: %s %s", exc.CODE, exc.message)

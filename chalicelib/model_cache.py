@@ -1,6 +1,8 @@
 """The warm model cache: loaded runners kept in the process between requests.
 
 * Bounded in bytes (``MODEL_CACHE_BYTES``), least recently used out first.
+  A runner counts the memory it was measured to hold once loaded (not its
+  file size); room for at least the file is made before a load.
 * Each request reads the model's manifest once (a small file, lock-free) and
   reuses the runner only if the manifest's sha256 still matches, so a model
   replaced by another function is noticed on the next request.
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 
 from chalicelib.errors import NotFound, StoreCorrupt
 from chalicelib.names import ObjectRef
-from chalicelib.runners import LoadedModel, Runner, runner_module
+from chalicelib.runners import Limits, LoadedModel, Runner, runner_module
 from chalicelib.store import Manifest, Store
 from chalicelib.store.streaming import HashingReader
 
@@ -35,8 +37,9 @@ class CachedModel:
 class ModelCache:
     """Process-local LRU of runners keyed by model, bounded by ``budget_bytes``."""
 
-    def __init__(self, budget_bytes: int) -> None:
+    def __init__(self, budget_bytes: int, limits: Limits | None = None) -> None:
         self.budget_bytes = budget_bytes
+        self.limits = limits or Limits(model_memory_bytes=budget_bytes)
         self._entries: OrderedDict[ObjectRef, CachedModel] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[ObjectRef, threading.Lock] = {}
@@ -57,6 +60,7 @@ class ModelCache:
             cached = self._lookup(ref, current)
             if cached is not None:
                 return cached, True
+            self._make_room(current.size)
             loaded = self._load(store, ref, file_id)
             self._insert(ref, loaded)
             return loaded, False
@@ -75,7 +79,8 @@ class ModelCache:
             with store.open(ref) as (manifest, f):
                 reader = HashingReader(f)
                 try:
-                    runner = runner_module(ref.name).load(LoadedModel(manifest, reader))  # type: ignore[arg-type]
+                    runner = runner_module(ref.name).load(
+                        LoadedModel(manifest, reader, self.limits))  # type: ignore[arg-type]
                 except Exception:
                     # A torn or tampered file is reported as such, not as a
                     # format error of whatever the runner tripped over.
@@ -100,6 +105,15 @@ class ModelCache:
             self._entries[ref] = loaded
             total = sum(e.runner.nbytes for e in self._entries.values())
             while total > self.budget_bytes and len(self._entries) > 1:
+                _, evicted = self._entries.popitem(last=False)
+                total -= evicted.runner.nbytes
+
+    def _make_room(self, incoming: int) -> None:
+        """Evict least recently used runners until ``incoming`` bytes fit:
+        the memory of a model being loaded counts before it is measured."""
+        with self._lock:
+            total = sum(e.runner.nbytes for e in self._entries.values())
+            while self._entries and total + incoming > self.budget_bytes:
                 _, evicted = self._entries.popitem(last=False)
                 total -= evicted.runner.nbytes
 

@@ -10,9 +10,10 @@ from typing import Any
 
 from chalicelib import observability, s3
 from chalicelib.config import Settings, get_settings
-from chalicelib.errors import NotFound
+from chalicelib.errors import NotFound, ResourceExhausted
 from chalicelib.model_cache import ModelCache
 from chalicelib.names import INPUTS, OUTPUTS, ObjectRef
+from chalicelib.runners import Limits
 from chalicelib.store import Store
 from chalicelib.validation import PredictRequest
 
@@ -20,7 +21,8 @@ from chalicelib.validation import PredictRequest
 @lru_cache(maxsize=1)
 def model_cache() -> ModelCache:
     """The process's warm model cache (lives as long as the Lambda container)."""
-    return ModelCache(get_settings().model_cache_bytes)
+    settings = get_settings()
+    return ModelCache(settings.model_cache_bytes, Limits.from_settings(settings))
 
 
 def record_model_lookup(hit: bool, load_ms: float) -> None:
@@ -36,16 +38,55 @@ def output_ref(file_id: str) -> ObjectRef:
     return ObjectRef(OUTPUTS, f"{file_id}.result")
 
 
-def stored_input(store: Store, file_id: str) -> tuple[ObjectRef, bytes] | None:
-    """The ingested input a fileId names, if it names one (``inputs/…``)."""
+class StoredInput:
+    """An ingested input, read only if and as far as the runner asks.
+
+    ``head`` serves headers (an ``.npy``'s shape and dtype) without reading
+    the body; ``read`` reads the whole file verified against its manifest.
+    """
+
+    def __init__(self, store: Store, ref: ObjectRef, size: int) -> None:
+        self.store = store
+        self.ref = ref
+        self.name = ref.name
+        self.size = size
+
+    def head(self, n: int) -> bytes:
+        try:
+            with self.store.open(self.ref) as (_, f):
+                return f.read(n)
+        except FileNotFoundError:
+            raise NotFound(self.ref.name, "Input file not found on EFS") from None
+
+    def read(self) -> bytes:
+        try:
+            _, data = self.store.read_bytes(self.ref)
+        except FileNotFoundError:
+            raise NotFound(self.ref.name, "Input file not found on EFS") from None
+        return data
+
+
+def stored_input(store: Store, file_id: str) -> StoredInput | None:
+    """The ingested input a fileId names, if it names one (``inputs/…``); nothing is read yet."""
     ref = store.lookup_file_id(file_id)
     if ref is None or ref.kind != INPUTS:
         return None
-    try:
-        _, data = store.read_bytes(ref)
-    except FileNotFoundError:
-        raise NotFound(file_id, "Input file not found on EFS") from None
-    return ref, data
+    manifest = store.manifest(ref)
+    if manifest is None:
+        raise NotFound(file_id, "Input file not found on EFS")
+    return StoredInput(store, ref, manifest.size)
+
+
+def check_result_size(document: bytes, settings: Settings) -> None:
+    """Refuse a result too big to answer with (Lambda's 6 MB response limit).
+
+    The one place that decides whether a result fits in the response; a
+    result-by-reference mode would branch here instead of refusing.
+    """
+    if len(document) > settings.max_response_bytes:
+        raise ResourceExhausted(
+            f"The result is {len(document)} bytes, more than a response may carry "
+            f"(MAX_RESPONSE_BYTES = {settings.max_response_bytes})")
 
 
 def predict(store: Store, settings: Settings, req: PredictRequest) -> dict[str, Any]:
@@ -58,8 +99,7 @@ def predict(store: Store, settings: Settings, req: PredictRequest) -> dict[str, 
     if inputs is None:
         found = stored_input(store, req.file_id)
         if found is not None:
-            input_ref, inputs = found
-            input_source = input_ref.name
+            inputs, input_source = found, found.name
     result = cached.runner.predict(inputs, input_source)
     manifest = cached.manifest
     # No timings in the stored document: the same request always produces
@@ -75,6 +115,7 @@ def predict(store: Store, settings: Settings, req: PredictRequest) -> dict[str, 
         sort_keys=True,
         separators=(",", ":"),
     ).encode()
+    check_result_size(document, settings)
     ref = output_ref(req.file_id)
     s3_key = store_and_archive(store, settings, ref, document, source=f"predict:{req.model.key}")
     return {

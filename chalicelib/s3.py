@@ -14,13 +14,39 @@ from typing import Any
 
 from chalicelib import deadline
 from chalicelib.config import Settings, get_settings
-from chalicelib.errors import S3NotFound, S3ObjectChanged, S3Unavailable
+from chalicelib.errors import DeadlineExceeded, S3NotFound, S3ObjectChanged, S3Unavailable
 
 CHUNK_BYTES = 1024 * 1024
 PART_THREAD_PREFIX = "s3-part"
 
 _client: Any = None
 _client_lock = threading.Lock()
+# Clients with shorter timeouts or fewer attempts, for calls near a deadline,
+# keyed by (attempts, connect, read); the timeouts come from a short ladder,
+# so there are few of them.
+_short_clients: dict[tuple[int, float, float], Any] = {}
+_LADDER = (16.0, 8.0, 4.0, 2.0, 1.0, 0.5, 0.25)
+_MIN_READ = 2.0  # a shorter read timeout would fail healthy calls; prefer fewer attempts
+_MAX_BACKOFF = 20.0  # botocore standard mode's cap between attempts
+
+
+def _make_client(attempts: int, connect: float, read: float, pool: int = 10) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "s3",
+        config=Config(
+            # SigV4 for presigned URLs too: it signs Content-Length.
+            signature_version="s3v4",
+            # total_max_attempts counts the first try; botocore's
+            # max_attempts would count retries only (one call too many).
+            retries={"mode": "standard", "total_max_attempts": attempts},
+            connect_timeout=connect,
+            read_timeout=read,
+            max_pool_connections=pool,  # at least one per ranged part in flight
+        ),
+    )
 
 
 def client(settings: Settings | None = None) -> Any:
@@ -29,31 +55,73 @@ def client(settings: Settings | None = None) -> Any:
     if _client is None:
         with _client_lock:
             if _client is None:
-                import boto3
-                from botocore.config import Config
-
                 s = settings or get_settings()
-                _client = boto3.session.Session().client(
-                    "s3",
-                    config=Config(
-                        # SigV4 for presigned URLs too: it signs Content-Length.
-                        signature_version="s3v4",
-                        # total_max_attempts counts the first try; botocore's
-                        # max_attempts would count retries only (one call too many).
-                        retries={"mode": "standard", "total_max_attempts": s.s3_max_attempts},
-                        connect_timeout=s.s3_connect_timeout,
-                        read_timeout=s.s3_read_timeout,
-                        max_pool_connections=max(10, s.s3_connections),  # one per ranged part in flight
-                    ),
-                )
+                _client = _make_client(s.s3_max_attempts, s.s3_connect_timeout, s.s3_read_timeout,
+                                       pool=max(10, s.s3_connections))
     return _client
 
 
+def worst_case_seconds(attempts: int, connect: float, read: float) -> float:
+    """Longest a call may take: every attempt timing out, plus the backoffs between."""
+    backoff = sum(min(2.0 ** i, _MAX_BACKOFF) for i in range(1, attempts))
+    return attempts * (connect + read) + backoff
+
+
+def plan(settings: Settings, seconds: float) -> tuple[int, float, float]:
+    """``(attempts, connect, read)`` whose worst case fits in ``seconds``:
+    the configured ones if they fit; else as many attempts as fit with a read
+    timeout shortened down to ``_MIN_READ``; else one attempt with whatever
+    timeouts fit."""
+    connect, read = settings.s3_connect_timeout, settings.s3_read_timeout
+    reads = [read] + [r for r in _LADDER if r < read]
+    for attempts in range(settings.s3_max_attempts, 0, -1):
+        for r in reads:
+            if r < min(read, _MIN_READ):
+                break
+            if worst_case_seconds(attempts, connect, r) <= seconds:
+                return attempts, connect, r
+    connect = next((c for c in (connect, *_LADDER) if c <= connect and c <= seconds / 2), _LADDER[-1])
+    read = next((r for r in reads if connect + r <= seconds), _LADDER[-1])
+    return 1, connect, read
+
+
+def bounded_client() -> tuple[Any, bool]:
+    """A client whose retries and timeouts end before the current deadline,
+    and whether the deadline cut its attempts short. Raises
+    :class:`DeadlineExceeded` when no time is left at all."""
+    if not deadline.has_deadline():
+        return client(), False
+    seconds = deadline.remaining(float("inf"))
+    if seconds <= 0:
+        raise DeadlineExceeded("s3")
+    settings = get_settings()
+    attempts, connect, read = plan(settings, seconds)
+    configured = (settings.s3_max_attempts, settings.s3_connect_timeout, settings.s3_read_timeout)
+    if (attempts, connect, read) == configured:
+        return client(), False
+    key = (attempts, connect, read)
+    with _client_lock:
+        short = _short_clients.get(key)
+        if short is None:
+            short = _short_clients[key] = _make_client(*key)
+    return short, True
+
+
+def _failed(exc: Exception, key: str, cut_short: bool) -> Exception:
+    """The error for a failed call: TIMEOUT when the deadline is why it gave up."""
+    from botocore.exceptions import ClientError
+
+    if cut_short and not (isinstance(exc, ClientError) and _error_code(exc) in _PERMANENT):
+        return DeadlineExceeded("s3")
+    return _translate(exc, key)
+
+
 def reset_client() -> None:
-    """Forget the client (tests that change endpoint or settings)."""
+    """Forget the clients (tests that change endpoint or settings)."""
     global _client
     with _client_lock:
         _client = None
+        _short_clients.clear()
 
 
 @dataclass(frozen=True)
@@ -67,6 +135,9 @@ class ObjectInfo:
 def _error_code(exc: Exception) -> str:
     response = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Code", ""))
+
+
+_PERMANENT = ("404", "NoSuchKey", "NotFound", "412", "PreconditionFailed", "403", "AccessDenied", "NoSuchBucket")
 
 
 def _translate(exc: Exception, key: str) -> Exception:
@@ -90,10 +161,11 @@ def head(bucket: str, key: str) -> ObjectInfo:
     """Size and ETag of ``key``; :class:`S3NotFound` when absent."""
     from botocore.exceptions import BotoCoreError, ClientError
 
+    s3, cut_short = bounded_client()
     try:
-        r = client().head_object(Bucket=bucket, Key=key)
+        r = s3.head_object(Bucket=bucket, Key=key)
     except (BotoCoreError, ClientError) as exc:
-        raise _translate(exc, key) from None
+        raise _failed(exc, key, cut_short) from None
     return ObjectInfo(size=int(r["ContentLength"]), etag=r["ETag"])
 
 
@@ -125,11 +197,11 @@ def _single(bucket: str, key: str, info: ObjectInfo, chunk_bytes: int) -> Genera
     """One GET for the whole object."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    deadline.check("s3")
+    s3, cut_short = bounded_client()
     try:
-        r = client().get_object(Bucket=bucket, Key=key, IfMatch=info.etag)
+        r = s3.get_object(Bucket=bucket, Key=key, IfMatch=info.etag)
     except (BotoCoreError, ClientError) as exc:
-        raise _translate(exc, key) from None
+        raise _failed(exc, key, cut_short) from None
     body = r["Body"]
     received = 0
     try:
@@ -170,11 +242,12 @@ def _read_part(bucket: str, key: str, info: ObjectInfo, first: int, last: int, a
     for _attempt in range(1, attempts + 1):
         if cancel.is_set():
             raise _Cancelled()
-        deadline.check("s3")
+        # Retries and timeouts planned to end before the deadline (this thread runs in a copy of its context).
+        s3, cut_short = bounded_client()
         try:
-            r = client().get_object(Bucket=bucket, Key=key, IfMatch=info.etag, Range=f"bytes={first}-{last}")
+            r = s3.get_object(Bucket=bucket, Key=key, IfMatch=info.etag, Range=f"bytes={first}-{last}")
         except (BotoCoreError, ClientError) as exc:
-            raise _translate(exc, key) from None
+            raise _failed(exc, key, cut_short) from None
         body = r["Body"]
         chunks: list[bytes] = []
         got = 0
@@ -240,13 +313,14 @@ def _ranged(bucket: str, key: str, info: ObjectInfo, part: int, conns: int,
 
 
 def put_bytes(bucket: str, key: str, data: bytes, content_type: str = "application/json") -> None:
-    """Upload a small object (prediction results)."""
+    """Upload a small object (prediction results), within the current deadline."""
     from botocore.exceptions import BotoCoreError, ClientError
 
+    s3, cut_short = bounded_client()
     try:
-        client().put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+        s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
     except (BotoCoreError, ClientError) as exc:
-        raise _translate(exc, key) from None
+        raise _failed(exc, key, cut_short) from None
 
 
 def presign_put(bucket: str, key: str, size: int, expires: int) -> str:

@@ -7,7 +7,10 @@ import uuid
 import pytest
 
 from devstack.moto import MotoServer
-from tests.support.env import reset_caches
+from tests.support.env import deployed_lambda_timeouts, reset_caches
+
+# chalice.test.Client invokes functions with 3 s left; give them their deployed timeouts.
+deployed_lambda_timeouts()
 
 # Never let a test reach real AWS, whatever the developer's shell has.
 for _var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):

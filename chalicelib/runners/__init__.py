@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any, BinaryIO
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from chalicelib.store import Manifest
+
+if TYPE_CHECKING:
+    from chalicelib.config import Settings
 
 _BY_SUFFIX = {
     ".onnx": "chalicelib.runners.onnx_runner",
@@ -20,12 +23,59 @@ _BY_SUFFIX = {
 _DEFAULT = "chalicelib.runners.opaque"
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Every bound a runner enforces, handed to it at load (built from Settings
+    at the edge, so no runner reads the environment)."""
+
+    max_tensor_elements: int = 1_000_000
+    max_output_elements: int = 1_000_000
+    max_input_json_bytes: int = 10 * 1024 * 1024
+    model_memory_bytes: int = 512 * 1024 * 1024
+    inference_memory_bytes: int = 512 * 1024 * 1024
+    predict_timeout_seconds: float = 20.0
+    max_response_bytes: int = 5 * 1024 * 1024
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        """The limits the settings ask for."""
+        return cls(
+            max_tensor_elements=settings.max_tensor_elements,
+            max_output_elements=settings.max_output_elements,
+            max_input_json_bytes=settings.max_request_bytes,
+            model_memory_bytes=settings.model_cache_bytes,
+            inference_memory_bytes=settings.inference_memory_bytes,
+            predict_timeout_seconds=settings.predict_timeout_seconds,
+            max_response_bytes=settings.max_response_bytes,
+        )
+
+
+class InputFile(Protocol):
+    """A stored input, read only as far as a runner needs it."""
+
+    @property
+    def name(self) -> str:
+        """The file's name (``batch.npy``): its suffix says its format."""
+
+    @property
+    def size(self) -> int:
+        """Its size in bytes, from its manifest (nothing read)."""
+
+    def head(self, n: int) -> bytes:
+        """Up to ``n`` first bytes (unverified: for headers only)."""
+
+    def read(self) -> bytes:
+        """The whole file, verified against its manifest."""
+
+
 @dataclass
 class LoadedModel:
-    """What a runner module gets: the manifest and an open, verified-on-read file."""
+    """What a runner module gets: the manifest, an open, verified-on-read
+    file, and the limits it must keep."""
 
     manifest: Manifest
     file: BinaryIO
+    limits: Limits = field(default_factory=Limits)
 
 
 class Runner(ABC):
@@ -36,7 +86,9 @@ class Runner(ABC):
 
     @abstractmethod
     def predict(self, inputs: Any, input_source: str | None = None) -> dict[str, Any]:
-        """Run the model. Bad ``inputs`` raise ``InvalidRequest``."""
+        """Run the model on inline ``inputs`` (JSON), an :class:`InputFile`
+        (read lazily, only if needed) or ``None``. Bad inputs raise
+        ``InvalidRequest``."""
 
 
 def runner_module(model_name: str) -> Any:

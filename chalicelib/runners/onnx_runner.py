@@ -21,15 +21,32 @@ numbers, numbers never feed booleans).
 from __future__ import annotations
 
 import json
+import logging
 import os
-import shutil
-import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.config import get_settings
-from chalicelib.errors import InvalidRequest, ProcessingFailed
-from chalicelib.runners import LoadedModel, Runner
+from chalicelib import deadline
+from chalicelib.errors import (
+    InferenceTimeout,
+    InvalidRequest,
+    ModelRefused,
+    ProcessingFailed,
+    ResourceExhausted,
+)
+from chalicelib.runners import (
+    InputFile,
+    Limits,
+    LoadedModel,
+    Runner,
+    onnx_scan,
+    ort_env,
+)
+from chalicelib.scrub import scrub
+
+log = logging.getLogger(__name__)
 
 # ONNX tensor element types -> numpy dtype names (strings: numpy is lazy).
 _DTYPES = {
@@ -50,7 +67,11 @@ _DTYPES = {
 # Source numpy kinds each target kind accepts (see the module docstring).
 _ACCEPTS = {"f": "fiu", "i": "iuf", "u": "iuf", "b": "b", "U": "U"}
 _KIND_WORDS = {"f": "numbers", "i": "integers", "u": "non-negative integers", "b": "booleans", "U": "strings"}
-_MESSAGE_LIMIT = 300
+# What onnxruntime (BFC arena, CPU allocator) says when memory runs out.
+_ALLOCATION_MARKERS = ("Available memory of", "Failed to allocate memory", "bad_alloc",
+                       "std::bad_alloc", "Out of memory", "out of memory")
+_WATCH_INTERVAL = 0.02  # seconds between the watchdog's clock and RSS checks
+_STOP_GRACE = 0.5  # how long past its limit a run may take to notice terminate
 
 
 @dataclass(frozen=True)
@@ -70,7 +91,8 @@ class TensorSpec:
 
 def session_options() -> Any:
     """Session options suited to a Lambda: one request at a time, every vCPU
-    for the operators of that request, and the default memory planning."""
+    for the operators of that request, the default memory planning, and the
+    process's capped allocator (see :mod:`ort_env`)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -82,7 +104,12 @@ def session_options() -> Any:
     # Reuses buffer plans between runs of the same shapes (warm requests).
     options.enable_mem_pattern = True
     options.enable_cpu_mem_arena = True
-    options.log_severity_level = 3  # errors only: shape warnings are ours to report
+    options.log_severity_level = 4  # nothing on stderr: errors reach us as exceptions
+    # Every tensor a run allocates comes from the capped arena.
+    options.add_session_config_entry("session.use_env_allocators", "1")
+    # Defence in depth behind the scan: external data resolves into an empty directory.
+    options.add_session_config_entry("session.model_external_initializers_file_folder_path",
+                                     ort_env.empty_dir())
     return options
 
 
@@ -93,37 +120,59 @@ def _available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def create_session(model: LoadedModel, options: Any) -> Any:
-    """An InferenceSession over the model file, verified by the cache's reader.
+def create_session(model: LoadedModel, options: Any) -> tuple[Any, int]:
+    """An InferenceSession over the verified model bytes and the memory it holds.
 
-    Where the reader offers a path to the very file it holds, onnxruntime
-    reads it itself (one copy fewer than from bytes) while the reader hashes
-    it in parallel. The path is reached through a symlink in a private empty
-    directory, so a model naming external data files finds none. A file
-    onnxruntime cannot load is ProcessingFailed naming the model.
+    Before onnxruntime sees the file, a bounded protobuf scan refuses any
+    tensor stored outside it (:mod:`onnx_scan`). onnxruntime then loads from
+    bytes, with no model path at all: even a reference the scan missed has
+    no directory to resolve against. The memory the loaded session holds is
+    measured (RSS before and after, at least the file size) and checked
+    against the per-model ceiling, ``MODEL_CACHE_BYTES``.
     """
-    import onnxruntime as ort
-
+    limits = model.limits
     name = model_name(model)
-    providers = ["CPUExecutionProvider"]
-    native = getattr(model.file, "native_path", None)
-    path = native() if native is not None else None
-    private = tempfile.mkdtemp(prefix="onnx-") if path is not None else None
+    ceiling = limits.model_memory_bytes
+    if model.manifest.size > ceiling:
+        # Its weights alone would not fit: refuse before reading a byte.
+        raise ModelRefused(_too_big(name, model.manifest.size, ceiling))
+    ort = ort_env.prepare(limits.inference_memory_bytes)
+    deadline.check("model load")
+    before = ort_env.rss_bytes()
+    data = model.file.read()
     try:
-        if path is None:
-            return ort.InferenceSession(model.file.read(), options, providers=providers)
-        assert private is not None  # made above whenever there is a path
-        link = os.path.join(private, "model.onnx")
-        os.symlink(path, link)
-        return ort.InferenceSession(link, options, providers=providers)
+        onnx_scan.scan(data)
+    except onnx_scan.ExternalData:
+        raise ModelRefused(
+            f"Model '{name}' stores tensor data outside the model file (external data), "
+            "which this service does not read; embed every tensor in the .onnx file") from None
+    except onnx_scan.ScanError as exc:
+        raise ProcessingFailed(f"Model '{name}' is not a loadable ONNX model (the file {exc})") from None
+    try:
+        session = ort.InferenceSession(
+            data, options, providers=["CPUExecutionProvider"], **ort_env.session_kwargs())
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
-        reason = _reason(exc)
-        if private is not None:
-            reason = reason.replace(os.path.join(private, "model.onnx"), "the file")  # no server paths
-        raise ProcessingFailed(f"Model '{name}' is not a loadable ONNX model ({reason})") from None
+        if _is_allocation_failure(exc):
+            raise ModelRefused(_too_big(name, None, ceiling)) from None
+        raise ProcessingFailed(f"Model '{name}' is not a loadable ONNX model ({scrub(str(exc))})") from None
     finally:
-        if private is not None:
-            shutil.rmtree(private, ignore_errors=True)
+        del data
+    footprint = max(ort_env.rss_bytes() - before, model.manifest.size)
+    if footprint > ceiling:
+        del session
+        raise ModelRefused(_too_big(name, footprint, ceiling))
+    return session, footprint
+
+
+def _too_big(name: str, footprint: int | None, ceiling: int) -> str:
+    held = f" holds {footprint} bytes once loaded," if footprint else " needs"
+    return (f"Model '{name}'{held} more memory than one model may take "
+            f"(MODEL_CACHE_BYTES = {ceiling} bytes)")
+
+
+def _is_allocation_failure(exc: BaseException) -> bool:
+    text = str(exc)
+    return isinstance(exc, MemoryError) or any(marker in text for marker in _ALLOCATION_MARKERS)
 
 
 def model_name(model: LoadedModel) -> str:
@@ -134,29 +183,136 @@ def model_name(model: LoadedModel) -> str:
 class OnnxRunner(Runner):
     """A loaded InferenceSession plus the signature requests are checked against."""
 
-    def __init__(self, name: str, session: Any, nbytes: int) -> None:
+    def __init__(self, name: str, session: Any, nbytes: int, limits: Limits | None = None) -> None:
         self.name = name
         self.session = session
         self.nbytes = nbytes
+        self.limits = limits or Limits()
         self.inputs = [_spec(i) for i in session.get_inputs()]
-        self.output_names = [o.name for o in session.get_outputs()]
+        self.outputs = [_spec(o) for o in session.get_outputs()]
+        self.output_names = [o.name for o in self.outputs]
 
     def signature(self) -> str:
         """What the model expects, for error messages."""
         return f"model '{self.name}' expects inputs " + "; ".join(s.describe() for s in self.inputs)
 
     def predict(self, inputs: Any, input_source: str | None = None) -> dict[str, Any]:
-        """Validate ``inputs`` against the signature, run, return named outputs."""
-        feeds = self.feeds(inputs, input_source)
-        try:
-            results = self.session.run(self.output_names, feeds)
-        except Exception as exc:  # noqa: BLE001 - onnxruntime's errors share no useful base
-            # What validation cannot see (e.g. inner dims that disagree
-            # inside the graph) is still the caller's input, not our fault.
-            raise InvalidRequest(f"The model rejected the inputs ({_reason(exc)}); {self.signature()}") from None
+        """Validate ``inputs`` against the signature, run (bounded in time and
+        memory), check the outputs' size, return them as JSON-ready values."""
+        symbols: dict[str, tuple[int, str]] = {}
+        feeds = self.feeds(inputs, input_source, symbols)
+        self._check_declared_outputs(symbols)
+        results = self._run(feeds)
+        self._check_outputs(results)
         return {name: _tensor_json(value) for name, value in zip(self.output_names, results)}
 
-    def feeds(self, inputs: Any, input_source: str | None) -> dict[str, Any]:
+    def _run(self, feeds: dict[str, Any]) -> list[Any]:
+        """``session.run`` under a watchdog: past the time limit (or the
+        request's deadline), or past the memory a run may add, the run is
+        terminated through ``RunOptions.terminate`` (checked by onnxruntime
+        between operators, loop iterations included)."""
+        limits = self.limits
+        budget = limits.predict_timeout_seconds
+        timeout = deadline.remaining(budget)
+        if timeout <= 0:
+            raise deadline_error(budget, limits)
+        options = ort_env.run_options()
+        done = threading.Event()
+        stopped: list[str] = []
+        rss_limit = ort_env.rss_bytes() + limits.inference_memory_bytes
+
+        def watch() -> None:
+            ends = time.monotonic() + timeout
+            while not done.wait(_WATCH_INTERVAL):
+                if time.monotonic() >= ends:
+                    stopped.append("time")
+                elif rss_limit and ort_env.rss_bytes() > rss_limit:
+                    stopped.append("memory")
+                else:
+                    continue
+                options.terminate = True
+                return
+
+        watchdog = threading.Thread(target=watch, name="onnx-watchdog", daemon=True)
+        outcome: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                outcome["value"] = list(self.session.run(self.output_names, feeds, options))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        # The run has its own thread: terminate is only checked between
+        # operators, so one long operator (a huge MatMul) would hold the
+        # request past its deadline. The caller waits at most a grace period
+        # more, then answers TIMEOUT and leaves the terminated run to finish
+        # (its memory stays within the shared, capped arena).
+        worker = threading.Thread(target=work, name="onnx-run", daemon=True)
+        watchdog.start()
+        worker.start()
+        if not done.wait(timeout + _STOP_GRACE):
+            options.terminate = True
+            log.warning("onnxruntime run of '%s' did not stop within %.1f s of its limit; answered TIMEOUT",
+                        self.name, _STOP_GRACE)
+            raise deadline_error(budget, limits, timeout)
+        watchdog.join()
+        exc = outcome.get("error")
+        if exc is None:
+            return list(outcome["value"])
+        # onnxruntime's own logger is silent: its error is logged here, as
+        # JSON with the request id (scrubbed like any runtime message).
+        log.warning("onnxruntime run of '%s' failed (%s): %s", self.name,
+                    stopped[0] if stopped else "error", scrub(str(exc)))
+        if stopped and stopped[0] == "time":
+            raise deadline_error(budget, limits, timeout)
+        if (stopped and stopped[0] == "memory") or _is_allocation_failure(exc):
+            raise ResourceExhausted(
+                f"Model '{self.name}' needs more memory for these inputs than a run may take "
+                f"(INFERENCE_MEMORY_BYTES = {limits.inference_memory_bytes} bytes)")
+        if not isinstance(exc, Exception):
+            raise exc
+        # What validation cannot see (e.g. inner dims that disagree
+        # inside the graph) is still the caller's input, not our fault.
+        raise InvalidRequest(f"The model rejected the inputs ({scrub(str(exc))}); {self.signature()}")
+
+    def _check_declared_outputs(self, symbols: dict[str, tuple[int, str]]) -> None:
+        """Refuse before running when the outputs' declared shapes, with the
+        inputs' dimensions filled in, already exceed MAX_OUTPUT_ELEMENTS."""
+        total = 0
+        for spec in self.outputs:
+            if spec.shape is None:
+                return
+            count = 1
+            for dim in spec.shape:
+                if isinstance(dim, int) and dim >= 0:
+                    count *= dim
+                elif isinstance(dim, str) and dim in symbols:
+                    count *= symbols[dim][0]
+                else:
+                    return  # not known before the run: checked after it
+            total += count
+        if total > self.limits.max_output_elements:
+            raise self._too_many_outputs(total)
+
+    def _check_outputs(self, results: list[Any]) -> None:
+        limit = self.limits.max_output_elements
+        elements, text = _output_size(results, limit, self.limits.max_response_bytes)
+        if elements > limit:
+            raise self._too_many_outputs(elements)
+        if text > self.limits.max_response_bytes:
+            raise ResourceExhausted(
+                f"Model '{self.name}' returned more than {self.limits.max_response_bytes} bytes of text "
+                "(MAX_RESPONSE_BYTES)")
+
+    def _too_many_outputs(self, count: int) -> ResourceExhausted:
+        return ResourceExhausted(
+            f"Model '{self.name}' would return {'more than ' if count > 10**15 else ''}{min(count, 10**15)} "
+            f"output elements; at most {self.limits.max_output_elements} are allowed (MAX_OUTPUT_ELEMENTS)")
+
+    def feeds(self, inputs: Any, input_source: str | None,
+              symbols: dict[str, tuple[int, str]] | None = None) -> dict[str, Any]:
         """Inputs as numpy arrays of the declared dtypes and shapes, or InvalidRequest."""
         named = self._named(inputs, input_source)
         given, expected = set(named), {s.name for s in self.inputs}
@@ -168,9 +324,9 @@ class OnnxRunner(Runner):
             if unknown:
                 problems.append("unknown " + ", ".join(repr(n[:60]) for n in unknown[:5]))
             raise InvalidRequest(f"Input names do not match ({'; '.join(problems)}): {self.signature()}")
-        budget = get_settings().max_tensor_elements
+        budget = self.limits.max_tensor_elements
         feeds: dict[str, Any] = {}
-        symbols: dict[str, tuple[int, str]] = {}
+        symbols = {} if symbols is None else symbols
         for spec in self.inputs:
             array = self._array(spec, named[spec.name], budget)
             budget -= array.size
@@ -182,36 +338,38 @@ class OnnxRunner(Runner):
         if inputs is None:
             raise InvalidRequest(f"No inputs: send 'inputs' or a fileId naming an ingested input; {self.signature()}")
         if isinstance(inputs, (bytes, bytearray, memoryview)):
-            return self._from_file(bytes(inputs), input_source or "")
+            return self._from_file(_BytesInput(input_source or "", bytes(inputs)))
         if not isinstance(inputs, dict):
+            if hasattr(inputs, "head") and hasattr(inputs, "read"):
+                return self._from_file(inputs)
             raise InvalidRequest(f"'inputs' must be a JSON object mapping input names to arrays; {self.signature()}")
         return inputs
 
-    def _from_file(self, data: bytes, source: str) -> dict[str, Any]:
-        lowered = source.lower()
+    def _from_file(self, source: InputFile) -> dict[str, Any]:
+        lowered = source.name.lower()
         if lowered.endswith(".npy"):
             if len(self.inputs) != 1:
                 raise InvalidRequest(
                     f"An .npy input holds one unnamed array, but {self.signature()}; "
                     "use a .json input file naming each input")
-            return {self.inputs[0].name: _NpyArray(data)}
+            return {self.inputs[0].name: _NpyArray(source)}
         if lowered.endswith(".json"):
             # Same shape and the same size limit as an inline body: JSON
             # numbers cost ~10x their binary size to parse; big tensors go in .npy.
-            limit = get_settings().max_request_bytes
-            if len(data) > limit:
+            limit = self.limits.max_input_json_bytes
+            if source.size > limit:
                 raise InvalidRequest(
-                    f"Input file '{source}' is larger than {limit} bytes; store large tensors as .npy")
+                    f"Input file '{source.name}' is larger than {limit} bytes; store large tensors as .npy")
             try:
-                parsed = json.loads(data)
+                parsed = json.loads(source.read())
             except (ValueError, RecursionError):
-                raise InvalidRequest(f"Input file '{source}' is not valid JSON") from None
+                raise InvalidRequest(f"Input file '{source.name}' is not valid JSON") from None
             if not isinstance(parsed, dict):
                 raise InvalidRequest(
-                    f"Input file '{source}' must hold a JSON object mapping input names to arrays; "
+                    f"Input file '{source.name}' must hold a JSON object mapping input names to arrays; "
                     f"{self.signature()}")
             return parsed
-        raise InvalidRequest(f"Input file '{source}' must be .json or .npy to feed an ONNX model")
+        raise InvalidRequest(f"Input file '{source.name}' must be .json or .npy to feed an ONNX model")
 
     def _array(self, spec: TensorSpec, value: Any, budget: int) -> Any:
         import numpy as np
@@ -219,7 +377,7 @@ class OnnxRunner(Runner):
         if spec.dtype is None:
             raise InvalidRequest(f"Input {spec.describe()} has a type this service cannot feed")
         if isinstance(value, _NpyArray):
-            array = value.array(spec, budget)
+            array = value.array(spec, budget, self.limits.max_tensor_elements)
         else:
             if isinstance(value, (dict, bytes)) or value is None:
                 raise InvalidRequest(f"Input '{spec.name}' must be a nested list of values; {self.signature()}")
@@ -231,7 +389,7 @@ class OnnxRunner(Runner):
                     f"Input '{spec.name}' is not a rectangular array (ragged or mixed nesting); "
                     f"{self.signature()}") from None
             if array.size > budget:
-                raise _too_large(spec, budget)
+                raise _too_large(spec, budget, self.limits.max_tensor_elements)
         return _cast(spec, array, self.signature)
 
     def _check_shape(self, spec: TensorSpec, shape: tuple[int, ...], symbols: dict[str, tuple[int, str]]) -> None:
@@ -254,19 +412,51 @@ class OnnxRunner(Runner):
                         f"input '{spec.name}'; {self.signature()}")
 
 
+def deadline_error(budget: float, limits: Limits, waited: float | None = None) -> InferenceTimeout:
+    """The TIMEOUT error for a run stopped by the clock, naming which clock."""
+    if waited is not None and waited >= budget:
+        return InferenceTimeout(
+            f"Inference ran longer than {limits.predict_timeout_seconds:g} s (PREDICT_TIMEOUT_SECONDS) "
+            "and was stopped")
+    return InferenceTimeout("Inference was stopped at the request's deadline")
+
+
+@dataclass
+class _BytesInput:
+    """An in-memory input file (tests, and callers that already hold the bytes)."""
+
+    name: str
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def head(self, n: int) -> bytes:
+        return self.data[:n]
+
+    def read(self) -> bytes:
+        return self.data
+
+
+# numpy's own cap on .npy header length (format.py), plus magic and length fields.
+_NPY_HEAD = 10_000 + 12
+_NPY_KINDS = "biufU"
+
+
 class _NpyArray:
-    """An .npy payload, parsed only once the target input is known."""
+    """An .npy input: the header is checked before the body is read."""
 
-    def __init__(self, data: bytes) -> None:
-        self.data = data
+    def __init__(self, source: InputFile) -> None:
+        self.source = source
 
-    def array(self, spec: TensorSpec, budget: int) -> Any:
-        """A zero-copy view of the payload after checking its header."""
+    def array(self, spec: TensorSpec, budget: int, limit: int) -> Any:
+        """The array, after its header passed every check (else InvalidRequest)."""
         import io
 
         import numpy as np
 
-        stream = io.BytesIO(self.data)
+        stream = io.BytesIO(self.source.head(_NPY_HEAD))
         try:
             version = np.lib.format.read_magic(stream)
             if version == (1, 0):
@@ -275,21 +465,35 @@ class _NpyArray:
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
             else:
                 raise ValueError(f"unsupported .npy version {version}")
-        except ValueError as exc:
-            raise InvalidRequest(f"The .npy input is not a valid NumPy array file ({_reason(exc)})") from None
+        except Exception as exc:  # noqa: BLE001 - numpy raises ValueError, SyntaxError, TypeError, ...
+            raise InvalidRequest(f"The .npy input is not a valid NumPy array file ({scrub(str(exc))})") from None
+        if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape) \
+                or not isinstance(fortran, bool) or len(shape) > 32:
+            raise InvalidRequest("The .npy input has an invalid header: shape must be a tuple of at most 32 "
+                                 "non-negative integers and fortran_order a boolean")
         if dtype.hasobject:
             raise InvalidRequest("The .npy input holds Python objects; only numeric and string arrays are accepted")
+        if dtype.kind not in _NPY_KINDS or dtype.subdtype is not None or dtype.names is not None \
+                or dtype.itemsize == 0:
+            raise InvalidRequest(
+                f"The .npy input has dtype {str(dtype)[:40]!r}; only booleans, numbers and strings are accepted")
         count = 1
         for dim in shape:
-            count *= dim
+            count *= dim  # Python ints: no overflow
         if count > budget:
-            raise _too_large(spec, budget)
+            raise _too_large(spec, budget, limit)
         offset = stream.tell()
-        if len(self.data) - offset != count * dtype.itemsize:
+        if self.source.size - offset != count * dtype.itemsize:
             raise InvalidRequest(
                 f"The .npy input is truncated or padded: its header announces shape {list(shape)} {dtype}")
-        flat = np.frombuffer(self.data, dtype=dtype, count=count, offset=offset)
-        return flat.reshape(shape, order="F" if fortran else "C")
+        data = self.source.read()
+        if len(data) != offset + count * dtype.itemsize:
+            raise InvalidRequest("The .npy input changed while it was read")
+        try:
+            flat = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+            return flat.reshape(shape, order="F" if fortran else "C")
+        except (ValueError, TypeError) as exc:
+            raise InvalidRequest(f"The .npy input is not a valid NumPy array file ({scrub(str(exc))})") from None
 
 
 def _spec(arg: Any) -> TensorSpec:
@@ -332,8 +536,7 @@ def _cast(spec: TensorSpec, array: Any, signature: Any) -> Any:
     return np.asarray(cast, order="C")
 
 
-def _too_large(spec: TensorSpec, budget: int) -> InvalidRequest:
-    limit = get_settings().max_tensor_elements
+def _too_large(spec: TensorSpec, budget: int, limit: int) -> InvalidRequest:
     return InvalidRequest(
         f"Inputs are too large: at most {limit} elements per request (MAX_TENSOR_ELEMENTS); "
         f"input '{spec.name}' exceeds the {max(budget, 0)} left")
@@ -369,15 +572,36 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _reason(exc: BaseException) -> str:
-    """The last line of an error (onnxruntime puts its reason there), bounded."""
-    text = str(exc).strip().splitlines()
-    line = text[-1] if text else type(exc).__name__
-    return line[:_MESSAGE_LIMIT]
+def _output_size(value: Any, element_limit: int, text_limit: int) -> tuple[int, int]:
+    """Elements and characters of text in outputs (tensors, sequences, maps),
+    counted without copying and stopping as soon as either limit is passed."""
+    import numpy as np
+
+    elements = text = 0
+    pending = [value]
+    while pending and elements <= element_limit and text <= text_limit:
+        item = pending.pop()
+        if isinstance(item, np.ndarray):
+            elements += item.size
+            if item.dtype.kind in "OUS" and elements <= element_limit:
+                text += sum(len(str(v)) for v in item.flat)
+        elif isinstance(item, dict):
+            elements += len(item)
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            elements += 0 if item is value else len(item)
+            pending.extend(item)
+        elif isinstance(item, (str, bytes)):
+            elements += 1
+            text += len(item)
+        else:
+            elements += 1
+    return elements, text
 
 
 def load(model: LoadedModel) -> OnnxRunner:
-    """Build the runner; a file onnxruntime cannot load is ProcessingFailed naming the model."""
-    session = create_session(model, session_options())
-    # onnxruntime holds the initializers (the bulk of any model) once.
-    return OnnxRunner(model_name(model), session, model.manifest.size)
+    """Build the runner; a file onnxruntime cannot load is ProcessingFailed naming
+    the model, one it must not load (external data, too big) is ModelRefused."""
+    session, footprint = create_session(model, session_options())
+    return OnnxRunner(model_name(model), session, footprint, model.limits)

@@ -68,6 +68,9 @@ def _app_client(root: str, extra_env: dict[str, str] | None = None):
     from chalice.test import Client
 
     import app
+    from tests.support.env import deployed_lambda_timeouts
+
+    deployed_lambda_timeouts()
 
     return Client(app.app)
 

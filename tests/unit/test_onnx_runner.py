@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from chalicelib.config import get_settings
 from chalicelib.errors import InvalidRequest, ProcessingFailed, StoreCorrupt
 from chalicelib.model_cache import ModelCache
 from chalicelib.names import ObjectRef
-from chalicelib.runners import LoadedModel, onnx_runner
+from chalicelib.runners import Limits, LoadedModel, onnx_runner
 from chalicelib.store import Store
 from chalicelib.store.streaming import HashingReader
 from tests.support.env import reset_caches
@@ -37,7 +38,7 @@ def put_model(store: Store, name: str, data: bytes) -> ObjectRef:
 
 def load(store: Store, name: str, data: bytes):
     ref = put_model(store, name, data)
-    cached, hit = ModelCache(1 << 30).get(store, ref)
+    cached, hit = ModelCache(1 << 30, Limits.from_settings(get_settings())).get(store, ref)
     assert not hit
     return cached.runner
 
@@ -336,3 +337,57 @@ def test_import_app_does_not_import_numpy_or_onnxruntime():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+# -- bounded loading (issue 9) --------------------------------------------------
+
+def test_scan_finds_external_data_in_every_place_a_tensor_can_hide():
+    from chalicelib.runners import onnx_scan
+    from tests.support.hostile_models import external_data_models
+
+    for where, model in external_data_models("weights.bin").items():
+        with pytest.raises(onnx_scan.ExternalData):
+            onnx_scan.scan(model)
+        assert where
+    report = onnx_scan.scan(MLP.onnx_bytes())
+    assert report.tensors == 4 and report.nodes == 5
+
+
+@pytest.mark.parametrize("data, fragment", [
+    (b"\x0a\xff\xff\xff\xff\x0f", "truncated"),          # length beyond the buffer
+    (b"\x3a\x05\x0a\x03\x0a", "truncated"),              # graph > node cut short
+    (b"\x0f", "wire type"),                              # group/invalid wire type
+    (b"\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80", "truncated"),  # endless varint
+])
+def test_scan_refuses_malformed_files_without_crashing(data, fragment):
+    from chalicelib.runners import onnx_scan
+
+    with pytest.raises(onnx_scan.ScanError, match=fragment):
+        onnx_scan.scan(data)
+
+
+def test_runtime_itself_resolves_no_external_path(tmp_path, monkeypatch):
+    """Defence in depth: even a model the scan let through finds no file."""
+    import onnxruntime as ort
+
+    from tests.support.hostile_models import external_data_models
+
+    (tmp_path / "weights.bin").write_bytes(b"SECRET!!")
+    monkeypatch.chdir(tmp_path)  # a relative location would resolve here
+    for location in ("weights.bin", "../" + tmp_path.name + "/weights.bin"):
+        model = external_data_models(location)["initializer"]
+        with pytest.raises(Exception, match="does not exist|escapes"):
+            ort.InferenceSession(model, onnx_runner.session_options(), providers=["CPUExecutionProvider"])
+
+
+def test_runtime_messages_are_scrubbed():
+    from chalicelib.scrub import scrub
+
+    raw = ("[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running Mul node. "
+           "Status Message: /onnxruntime_src/onnxruntime/core/framework/bfc_arena.cc:360 void* "
+           "onnxruntime::BFCArena::AllocateRawInternal(size_t, bool, onnxruntime::Stream*) Available memory "
+           "of 1 is smaller than requested bytes of 2 at /tmp/onnx-abc/model.onnx")
+    clean = scrub(raw)
+    assert "Available memory of 1 is smaller than requested bytes of 2" in clean
+    for leak in ("onnxruntime_src", ".cc", "/tmp", "BFCArena::", "[ONNXRuntimeError]"):
+        assert leak not in clean
