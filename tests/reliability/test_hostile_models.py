@@ -220,14 +220,16 @@ def test_endless_loop_is_stopped_and_the_warm_session_still_answers(tmp_path):
 
 def test_one_long_operator_still_answers_timeout_in_time(tmp_path):
     # terminate is only checked between operators: a single MatMul of
-    # 8000x8000 (~6 s here) must not hold the answer past the limit plus a
-    # short grace.
+    # 8000x8000 (~6 s here, far longer on a loaded machine) must not hold the
+    # answer past the limit plus a grace. The grace is wide (a 2-core CI
+    # machine under load answered in 3.5 s): what fails here is an answer that
+    # waits for the operator, not a slow scheduler.
     report = run_hostile(tmp_path, hm.one_long_matmul(8), [predict_body({"x": [[1.0] * 1000] * 1000})],
                          env={"PREDICT_TIMEOUT_SECONDS": "1", "INFERENCE_MEMORY_BYTES": str(1024 * MIB)},
                          timeout=120)
     response = report["responses"][0]
     assert response["status"] == 504 and body(response)["stage"] == "inference", response
-    assert response["seconds"] < 3.0, response
+    assert response["seconds"] < 5.0, response
 
 
 def test_inference_is_bounded_by_the_request_deadline(tmp_path):
