@@ -23,7 +23,8 @@ forces ``never``, the same decision): on NFS a directory fsync sends no RPC
 NFS are synchronous, so fsync() is a dummy operation"), each create, rename,
 unlink and link having been committed by the server before it replied. The
 table still counts directory fsyncs apart (already inside the write ops):
-under that policy the count is 0.
+under that policy the count is 0 (``--dir-fsync always`` counts a local
+disk's policy instead, for comparison).
 
 Only calls on paths (or descriptors) inside the store root count; a call that
 bypasses every Python wrapper (onnxruntime opening the model) is still seen.
@@ -614,11 +615,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=40, help="requests counted per route")
     parser.add_argument("--no-s3", action="store_true", help="skip the production-latency table")
     parser.add_argument("--show", action="store_true", help="print the counted calls of one request per route")
+    parser.add_argument(
+        "--dir-fsync",
+        choices=("always", "never"),
+        default=EFS_DIR_FSYNC,
+        help="the store's directory-fsync policy: never is what it applies on EFS (default); "
+        "always is a local disk's, for comparison",
+    )
     args = parser.parse_args(argv)
     if args.child:
         child(args.child[0], args.child[1], int(args.child[2]), tuple(args.latency) if args.latency else None)
         return 0
-    rows = rpc_rows(args.n)
+    rows = rpc_rows(args.n, dir_fsync=args.dir_fsync)
     prod = None if args.no_s3 else production_rows(rows)
     print(render(rows, prod))
     if args.show:
