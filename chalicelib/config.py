@@ -35,14 +35,18 @@ class ConfigError(ValueError):
 
 
 def _setting(default: Any, env: str | None = None, minimum: float | None = None,
-             normalize: Callable[[str], str] | None = None) -> Any:
+             normalize: Callable[[str], str] | None = None, choices: tuple[str, ...] | None = None) -> Any:
     """A Settings field: its default, and how :func:`load_settings` reads it.
 
     ``env`` names the variable (default: the field name in capitals),
     ``minimum`` bounds numbers (default: >= 1 for ints, > 0 for floats),
-    ``normalize`` post-processes strings.
+    ``normalize`` post-processes strings, ``choices`` lists the values a
+    string may then take.
     """
-    return field(default=default, metadata={"env": env, "minimum": minimum, "normalize": normalize})
+    return field(default=default, metadata={"env": env, "minimum": minimum, "normalize": normalize, "choices": choices})
+
+
+DIR_FSYNC_MODES = ("auto", "always", "never")
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,11 @@ class Settings:
     waits; see :data:`SYNC_INGEST_MAX_BYTES`."""
     model_cache_bytes: int = _setting(512 * MIB, minimum=0)
     """Budget of the in-process warm model cache."""
+    store_dir_fsync: str = _setting("auto", normalize=str.lower, choices=DIR_FSYNC_MODES)
+    """Where the store fsyncs directories: ``auto`` skips them on an NFS
+    mount (EFS), where a directory fsync is a no-op of the client and every
+    rename is already durable when it returns, and keeps them elsewhere;
+    ``always``/``never`` force it (tests, benchmarks)."""
     lock_timeout_seconds: float = _setting(120.0)
     """How long a writer waits for another writer of the same name."""
     debris_min_age_seconds: float = _setting(1800.0)
@@ -133,7 +142,11 @@ def _parse(f: Field[Any], kind: Any, raw: str) -> Any:
         return _BOOLEANS[raw.lower()]
     if kind is not str:
         raise TypeError(f"Settings.{f.name}: no loader for type {kind!r}")
-    return normalize(raw) if normalize else raw
+    text = normalize(raw) if normalize else raw
+    choices = f.metadata.get("choices")
+    if choices and text not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return text
 
 
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}

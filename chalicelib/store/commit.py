@@ -28,7 +28,8 @@ A write, under WRITER (see ``locks``):
 Directory fsyncs make each rename durable before the next step on a local
 disk. On NFS (EFS) they cost nothing: namespace operations are synchronous
 on the server, and Linux's client implements a directory fsync as a no-op
-(``nfs_fsync_dir``: "All directory operations under NFS are synchronous").
+(``nfs_fsync_dir``: "All directory operations under NFS are synchronous"),
+so the store skips them there (``fs.DirSync``, ``STORE_DIR_FSYNC``).
 
 Recovery (whoever next holds COMMIT exclusively and finds ``.pending``):
 the object on disk has the intent's identity -> the swap happened, roll

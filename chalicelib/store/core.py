@@ -54,10 +54,11 @@ _COMMIT = (locks.TURNSTILE, locks.COMMIT)
 class Store:
     """One store rooted at a directory. Cheap to build; keeps its directory handles."""
 
-    def __init__(self, root: str, *, lock_timeout: float = 120.0) -> None:
+    def __init__(self, root: str, *, lock_timeout: float = 120.0, dir_sync: fs.DirSync | None = None) -> None:
         self.root = os.path.abspath(root)
         self.lock_timeout = lock_timeout
-        self._dirs = fs.Dirs(self.root)
+        self.dir_sync = dir_sync or fs.DirSync()
+        self._dirs = fs.Dirs(self.root, sync_dirs=self.dir_sync.needed(self.root))
 
     # -- paths (no side effects) ---------------------------------------------
     def path(self, ref: ObjectRef) -> str:
@@ -355,7 +356,8 @@ class Store:
         """Whether the root exists, is a mount point, and takes a durable write."""
         report = {"mounted": os.path.ismount(self.root), "exists": os.path.isdir(self.root), "writable": False}
         if report["exists"]:
-            dirs = fs.Dirs(self.root, cache=False)  # the store as it is now, not as first opened
+            # the store as it is now, not as first opened
+            dirs = fs.Dirs(self.root, cache=False, sync_dirs=self._dirs.sync_dirs)
             try:
                 commit.atomic_write(dirs, (META,), "health-probe", b"ok", stage="health")
                 report["writable"] = True
@@ -370,4 +372,8 @@ class Store:
 def get_store() -> Store:
     """The process's store, built from settings on first use."""
     settings = get_settings()
-    return Store(settings.efs_root, lock_timeout=settings.lock_timeout_seconds)
+    return Store(
+        settings.efs_root,
+        lock_timeout=settings.lock_timeout_seconds,
+        dir_sync=fs.DirSync(settings.store_dir_fsync),
+    )

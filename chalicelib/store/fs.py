@@ -14,7 +14,11 @@ life of the process, and no request pays for ``mkdir``/``lstat`` walks.
   directory swapped for a symlink is refused, as before; the descriptor-only
   forms (``renameat`` with a directory descriptor) are invisible to Python's
   audit hooks, which the store's symlink tests rely on.
-* ``fsync`` of a directory uses the kept descriptor: no open/close per sync.
+* ``fsync`` of a directory uses the kept descriptor: no open/close per sync,
+  and is issued only where it does something (``DirSync``): on a local disk
+  it makes a rename durable; on NFS it is a no-op in the client (Linux
+  ``fs/nfs/dir.c``, ``nfs_fsync_dir``: "All directory operations under NFS
+  are synchronous, so fsync() is a dummy operation"), so it is skipped there.
 
 Path helpers here have no side effects; only ``Dirs.fd(..., create=True)``
 creates directories, once.
@@ -23,14 +27,103 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import threading
 import weakref
+from typing import Literal
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 # A path that is not a real directory of the store (missing, symlink, file).
 NOT_A_DIR = (errno.ENOENT, errno.ELOOP, errno.ENOTDIR)
+
+
+# Where the store fsyncs directories: "auto" asks the root's mount (below).
+DirSyncMode = Literal["auto", "always", "never"]
+DIR_SYNC_MODES: tuple[DirSyncMode, ...] = ("auto", "always", "never")
+MOUNTINFO = "/proc/self/mountinfo"
+# Filesystem types whose client makes a directory fsync a no-op
+# (``nfs_fsync_dir``): every namespace operation is a synchronous RPC the
+# server commits to stable storage before it replies.
+NFS_FSTYPES = ("nfs", "nfs4")
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo path field with its octal escapes (``\\040`` = space) decoded."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mount_fstype(path: str, mountinfo: str) -> str | None:
+    """The filesystem type of the mount that holds ``path`` (absolute, resolved),
+    from the text of ``/proc/self/mountinfo``; ``None`` if no mount matches.
+
+    The innermost mount wins: the longest mount point that is ``path`` or an
+    ancestor of it (the last such line, for mounts stacked on one point).
+    """
+    best: tuple[int, str] | None = None
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if not sep or len(fields) < 5 or not tail:
+            continue
+        point = _unescape(fields[4])
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) >= best[0]):
+            best = (len(point), tail[0])
+    return best[1] if best else None
+
+
+def is_nfs(path: str, mountinfo_path: str = MOUNTINFO) -> bool:
+    """Whether ``path`` lives on an NFS mount (EFS is NFSv4.1).
+
+    Reads the mount table; ``False`` when it cannot be read (not Linux), so
+    the store keeps its directory fsyncs: the safe side.
+    """
+    try:
+        with open(mountinfo_path, encoding="utf-8", errors="surrogateescape") as f:
+            text = f.read()
+    except OSError:
+        return False
+    fstype = mount_fstype(os.path.realpath(path), text)
+    return fstype is not None and fstype.split(".")[0] in NFS_FSTYPES
+
+
+_detected: dict[str, bool] = {}
+_detected_lock = threading.Lock()
+
+
+class DirSync:
+    """Whether the store fsyncs its directories after namespace changes.
+
+    * ``always``: every directory fsync is issued (local disks need them: a
+      rename is durable only once its directory is synced);
+    * ``never``: none is (NFS: the client's directory fsync sends nothing,
+      each create/rename/unlink/link was committed by the server before it
+      replied);
+    * ``auto`` (default): ``never`` if the root is on an NFS mount, else
+      ``always``; asked once per process per root and kept.
+    """
+
+    def __init__(self, mode: str = "auto", *, mountinfo_path: str = MOUNTINFO) -> None:
+        if mode not in DIR_SYNC_MODES:
+            raise ValueError(f"directory fsync mode must be one of {', '.join(DIR_SYNC_MODES)}, got {mode!r}")
+        self.mode: DirSyncMode = mode
+        self._mountinfo = mountinfo_path
+
+    def needed(self, root: str) -> bool:
+        """Whether directory fsyncs under ``root`` make anything durable."""
+        if self.mode != "auto":
+            return self.mode == "always"
+        key = f"{self._mountinfo}\0{os.path.realpath(root)}"
+        with _detected_lock:
+            hit = _detected.get(key)
+            if hit is None:
+                hit = _detected[key] = is_nfs(root, self._mountinfo)
+        return not hit
+
+    def __repr__(self) -> str:
+        return f"DirSync({self.mode!r})"
 
 
 def write_all(fd: int, data: bytes | memoryview) -> None:
@@ -73,11 +166,13 @@ class Dirs:
     """The store's directories, each opened once beneath ``root`` and kept.
 
     ``cache=False`` opens afresh on every call (the health probe, which must
-    see the store as it is now, not as it was).
+    see the store as it is now, not as it was). ``sync_dirs=False`` makes
+    :meth:`fsync` a no-op (see :class:`DirSync`).
     """
 
-    def __init__(self, root: str, *, cache: bool = True) -> None:
+    def __init__(self, root: str, *, cache: bool = True, sync_dirs: bool = True) -> None:
         self.root = root
+        self.sync_dirs = sync_dirs
         self._cache = cache
         self._fds: dict[tuple[str, ...], tuple[int, int, int]] = {}
         self._retired: list[int] = []
@@ -206,7 +301,13 @@ class Dirs:
         unlink_quietly(self.path(*parts, name))
 
     def fsync(self, *parts: str) -> None:
-        """Make the entries of directory ``parts`` durable (its kept descriptor)."""
+        """Make the entries of directory ``parts`` durable (its kept descriptor).
+
+        Nothing to do where namespace operations are already durable when
+        they return (NFS: ``sync_dirs`` is false there).
+        """
+        if not self.sync_dirs:
+            return
         dfd = self.fd(*parts)
         if dfd is None:
             raise FileNotFoundError(self.path(*parts))

@@ -41,6 +41,8 @@ def test_every_field_is_read_from_its_variable_and_defaults_live_in_the_dataclas
         minimum = f.metadata.get("minimum")
         if hints[f.name] is int and minimum:
             return str(int(minimum) + 7)  # above the field's own floor
+        if f.metadata.get("choices"):
+            return next(c for c in f.metadata["choices"] if c != f.default)  # one of its allowed values
         return samples.get(hints[f.name], "Value")
 
     env = {names[f.name]: sample(f) for f in fields(Settings)}
