@@ -346,11 +346,12 @@ class Store:
         for kind in KINDS:
             debris: dict[str, builtins.list[tuple[tuple[str, ...], str]]] = defaultdict(builtins.list)
             meta_entries = self._dirs.listdir((META, kind))
+            meta_names = set(meta_entries)
             for entry in self._dirs.listdir((kind,)):
                 if m := TEMP_RE.match(entry):
                     debris[m.group("name")].append(((kind,), entry))
-                elif (is_valid_name(entry) and entry + ".json" not in meta_entries
-                      and entry + ".pending" not in meta_entries):
+                elif (is_valid_name(entry) and entry + ".json" not in meta_names
+                      and entry + ".pending" not in meta_names):
                     # An object without manifest or intent: a delete that died
                     # after its commit point (re-checked under the lock).
                     debris[entry].append(((kind,), entry))
