@@ -183,3 +183,15 @@ def test_result_over_the_response_limit_is_returned_by_reference(client, bucket,
     assert len(stored) == body["resultBytes"]
     archived = s3_client.get_object(Bucket=bucket, Key=body["s3Key"])["Body"].read()
     assert archived == stored and json.loads(stored)["result"] == small["result"]
+
+
+def test_delete_removes_the_key_it_was_ingested_from_when_spelled_in_nfd(client, bucket, s3_client):
+    from urllib.parse import quote
+
+    nfd = "models/re\u0301sume\u0301.bin"  # as macOS spells "résumé"
+    s3_client.put_object(Bucket=bucket, Key=nfd, Body=b"weights")
+    landed = ok(post(client, "/ingest", {"key": nfd}))
+    assert landed["efsPath"].endswith("/models/r\u00e9sum\u00e9.bin")
+    body = ok(client.http.delete("/models/" + quote("r\u00e9sum\u00e9.bin")))
+    assert body["key"] == "models/r\u00e9sum\u00e9.bin"
+    assert s3_client.list_objects_v2(Bucket=bucket, Prefix="models/").get("KeyCount", 0) == 0
