@@ -3,10 +3,11 @@ import os
 
 from chalice import Chalice, Rate
 
-from chalicelib import catalog, events, http, observability
+from chalicelib import catalog, events, http, observability, removal
 from chalicelib.config import ConfigError, get_settings
 from chalicelib.errors import EfsWriteFailed
 from chalicelib.ingest import ingest_bytes, ingest_s3
+from chalicelib.names import INPUTS, MODELS
 from chalicelib.predict import predict as run_predict
 from chalicelib.store import get_store
 from chalicelib.uploads import presign_upload
@@ -71,6 +72,20 @@ def get_model(name):
     return catalog.get_model(get_store(), name)
 
 
+@app.route("/models/{name}", methods=["DELETE"])
+@http.endpoint(app)
+def delete_model(name):
+    """Delete a model: its S3 object, then its copy in the store; 404 NOT_FOUND if unknown."""
+    return removal.delete(get_store(), get_settings(), MODELS, name)
+
+
+@app.route("/inputs/{name}", methods=["DELETE"])
+@http.endpoint(app)
+def delete_input(name):
+    """Delete an ingested input, as DELETE /models/{name} does a model."""
+    return removal.delete(get_store(), get_settings(), INPUTS, name)
+
+
 @app.route("/health", methods=["GET"])
 @http.endpoint(app)
 def health():
@@ -85,11 +100,17 @@ def health():
 
 # The bucket name is resolved at package time; the deployment step points the
 # notification at the stack's own bucket. inputs/ is added there as a second
-# filter on this same function.
+# filter on this same function. One function for both event types: one
+# subscription per prefix, and created/removed of one key never run apart.
 @app.on_s3_event(bucket=os.environ.get("MODEL_BUCKET", "efs-ml-local"),
-                 events=["s3:ObjectCreated:*"], prefix="models/")
+                 events=["s3:ObjectCreated:*", "s3:ObjectRemoved:*"], prefix="models/")
 def on_object_created(event):
-    outcomes = events.handle_event(get_store(), get_settings(), event.to_dict(), event.context)
+    created, removed = removal.split(event.to_dict())
+    outcomes = []
+    if removed["Records"]:
+        outcomes += removal.handle_removed(get_store(), get_settings(), removed, event.context)
+    if created["Records"] or not removed["Records"]:
+        outcomes += events.handle_event(get_store(), get_settings(), created, event.context)
     return [o.__dict__ for o in outcomes]
 
 

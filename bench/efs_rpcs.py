@@ -121,6 +121,15 @@ ROUTES = [
     ),
     Route("get-model", "GET /models/{name}", 3.0, 0, 2, "manifest open+close", False),
     Route(
+        "delete",
+        "DELETE /models/{name}",
+        20.0,
+        5,
+        2,
+        "lock; manifest open+close; unlink manifest, index entry, object; unlock",
+        False,
+    ),
+    Route(
         "predict-cold-onnx",
         "predict, cold ONNX model (new name)",
         55.0,
@@ -169,6 +178,10 @@ def child(route: str, root: str, n: int, latency: tuple[float, float] | None = N
         r = client.http.get(path)
         assert r.status_code == 200, (path, r.status_code, r.body)
 
+    def delete(path: str) -> None:
+        r = client.http.delete(path)
+        assert r.status_code == 200, (path, r.status_code, r.body)
+
     post("/ingest", {"filename": "m.bin", "data": "opaque model bytes"})
     steps: dict[str, Callable[[int], None]] = {
         "predict-repeat": lambda i: post("/predict", {"fileId": "repeat", "model": "m.bin"}),
@@ -176,6 +189,7 @@ def child(route: str, root: str, n: int, latency: tuple[float, float] | None = N
         "ingest-new": lambda i: post("/ingest", {"filename": f"obj-{i}.bin", "data": f"object {i}"}),
         "ingest-same": lambda i: post("/ingest", {"filename": "same.bin", "data": "same content"}),
         "get-model": lambda i: get("/models/m.bin"),
+        "delete": lambda i: delete(f"/models/del-{i}.bin"),
         "predict-cold-onnx": lambda i: post(
             "/predict", {"fileId": f"cold-{i}", "model": f"log-{i}.onnx", "inputs": {"x": [1.0, 2.0, 3.0]}}
         ),
@@ -188,6 +202,9 @@ def child(route: str, root: str, n: int, latency: tuple[float, float] | None = N
         data = base64.b64encode(log_model()).decode()
         for i in range(-1, n):
             post("/ingest", {"filename": f"log-{i}.onnx", "data": data, "encoding": "base64"})
+    if route == "delete":
+        for i in range(-1, n):
+            post("/ingest", {"filename": f"del-{i}.bin", "data": f"to delete {i}"})
     step = steps[route]
     step(-1)  # warm: first-use costs (imports, directory handles, S3 client) are not per request
     if route in ("ingest-same",):

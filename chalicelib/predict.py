@@ -10,7 +10,7 @@ from typing import Any
 
 from chalicelib import observability, s3
 from chalicelib.config import Settings, get_settings
-from chalicelib.errors import NotFound, ResourceExhausted
+from chalicelib.errors import InvalidRequest, NotFound
 from chalicelib.model_cache import ModelCache
 from chalicelib.names import INPUTS, OUTPUTS, ObjectRef
 from chalicelib.runners import Limits
@@ -77,27 +77,38 @@ def stored_input(store: Store, file_id: str) -> StoredInput | None:
     return StoredInput(store, ref, manifest.size)
 
 
-def check_result_size(document: bytes, settings: Settings) -> None:
-    """Refuse a result too big to answer with (Lambda's 6 MB response limit).
+def named_input(store: Store, ref: ObjectRef) -> tuple[StoredInput, str]:
+    """The ingested input ``ref`` (``"input"`` of the request) and its fileId; 404 if absent."""
+    manifest = store.manifest(ref)
+    if manifest is None:
+        raise NotFound(None, f"Input '{ref.name}' not found on EFS")
+    return StoredInput(store, ref, manifest.size), manifest.fileId
 
-    The one place that decides whether a result fits in the response; a
-    result-by-reference mode would branch here instead of refusing.
-    """
-    if len(document) > settings.max_response_bytes:
-        raise ResourceExhausted(
-            f"The result is {len(document)} bytes, more than a response may carry "
-            f"(MAX_RESPONSE_BYTES = {settings.max_response_bytes})")
+
+def by_reference(document: bytes, settings: Settings) -> bool:
+    """Whether a result document is too big to answer with (Lambda's 6 MB
+    response limit, MAX_RESPONSE_BYTES): it is then stored and archived as
+    usual and answered by reference (``s3Key``, ``efsPath``). What bounds
+    the document itself is MAX_OUTPUT_ELEMENTS, checked by the runner."""
+    return len(document) > settings.max_response_bytes
 
 
 def predict(store: Store, settings: Settings, req: PredictRequest) -> dict[str, Any]:
     """Run ``req.model`` and return the documented /predict response body."""
     started = time.perf_counter()
-    cached, hit = model_cache().get(store, req.model, req.file_id)
-    record_model_lookup(hit, cached.load_ms)
     inputs: Any = req.inputs
     input_source = "inline" if inputs is not None else None
+    file_id = req.file_id
+    if req.input is not None:
+        inputs, input_id = named_input(store, req.input)
+        input_source = inputs.name
+        file_id = file_id or input_id
+    if file_id is None:  # parse_predict requires fileId unless input is given
+        raise InvalidRequest("Request body must contain 'fileId' and 'model' fields")
+    cached, hit = model_cache().get(store, req.model, file_id)
+    record_model_lookup(hit, cached.load_ms)
     if inputs is None:
-        found = stored_input(store, req.file_id)
+        found = stored_input(store, file_id)
         if found is not None:
             inputs, input_source = found, found.name
     result = cached.runner.predict(inputs, input_source)
@@ -106,7 +117,7 @@ def predict(store: Store, settings: Settings, req: PredictRequest) -> dict[str, 
     # the same bytes, so a repeat is an idempotent no-op on the store.
     document = json.dumps(
         {
-            "fileId": req.file_id,
+            "fileId": file_id,
             "model": req.model.name,
             "modelVersion": manifest.version,
             "modelSha256": manifest.sha256,
@@ -115,17 +126,21 @@ def predict(store: Store, settings: Settings, req: PredictRequest) -> dict[str, 
         sort_keys=True,
         separators=(",", ":"),
     ).encode()
-    check_result_size(document, settings)
-    ref = output_ref(req.file_id)
+    ref = output_ref(file_id)
     s3_key = store_and_archive(store, settings, ref, document, source=f"predict:{req.model.key}")
+    referenced = by_reference(document, settings)
+    if referenced:
+        observability.annotate(resultByReference=True)
     return {
-        "fileId": req.file_id,
+        "fileId": file_id,
         "efsPath": store.path(ref),
         "s3Key": s3_key,
         "durationMs": round((time.perf_counter() - started) * 1000, 3),
         "cache": "hit" if hit else "miss",
         "model": {"name": req.model.name, "version": manifest.version, "sha256": manifest.sha256},
-        "result": result,
+        "result": None if referenced else result,
+        "resultByReference": referenced,
+        "resultBytes": len(document),
     }
 
 

@@ -332,3 +332,15 @@ def presign_put(bucket: str, key: str, size: int, expires: int) -> str:
         HttpMethod="PUT",
     )
     return url
+
+
+def delete(bucket: str, key: str) -> None:
+    """Delete ``key`` (idempotent: a missing key is not an error), within the
+    current deadline. On a versioned bucket this adds a delete marker."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    s3, cut_short = bounded_client()
+    try:
+        s3.delete_object(Bucket=bucket, Key=key)
+    except (BotoCoreError, ClientError) as exc:
+        raise _failed(exc, key, cut_short) from None

@@ -104,25 +104,40 @@ def parse_ingest(body: Mapping[str, Any], max_bytes: int) -> InlineIngest | S3In
 
 @dataclass(frozen=True)
 class PredictRequest:
-    """``{"fileId", "model", "inputs"?}``"""
+    """``{"fileId"?, "model", "inputs"? | "input"?}``
 
-    file_id: str
+    ``file_id`` names the result (and, without ``inputs`` or ``input``, an
+    ingested input by its fileId); ``None`` only with ``input``, whose own
+    fileId then names the result. ``input`` is an ingested input by name.
+    """
+
+    file_id: str | None
     model: ObjectRef
     inputs: Any = None
+    input: ObjectRef | None = None
+
+
+def _object_ref(value: Any, field: str, kind: str) -> ObjectRef:
+    """``<name>`` or ``<kind>/<name>``, with the store's name rules."""
+    if isinstance(value, str) and "/" in value:
+        return parse_key(value, field, kinds=(kind,))
+    return ObjectRef(kind, validate_name(value, field))
 
 
 def parse_predict(body: Mapping[str, Any]) -> PredictRequest:
     """Validate a /predict body. ``inputs`` is checked by the model's runner."""
-    _reject_unknown(body, {"fileId", "model", "inputs"})
-    if "fileId" not in body or "model" not in body:
-        raise InvalidRequest("Request body must contain 'fileId' and 'model' fields")
-    file_id = validate_name(body["fileId"], "fileId")
-    model = body["model"]
-    ref = parse_key(model, "model", kinds=("models",)) if isinstance(model, str) and "/" in model \
-        else ObjectRef("models", validate_name(model, "model"))
+    _reject_unknown(body, {"fileId", "model", "inputs", "input"})
+    if "model" not in body or ("fileId" not in body and "input" not in body):
+        raise InvalidRequest("Request body must contain 'fileId' and 'model' fields "
+                             "(or 'model' and 'input', an ingested input by name)")
+    if "inputs" in body and "input" in body:
+        raise InvalidRequest("Give either 'inputs' (inline) or 'input' (an ingested input's name), not both")
+    file_id = validate_name(body["fileId"], "fileId") if "fileId" in body else None
+    ref = _object_ref(body["model"], "model", "models")
+    input_ref = _object_ref(body["input"], "input", "inputs") if "input" in body else None
     if "inputs" in body and not isinstance(body["inputs"], dict):
         raise InvalidRequest("'inputs' must be a JSON object mapping input names to arrays")
-    return PredictRequest(file_id, ref, body.get("inputs"))
+    return PredictRequest(file_id, ref, body.get("inputs"), input_ref)
 
 
 def parse_upload(body: Mapping[str, Any], max_bytes: int) -> tuple[ObjectRef, int]:

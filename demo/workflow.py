@@ -18,6 +18,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO, Callable, TextIO
+from urllib.parse import quote
 
 from demo import contract
 from demo.client import Answer, ApiClient
@@ -91,6 +92,8 @@ class RunState:
     """The large model, landed by the S3 event."""
     onnx_file_id: str | None = None
     """The ONNX model's fileId."""
+    deleted: str | None = None
+    """The model DELETE /models/{name} removed (the warm inline one)."""
 
 
 class StepFailed(Exception):
@@ -271,6 +274,7 @@ class Demonstration:
         self.presigned_steps()
         self.onnx_steps()
         self.step("catalogue: GET /models lists this run's models", "catalogue", self.catalogue)
+        self.delete_steps()
         self.error_steps()
         return self.steps
 
@@ -521,6 +525,44 @@ class Demonstration:
                     problems.append(f"'{model}' listed with another size or sha256")
         require(problems, a)
         return StepResult("", PASS, a.latency_ms, a.status, f"{a.body['count']} models, {len(mine)} from this run")
+
+    def delete_steps(self) -> None:
+        """Delete the (warm) inline model: 200 deleted, then 404 everywhere."""
+        name = self.name("opaque.pt")
+        path = "/models/" + quote(name, safe="")
+
+        def delete() -> StepResult:
+            a = self.call("DELETE", path)
+            problems = [] if a.status == 200 and isinstance(a.body, dict) else [f"status {a.status}: {a.body!r:.200}"]
+            if not problems and (a.body.get("status") != "deleted" or a.body.get("key") != f"models/{name}"):
+                problems.append(f"unexpected body {a.body!r:.200}")
+            require(problems, a)
+            self.state.deleted = name
+            return StepResult("", PASS, a.latency_ms, a.status, f"deleted models/{name}")
+
+        def gone() -> StepResult:
+            listed = self.call("GET", "/models")
+            require(contract.check_model_list(listed.status, listed.body), listed)
+            if any(m["name"] == name for m in listed.body["models"]):
+                raise StepFailed([f"'{name}' still listed by GET /models"], listed)
+            one = self.call("GET", path)
+            require(contract.check_error(one.status, one.body, "NOT_FOUND"), one)
+            return StepResult("", PASS, one.latency_ms, one.status, "GET /models and GET /models/{name}: gone")
+
+        def predict() -> StepResult:
+            a = self.call("POST", "/predict", {"fileId": "after-delete", "model": name})
+            require(contract.check_error(a.status, a.body, "NOT_FOUND"), a)
+            return StepResult("", PASS, a.latency_ms, a.status, "the warm model is not served: 404")
+
+        self.step(
+            "delete: DELETE /models/{name} -> 200 deleted",
+            "delete",
+            delete,
+            needs={"the inline model": self.state.opaque},
+        )
+        deleted = {"the deleted model": self.state.deleted}  # set by the step above
+        self.step("delete: model gone from GET /models -> 404", "delete", gone, needs=deleted)
+        self.step("delete: predict with the deleted (warm) model -> 404", "delete", predict, needs=deleted)
 
     def error_steps(self) -> None:
         def expect(code: str, method: str, path: str, body: Any = None, **kw: Any) -> Callable[[], StepResult]:

@@ -103,8 +103,10 @@ class GatewayShapedHandler(ChaliceRequestHandler):
             self.wfile.write(body)
 
 
-def s3_event(bucket: str, key: str, size: int, etag: str, region: str) -> dict[str, Any]:
-    """An ObjectCreated:Put event in the shape S3 delivers (key URL-encoded)."""
+def s3_event(
+    bucket: str, key: str, size: int, etag: str, region: str, name: str = "ObjectCreated:Put"
+) -> dict[str, Any]:
+    """An S3 event (``ObjectCreated:Put`` or ``ObjectRemoved:Delete``) in the shape S3 delivers (key URL-encoded)."""
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
     return {
         "Records": [
@@ -113,7 +115,7 @@ def s3_event(bucket: str, key: str, size: int, etag: str, region: str) -> dict[s
                 "eventSource": "aws:s3",
                 "awsRegion": region,
                 "eventTime": now,
-                "eventName": "ObjectCreated:Put",
+                "eventName": name,
                 "s3": {
                     "s3SchemaVersion": "1.0",
                     "configurationId": "local-watcher",
@@ -131,7 +133,7 @@ def s3_event(bucket: str, key: str, size: int, etag: str, region: str) -> dict[s
 
 
 class S3EventWatcher(threading.Thread):
-    """Delivers S3 ObjectCreated events for the local bucket to the handler."""
+    """Delivers S3 ObjectCreated and ObjectRemoved events for the local bucket to the handler."""
 
     def __init__(self, app_obj: Any, bucket: str, interval: float = 0.3) -> None:
         super().__init__(name="s3-event-watcher", daemon=True)
@@ -149,21 +151,35 @@ class S3EventWatcher(threading.Thread):
     def scan(self) -> int:
         """Deliver events for what changed since the last scan; returns how many."""
         delivered = 0
+        listed: set[str] = set()
         for prefix in WATCHED_PREFIXES:
             for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
                 for obj in page.get("Contents", []):
                     key, etag = obj["Key"], obj["ETag"]
-                    if self.seen.get(key) == etag:
-                        continue
-                    event = s3_event(self.bucket, key, obj["Size"], etag, self.region)
-                    try:
-                        result = self.client.lambda_.invoke("on_object_created", event)
-                        log.info("s3 event %s -> %s", key, result.payload)
-                        self.seen[key] = etag
-                        delivered += 1
-                    except Exception:  # Lambda would retry: so do we, next scan
-                        log.exception("s3 event handler failed for %s; will retry", key)
+                    listed.add(key)
+                    if self.seen.get(key) != etag:
+                        delivered += self._deliver(
+                            key, s3_event(self.bucket, key, obj["Size"], etag, self.region), etag
+                        )
+        for key in [k for k in self.seen if k not in listed]:  # gone since the last scan
+            delivered += self._deliver(
+                key, s3_event(self.bucket, key, 0, "", self.region, "ObjectRemoved:Delete"), None
+            )
         return delivered
+
+    def _deliver(self, key: str, event: dict[str, Any], etag: str | None) -> int:
+        """Invoke the handler; on success remember ``etag`` (``None``: forget the key)."""
+        try:
+            result = self.client.lambda_.invoke("on_object_created", event)
+        except Exception:  # Lambda would retry: so do we, next scan
+            log.exception("s3 event handler failed for %s; will retry", key)
+            return 0
+        log.info("s3 event %s -> %s", key, result.payload)
+        if etag is None:
+            self.seen.pop(key, None)
+        else:
+            self.seen[key] = etag
+        return 1
 
     def run(self) -> None:
         while not self.stopping.wait(self.interval):

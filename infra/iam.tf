@@ -193,6 +193,19 @@ data "aws_iam_policy_document" "api" {
     ]
   }
 
+  # DELETE /models|inputs/{name} deletes the system of record's object
+  # first, or the next event or re-ingest would bring the copy back. Only
+  # DeleteObject (on a versioned bucket a delete marker; old versions stay
+  # and only an administrator can purge them: no DeleteObjectVersion).
+  statement {
+    sid     = "DeleteModelsAndInputs"
+    actions = ["s3:DeleteObject"]
+    resources = [
+      "${aws_s3_bucket.models.arn}/models/*",
+      "${aws_s3_bucket.models.arn}/inputs/*",
+    ]
+  }
+
   statement {
     sid       = "WriteOwnLogs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]

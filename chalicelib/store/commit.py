@@ -265,6 +265,36 @@ def finish_pending(dirs: fs.Dirs, ref: ObjectRef) -> None:
     dirs.unlink_quietly((ref.kind,), os.path.basename(temp))
 
 
+def remove(dirs: fs.Dirs, ref: ObjectRef, file_id: str | None) -> None:
+    """Delete one name's manifest, fileId index entry and object, in that order.
+
+    Caller holds WRITER and COMMIT and has finished any intent. Unlinking the
+    manifest is the delete's commit point: from then on lock-free readers
+    see nothing (``list`` and ``manifest`` read only manifests, ``open``
+    needs one). A crash after it leaves an object without a manifest or an
+    intent, which no reader ever serves and :meth:`Store.reclaim` removes,
+    and at worst an index entry naming a missing (or later a re-created)
+    object, which ``lookup_file_id`` refuses because the manifest at that
+    name does not carry its fileId. Never a manifest without its object.
+    """
+    meta = (META, ref.kind)
+    try:
+        dfd = dirs.fd(*meta)
+        if dfd is not None:
+            os.unlink(manifest_name(ref.name), dir_fd=dfd)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise EfsWriteFailed("delete", f"Failed to delete manifest on EFS ({fs.reason(exc)})") from None
+    if file_id is not None:
+        dirs.unlink_quietly((META, IDS), file_id + ".json")
+    dirs.unlink_quietly((ref.kind,), ref.name)
+    try:
+        dirs.fsync(*meta)  # the delete is durable before it is answered (a no-op on EFS)
+    except OSError:
+        pass
+
+
 def _legacy_intent(raw: bytes) -> tuple[str, Manifest] | None:
     """``{"temp", "manifest"}``: the intent format of the first store."""
     try:

@@ -32,7 +32,7 @@ from collections import defaultdict
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import replace
 from functools import lru_cache
-from typing import BinaryIO, Iterable, Iterator, Sequence
+from typing import BinaryIO, Callable, Iterable, Iterator, Sequence
 
 from chalicelib.config import get_settings
 from chalicelib.errors import DeadlineExceeded, EfsWriteFailed, ServiceError, StoreCorrupt
@@ -194,7 +194,13 @@ class Store:
         kind, _, name = text.partition("/")
         if kind not in KINDS or not is_valid_name(name):
             return None
-        return ObjectRef(kind, name)
+        ref = ObjectRef(kind, name)
+        manifest = self.manifest(ref)
+        if manifest is not None and manifest.fileId != file_id:
+            # A stale entry: its object was deleted (and the name maybe
+            # re-created with a new fileId). The old fileId names nothing.
+            return None
+        return ref
 
     def _legacy_index(self, entry: str) -> str | None:
         try:
@@ -304,6 +310,29 @@ class Store:
     def _publish(self, ref: ObjectRef) -> None:
         commit.publish(self._dirs, ref)
 
+    # -- deleting ------------------------------------------------------------
+    def delete(self, ref: ObjectRef, before: Callable[[Manifest], bool] | None = None) -> Manifest | None:
+        """Delete ``ref`` (object, manifest, fileId entry); its manifest, or ``None`` if absent.
+
+        Under the name's writer lock (all three bytes in one lock call), so
+        no write of this name interleaves. ``before``, if given, runs under
+        the lock with the manifest about to be deleted: it returns ``False``
+        to keep the object (nothing is deleted, ``None`` is returned), or
+        raises to abort. Crash-safe: see ``commit.remove`` for the order.
+        EFS round trips: one lock call, one manifest read, three unlinks,
+        one unlock (the intent check is an ``lstat`` from the attribute cache).
+        """
+        with self._locked(ref, _WRITE_ALL):
+            if self._has_pending(ref):
+                commit.finish_pending(self._dirs, ref)
+            manifest = self.manifest(ref)
+            if manifest is None:
+                return None
+            if before is not None and not before(manifest):
+                return None
+            commit.remove(self._dirs, ref, manifest.fileId if ref.kind in INDEXED_KINDS else None)
+        return manifest
+
     # -- debris --------------------------------------------------------------
     def reclaim(self, min_age: float = 0.0) -> int:
         """Finish dead writers' commits and remove their temp files, for every name.
@@ -317,10 +346,17 @@ class Store:
         removed = 0
         for kind in KINDS:
             debris: dict[str, builtins.list[tuple[tuple[str, ...], str]]] = defaultdict(builtins.list)
+            meta_entries = self._dirs.listdir((META, kind))
+            meta_names = set(meta_entries)
             for entry in self._dirs.listdir((kind,)):
                 if m := TEMP_RE.match(entry):
                     debris[m.group("name")].append(((kind,), entry))
-            for entry in self._dirs.listdir((META, kind)):
+                elif (is_valid_name(entry) and entry + ".json" not in meta_names
+                      and entry + ".pending" not in meta_names):
+                    # An object without manifest or intent: a delete that died
+                    # after its commit point (re-checked under the lock).
+                    debris[entry].append(((kind,), entry))
+            for entry in meta_entries:
                 m = TEMP_RE.match(entry)
                 owner = m.group("name") if m else entry
                 for suffix in (".json", ".pending"):
@@ -345,6 +381,8 @@ class Store:
                 temps = [(p, e) for p, e in files if not e.endswith(".pending") and old(p, e)]
                 if any(e.endswith(".pending") and old(p, e) for p, e in files):
                     commit.finish_pending(self._dirs, ref)  # may consume a temp (roll forward)
+                if ((ref.kind,), ref.name) in temps and (self._has_pending(ref) or self.manifest(ref) is not None):
+                    temps.remove(((ref.kind,), ref.name))  # the object is live again: not debris
                 for parts, entry in temps:
                     self._dirs.unlink_quietly(parts, entry)
                 return sum(self._dirs.lstat(p, e) is None for p, e in temps)

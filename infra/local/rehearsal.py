@@ -145,8 +145,11 @@ def verify(clients: Callable[[str], Any], outputs: dict[str, Any], routes: set[t
     prefixes = {rule["Value"]: n["LambdaFunctionArn"] for n in notifications
                 for rule in n["Filter"]["Key"]["FilterRules"] if rule["Name"] == "prefix"}
     handler_arns = {arn + ":live" for arn in functions.values()}
-    _check(report, set(prefixes) == {"models/", "inputs/"} and set(prefixes.values()) <= handler_arns,
-           "bucket notification sends models/ and inputs/ ObjectCreated to the S3 handler's live alias")
+    kinds = {tuple(sorted(n["Events"])) for n in notifications}
+    _check(report, set(prefixes) == {"models/", "inputs/"} and set(prefixes.values()) <= handler_arns
+           and kinds == {("s3:ObjectCreated:*", "s3:ObjectRemoved:*")},
+           "bucket notification sends models/ and inputs/ ObjectCreated and ObjectRemoved to the S3 "
+           "handler's live alias")
     block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
     _check(report, all(block.values()), "bucket public access block fully on")
 

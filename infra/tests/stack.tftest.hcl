@@ -291,8 +291,18 @@ run "defaults" {
         "${aws_s3_bucket.models.arn}/models/*", "${aws_s3_bucket.models.arn}/inputs/*",
         "${aws_s3_bucket.models.arn}/outputs/*",
       ], r)
-    ] if s.sid != "WriteOwnLogs"])) && alltrue([for s in data.aws_iam_policy_document.api.statement : s.actions == toset(["s3:PutObject"]) if s.sid != "WriteOwnLogs"])
+    ] if s.sid != "WriteOwnLogs"])) && alltrue([for s in data.aws_iam_policy_document.api.statement : s.actions == toset(["s3:PutObject"]) if !contains(["WriteOwnLogs", "DeleteModelsAndInputs"], s.sid)])
     error_message = "the API role may add only s3:PutObject on outputs/ and the upload prefixes"
+  }
+
+  # DELETE /models|inputs/{name}: exactly DeleteObject, on models/ and inputs/ only.
+  assert {
+    condition = (one([for s in data.aws_iam_policy_document.api.statement : s.actions if s.sid == "DeleteModelsAndInputs"]) == toset(["s3:DeleteObject"])
+      && one([for s in data.aws_iam_policy_document.api.statement : s.resources if s.sid == "DeleteModelsAndInputs"]) == toset([
+      "${aws_s3_bucket.models.arn}/models/*", "${aws_s3_bucket.models.arn}/inputs/*"])
+      && alltrue([for s in data.aws_iam_policy_document.api.statement : !contains(s.actions, "s3:DeleteObject") if s.sid != "DeleteModelsAndInputs"])
+    && alltrue([for s in data.aws_iam_policy_document.read_bucket.statement : !contains(s.actions, "s3:DeleteObject")]))
+    error_message = "the API role may delete only models/ and inputs/ objects (s3:DeleteObject), and no other role may delete"
   }
 
   assert {

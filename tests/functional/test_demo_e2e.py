@@ -62,7 +62,9 @@ def test_make_demo_runs_every_step_and_leaves_nothing_running(tmp_path):
     names = [s["name"] for s in doc["steps"]]
     for expected in ("ingest inline (data + filename)", "ingest by S3 key", "uploads: S3 event lands the model",
                      "predict opaque model (cold)", "predict ONNX model (cold)", "error: ingest missing S3 key -> 404",
-                     "error: upload above MAX_INGEST_BYTES -> 413", "error: GET unknown model -> 404"):
+                     "error: upload above MAX_INGEST_BYTES -> 413", "error: GET unknown model -> 404",
+                     "delete: DELETE /models/{name} -> 200 deleted", "delete: model gone from GET /models -> 404",
+                     "delete: predict with the deleted (warm) model -> 404"):
         assert expected in names
     for step in doc["steps"]:
         assert set(step) >= {"name", "result", "latencyMs", "httpStatus", "detail", "passed"}

@@ -33,6 +33,29 @@ def test_watcher_delivers_new_and_changed_objects_once(bucket, s3_client, efs_ro
     assert not (efs_root / "outputs" / "ignored.result").exists()
 
 
+def test_watcher_delivers_removed_objects_once(bucket, s3_client, efs_root):
+    import app
+
+    watcher = S3EventWatcher(app.app, bucket)
+    s3_client.put_object(Bucket=bucket, Key="models/m.pt", Body=b"v1")
+    s3_client.put_object(Bucket=bucket, Key="models/keep.pt", Body=b"k")
+    assert watcher.scan() == 2
+    s3_client.delete_object(Bucket=bucket, Key="models/m.pt")
+    assert watcher.scan() == 1  # one ObjectRemoved event
+    assert not (efs_root / "models" / "m.pt").exists()
+    assert not (efs_root / ".meta" / "models" / "m.pt.json").exists()
+    assert (efs_root / "models" / "keep.pt").read_bytes() == b"k"
+    assert watcher.scan() == 0  # delivered once
+    s3_client.put_object(Bucket=bucket, Key="models/m.pt", Body=b"v2")
+    assert watcher.scan() == 1
+    assert (efs_root / "models" / "m.pt").read_bytes() == b"v2"
+
+
+def test_removed_event_has_the_real_shape():
+    record = s3_event("bkt", "models/x.pt", 0, "", "eu-west-1", "ObjectRemoved:Delete")["Records"][0]
+    assert record["eventName"] == "ObjectRemoved:Delete"
+
+
 def test_nodelay_server_sets_tcp_nodelay_on_connections():
     seen = []
 

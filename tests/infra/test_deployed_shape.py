@@ -125,7 +125,11 @@ def test_lambda_s3_scope_is_least_privilege(stack):
     api_doc = block(iam, r'data "aws_iam_policy_document" "api"')
     assert re.search(sources + r"data\.aws_iam_policy_document\.read_bucket\.json,?\s*\]", api_doc)
     extra = _s3_grants(statements(api_doc))
-    assert set(extra) == {"s3:PutObject"}, extra
+    assert set(extra) == {"s3:PutObject", "s3:DeleteObject"}, extra
+    # DELETE /models|inputs/{name} deletes the S3 object: exactly DeleteObject there.
+    assert extra.pop("s3:DeleteObject") == {f"{bucket}/models/*", f"{bucket}/inputs/*"}
+    swagger_paths = json.loads(template["locals"]["chalice_api_swagger"])["paths"]
+    assert "delete" in swagger_paths["/models/{name}"] and "delete" in swagger_paths["/inputs/{name}"]
     assert f"{bucket}/outputs/*" in extra["s3:PutObject"]
     writes = extra["s3:PutObject"] - {f"{bucket}/outputs/*"}
     if writes:
@@ -139,6 +143,17 @@ def _deny_insecure(statement: dict) -> bool:
     c = statement["condition"]
     return (statement["effect"] == "Deny" and c.get("test") == "Bool"
             and c.get("variable") == "aws:SecureTransport" and c["values"] == ["false"])
+
+
+def test_s3_events_created_and_removed_reach_the_handler_for_both_prefixes(stack):
+    template = json.loads(tf(stack, "chalice.tf.json"))
+    (notification,) = template["resource"]["aws_s3_bucket_notification"].values()
+    subscriptions = {s["filter_prefix"]: s for s in notification["lambda_function"]}
+    assert set(subscriptions) == {"models/", "inputs/"}
+    for s in subscriptions.values():
+        # ObjectRemoved deletes the store copy (DELETE through S3, the system of record).
+        assert sorted(s["events"]) == ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"], s
+        assert "on_object_created" in s["lambda_function_arn"]
 
 
 def test_s3_bucket_policy_is_tls_only(stack):

@@ -179,11 +179,17 @@ def test_sequence_outputs_count_against_the_limit(tmp_path):
     assert response["status"] == 400 and "MAX_OUTPUT_ELEMENTS" in body(response)["message"], response
 
 
-def test_result_over_the_response_limit_is_refused(tmp_path):
+def test_result_over_the_response_limit_is_answered_by_reference(tmp_path):
     report = run_hostile(tmp_path, hm.constant_of_shape_output(200_000, static=False),
                          [predict_body({"x": [1.0]})], env={"MAX_RESPONSE_BYTES": "100000"})
     response = report["responses"][0]
-    assert response["status"] == 400 and "MAX_RESPONSE_BYTES" in body(response)["message"], response
+    assert response["status"] == 200, response
+    answer = body(response)
+    assert answer["resultByReference"] is True and answer["result"] is None
+    assert answer["resultBytes"] > 100_000 and len(json.dumps(answer)) < 100_000
+    stored = report["store"] / "outputs" / "req-1.result"
+    assert stored.stat().st_size == answer["resultBytes"]
+    assert len(json.loads(stored.read_bytes())["result"]) > 0
 
 
 # -- 9. reads ------------------------------------------------------------------------

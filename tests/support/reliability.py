@@ -268,3 +268,29 @@ def hammer_reads(root: str, name: str, go, stop) -> None:
     while not stop.is_set():
         with store.open(ref) as (m, f):
             assert sha(f.read()) == m.sha256
+
+
+def crash_delete_at(root: str, name: str, point: str) -> None:
+    """Delete ``models/<name>``, SIGKILLing ourselves at a named point of the delete.
+
+    Points: ``before-manifest-unlink``, ``after-manifest-unlink`` (the
+    commit point), ``after-index-unlink``.
+    """
+    from chalicelib.names import ObjectRef
+    from chalicelib.store import Store
+
+    real_unlink = os.unlink
+
+    def unlink(path, *a, **kw):
+        path = os.fspath(path)
+        manifest = path == name + ".json" and kw.get("dir_fd") is not None
+        if point == "before-manifest-unlink" and manifest:
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_unlink(path, *a, **kw)
+        if point == "after-manifest-unlink" and manifest:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if point == "after-index-unlink" and os.sep + "ids" + os.sep in path:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    os.unlink = unlink
+    Store(root).delete(ObjectRef("models", name))
