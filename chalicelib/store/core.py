@@ -37,7 +37,7 @@ from typing import BinaryIO, Iterable, Iterator, Sequence
 from chalicelib.config import get_settings
 from chalicelib.errors import DeadlineExceeded, EfsWriteFailed, ServiceError, StoreCorrupt
 from chalicelib.names import INPUTS, KINDS, MODELS, ObjectRef, is_valid_name
-from chalicelib.store import commit, fs, locks
+from chalicelib.store import commit, fs, locks, status
 from chalicelib.store.commit import IDS, LOCKS, META, TEMP_RE
 from chalicelib.store.errors import SizeMismatch
 from chalicelib.store.manifest import Manifest, PutResult, now, parse
@@ -58,6 +58,7 @@ class Store:
         self.root = os.path.abspath(root)
         self.lock_timeout = lock_timeout
         self._dirs = fs.Dirs(self.root)
+        self.status = status.StatusRecords(self._dirs)  # pending/failed ingests
 
     # -- paths (no side effects) ---------------------------------------------
     def path(self, ref: ObjectRef) -> str:
@@ -329,7 +330,7 @@ class Store:
             for name, files in sorted(debris.items()):
                 if is_valid_name(name):
                     removed += self._reclaim_name(ObjectRef(kind, name), files, cutoff)
-        return removed
+        return removed + self.status.reclaim(cutoff)
 
     def _reclaim_name(self, ref: ObjectRef, files: builtins.list[tuple[tuple[str, ...], str]],
                       cutoff: float) -> int:
