@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.errors import ServiceError
+from chalicelib.errors import EfsWriteFailed, ServiceError
 from chalicelib.names import INGEST_KINDS, ObjectRef
 from chalicelib.store import commit, fs
 from chalicelib.store.commit import META, TEMP_RE
@@ -107,9 +107,12 @@ class StatusRecords:
         if not self._made:
             # Created once, kept open: a missing directory would cost a
             # failed open (one EFS round trip) on every lookup.
-            for sub in (*INGEST_KINDS, REJECTED):
-                commit.directory(self._dirs, META, STATUS, sub)
-            self._made = True
+            try:
+                for sub in (*INGEST_KINDS, REJECTED):
+                    commit.directory(self._dirs, META, STATUS, sub)
+                self._made = True
+            except EfsWriteFailed:
+                pass  # a damaged layout: reads find nothing, writes raise (atomic_write checks again)
         return (META, STATUS, kind)
 
     def _read(self, parts: tuple[str, ...], entry: str) -> StatusRecord | None:
