@@ -16,7 +16,8 @@ supersedes, so the common path (ready, never failed) costs one ``lstat``
 Writes need no lock. Each state change is one atomic write (temp file,
 fsync, rename: a reader sees a whole record or the previous one). Records
 are ordered by the start of the attempt they describe (``startedNs``), and a
-writer keeps a newer record it finds (``record``/``settle`` read it first).
+writer keeps a newer record it finds (``failed``/``settle`` read it first;
+``pending`` is always the newest: its attempt starts as it is written).
 Two writers racing within that read-then-rename window can leave the older
 attempt's record; the next attempt of the name (a retry, the hand-off's own
 event) settles it. Clocks are the functions' (NTP-synced); the order only
@@ -154,15 +155,23 @@ class StatusRecords:
         """Record that an ingest of ``ref`` was accepted and has not landed yet."""
         record = StatusRecord(PENDING, key[:MAX_ECHO_CHARS], ref.kind, ref.name, _iso(stamp()), started,
                               request_id)
-        self._write(self._parts(ref.kind), ref.name + ".json", record, force=True)
+        commit.atomic_write(self._dirs, self._parts(ref.kind), ref.name + ".json", record.to_json(), stage="status")
         return record
 
     def failed(self, ref: ObjectRef, key: str, exc: ServiceError, started: int,
                request_id: str | None = None) -> None:
-        """Record that the attempt of ``ref`` started at ``started`` failed with ``exc``."""
+        """Record that the attempt of ``ref`` started at ``started`` failed with
+        ``exc`` (unless a newer attempt's record is there). The failure of an
+        accepted ingest keeps the accepting request's id."""
+        parts, entry = self._parts(ref.kind), ref.name + ".json"
+        current = self._lookup(parts, entry)
+        if current is not None and current.startedNs > started:
+            return  # a newer attempt's state stands
+        if request_id is None and current is not None and current.state == PENDING:
+            request_id = current.requestId
         record = StatusRecord(FAILED, key[:MAX_ECHO_CHARS], ref.kind, ref.name, _iso(stamp()), started,
                               request_id, _error(exc))
-        self._write(self._parts(ref.kind), ref.name + ".json", record)
+        commit.atomic_write(self._dirs, parts, entry, record.to_json(), stage="status")
 
     def rejected(self, key: str, exc: ServiceError, request_id: str | None = None) -> None:
         """Record that S3 key ``key`` cannot be stored under its name."""
@@ -171,7 +180,7 @@ class StatusRecords:
         now = stamp()
         record = StatusRecord(FAILED, key[:MAX_ECHO_CHARS], kind, None, _iso(now), now, request_id,
                               _error(exc), rid)
-        self._write(self._parts(REJECTED), rid + ".json", record, force=True)
+        commit.atomic_write(self._dirs, self._parts(REJECTED), rid + ".json", record.to_json(), stage="status")
 
     def settle(self, ref: ObjectRef, started: int) -> None:
         """An attempt of ``ref`` started at ``started`` succeeded: drop the
@@ -184,13 +193,6 @@ class StatusRecords:
     def clear(self, ref: ObjectRef) -> None:
         """Forget ``ref``'s record, whatever it says (the object was deleted)."""
         self._dirs.unlink_quietly(self._parts(ref.kind), ref.name + ".json")
-
-    def _write(self, parts: tuple[str, ...], entry: str, record: StatusRecord, *, force: bool = False) -> None:
-        if not force:
-            current = self._lookup(parts, entry)
-            if current is not None and current.startedNs > record.startedNs:
-                return  # a newer attempt's state stands
-        commit.atomic_write(self._dirs, parts, entry, record.to_json(), stage="status")
 
     # -- debris --------------------------------------------------------------
     def reclaim(self, cutoff: float) -> int:

@@ -103,3 +103,10 @@ def test_a_torn_record_reads_as_none(store):
     with open(os.path.join(store.root, ".meta", "status", "models", "m.bin.json"), "w") as f:
         f.write("{not json")
     assert store.status.get(REF) is None
+
+
+def test_the_failure_of_an_accepted_ingest_keeps_the_accepting_request_id(store):
+    store.status.pending(REF, "models/m.bin", stamp(), "accepting-request")
+    store.status.failed(REF, "models/m.bin", FileTooLarge(10), stamp())  # the S3-event function: no request id
+    got = store.status.get(REF)
+    assert got.state == "failed" and got.requestId == "accepting-request"
