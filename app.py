@@ -1,12 +1,12 @@
 """HTTP routes and the S3 handler: parse, call chalicelib, respond."""
 import os
 
-from chalice import Chalice, Rate
+from chalice import Chalice, Rate, Response
 
 from chalicelib import catalog, events, http, observability, removal
 from chalicelib.config import ConfigError, get_settings
 from chalicelib.errors import EfsWriteFailed
-from chalicelib.ingest import ingest_bytes, ingest_s3
+from chalicelib.ingest import Accepted, ingest_bytes, ingest_s3
 from chalicelib.names import INPUTS, MODELS
 from chalicelib.predict import predict as run_predict
 from chalicelib.store import get_store
@@ -35,10 +35,13 @@ ANY = ["*/*"]
 def ingest():
     settings = get_settings()
     req = parse_ingest(http.json_body(app, settings.max_request_bytes), settings.max_ingest_bytes)
+    rid = http.request_id(app)
     if isinstance(req, InlineIngest):
-        result = ingest_bytes(get_store(), settings, req.ref, req.data)
+        result = ingest_bytes(get_store(), settings, req.ref, req.data, request_id=rid)
     else:
-        result = ingest_s3(get_store(), settings, req.ref, req.key, sync=True)
+        result = ingest_s3(get_store(), settings, req.ref, req.key, sync=True, request_id=rid)
+    if isinstance(result, Accepted):  # too large to copy before the gateway's 29 s
+        return Response(body=result.to_response(), status_code=202, headers=dict(http.JSON_HEADERS))
     return result.to_response()
 
 
@@ -61,14 +64,15 @@ def create_upload():
 @app.route("/models", methods=["GET"])
 @http.endpoint(app)
 def list_models():
-    """Every model in the store with its manifest (size, sha256, version, time)."""
+    """Every model with its state: ready ones with their manifest, pending and
+    failed ingests (S3 keys whose names cannot be stored included)."""
     return catalog.list_models(get_store())
 
 
 @app.route("/models/{name}", methods=["GET"])
 @http.endpoint(app)
 def get_model(name):
-    """One model's manifest; 404 NOT_FOUND until it has landed."""
+    """One model's state (ready | pending | failed) and manifest; 404 NOT_FOUND if unknown."""
     return catalog.get_model(get_store(), name)
 
 
@@ -84,6 +88,13 @@ def delete_model(name):
 def delete_input(name):
     """Delete an ingested input, as DELETE /models/{name} does a model."""
     return removal.delete(get_store(), get_settings(), INPUTS, name)
+
+
+@app.route("/inputs/{name}", methods=["GET"])
+@http.endpoint(app)
+def get_input(name):
+    """GET /models/{name} for an input (the statusUrl of an inputs/ ingest)."""
+    return catalog.get_model(get_store(), name, kind=INPUTS)
 
 
 @app.route("/health", methods=["GET"])

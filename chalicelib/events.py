@@ -9,8 +9,8 @@ from urllib.parse import unquote_plus
 from chalicelib import deadline, observability
 from chalicelib.config import Settings
 from chalicelib.errors import FileTooLarge, InvalidRequest, S3NotFound, ServiceError
-from chalicelib.ingest import ingest_s3
-from chalicelib.names import parse_key
+from chalicelib.ingest import IngestResult, ingest_s3
+from chalicelib.names import ObjectRef, parse_key
 from chalicelib.store import Store
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,11 @@ def handle_event(store: Store, settings: Settings, event: dict[str, Any],
     """Ingest every record, under the invocation's deadline (Lambda's
     remaining time in ``context`` less DEADLINE_MARGIN_SECONDS; unbounded
     without a context, where no function timeout can cut it short).
-    Permanent problems (bad key, too large, gone) are logged and skipped;
-    transient ones (a deadline reached included) raise after all records were
-    tried, so that Lambda's retry redoes only what is missing (the rest says
-    exists)."""
+    Every failure is recorded on the store (the name's ``failed`` state, or
+    the key's when its name cannot be stored) and logged. Permanent problems
+    (bad key, too large, gone) are then skipped; transient ones (a deadline
+    reached included) raise after all records were tried, so that Lambda's
+    retry redoes only what is missing (the rest says exists)."""
     seconds = deadline.invocation_seconds(context, settings.deadline_margin_seconds, None)
     with deadline.bounded(seconds):
         return _handle(store, settings, event)
@@ -59,9 +60,11 @@ def _handle(store: Store, settings: Settings, event: dict[str, Any]) -> list[Rec
             outcomes.append(RecordOutcome(key, "skipped", "event for another bucket"))
             continue
         try:
-            ref = parse_key(key)
+            ref = _parse(store, key)
+            # Failures are recorded on the store by ingest_s3 (the name's state).
             result = ingest_s3(store, settings, ref, key)
-            outcomes.append(RecordOutcome(key, result.status, f"version {result.manifest.version}"))
+            if isinstance(result, IngestResult):  # never handed off: not sync
+                outcomes.append(RecordOutcome(key, result.status, f"version {result.manifest.version}"))
         except (InvalidRequest, FileTooLarge, S3NotFound) as exc:
             outcomes.append(RecordOutcome(key, "skipped", exc.message))
         except ServiceError as exc:
@@ -73,6 +76,18 @@ def _handle(store: Store, settings: Settings, event: dict[str, Any]) -> list[Rec
     if failed:
         raise RetryableEventError(f"{len(failed)} of {len(outcomes)} records failed; Lambda will retry")
     return outcomes
+
+
+def _parse(store: Store, key: str) -> ObjectRef:
+    """The key's name, or the key recorded as failed (GET /models lists it)."""
+    try:
+        return parse_key(key)
+    except InvalidRequest as exc:
+        try:
+            store.status.rejected(key, exc)
+        except (ServiceError, OSError):
+            log.exception("could not record the rejected key %s", key[:300])
+        raise
 
 
 def observe_events(event: Any, get_response: Callable[[Any], Any]) -> Any:

@@ -1,6 +1,7 @@
 """Ingest: inline data or an S3 object -> the store, hashed in one pass."""
 from __future__ import annotations
 
+import logging
 import time
 from contextlib import closing
 from dataclasses import dataclass
@@ -8,10 +9,13 @@ from typing import Any
 from urllib.parse import quote
 
 from chalicelib import observability, s3
-from chalicelib.config import Settings, human_size
-from chalicelib.errors import FileTooLarge, InvalidRequest, S3ObjectChanged
+from chalicelib.config import Settings
+from chalicelib.errors import FileTooLarge, InvalidRequest, S3NotFound, S3ObjectChanged, ServiceError
 from chalicelib.names import ObjectRef
-from chalicelib.store import Manifest, SizeMismatch, Store
+from chalicelib.store import Manifest, PutResult, SizeMismatch, Store, status
+from chalicelib.store.status import StatusRecord
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,44 +51,109 @@ def record_ingest(size_bytes: int, started: float, status: str) -> None:
                          observability.MILLISECONDS)
 
 
-def ingest_bytes(store: Store, settings: Settings, ref: ObjectRef, data: bytes) -> IngestResult:
-    """Store inline data under ``ref``."""
+def ingest_bytes(store: Store, settings: Settings, ref: ObjectRef, data: bytes,
+                 request_id: str | None = None) -> IngestResult:
+    """Store inline data under ``ref``. A failure past validation is
+    recorded as the name's ``failed`` state; a success settles it."""
     if len(data) > settings.max_ingest_bytes:
         raise FileTooLarge(settings.max_ingest_bytes)
     started = time.perf_counter()
-    # Same bytes again: answered from the manifest, no lock, no write.
-    result = store.put_bytes(ref, data, source="inline", max_bytes=settings.max_ingest_bytes)
+    attempt = status.stamp()
+    try:
+        # Same bytes again: answered from the manifest, no lock, no write.
+        result = store.put_bytes(ref, data, source="inline", max_bytes=settings.max_ingest_bytes)
+    except ServiceError as exc:
+        _record_failure(store, ref, ref.key, exc, attempt, request_id)
+        raise
+    _settle(store, ref, attempt)
     record_ingest(len(data), started, result.status)
     return IngestResult(result.manifest, result.status, store.path(ref), None)
 
 
-def hand_off(settings: Settings, ref: ObjectRef, key: str, info: s3.ObjectInfo) -> IngestResult:
-    """An object too large to copy before the gateway's 29 s.
+@dataclass(frozen=True)
+class Accepted:
+    """An ingest handed to the S3-event function: ``202 accepted``."""
 
-    This is where the asynchronous path plugs in (issue 11: hand the copy to
-    the S3-event function and answer ``202 {"status": "accepted",
-    "statusUrl": "/models/<name>"}``). Until then: a clear 413 that says
-    where such objects go.
+    ref: ObjectRef
+    key: str
+    size: int
+    record: StatusRecord
+
+    STATUS_CODE = 202
+
+    def to_response(self) -> dict[str, Any]:
+        """The documented ``202`` body: where to watch the ingest land."""
+        return {
+            "status": "accepted",
+            "statusUrl": status_url(self.ref),
+            "key": self.key,
+            "name": self.ref.name,
+            "sizeBytes": self.size,
+            "state": self.record.state,
+            "requestId": self.record.requestId,
+        }
+
+
+def status_url(ref: ObjectRef) -> str:
+    """``/models/<name>`` or ``/inputs/<name>``, the name percent-encoded."""
+    return f"/{ref.kind}/{quote(ref.name, safe='')}"
+
+
+def hand_off(store: Store, bucket: str, ref: ObjectRef, key: str, info: s3.ObjectInfo,
+             started: int, request_id: str | None) -> Accepted:
+    """Hand an object too large to copy within the API's deadline to the
+    S3-event function, through the bucket.
+
+    The pending state goes on the store first, then the object is copied
+    onto itself with a marker in its metadata (server-side, no bytes through
+    this function): S3 sends the bucket's existing ObjectCreated
+    notification for ``models/`` and ``inputs/``, and the S3-event function
+    ingests it (and settles the record, or records the failure). A failed
+    copy replaces the pending record with the failure before answering.
     """
-    limit = human_size(settings.sync_ingest_max_bytes)
-    raise FileTooLarge(
-        settings.sync_ingest_max_bytes,
-        f"Object is {info.size} bytes, above the {limit} a synchronous ingest can copy before the "
-        "gateway's 29 s timeout (SYNC_INGEST_MAX_BYTES); put it in the bucket (POST /uploads gives "
-        f"a URL) and the S3-event function ingests it; watch GET /models/{quote(ref.name, safe='')}",
-    )
+    record = store.status.pending(ref, key, started, request_id)
+    try:
+        s3.mark(bucket, key, info, {
+            "efs-ml-ingest-request": request_id or "-",
+            "efs-ml-ingest-accepted": record.time,
+        })
+    except ServiceError as exc:
+        _record_failure(store, ref, key, exc, started, request_id)
+        raise
+    observability.annotate(ingestStatus="accepted")
+    return Accepted(ref, key, info.size, record)
+
+
+def _record_failure(store: Store, ref: ObjectRef, key: str, exc: ServiceError, started: int,
+                    request_id: str | None) -> None:
+    """Record a failed attempt; a store too broken to record it must not hide ``exc``."""
+    try:
+        store.status.failed(ref, key, exc, started, request_id)
+    except (ServiceError, OSError):
+        log.exception("could not record the failed ingest of %s", ref.key[:300])
+
+
+def _settle(store: Store, ref: ObjectRef, started: int) -> None:
+    try:
+        store.status.settle(ref, started)
+    except (ServiceError, OSError):
+        log.exception("could not settle the status of %s", ref.key[:300])
 
 
 def ingest_s3(store: Store, settings: Settings, ref: ObjectRef, key: str | None = None,
-              sync: bool = False) -> IngestResult:
+              sync: bool = False, request_id: str | None = None) -> IngestResult | Accepted:
     """Copy ``s3://MODEL_BUCKET/<key>`` into the store as ``ref``.
 
     ``key`` is the S3 key exactly as given (default ``ref.key``): a key
     uploaded in NFD (as macOS spells ``é``) is read as NFD and stored under
     its NFC name. A redelivered event or repeated request for an unchanged
-    object (same ETag) answers ``exists`` without copying anything. ``sync``
-    (a client waiting behind API Gateway): an object over
-    ``SYNC_INGEST_MAX_BYTES`` goes to :func:`hand_off` instead.
+    object (same ETag) answers ``exists`` without copying anything.
+
+    ``sync`` (a client waiting behind API Gateway): an object over
+    ``SYNC_INGEST_MAX_BYTES`` is handed off (:func:`hand_off`, ``202``), and
+    a missing or oversized object is the client's 4xx only. Every other
+    failure (and every failure of an S3 event, ``sync`` false) is recorded
+    as the name's ``failed`` state; a success settles the name's record.
     """
     key = key or ref.key
     bucket = settings.bucket
@@ -92,22 +161,39 @@ def ingest_s3(store: Store, settings: Settings, ref: ObjectRef, key: str | None 
         raise InvalidRequest("No S3 bucket is configured (MODEL_BUCKET); ingest with 'data' instead")
     source = f"s3://{bucket}/{key}"
     started = time.perf_counter()
-    info = s3.head(bucket, key)
-    if info.size > settings.max_ingest_bytes:
-        raise FileTooLarge(settings.max_ingest_bytes)
-    current = store.manifest(ref)
-    if current is not None and current.source == source and current.etag == info.etag \
-            and current.size == info.size and store.intact(ref, current):
-        record_ingest(0, started, "exists")  # unchanged ETag: nothing copied
-        return IngestResult(current, "exists", store.path(ref), key)
-    if sync and info.size > settings.sync_ingest_max_bytes:
-        return hand_off(settings, ref, key, info)
+    attempt = status.stamp()
+    try:
+        info = s3.head(bucket, key)
+        if info.size > settings.max_ingest_bytes:
+            raise FileTooLarge(settings.max_ingest_bytes)
+        current = store.manifest(ref)
+        if current is not None and current.source == source and current.etag == info.etag \
+                and current.size == info.size and store.intact(ref, current):
+            _settle(store, ref, attempt)
+            record_ingest(0, started, "exists")  # unchanged ETag: nothing copied
+            return IngestResult(current, "exists", store.path(ref), key)
+        handed_off = sync and info.size > settings.sync_ingest_max_bytes
+        if not handed_off:
+            result = _copy(store, settings, bucket, ref, key, info, source)
+    except ServiceError as exc:
+        if not (sync and isinstance(exc, (S3NotFound, FileTooLarge))):
+            _record_failure(store, ref, key, exc, attempt, request_id)
+        raise
+    if handed_off:  # records its own outcome
+        return hand_off(store, bucket, ref, key, info, attempt, request_id)
+    _settle(store, ref, attempt)
+    record_ingest(info.size, started, result.status)
+    return IngestResult(result.manifest, result.status, store.path(ref), key)
+
+
+def _copy(store: Store, settings: Settings, bucket: str, ref: ObjectRef, key: str,
+          info: s3.ObjectInfo, source: str) -> PutResult:
     # closing: whatever ends the copy, the part downloads stop and their threads end here.
     try:
         with closing(s3.stream(bucket, key, info, part_bytes=settings.s3_part_bytes,
                                connections=settings.s3_connections,
                                attempts=settings.s3_max_attempts)) as chunks:
-            result = store.put(
+            return store.put(
                 ref,
                 chunks,
                 source=source,
@@ -117,5 +203,3 @@ def ingest_s3(store: Store, settings: Settings, ref: ObjectRef, key: str | None 
             )
     except SizeMismatch as exc:  # the object changed (or was cut short) while it was copied
         raise S3ObjectChanged(str(exc)) from None
-    record_ingest(info.size, started, result.status)
-    return IngestResult(result.manifest, result.status, store.path(ref), key)

@@ -323,6 +323,24 @@ def put_bytes(bucket: str, key: str, data: bytes, content_type: str = "applicati
         raise _failed(exc, key, cut_short) from None
 
 
+def mark(bucket: str, key: str, info: ObjectInfo, metadata: dict[str, str]) -> None:
+    """Copy ``key`` onto itself (server-side), adding ``metadata`` to its own:
+    S3 sends the bucket's ObjectCreated notification for it. Only the version
+    ``info`` describes is copied (``CopySourceIfMatch``); its content type
+    and user metadata are kept. Objects up to 5 GiB (one CopyObject)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    s3, cut_short = bounded_client()
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key, IfMatch=info.etag)
+        extra = {"ContentType": head["ContentType"]} if head.get("ContentType") else {}
+        s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
+                       CopySourceIfMatch=info.etag, MetadataDirective="REPLACE",
+                       Metadata={**head.get("Metadata", {}), **metadata}, **extra)
+    except (BotoCoreError, ClientError) as exc:
+        raise _failed(exc, key, cut_short) from None
+
+
 def presign_put(bucket: str, key: str, size: int, expires: int) -> str:
     """A SigV4 presigned PUT URL for exactly ``size`` bytes (no S3 call)."""
     url: str = client().generate_presigned_url(

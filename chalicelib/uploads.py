@@ -22,7 +22,7 @@ from urllib.parse import quote
 from chalicelib import s3
 from chalicelib.config import ConfigError, Settings
 from chalicelib.errors import InvalidRequest
-from chalicelib.names import MODELS, ObjectRef
+from chalicelib.names import ObjectRef
 
 #: SigV4 presigned URLs live at most 7 days.
 MAX_EXPIRES_SECONDS = 7 * 24 * 3600
@@ -45,5 +45,5 @@ def presign_upload(settings: Settings, ref: ObjectRef, size: int) -> dict[str, A
         "expiresIn": expires,
         "expiresAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + expires)),
         # Percent-encoded once, as GET /models/{name} decodes it: "my model.onnx" -> my%20model.onnx.
-        "statusUrl": f"/models/{quote(ref.name, safe='')}" if ref.kind == MODELS else None,
+        "statusUrl": f"/{ref.kind}/{quote(ref.name, safe='')}",
     }

@@ -154,14 +154,42 @@ def _flatten(v: Any) -> list:
     return [v]
 
 
-def check_model(status: int, body: Any, name: str, *, sha256: str | None = None, size: int | None = None) -> Problems:
-    """A GET /models/{name} success (also each entry of GET /models)."""
+STATES = ("ready", "pending", "failed")
+
+
+def check_model(
+    status: int,
+    body: Any,
+    name: str | None,
+    *,
+    sha256: str | None = None,
+    size: int | None = None,
+    kind: str = "models",
+    states: tuple[str, ...] = STATES,
+) -> Problems:
+    """A GET /models/{name} success (also each entry of GET /models): its
+    ``state``, the error of a failed one, and the ready version's manifest
+    fields whenever one exists (``readyVersion`` not null)."""
     problems = check_status(status, 200, body)
+    problems += _fields(body, {"state": lambda v: v in states}, "model")
+    if problems:
+        return problems
+    if body["state"] != "ready":
+        problems += _fields(body, {"stateTime": _nonempty_str, "key": _nonempty_str}, "model")
+        if name is not None and body.get("name") != name:
+            problems.append(f"model: field 'name' is {body.get('name')!r:.80}, expected {name!r:.80}")
+    if body["state"] == "failed":
+        problems += _fields(
+            body.get("error"),
+            {"error": lambda v: v in ERROR_STATUS, "message": _nonempty_str, "time": _nonempty_str},
+            "model error",
+        )
+    if body["state"] != "ready" and body.get("readyVersion") is None:
+        return problems  # nothing ready yet: no manifest fields
     problems += _fields(
         body,
         {
             "name": lambda v: v == name,
-            "key": lambda v: v == f"models/{name}",
             "fileId": _nonempty_str,
             "sizeBytes": lambda v: _is_int(v) and v >= 0,
             "sha256": lambda v: isinstance(v, str) and bool(_SHA256.match(v)),
@@ -171,6 +199,8 @@ def check_model(status: int, body: Any, name: str, *, sha256: str | None = None,
         },
         "model",
     )
+    if body["state"] == "ready":
+        problems += _fields(body, {"key": lambda v: v == f"{kind}/{name}"}, "model")
     if problems:
         return problems
     if sha256 is not None and body["sha256"] != sha256:
@@ -181,7 +211,8 @@ def check_model(status: int, body: Any, name: str, *, sha256: str | None = None,
 
 
 def check_model_list(status: int, body: Any) -> Problems:
-    """A GET /models success: ``{models: [...], count}``."""
+    """A GET /models success: ``{models: [...], count}``; a key whose name
+    could not be stored is a failed entry with ``name`` null and an ``id``."""
     problems = check_status(status, 200, body)
     problems += _fields(body, {"models": lambda v: isinstance(v, list), "count": _is_int}, "models")
     if problems:
@@ -190,7 +221,28 @@ def check_model_list(status: int, body: Any) -> Problems:
         problems.append(f"models: count {body['count']} != {len(body['models'])} entries")
     for entry in body["models"]:
         name = entry.get("name") if isinstance(entry, dict) else None
-        problems += check_model(200, entry, str(name))
+        if isinstance(entry, dict) and name is None:
+            problems += check_model(200, entry, None, states=("failed",))
+            problems += _fields(entry, {"id": _nonempty_str}, "model")
+        else:
+            problems += check_model(200, entry, str(name))
+    return problems
+
+
+def check_accepted(status: int, body: Any, key: str) -> Problems:
+    """A POST /ingest handed off: ``202 {status: accepted, statusUrl, key, name}``."""
+    kind, _, name = key.partition("/")
+    problems = check_status(status, 202, body)
+    problems += _fields(
+        body,
+        {
+            "status": lambda v: v == "accepted",
+            "statusUrl": lambda v: isinstance(v, str) and v.startswith(f"/{kind}/"),
+            "key": lambda v: v == key,
+            "name": lambda v: v == name,
+        },
+        "accepted",
+    )
     return problems
 
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import secrets
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO, Callable, TextIO
 from urllib.parse import quote
 
@@ -24,6 +26,7 @@ from demo import contract
 from demo.client import Answer, ApiClient
 from demo.target import Target
 
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 PASS, FAIL, SKIPPED, NOT_APPLICABLE = "pass", "fail", "skipped", "n/a"
 
 # Errors a healthy stack cannot be made to return from outside; where they are exercised instead.
@@ -94,6 +97,17 @@ class RunState:
     """The ONNX model's fileId."""
     deleted: str | None = None
     """The model DELETE /models/{name} removed (the warm inline one)."""
+    accepted: dict[str, Any] | None = None
+    """The 202 answer of the ingest by key, when it was handed off (async)."""
+    failed_uploads: dict[str, str] | None = None
+    """Keys uploaded to fail their ingest: what -> key."""
+
+
+def local_max_ingest_bytes() -> int:
+    """MAX_INGEST_BYTES of the local stage (.chalice/config.json), which the demo's stack runs."""
+    config = json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text())
+    local = config["stages"]["local"].get("environment_variables", {})
+    return int(local.get("MAX_INGEST_BYTES") or config["environment_variables"]["MAX_INGEST_BYTES"])
 
 
 class StepFailed(Exception):
@@ -271,6 +285,7 @@ class Demonstration:
         self.step("health: store mounted and writable", "health", self.health)
         self.inline_steps()
         self.s3_key_steps()
+        self.failure_steps()
         self.presigned_steps()
         self.onnx_steps()
         self.step("catalogue: GET /models lists this run's models", "catalogue", self.catalogue)
@@ -376,9 +391,13 @@ class Demonstration:
 
         def ingest() -> StepResult:
             a = self.call("POST", "/ingest", {"key": key})
+            assert self.state.s3_object is not None  # guaranteed by the step's needs
+            if a.status == 202:  # over SYNC_INGEST_MAX_BYTES: handed to the S3-event function
+                require(contract.check_accepted(a.status, a.body, key), a)
+                self.state.accepted = a.body
+                return StepResult("", PASS, a.latency_ms, a.status, f"accepted, statusUrl={a.body['statusUrl']}")
             # The bucket's S3 event may have ingested it first: 'exists' is as right as 'created'.
             require(contract.check_ingest(a.status, a.body, size=size, s3_key=key, statuses=("created", "exists")), a)
-            assert self.state.s3_object is not None  # guaranteed by the step's needs
             self.state.s3_model = Stored(self.state.s3_object, a.body["fileId"])
             return StepResult(
                 "",
@@ -389,14 +408,107 @@ class Demonstration:
                 metrics={"bytes": size, "ingestStatus": a.body["status"]},
             )
 
+        def land() -> StepResult:
+            accepted, content = self.state.accepted, self.state.s3_object
+            if accepted is None or content is None:
+                if self.state.s3_model is None:
+                    return StepResult("", SKIPPED, detail="needs the ingest by key from an earlier step")
+                return StepResult("", NOT_APPLICABLE, detail="ingested synchronously (under SYNC_INGEST_MAX_BYTES)")
+            started = time.perf_counter()
+            a, states = self.poll(accepted["statusUrl"], lambda b: b.get("state") in ("ready", "failed"))
+            name = key.split("/", 1)[1]
+            require(
+                contract.check_model(a.status, a.body, name, sha256=content.sha256, size=size, states=("ready",)), a
+            )
+            self.state.s3_model = Stored(content, a.body["fileId"])
+            waited = (time.perf_counter() - started) * 1000
+            seen = " -> ".join(states)
+            return StepResult("", PASS, waited, a.status, f"{seen} after {waited:.0f} ms, version {a.body['version']}")
+
         self.step("upload object to the bucket", "upload", upload)
         self.step("ingest by S3 key", "ingest", ingest, needs={"the uploaded object": self.state.s3_object})
+        self.step("async ingest: poll statusUrl until ready", "event", land)
         self.step(
             "predict model ingested by key",
             "predict",
             lambda: self.predict_opaque(key.split("/", 1)[1], self.state.s3_model),
             needs={"the model ingested by key": self.state.s3_model},
         )
+
+    def poll(self, path: str, done: Callable[[dict[str, Any]], bool]) -> tuple[Answer, list[str]]:
+        """GET ``path`` until ``done(body)``; the states seen on the way (e.g. pending -> ready)."""
+        deadline = time.monotonic() + self.land_timeout
+        states: list[str] = []
+        while True:
+            a = self.call("GET", path)
+            state = a.body.get("state") if a.status == 200 and isinstance(a.body, dict) else f"HTTP {a.status}"
+            if not states or states[-1] != state:
+                states.append(str(state))
+            if a.status == 200 and isinstance(a.body, dict) and done(a.body):
+                return a, states
+            if a.status not in (200, 404):
+                require(contract.check_model(a.status, a.body, None), a)
+            if time.monotonic() > deadline:
+                raise StepFailed([f"{path}: not done after {self.land_timeout:.0f}s (seen {' -> '.join(states)})"], a)
+            time.sleep(0.25)
+
+    def failure_steps(self) -> None:
+        """Ingests that fail, visibly: on GET /models/{name} and in GET /models.
+
+        Only the local target can put such objects in the bucket (POST
+        /uploads refuses both up front); elsewhere the steps are n/a.
+        """
+        too_large = f"models/{self.name('too-large.bin')}"
+        # Over MAX_NAME_BYTES (200): S3 takes the key, the store cannot name it.
+        unstorable = f"models/{self.name('x' * 200)}.bin"
+
+        def upload() -> StepResult:
+            if not self.target.local:
+                return StepResult("", NOT_APPLICABLE, detail="needs direct bucket access (local target only)")
+            limit = local_max_ingest_bytes()
+            with tempfile.TemporaryFile() as f:
+                block = bytes(1024 * 1024)
+                for _ in range(limit // len(block)):
+                    f.write(block)
+                f.write(bytes(limit % len(block) + 1))
+                f.seek(0)
+                a = self.put_object(too_large, f, limit + 1, "too large")
+            with tempfile.TemporaryFile() as f:
+                f.write(b"unstorable name")
+                f.seek(0)
+                self.put_object(unstorable, f, 15, "unstorable")
+            self.state.failed_uploads = {"too large": too_large, "unstorable": unstorable}
+            return StepResult(
+                "",
+                PASS,
+                a.latency_ms,
+                a.status,
+                f"{limit + 1} bytes (MAX_INGEST_BYTES + 1) and a {len(unstorable.encode())}-byte key",
+            )
+
+        def failed_state() -> StepResult:
+            name = too_large.split("/", 1)[1]
+            a, states = self.poll(f"/models/{name}", lambda b: b.get("state") == "failed")
+            require(contract.check_model(a.status, a.body, name, states=("failed",)), a)
+            if a.body["error"]["error"] != "FILE_TOO_LARGE":
+                raise StepFailed([f"error {a.body['error']['error']}, expected FILE_TOO_LARGE"], a)
+            return StepResult("", PASS, a.latency_ms, a.status, f"failed: {a.body['error']['message']}"[:120])
+
+        def listed() -> StepResult:
+            a, _ = self.poll("/models", lambda b: any(m.get("key") == unstorable[:1024] for m in b.get("models", [])))
+            require(contract.check_model_list(a.status, a.body), a)
+            entry = next(m for m in a.body["models"] if m.get("key") == unstorable)
+            mine = [m for m in a.body["models"] if (m.get("name") or "").startswith(self.name(""))]
+            problems = [] if entry["state"] == "failed" and entry["name"] is None else [f"entry {entry!r:.200}"]
+            if not any(m["name"] == too_large.split("/", 1)[1] and m["state"] == "failed" for m in mine):
+                problems.append("the too-large model is not listed as failed")
+            require(problems, a)
+            return StepResult("", PASS, a.latency_ms, a.status, f"id={entry['id']} {entry['error']['error']}")
+
+        self.step("failure: objects the store cannot take, in S3", "failure", upload)
+        uploaded = {"the failing uploads": self.state.failed_uploads}
+        self.step("failure: GET /models/{name} is failed + error", "failure", failed_state, needs=uploaded)
+        self.step("failure: GET /models lists both failures", "failure", listed, needs=uploaded)
 
     def presigned_steps(self) -> None:
         name = self.name("large.bin")
@@ -510,7 +622,7 @@ class Demonstration:
     def catalogue(self) -> StepResult:
         a = self.call("GET", "/models")
         require(contract.check_model_list(a.status, a.body), a)
-        mine = {m["name"]: m for m in a.body["models"] if m["name"].startswith(self.name(""))}
+        mine = {m["name"]: m for m in a.body["models"] if (m["name"] or "").startswith(self.name(""))}
         problems = []
         state = self.state
         for content, model in (

@@ -13,6 +13,10 @@
 * S3 events: a watcher lists the bucket and, for every new or changed object
   under ``models/`` or ``inputs/``, invokes the real ``on_object_created``
   handler with a real S3 event (URL-encoded key, size, eTag), as S3 would.
+  An object copied onto itself (the async ingest's hand-off) keeps its ETag,
+  and LastModified only has whole seconds: the watcher also compares the
+  hand-off's metadata marker (one HEAD per object changed within the last
+  seconds), so that copy is delivered too.
 * ``.local/endpoints.json`` tells clients where everything is; it belongs to
   the server that wrote it (its ``pid``), and only that server removes it.
 """
@@ -30,6 +34,7 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -104,9 +109,9 @@ class GatewayShapedHandler(ChaliceRequestHandler):
 
 
 def s3_event(
-    bucket: str, key: str, size: int, etag: str, region: str, name: str = "ObjectCreated:Put"
+    bucket: str, key: str, size: int, etag: str, region: str, event_name: str = "ObjectCreated:Put"
 ) -> dict[str, Any]:
-    """An S3 event (``ObjectCreated:Put`` or ``ObjectRemoved:Delete``) in the shape S3 delivers (key URL-encoded)."""
+    """An S3 event (``ObjectCreated:*`` or ``ObjectRemoved:Delete``) in the shape S3 delivers (key URL-encoded)."""
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
     return {
         "Records": [
@@ -115,7 +120,7 @@ def s3_event(
                 "eventSource": "aws:s3",
                 "awsRegion": region,
                 "eventTime": now,
-                "eventName": name,
+                "eventName": event_name,
                 "s3": {
                     "s3SchemaVersion": "1.0",
                     "configurationId": "local-watcher",
@@ -132,6 +137,22 @@ def s3_event(
     }
 
 
+#: The metadata the async ingest's hand-off adds (chalicelib.ingest.hand_off).
+HAND_OFF_MARKER = "efs-ml-ingest-accepted"
+#: LastModified has whole seconds: a change within this long of it may hide behind an equal listing.
+SETTLE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the watcher last delivered for a key, and when it last checked it."""
+
+    etag: str
+    modified: float
+    marker: str | None
+    checked: float
+
+
 class S3EventWatcher(threading.Thread):
     """Delivers S3 ObjectCreated and ObjectRemoved events for the local bucket to the handler."""
 
@@ -145,7 +166,7 @@ class S3EventWatcher(threading.Thread):
         self.interval = interval
         self.client = Client(app_obj, stage_name="local", project_dir=str(PROJECT_DIR))
         self.region = self.s3.meta.region_name
-        self.seen: dict[str, str] = {}
+        self.seen: dict[str, Seen] = {}
         self.stopping = threading.Event()
 
     def scan(self) -> int:
@@ -157,29 +178,49 @@ class S3EventWatcher(threading.Thread):
                 for obj in page.get("Contents", []):
                     key, etag = obj["Key"], obj["ETag"]
                     listed.add(key)
-                    if self.seen.get(key) != etag:
-                        delivered += self._deliver(
-                            key, s3_event(self.bucket, key, obj["Size"], etag, self.region), etag
-                        )
+                    modified = obj["LastModified"].timestamp()
+                    now = time.time()
+                    seen = self.seen.get(key)
+                    if seen is not None and (seen.etag, seen.modified) == (etag, modified):
+                        if seen.checked - modified >= SETTLE_SECONDS:
+                            continue  # checked after its last possible change
+                        marker = self._marker(key)
+                        if marker == seen.marker:
+                            self.seen[key] = Seen(etag, modified, marker, now)
+                            continue
+                    else:
+                        marker = self._marker(key)
+                    name = "ObjectCreated:Copy" if marker and seen is not None else "ObjectCreated:Put"
+                    event = s3_event(self.bucket, key, obj["Size"], etag, self.region, name)
+                    delivered += self._deliver(key, event, Seen(etag, modified, marker, now))
         for key in [k for k in self.seen if k not in listed]:  # gone since the last scan
             delivered += self._deliver(
                 key, s3_event(self.bucket, key, 0, "", self.region, "ObjectRemoved:Delete"), None
             )
         return delivered
 
-    def _deliver(self, key: str, event: dict[str, Any], etag: str | None) -> int:
-        """Invoke the handler; on success remember ``etag`` (``None``: forget the key)."""
+    def _deliver(self, key: str, event: dict[str, Any], seen: Seen | None) -> int:
+        """Invoke the handler; on success remember ``seen`` (``None``: forget the key)."""
         try:
             result = self.client.lambda_.invoke("on_object_created", event)
         except Exception:  # Lambda would retry: so do we, next scan
             log.exception("s3 event handler failed for %s; will retry", key)
             return 0
         log.info("s3 event %s -> %s", key, result.payload)
-        if etag is None:
+        if seen is None:
             self.seen.pop(key, None)
         else:
-            self.seen[key] = etag
+            self.seen[key] = seen
         return 1
+
+    def _marker(self, key: str) -> str | None:
+        """The hand-off marker of ``key``'s current version (``None``: none, or gone)."""
+        try:
+            head = self.s3.head_object(Bucket=self.bucket, Key=key)
+        except Exception:  # deleted meanwhile: the listing's change is delivered as is
+            return None
+        marker = head.get("Metadata", {}).get(HAND_OFF_MARKER)
+        return str(marker) if marker else None
 
     def run(self) -> None:
         while not self.stopping.wait(self.interval):

@@ -184,6 +184,8 @@ data "aws_iam_policy_document" "api" {
   # POST /uploads hands clients presigned PUT URLs for models/ and inputs/
   # (objects over API Gateway's 10 MB); S3 authorizes such a URL against the
   # permissions of the role that signed it, so the role needs this to sign.
+  # The async ingest's hand-off (CopyObject of a key onto itself, which fires
+  # the ObjectCreated notification) needs it too, with ReadModelsAndInputs.
   statement {
     sid     = "SignUploadUrls"
     actions = ["s3:PutObject"]

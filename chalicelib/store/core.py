@@ -36,8 +36,8 @@ from typing import BinaryIO, Callable, Iterable, Iterator, Sequence
 
 from chalicelib.config import get_settings
 from chalicelib.errors import DeadlineExceeded, EfsWriteFailed, ServiceError, StoreCorrupt
-from chalicelib.names import INPUTS, KINDS, MODELS, ObjectRef, is_valid_name
-from chalicelib.store import commit, fs, locks
+from chalicelib.names import INGEST_KINDS, INPUTS, KINDS, MODELS, ObjectRef, is_valid_name
+from chalicelib.store import commit, fs, locks, status
 from chalicelib.store.commit import IDS, LOCKS, META, TEMP_RE
 from chalicelib.store.errors import SizeMismatch
 from chalicelib.store.manifest import Manifest, PutResult, now, parse
@@ -59,6 +59,7 @@ class Store:
         self.lock_timeout = lock_timeout
         self.dir_sync = dir_sync or fs.DirSync()
         self._dirs = fs.Dirs(self.root, sync_dirs=self.dir_sync.needed(self.root))
+        self.status = status.StatusRecords(self._dirs)  # pending/failed ingests
 
     # -- paths (no side effects) ---------------------------------------------
     def path(self, ref: ObjectRef) -> str:
@@ -331,6 +332,8 @@ class Store:
             if before is not None and not before(manifest):
                 return None
             commit.remove(self._dirs, ref, manifest.fileId if ref.kind in INDEXED_KINDS else None)
+            if ref.kind in INGEST_KINDS:
+                self.status.clear(ref)  # an old pending/failed record must not outlive the object
         return manifest
 
     # -- debris --------------------------------------------------------------
@@ -366,7 +369,7 @@ class Store:
             for name, files in sorted(debris.items()):
                 if is_valid_name(name):
                     removed += self._reclaim_name(ObjectRef(kind, name), files, cutoff)
-        return removed
+        return removed + self.status.reclaim(cutoff)
 
     def _reclaim_name(self, ref: ObjectRef, files: builtins.list[tuple[tuple[str, ...], str]],
                       cutoff: float) -> int:

@@ -195,3 +195,21 @@ def test_delete_removes_the_key_it_was_ingested_from_when_spelled_in_nfd(client,
     body = ok(client.http.delete("/models/" + quote("r\u00e9sum\u00e9.bin")))
     assert body["key"] == "models/r\u00e9sum\u00e9.bin"
     assert s3_client.list_objects_v2(Bucket=bucket, Prefix="models/").get("KeyCount", 0) == 0
+
+
+def test_delete_drops_the_names_old_failure_record(client, efs_root):
+    """A name whose last attempt failed, then landed and was deleted, is gone
+    from GET /models: no stale failed (or pending) record outlives the object."""
+    from chalicelib.errors import S3Unavailable
+    from chalicelib.names import ObjectRef
+    from chalicelib.store import Store, status
+
+    store = Store(str(efs_root))
+    ref = ObjectRef("models", "flaky.bin")
+    ok(post(client, "/ingest", {"data": "v1", "filename": "flaky.bin"}))
+    # A later attempt of the same name failed (e.g. a re-upload's event).
+    store.status.failed(ref, ref.key, S3Unavailable(), status.stamp(), None)
+    assert json.loads(client.http.get("/models/flaky.bin").body)["state"] == "failed"
+    assert ok(client.http.delete("/models/flaky.bin"))["status"] == "deleted"
+    error(client.http.get("/models/flaky.bin"), 404, "NOT_FOUND")
+    assert all(m.get("name") != "flaky.bin" for m in ok(client.http.get("/models"))["models"])

@@ -56,6 +56,41 @@ def test_removed_event_has_the_real_shape():
     assert record["eventName"] == "ObjectRemoved:Delete"
 
 
+def test_async_ingest_end_to_end_through_the_watcher(bucket, s3_client, efs_root, monkeypatch):
+    """POST /ingest above SYNC_INGEST_MAX_BYTES -> 202; the in-place copy keeps the
+    ETag and (within the same second) LastModified, and the watcher still delivers it."""
+    import time
+
+    from chalice.test import Client
+
+    import app
+    from tests.conftest import reset_caches
+
+    monkeypatch.setenv("SYNC_INGEST_MAX_BYTES", "1024")
+    reset_caches()
+    watcher = S3EventWatcher(app.app, bucket)
+    s3_client.put_object(Bucket=bucket, Key="models/big model.bin", Body=b"B" * 4096)
+    assert watcher.scan() == 1  # the upload's own event lands it
+    (efs_root / "models" / "big model.bin").unlink()  # as if that ingest had been lost
+    (efs_root / ".meta" / "models" / "big model.bin.json").unlink()
+    etag = s3_client.head_object(Bucket=bucket, Key="models/big model.bin")["ETag"]
+    with Client(app.app) as client:
+        resp = client.http.post("/ingest", headers={"Content-Type": "application/json"},
+                                body=json.dumps({"key": "models/big model.bin"}))
+        assert resp.status_code == 202, resp.body
+        status_url = json.loads(resp.body)["statusUrl"]
+        assert json.loads(client.http.get(status_url).body)["state"] == "pending"
+        assert s3_client.head_object(Bucket=bucket, Key="models/big model.bin")["ETag"] == etag
+        deadline = time.monotonic() + 10
+        while watcher.scan() == 0:  # the copy's event, as S3 would send it
+            assert time.monotonic() < deadline, "the hand-off's copy was never delivered"
+        state = json.loads(client.http.get(status_url).body)
+    assert state["state"] == "ready" and state["sizeBytes"] == 4096
+    assert watcher.scan() == 0  # delivered once
+    time.sleep(2.1)
+    assert watcher.scan() == 0  # and settled: no HEAD-driven redelivery later either
+
+
 def test_nodelay_server_sets_tcp_nodelay_on_connections():
     seen = []
 

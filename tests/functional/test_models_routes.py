@@ -16,7 +16,7 @@ def test_lists_models_only_sorted_with_their_manifest(client):
     body = ok(client.http.get("/models"))
     assert body["count"] == 2 and [m["name"] for m in body["models"]] == ["a.pt", "b.pt"]
     a = body["models"][0]
-    assert set(a) == FIELDS
+    assert set(a) == FIELDS | {"state", "readyVersion"} and a["state"] == "ready" and a["readyVersion"] == 1
     assert a["key"] == "models/a.pt" and a["sizeBytes"] == 1 and a["sha256"] == hashlib.sha256(b"a").hexdigest()
     assert a["version"] == 1 and a["source"] == "inline" and a["created"] == a["updated"]
 

@@ -41,11 +41,14 @@ def sync_limit(bucket, monkeypatch):
     reset_caches()
 
 
-def test_key_over_the_sync_limit_is_413_and_the_event_path_takes_it(client, sync_limit, s3_client, efs_root):
+def test_key_over_the_sync_limit_is_accepted_and_the_event_path_takes_it(client, sync_limit, s3_client,
+                                                                         efs_root):
     s3_client.put_object(Bucket=sync_limit, Key="models/large.bin", Body=b"L" * 2048)
-    resp = error(post(client, "/ingest", {"key": "models/large.bin"}), 413, "FILE_TOO_LARGE")
-    assert resp["maxSize"] == "1KB" and "SYNC_INGEST_MAX_BYTES" in resp["message"]
-    assert "POST /uploads" in resp["message"] and "GET /models/large.bin" in resp["message"]
+    resp = post(client, "/ingest", {"key": "models/large.bin"})
+    assert resp.status_code == 202, resp.body
+    body = json.loads(resp.body)
+    assert body["status"] == "accepted" and body["statusUrl"] == "/models/large.bin"
+    assert body["key"] == "models/large.bin" and body["name"] == "large.bin" and body["sizeBytes"] == 2048
     assert not (efs_root / "models" / "large.bin").exists()
     # The S3-event function has no gateway in front of it: no sync limit there.
     event = client.events.generate_s3_event(bucket=sync_limit, key="models/large.bin")

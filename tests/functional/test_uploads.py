@@ -45,7 +45,7 @@ def test_presigned_put_then_s3_event_lands_the_model(client, bucket, s3_client):
 
 def test_inputs_prefix_is_presignable(client, bucket):
     body = ok(presign(client, "inputs/batch.json", 10))
-    assert body["key"] == "inputs/batch.json" and body["statusUrl"] is None
+    assert body["key"] == "inputs/batch.json" and body["statusUrl"] == "/inputs/batch.json"
     assert f"/{bucket}/inputs/batch.json" in body["url"] or f"{bucket}." in body["url"]
 
 

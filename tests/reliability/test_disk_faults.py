@@ -3,6 +3,7 @@ nothing partial left, the prior version intact, the next write fine."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 
@@ -106,7 +107,11 @@ def test_full_disk_during_data_write(small_fs, app_http):
     check_error_body(status, body, "full disk")
     assert body["error"] == "EFS_WRITE_FAILED" and body["stage"] == "write"
     assert _intact(root, "m.bin", v1).version == 1
-    assert R.debris(root) == [] and os.statvfs(root).f_bfree == free, "partial temp file left"
+    # The failure is recorded (one small status record, the only block taken), nothing partial is left.
+    record = os.path.join(root, ".meta", "status", "models", "m.bin.json")
+    assert json.loads(open(record).read())["error"]["error"] == "EFS_WRITE_FAILED"
+    record_blocks = os.stat(record).st_blocks * 512 // os.statvfs(root).f_frsize
+    assert R.debris(root) == [] and os.statvfs(root).f_bfree == free - record_blocks, "partial temp file left"
     v3 = R.content("v3", 2 * MIB)
     status, body = _ingest(app_http, "m.bin", v3)
     assert status == 200 and body["status"] == "updated" and body["version"] == 2

@@ -12,7 +12,8 @@ INGEST = {"fileId": "f-1", "efsPath": "/mnt/efs/models/m.pt", "s3Key": None, "si
 PREDICT = {"fileId": "f-1", "efsPath": "/mnt/efs/outputs/f-1.result", "s3Key": "outputs/f-1.result",
            "durationMs": 4.2, "result": {"modelSize": 17, "checksum": SHA, "processed": True}}
 MODEL = {"name": "m.pt", "key": "models/m.pt", "fileId": "f-1", "sizeBytes": 17, "sha256": SHA, "version": 1,
-         "created": "2026-01-01T00:00:00+00:00", "updated": "2026-01-01T00:00:00+00:00", "source": "inline"}
+         "created": "2026-01-01T00:00:00+00:00", "updated": "2026-01-01T00:00:00+00:00", "source": "inline",
+         "state": "ready", "readyVersion": 1}
 
 
 def test_good_ingest_passes():
@@ -160,3 +161,25 @@ def test_steps_whose_prerequisite_failed_are_skipped_naming_it():
     assert steps["predict model ingested by key"].result == SKIPPED
     assert "the landed model" in steps["predict uploaded model (cold)"].detail
     assert demo.state.opaque is None and demo.state.large is None
+
+
+def test_states_in_the_model_contract():
+    assert contract.check_model(200, {k: v for k, v in MODEL.items() if k != "state"}, "m.pt")
+    pending = {"name": "n.pt", "key": "models/n.pt", "state": "pending", "stateTime": "t", "readyVersion": None}
+    assert contract.check_model(200, pending, "n.pt") == []
+    failed = {**pending, "state": "failed", "error": {"error": "FILE_TOO_LARGE", "message": "big", "time": "t"}}
+    assert contract.check_model(200, failed, "n.pt") == []
+    assert contract.check_model(200, {**failed, "error": {"error": "NOPE", "message": "m", "time": "t"}}, "n.pt")
+    # A pending attempt over a ready version: the version's fields must be there.
+    assert contract.check_model(200, {**MODEL, "state": "pending", "stateTime": "t"}, "m.pt") == []
+    assert contract.check_model(200, {**pending, "readyVersion": 1}, "n.pt")
+    rejected = {**failed, "name": None, "key": "models/../x", "id": "a" * 40}
+    assert contract.check_model_list(200, {"models": [MODEL, rejected], "count": 2}) == []
+    assert contract.check_model_list(200, {"models": [{**rejected, "state": "pending"}], "count": 1})
+
+
+def test_accepted_contract():
+    body = {"status": "accepted", "statusUrl": "/models/a%20b.bin", "key": "models/a b.bin", "name": "a b.bin"}
+    assert contract.check_accepted(202, body, "models/a b.bin") == []
+    assert contract.check_accepted(200, body, "models/a b.bin")
+    assert contract.check_accepted(202, {**body, "statusUrl": "/inputs/a%20b.bin"}, "models/a b.bin")
