@@ -210,7 +210,7 @@ class Store:
     def put(
         self,
         ref: ObjectRef,
-        chunks: Iterable[bytes],
+        chunks: Iterable[bytes | memoryview],
         *,
         source: str,
         etag: str | None = None,
@@ -249,7 +249,7 @@ class Store:
             return PutResult(current, "exists")
         return self._put(ref, [data], source=source, max_bytes=max_bytes, small=len(data) <= _SMALL_BYTES)
 
-    def _put(self, ref: ObjectRef, chunks: Iterable[bytes], *, source: str, etag: str | None = None,
+    def _put(self, ref: ObjectRef, chunks: Iterable[bytes | memoryview], *, source: str, etag: str | None = None,
              max_bytes: int | None = None, expected_size: int | None = None, small: bool) -> PutResult:
         # A small write takes COMMIT with WRITER (one lock call): it holds
         # COMMIT only for as long as a large one holds it for its swap.

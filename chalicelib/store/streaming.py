@@ -37,10 +37,10 @@ class ThreadedSha256:
         self._hasher = hashlib.sha256()
         self._inline_left = inline_bytes
         self._depth = depth
-        self._queue: queue.Queue[bytes | None] | None = None
+        self._queue: queue.Queue[bytes | memoryview | None] | None = None
         self._thread: threading.Thread | None = None
 
-    def update(self, chunk: bytes) -> None:
+    def update(self, chunk: bytes | memoryview) -> None:
         """Add ``chunk`` to the digest (blocks when ``depth`` chunks are waiting)."""
         if self._queue is None:
             if self._inline_left > 0:
