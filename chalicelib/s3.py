@@ -393,12 +393,16 @@ def _ranged(bucket: str, key: str, info: ObjectInfo, part: int, conns: int,
             buf, future = pending.pop(index)
             future.result()
             deadline.check("s3")
-            # The next part starts now, in a spare buffer, while this one is consumed.
-            submit(index + conns)
             first, last = ranges[index]
+            size = last - first + 1
             view = memoryview(buf).toreadonly()
-            for offset in range(0, last - first + 1, CHUNK_BYTES):
-                yield view[offset:min(offset + CHUNK_BYTES, last - first + 1)]
+            for offset in range(0, size, CHUNK_BYTES):
+                yield view[offset:min(offset + CHUNK_BYTES, size)]
+                if offset == 0:
+                    # The next part starts while this one is consumed. Not before
+                    # this first chunk was taken: until then the consumer still
+                    # holds the previous part's last chunk, whose buffer it reuses.
+                    submit(index + conns)
             del view
             pool.give_back(buf)
     finally:

@@ -224,9 +224,8 @@ class Store:
         an object that no longer matches its manifest: ``updated`` with the
         next version; new name: ``created``. ``expected_size`` rejects a
         short or long stream (:class:`SizeMismatch`). Any failure leaves the
-        previous version (or nothing) in place. Long streams are hashed on a
-        helper thread: a chunk's buffer must not be reused once it was
-        yielded (``bytes`` never are).
+        previous version (or nothing) in place. Each chunk is hashed and
+        written before the next is asked for, and not kept.
         """
         small = isinstance(chunks, (list, tuple)) and sum(map(len, chunks)) <= _SMALL_BYTES
         return self._put(ref, chunks, source=source, etag=etag, max_bytes=max_bytes,
