@@ -275,7 +275,8 @@ NOTES = (
     "   not the product; rows 6-7 replace it.",
     "6-7: both sides read through a loopback proxy pacing each connection to the cap (real S3: 85-90 MB/s per",
     "   connection; no first-byte latency modelled); ours = ingest_s3 with S3_PART_BYTES x S3_CONNECTIONS",
-    "   (16 MiB x 6) ranged GETs, sha256, fsync, rename, manifest; plain = one GET, sha256, fsync. Fresh child",
+    "   (16 MiB x 6) ranged GETs read into 7 reused buffers, sha256, fsync, rename, manifest; plain = one GET,",
+    "   sha256, fsync (1 MiB reads and writes, like ours). Fresh child",
     "   each; CPU = user+sys of every thread of the child during the transfer; moto and the proxy not counted.",
     "   A plain GET below the cap means moto or the CPU bound it, not the cap: then compare with the cap itself.",
 )

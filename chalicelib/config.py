@@ -92,11 +92,14 @@ class Settings:
     s3_read_timeout: float = _setting(30.0)
     s3_part_bytes: int = _setting(16 * MIB, minimum=64 * KIB)
     """Size of one ranged GET when an object is read in parallel parts. 16 MiB:
-    each request costs ~2 ms of CPU (botocore), 64 of them per GiB."""
+    each request costs ~3 ms of CPU (botocore), 64 of them per GiB (measured:
+    8 MiB parts +0.3 CPU-s/GiB; 24 MiB x 5 or 32 MiB x 4 save <0.1 but take
+    peak RSS to 195-211 MiB)."""
     s3_connections: int = _setting(6)
     """Ranged GETs in flight per object: S3 gives ~85-90 MB/s per connection,
-    so 6 give ~5x one stream, holding ~6 parts (96 MiB); more threads cost
-    more CPU per byte (measured: 8 x 8 MiB took ~25% more than 6 x 16 MiB)."""
+    so 6 give ~5x one stream, in 7 reused part buffers (112 MiB); more
+    threads cost more CPU per byte (measured: 8 x 8 MiB took ~25% more than
+    6 x 16 MiB)."""
     log_level: str = _setting("INFO", normalize=str.upper)
     upload_url_expires_seconds: int = _setting(900)
     """Lifetime of presigned upload URLs (POST /uploads); SigV4 allows up to 7 days."""

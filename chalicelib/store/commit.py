@@ -37,6 +37,7 @@ forward (step 4); otherwise roll back (drop the intent and the temp).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -47,7 +48,7 @@ from chalicelib.errors import EfsWriteFailed, FileTooLarge
 from chalicelib.names import ObjectRef
 from chalicelib.store import fs
 from chalicelib.store.manifest import Manifest, parse
-from chalicelib.store.streaming import ThreadedSha256, WriteBehind
+from chalicelib.store.streaming import WriteBehind
 
 META = ".meta"
 LOCKS = ".locks"
@@ -97,7 +98,7 @@ def create(dirs: fs.Dirs, parts: tuple[str, ...], name: str) -> int:
         return os.open(path, _CREATE, 0o644)
 
 
-def write_temp(dirs: fs.Dirs, ref: ObjectRef, chunks: Iterable[bytes],
+def write_temp(dirs: fs.Dirs, ref: ObjectRef, chunks: Iterable[bytes | memoryview],
                max_bytes: int | None) -> tuple[int, str, os.stat_result]:
     """Stream ``chunks`` into the name's data temp, hashing in the same pass; fsync.
 
@@ -107,9 +108,10 @@ def write_temp(dirs: fs.Dirs, ref: ObjectRef, chunks: Iterable[bytes],
         fd = create(dirs, (ref.kind,), data_temp(ref.name))
     except OSError as exc:
         raise EfsWriteFailed("open", f"Failed to create file on EFS ({fs.reason(exc)})") from None
-    # Same single pass, overlapped: sha256 on a helper thread and early
-    # write-back while the next chunk arrives (see streaming).
-    hasher = ThreadedSha256()
+    # Same single pass: sha256 here, in order, on the chunk just received
+    # (still in cache); the stream's own threads receive the next ones, and
+    # early write-back lets the final fsync wait only for the tail.
+    hasher = hashlib.sha256()
     write_behind = WriteBehind(fd)
     size = 0
     try:
@@ -130,11 +132,9 @@ def write_temp(dirs: fs.Dirs, ref: ObjectRef, chunks: Iterable[bytes],
         st = os.fstat(fd)
         digest = hasher.hexdigest()
     except BaseException:
-        hasher.close()
         fs.close_quietly(fd)
         dirs.unlink_quietly((ref.kind,), data_temp(ref.name))
         raise
-    hasher.close()
     fs.close_quietly(fd)
     return size, digest, st
 

@@ -218,7 +218,7 @@ class Store:
     def put(
         self,
         ref: ObjectRef,
-        chunks: Iterable[bytes],
+        chunks: Iterable[bytes | memoryview],
         *,
         source: str,
         etag: str | None = None,
@@ -232,9 +232,8 @@ class Store:
         an object that no longer matches its manifest: ``updated`` with the
         next version; new name: ``created``. ``expected_size`` rejects a
         short or long stream (:class:`SizeMismatch`). Any failure leaves the
-        previous version (or nothing) in place. Long streams are hashed on a
-        helper thread: a chunk's buffer must not be reused once it was
-        yielded (``bytes`` never are).
+        previous version (or nothing) in place. Each chunk is hashed and
+        written before the next is asked for, and not kept.
         """
         small = isinstance(chunks, (list, tuple)) and sum(map(len, chunks)) <= _SMALL_BYTES
         return self._put(ref, chunks, source=source, etag=etag, max_bytes=max_bytes,
@@ -257,7 +256,7 @@ class Store:
             return PutResult(current, "exists")
         return self._put(ref, [data], source=source, max_bytes=max_bytes, small=len(data) <= _SMALL_BYTES)
 
-    def _put(self, ref: ObjectRef, chunks: Iterable[bytes], *, source: str, etag: str | None = None,
+    def _put(self, ref: ObjectRef, chunks: Iterable[bytes | memoryview], *, source: str, etag: str | None = None,
              max_bytes: int | None = None, expected_size: int | None = None, small: bool) -> PutResult:
         # A small write takes COMMIT with WRITER (one lock call): it holds
         # COMMIT only for as long as a large one holds it for its swap.

@@ -134,6 +134,46 @@ def test_abandoned_stream_leaves_no_thread(ranged, s3_client):
     assert part_threads() == []
 
 
+def _counting_buffers(monkeypatch):
+    from chalicelib import s3
+
+    made = []
+
+    class Counted(s3._PartBuffer):
+        def __init__(self, size: int) -> None:
+            super().__init__(size)
+            made.append(self)
+
+    monkeypatch.setattr(s3, "_PartBuffer", Counted)
+    return made
+
+
+def test_part_buffers_are_reused_once_their_chunks_are_dropped(ranged, s3_client, monkeypatch):
+    from chalicelib import s3
+
+    made = _counting_buffers(monkeypatch)
+    s3_client.put_object(Bucket=ranged, Key=KEY, Body=DATA)
+    sha, size = hashlib.sha256(), 0
+    for chunk in s3.stream(ranged, KEY, s3.head(ranged, KEY)):
+        assert isinstance(chunk, memoryview) and chunk.readonly  # nobody can write into a pooled buffer
+        sha.update(chunk)
+        size += len(chunk)
+    assert sha.hexdigest() == hashlib.sha256(DATA).hexdigest() and size == len(DATA)
+    assert len(made) == CONNECTIONS + 1  # 10 parts through 4 buffers: downloading ones and the one consumed
+
+
+def test_kept_chunks_are_never_overwritten(ranged, s3_client, monkeypatch):
+    from chalicelib import s3
+
+    made = _counting_buffers(monkeypatch)
+    s3_client.put_object(Bucket=ranged, Key=KEY, Body=DATA)
+    kept = list(s3.stream(ranged, KEY, s3.head(ranged, KEY)))  # every chunk held to the end
+    assert b"".join(kept) == DATA
+    assert len(made) == 10  # a buffer still referenced is not reused: a new one instead
+    del kept
+    assert all(b.leases == 0 for b in made)
+
+
 def test_part_cut_short_once_is_fetched_again(client, proxy, s3_client, efs_root):
     s3_client.put_object(Bucket=proxy_bucket(proxy, s3_client), Key=KEY, Body=DATA)
     proxy.rule = lambda method, path, n: Fault(truncate=0.5) if method == "GET" and n == 4 else None

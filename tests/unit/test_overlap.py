@@ -1,37 +1,17 @@
-"""The overlapped hashing and write-back used by the store's streamed writes."""
+"""Write-back overlapped with a streamed write, and its one-pass hashing."""
 import hashlib
 import os
 
 from chalicelib.names import ObjectRef
 from chalicelib.store import Store
 from chalicelib.store import streaming as overlap
-from chalicelib.store.streaming import MIB, ThreadedSha256, WriteBehind
+from chalicelib.store.streaming import MIB, WriteBehind
 
 
 def chunks(total: int, size: int):
     block = os.urandom(size)
     for offset in range(0, total, size):
         yield block[: min(size, total - offset)]
-
-
-def test_threaded_sha256_matches_hashlib_inline_and_threaded():
-    for total, inline in ((1000, 8 * MIB), (5 * MIB + 7, MIB), (3 * MIB, 0)):
-        data = list(chunks(total, 64 * 1024 + 3))
-        hasher = ThreadedSha256(inline_bytes=inline, depth=2)
-        for c in data:
-            hasher.update(c)
-        assert hasher.hexdigest() == hashlib.sha256(b"".join(data)).hexdigest()
-        assert (hasher._thread is None)  # hexdigest ended the helper thread
-
-
-def test_threaded_sha256_close_is_idempotent_and_stops_the_thread():
-    hasher = ThreadedSha256(inline_bytes=0)
-    hasher.update(b"x" * 4096)
-    thread = hasher._thread
-    assert thread is not None and thread.is_alive()
-    hasher.close()
-    hasher.close()
-    assert not thread.is_alive()
 
 
 def test_write_behind_hands_each_range_to_write_back_once(monkeypatch, tmp_path):
