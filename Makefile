@@ -27,13 +27,14 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 # pytest-xdist workers: on the shared 2-core machine (load average ~12 for
 # both runs), `make test` took 301 s with 2 workers and 466 s in one process.
+# loadgroup: every infra test on one worker (tests/infra/conftest.py).
 TEST_WORKERS ?= 2
 # Extra pytest options, e.g. PYTEST_ARGS="-x -k ingest".
 PYTEST_ARGS ?=
 
 ## the full test suite: unit, routes, S3, infra, reliability (TEST_WORKERS=1 for one process)
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # build/stack is kept: a deployed stack's local Terraform state lives there.
 ## remove the virtualenvs, .local and build output (build/stack is kept)

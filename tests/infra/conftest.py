@@ -19,6 +19,16 @@ import stack  # noqa: E402
 import tfcli  # noqa: E402
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """One xdist worker takes every infra test (``--dist loadgroup``): each
+    worker's session would otherwise run `chalice package` of the same
+    project at once, and they collide in its .chalice/deployments cache."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.xdist_group("infra"))
+
+
 def require_tool(path: str | None, hint: str) -> str:
     """Return ``path`` or fail the test with how to get the tool (never skip: CI must run it)."""
     if not path:
