@@ -1,4 +1,5 @@
 """HTTP routes and the S3 handler: parse, call chalicelib, respond."""
+
 import os
 
 from chalice import Chalice, Rate, Response
@@ -113,8 +114,11 @@ def health():
 # notification at the stack's own bucket. inputs/ is added there as a second
 # filter on this same function. One function for both event types: one
 # subscription per prefix, and created/removed of one key never run apart.
-@app.on_s3_event(bucket=os.environ.get("MODEL_BUCKET", "efs-ml-local"),
-                 events=["s3:ObjectCreated:*", "s3:ObjectRemoved:*"], prefix="models/")
+@app.on_s3_event(
+    bucket=os.environ.get("MODEL_BUCKET", "efs-ml-local"),
+    events=["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
+    prefix="models/",
+)
 def on_object_created(event):
     created, removed = removal.split(event.to_dict())
     outcomes = []

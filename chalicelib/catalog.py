@@ -10,6 +10,7 @@ A pending or failed attempt never hides a version that is ready: the
 current ready version's fields (``fileId``, ``version``, ``sha256``...)
 are there too, and ``readyVersion`` says which it is (``null``: none yet).
 """
+
 from __future__ import annotations
 
 from typing import Any

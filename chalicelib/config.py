@@ -4,6 +4,7 @@ Every knob the service has is here, with its default. The S3 endpoint is
 deliberately absent: boto3 reads ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``
 itself, so local runs (moto) and AWS use the same code path.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,13 @@ class ConfigError(ValueError):
     """An environment variable holds a value the service cannot use."""
 
 
-def _setting(default: Any, env: str | None = None, minimum: float | None = None,
-             normalize: Callable[[str], str] | None = None, choices: tuple[str, ...] | None = None) -> Any:
+def _setting(
+    default: Any,
+    env: str | None = None,
+    minimum: float | None = None,
+    normalize: Callable[[str], str] | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
     """A Settings field: its default, and how :func:`load_settings` reads it.
 
     ``env`` names the variable (default: the field name in capitals),

@@ -11,6 +11,7 @@ wait (lock polls, S3 calls and their retries, inference) takes
 The deadline lives in a ``ContextVar``: a helper thread must be started with
 ``contextvars.copy_context().run`` to see it.
 """
+
 from __future__ import annotations
 
 import contextvars

@@ -9,6 +9,7 @@ traces or credentials.
 found from the classes themselves: tests and the demo's contract checks
 derive from it, so a new error class is one edit here.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

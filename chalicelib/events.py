@@ -1,4 +1,5 @@
 """S3 ObjectCreated events -> the same ingest path as POST /ingest."""
+
 from __future__ import annotations
 
 import logging
@@ -38,8 +39,9 @@ def records(event: dict[str, Any]) -> Iterable[tuple[str, str]]:
         yield bucket, key
 
 
-def handle_event(store: Store, settings: Settings, event: dict[str, Any],
-                 context: object = None) -> list[RecordOutcome]:
+def handle_event(
+    store: Store, settings: Settings, event: dict[str, Any], context: object = None
+) -> list[RecordOutcome]:
     """Ingest every record, under the invocation's deadline (Lambda's
     remaining time in ``context`` less DEADLINE_MARGIN_SECONDS; unbounded
     without a context, where no function timeout can cut it short).

@@ -4,6 +4,7 @@ Every response that is not a success is one of the documented error
 bodies. Unexpected exceptions are logged with their traceback and answered
 with a bare ``PROCESSING_FAILED``: nothing internal reaches the client.
 """
+
 from __future__ import annotations
 
 import functools
@@ -34,8 +35,7 @@ def request_id(app: Chalice) -> str:
 
 def error_response(app: Chalice, error: ServiceError) -> Response:
     """The documented JSON body for ``error``."""
-    return Response(body=error.to_body(request_id(app)), status_code=error.STATUS_CODE,
-                    headers=dict(JSON_HEADERS))
+    return Response(body=error.to_body(request_id(app)), status_code=error.STATUS_CODE, headers=dict(JSON_HEADERS))
 
 
 def json_body(app: Chalice, max_bytes: int) -> dict[str, Any]:
@@ -56,8 +56,9 @@ def request_seconds(app: Chalice) -> float | None:
     """The request's time budget: API Gateway's (REQUEST_TIMEOUT_SECONDS),
     never past Lambda's remaining time less DEADLINE_MARGIN_SECONDS."""
     settings = get_settings()
-    return deadline.invocation_seconds(getattr(app, "lambda_context", None),
-                                       settings.deadline_margin_seconds, settings.request_timeout_seconds)
+    return deadline.invocation_seconds(
+        getattr(app, "lambda_context", None), settings.deadline_margin_seconds, settings.request_timeout_seconds
+    )
 
 
 def endpoint(app: Chalice) -> Callable[[Callable[..., Any]], Callable[..., Response]]:

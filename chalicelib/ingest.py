@@ -1,4 +1,5 @@
 """Ingest: inline data or an S3 object -> the store, hashed in one pass."""
+
 from __future__ import annotations
 
 import logging
@@ -47,12 +48,14 @@ def record_ingest(size_bytes: int, started: float, status: str) -> None:
     """
     observability.annotate(ingestStatus=status)
     observability.metric("IngestBytes", size_bytes, observability.BYTES)
-    observability.metric("IngestDurationMs", round((time.perf_counter() - started) * 1000, 3),
-                         observability.MILLISECONDS)
+    observability.metric(
+        "IngestDurationMs", round((time.perf_counter() - started) * 1000, 3), observability.MILLISECONDS
+    )
 
 
-def ingest_bytes(store: Store, settings: Settings, ref: ObjectRef, data: bytes,
-                 request_id: str | None = None) -> IngestResult:
+def ingest_bytes(
+    store: Store, settings: Settings, ref: ObjectRef, data: bytes, request_id: str | None = None
+) -> IngestResult:
     """Store inline data under ``ref``. A failure past validation is
     recorded as the name's ``failed`` state; a success settles it."""
     if len(data) > settings.max_ingest_bytes:
@@ -99,8 +102,9 @@ def status_url(ref: ObjectRef) -> str:
     return f"/{ref.kind}/{quote(ref.name, safe='')}"
 
 
-def hand_off(store: Store, bucket: str, ref: ObjectRef, key: str, info: s3.ObjectInfo,
-             started: int, request_id: str | None) -> Accepted:
+def hand_off(
+    store: Store, bucket: str, ref: ObjectRef, key: str, info: s3.ObjectInfo, started: int, request_id: str | None
+) -> Accepted:
     """Hand an object too large to copy within the API's deadline to the
     S3-event function, through the bucket.
 
@@ -113,10 +117,15 @@ def hand_off(store: Store, bucket: str, ref: ObjectRef, key: str, info: s3.Objec
     """
     record = store.status.pending(ref, key, started, request_id)
     try:
-        s3.mark(bucket, key, info, {
-            "efs-ml-ingest-request": request_id or "-",
-            "efs-ml-ingest-accepted": record.time,
-        })
+        s3.mark(
+            bucket,
+            key,
+            info,
+            {
+                "efs-ml-ingest-request": request_id or "-",
+                "efs-ml-ingest-accepted": record.time,
+            },
+        )
     except ServiceError as exc:
         _record_failure(store, ref, key, exc, started, request_id)
         raise
@@ -124,8 +133,9 @@ def hand_off(store: Store, bucket: str, ref: ObjectRef, key: str, info: s3.Objec
     return Accepted(ref, key, info.size, record)
 
 
-def _record_failure(store: Store, ref: ObjectRef, key: str, exc: ServiceError, started: int,
-                    request_id: str | None) -> None:
+def _record_failure(
+    store: Store, ref: ObjectRef, key: str, exc: ServiceError, started: int, request_id: str | None
+) -> None:
     """Record a failed attempt; a store too broken to record it must not hide ``exc``."""
     try:
         store.status.failed(ref, key, exc, started, request_id)
@@ -140,8 +150,14 @@ def _settle(store: Store, ref: ObjectRef, started: int) -> None:
         log.exception("could not settle the status of %s", ref.key[:300])
 
 
-def ingest_s3(store: Store, settings: Settings, ref: ObjectRef, key: str | None = None,
-              sync: bool = False, request_id: str | None = None) -> IngestResult | Accepted:
+def ingest_s3(
+    store: Store,
+    settings: Settings,
+    ref: ObjectRef,
+    key: str | None = None,
+    sync: bool = False,
+    request_id: str | None = None,
+) -> IngestResult | Accepted:
     """Copy ``s3://MODEL_BUCKET/<key>`` into the store as ``ref``.
 
     ``key`` is the S3 key exactly as given (default ``ref.key``): a key
@@ -167,8 +183,13 @@ def ingest_s3(store: Store, settings: Settings, ref: ObjectRef, key: str | None 
         if info.size > settings.max_ingest_bytes:
             raise FileTooLarge(settings.max_ingest_bytes)
         current = store.manifest(ref)
-        if current is not None and current.source == source and current.etag == info.etag \
-                and current.size == info.size and store.intact(ref, current):
+        if (
+            current is not None
+            and current.source == source
+            and current.etag == info.etag
+            and current.size == info.size
+            and store.intact(ref, current)
+        ):
             _settle(store, ref, attempt)
             record_ingest(0, started, "exists")  # unchanged ETag: nothing copied
             return IngestResult(current, "exists", store.path(ref), key)
@@ -186,13 +207,21 @@ def ingest_s3(store: Store, settings: Settings, ref: ObjectRef, key: str | None 
     return IngestResult(result.manifest, result.status, store.path(ref), key)
 
 
-def _copy(store: Store, settings: Settings, bucket: str, ref: ObjectRef, key: str,
-          info: s3.ObjectInfo, source: str) -> PutResult:
+def _copy(
+    store: Store, settings: Settings, bucket: str, ref: ObjectRef, key: str, info: s3.ObjectInfo, source: str
+) -> PutResult:
     # closing: whatever ends the copy, the part downloads stop and their threads end here.
     try:
-        with closing(s3.stream(bucket, key, info, part_bytes=settings.s3_part_bytes,
-                               connections=settings.s3_connections,
-                               attempts=settings.s3_max_attempts)) as chunks:
+        with closing(
+            s3.stream(
+                bucket,
+                key,
+                info,
+                part_bytes=settings.s3_part_bytes,
+                connections=settings.s3_connections,
+                attempts=settings.s3_max_attempts,
+            )
+        ) as chunks:
             return store.put(
                 ref,
                 chunks,

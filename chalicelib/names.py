@@ -23,6 +23,7 @@ allow list rather than a deny list:
   NAME_MAX (255 bytes) for the store's decorations ``.<name>.<32 hex>.tmp``
   and ``<name>.json`` / ``<name>.pending``.
 """
+
 from __future__ import annotations
 
 import unicodedata
@@ -43,7 +44,7 @@ _LETTER, _MARK, _DIGIT = ("Lu", "Ll", "Lt", "Lm", "Lo"), ("Mn", "Mc", "Me"), ("N
 
 NAME_RULE = (
     f"1-{MAX_NAME_BYTES} bytes (UTF-8) of letters, digits, combining marks, spaces and "
-    "\". _ - + = , @ ! ' ( )\", not starting with a dot or a space nor ending with a space, "
+    '". _ - + = , @ ! \' ( )", not starting with a dot or a space nor ending with a space, '
     "without separators, control or invisible characters, look-alikes or mixed-script words"
 )
 
@@ -158,15 +159,10 @@ def parse_path_name(raw: object, field: str = "name") -> str:
 def parse_key(key: object, field: str = "key", kinds: tuple[str, ...] = INGEST_KINDS) -> ObjectRef:
     """Parse ``<kind>/<name>`` (an S3 key) into an :class:`ObjectRef` (name in NFC)."""
     if not isinstance(key, str) or key.count("/") != 1:
-        raise InvalidRequest(
-            f"Invalid '{field}': must be '<prefix>/<name>' with prefix one of "
-            f"{', '.join(kinds)}"
-        )
+        raise InvalidRequest(f"Invalid '{field}': must be '<prefix>/<name>' with prefix one of {', '.join(kinds)}")
     kind, name = key.split("/")
     if kind not in kinds:
-        raise InvalidRequest(
-            f"Invalid '{field}': prefix must be one of {', '.join(kinds)}"
-        )
+        raise InvalidRequest(f"Invalid '{field}': prefix must be one of {', '.join(kinds)}")
     return ObjectRef(kind, validate_name(name, field))
 
 

@@ -20,6 +20,7 @@ powertools 3.37.0 (3.5 MB unzipped, plus jmespath) adds ~50 ms to a cold
 ``import app`` of ~65 ms, for two features that fit in this module. The EMF
 spec: https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -117,13 +118,15 @@ def emf_document(
         doc[name] = values[0] if len(values) == 1 else list(values)
     doc["_aws"] = {
         "Timestamp": timestamp_ms if timestamp_ms is not None else int(time.time() * 1000),
-        "CloudWatchMetrics": [{
-            "Namespace": namespace or _namespace,
-            # One dimension set keeps the metric count (and its cost) at
-            # one series per operation.
-            "Dimensions": [sorted(dimensions)],
-            "Metrics": [{"Name": n, "Unit": unit} for n, (unit, _) in metrics.items()],
-        }],
+        "CloudWatchMetrics": [
+            {
+                "Namespace": namespace or _namespace,
+                # One dimension set keeps the metric count (and its cost) at
+                # one series per operation.
+                "Dimensions": [sorted(dimensions)],
+                "Metrics": [{"Name": n, "Unit": unit} for n, (unit, _) in metrics.items()],
+            }
+        ],
     }
     return doc
 
@@ -166,11 +169,13 @@ def flush(inv: Invocation) -> None:
     """Emit ``inv``'s metrics as one EMF document (nothing if it has none)."""
     if not inv.metrics:
         return
-    _write(emf_document(
-        inv.metrics,
-        {"Service": SERVICE, "Operation": inv.operation},
-        {"requestId": inv.request_id, "function": os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")},
-    ))
+    _write(
+        emf_document(
+            inv.metrics,
+            {"Service": SERVICE, "Operation": inv.operation},
+            {"requestId": inv.request_id, "function": os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")},
+        )
+    )
     inv.metrics = {}
 
 
@@ -186,8 +191,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -259,8 +263,12 @@ def invocation(request_id: str, operation: str) -> Iterator[Invocation]:
         finally:
             duration = round((time.perf_counter() - inv.started) * 1000, 3)
             failed = inv.outcome.get("outcome") == "error" or int(inv.outcome.get("status", 0)) >= 500
-            log.log(logging.ERROR if failed else logging.INFO, "%s done", operation,
-                    extra={"durationMs": duration, **inv.outcome})
+            log.log(
+                logging.ERROR if failed else logging.INFO,
+                "%s done",
+                operation,
+                extra={"durationMs": duration, **inv.outcome},
+            )
             flush(inv)
     finally:
         _current.reset(token)

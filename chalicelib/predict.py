@@ -1,4 +1,5 @@
 """Predict: warm-cached model + inputs -> result, stored atomically and archived."""
+
 from __future__ import annotations
 
 import contextvars
@@ -149,8 +150,7 @@ def predict(store: Store, settings: Settings, req: PredictRequest) -> dict[str, 
 _archive_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="s3-archive")
 
 
-def store_and_archive(store: Store, settings: Settings, ref: ObjectRef, document: bytes,
-                      *, source: str) -> str | None:
+def store_and_archive(store: Store, settings: Settings, ref: ObjectRef, document: bytes, *, source: str) -> str | None:
     """Store ``document`` under ``ref`` and archive it to S3 at once; the S3 key, if archived.
 
     Both finish before this returns (an archive never outlives its request);
@@ -160,8 +160,7 @@ def store_and_archive(store: Store, settings: Settings, ref: ObjectRef, document
     """
     archive: Future[None] | None = None
     if settings.bucket:
-        archive = _archive_pool.submit(contextvars.copy_context().run, s3.put_bytes,
-                                       settings.bucket, ref.key, document)
+        archive = _archive_pool.submit(contextvars.copy_context().run, s3.put_bytes, settings.bucket, ref.key, document)
     try:
         store.put_bytes(ref, document, source=source)
     finally:

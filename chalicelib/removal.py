@@ -17,6 +17,7 @@ recoverable. Both paths delete under the name's writer lock
   last sequencer per key. The HEAD asks S3 (strongly consistent) what is
   true now, which is what the copy must follow.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,7 +42,7 @@ def s3_keys(settings: Settings, ref: ObjectRef, manifest: Manifest) -> list[str]
     keys = [ref.key]
     prefix = f"s3://{settings.bucket}/"
     if manifest.source.startswith(prefix):
-        source_key = manifest.source[len(prefix):]
+        source_key = manifest.source[len(prefix) :]
         if source_key not in keys:
             keys.append(source_key)
     return keys
@@ -65,8 +66,14 @@ def delete(store: Store, settings: Settings, kind: str, raw_name: str) -> dict[s
     manifest = store.delete(ref, before=delete_in_s3)
     if manifest is None:
         raise NotFound(None, f"{_LABEL[kind]} '{name}' not found on EFS")
-    return {"status": "deleted", "key": ref.key, "name": name, "fileId": manifest.fileId,
-            "version": manifest.version, "s3Deleted": bool(settings.bucket)}
+    return {
+        "status": "deleted",
+        "key": ref.key,
+        "name": name,
+        "fileId": manifest.fileId,
+        "version": manifest.version,
+        "s3Deleted": bool(settings.bucket),
+    }
 
 
 def split(event: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -79,8 +86,9 @@ def split(event: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return {**event, "Records": created}, {**event, "Records": removed}
 
 
-def handle_removed(store: Store, settings: Settings, event: dict[str, Any],
-                   context: object = None) -> list[RecordOutcome]:
+def handle_removed(
+    store: Store, settings: Settings, event: dict[str, Any], context: object = None
+) -> list[RecordOutcome]:
     """Delete the store copy of every removed key that is really gone from S3.
 
     Outcomes: ``deleted``, ``kept`` (the key exists again), ``absent`` (no

@@ -5,6 +5,7 @@ boto3 is imported on first use, so handlers that never touch S3 (and cold
 starts) do not pay for it. The endpoint comes from boto3's own
 ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``.
 """
+
 from __future__ import annotations
 
 import threading
@@ -56,14 +57,15 @@ def client(settings: Settings | None = None) -> Any:
         with _client_lock:
             if _client is None:
                 s = settings or get_settings()
-                _client = _make_client(s.s3_max_attempts, s.s3_connect_timeout, s.s3_read_timeout,
-                                       pool=max(10, s.s3_connections))
+                _client = _make_client(
+                    s.s3_max_attempts, s.s3_connect_timeout, s.s3_read_timeout, pool=max(10, s.s3_connections)
+                )
     return _client
 
 
 def worst_case_seconds(attempts: int, connect: float, read: float) -> float:
     """Longest a call may take: every attempt timing out, plus the backoffs between."""
-    backoff = sum(min(2.0 ** i, _MAX_BACKOFF) for i in range(1, attempts))
+    backoff = sum(min(2.0**i, _MAX_BACKOFF) for i in range(1, attempts))
     return attempts * (connect + read) + backoff
 
 
@@ -169,9 +171,16 @@ def head(bucket: str, key: str) -> ObjectInfo:
     return ObjectInfo(size=int(r["ContentLength"]), etag=r["ETag"])
 
 
-def stream(bucket: str, key: str, info: ObjectInfo, chunk_bytes: int = CHUNK_BYTES, *,
-           part_bytes: int | None = None, connections: int | None = None,
-           attempts: int | None = None) -> Generator[bytes | memoryview, None, None]:
+def stream(
+    bucket: str,
+    key: str,
+    info: ObjectInfo,
+    chunk_bytes: int = CHUNK_BYTES,
+    *,
+    part_bytes: int | None = None,
+    connections: int | None = None,
+    attempts: int | None = None,
+) -> Generator[bytes | memoryview, None, None]:
     """Yield the bytes of exactly the version ``info`` describes, in order.
 
     Chunks are ``bytes`` or read-only ``memoryview`` (ranged parts are read
@@ -221,9 +230,7 @@ def _single(bucket: str, key: str, info: ObjectInfo, chunk_bytes: int) -> Genera
     finally:
         body.close()
     if received != info.size:
-        raise S3ObjectChanged(
-            f"S3 sent {received} of {info.size} bytes; nothing was stored"
-        )
+        raise S3ObjectChanged(f"S3 sent {received} of {info.size} bytes; nothing was stored")
 
 
 class _Cancelled(Exception):
@@ -303,12 +310,12 @@ def _fill(body: Any, view: memoryview, cancel: threading.Event) -> int:
             chunk = body.read(min(CHUNK_BYTES, want - got))
             if not chunk:
                 break
-            view[got:got + len(chunk)] = chunk
+            view[got : got + len(chunk)] = chunk
             got += len(chunk)
         return got
     while got < want and not cancel.is_set():
         # 1 MiB per call: a cancelled stream stops within ~12 ms at 90 MB/s.
-        n = readinto(view[got:got + CHUNK_BYTES])
+        n = readinto(view[got : got + CHUNK_BYTES])
         if not n:
             break
         got += n
@@ -317,8 +324,16 @@ def _fill(body: Any, view: memoryview, cancel: threading.Event) -> int:
     return got
 
 
-def _read_part(bucket: str, key: str, info: ObjectInfo, first: int, last: int, attempts: int,
-               cancel: threading.Event, into: bytearray) -> None:
+def _read_part(
+    bucket: str,
+    key: str,
+    info: ObjectInfo,
+    first: int,
+    last: int,
+    attempts: int,
+    cancel: threading.Event,
+    into: bytearray,
+) -> None:
     """One ranged GET ``bytes=first-last``, read whole into ``into``.
 
     The GET itself is retried by botocore (bounded by ``S3_MAX_ATTEMPTS``);
@@ -352,12 +367,12 @@ def _read_part(bucket: str, key: str, info: ObjectInfo, first: int, last: int, a
             raise _Cancelled()
         if got == want:
             return
-    raise S3ObjectChanged(
-        f"S3 transfer of bytes {first}-{last} was interrupted {attempts} times; nothing was stored")
+    raise S3ObjectChanged(f"S3 transfer of bytes {first}-{last} was interrupted {attempts} times; nothing was stored")
 
 
-def _ranged(bucket: str, key: str, info: ObjectInfo, part: int, conns: int,
-            attempts: int) -> Generator[memoryview, None, None]:
+def _ranged(
+    bucket: str, key: str, info: ObjectInfo, part: int, conns: int, attempts: int
+) -> Generator[memoryview, None, None]:
     """Parts downloaded by ``conns`` threads, yielded in order as 1 MiB views.
 
     Each part is read into a pooled buffer (:class:`_BufferPool`), and
@@ -383,8 +398,10 @@ def _ranged(bucket: str, key: str, info: ObjectInfo, part: int, conns: int,
             first, last = ranges[index]
             buf = pool.take()
             context = contextvars.copy_context()  # one per task: a context is entered by one thread at a time
-            pending[index] = (buf, executor.submit(context.run, _read_part, bucket, key, info, first, last,
-                                                   attempts, cancel, buf.data))
+            pending[index] = (
+                buf,
+                executor.submit(context.run, _read_part, bucket, key, info, first, last, attempts, cancel, buf.data),
+            )
 
     try:
         for index in range(min(conns, len(ranges))):
@@ -397,7 +414,7 @@ def _ranged(bucket: str, key: str, info: ObjectInfo, part: int, conns: int,
             size = last - first + 1
             view = memoryview(buf).toreadonly()
             for offset in range(0, size, CHUNK_BYTES):
-                yield view[offset:min(offset + CHUNK_BYTES, size)]
+                yield view[offset : min(offset + CHUNK_BYTES, size)]
                 if offset == 0:
                     # The next part starts while this one is consumed. Not before
                     # this first chunk was taken: until then the consumer still
@@ -432,9 +449,15 @@ def mark(bucket: str, key: str, info: ObjectInfo, metadata: dict[str, str]) -> N
     try:
         head = s3.head_object(Bucket=bucket, Key=key, IfMatch=info.etag)
         extra = {"ContentType": head["ContentType"]} if head.get("ContentType") else {}
-        s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
-                       CopySourceIfMatch=info.etag, MetadataDirective="REPLACE",
-                       Metadata={**head.get("Metadata", {}), **metadata}, **extra)
+        s3.copy_object(
+            Bucket=bucket,
+            Key=key,
+            CopySource={"Bucket": bucket, "Key": key},
+            CopySourceIfMatch=info.etag,
+            MetadataDirective="REPLACE",
+            Metadata={**head.get("Metadata", {}), **metadata},
+            **extra,
+        )
     except (BotoCoreError, ClientError) as exc:
         raise _failed(exc, key, cut_short) from None
 

@@ -5,6 +5,7 @@ onnxruntime (and numpy) messages carry source locations
 paths. Every runtime message that goes into a response passes through
 :func:`scrub`: one place that decides what a client may read.
 """
+
 from __future__ import annotations
 
 import re

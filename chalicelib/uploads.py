@@ -13,6 +13,7 @@ the URL only works if the API function's role may ``s3:PutObject`` on
 ``models/*`` and ``inputs/*``. The request body is parsed by
 ``validation.parse_upload``.
 """
+
 from __future__ import annotations
 
 import time

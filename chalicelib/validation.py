@@ -3,6 +3,7 @@
 Malformed JSON, wrong types, missing and unknown fields are all rejected
 here, before any I/O.
 """
+
 from __future__ import annotations
 
 import base64
@@ -27,7 +28,8 @@ def parse_json_object(raw: bytes, content_type: str | None, max_bytes: int) -> d
         raise FileTooLarge(
             max_bytes,
             f"Request body exceeds maximum allowed size ({human_size(max_bytes)}, within Lambda's 6 MB "
-            "payload limit); upload larger files with POST /uploads")
+            "payload limit); upload larger files with POST /uploads",
+        )
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):
@@ -68,7 +70,8 @@ def parse_ingest(body: Mapping[str, Any], max_bytes: int) -> InlineIngest | S3In
     if has_data == has_key:
         raise InvalidRequest(
             "Request body must contain 'key' or 'data' field"
-            if not has_data else "Request body must contain either 'key' or 'data', not both"
+            if not has_data
+            else "Request body must contain either 'key' or 'data', not both"
         )
     if has_key:
         if "filename" in body or "encoding" in body:
@@ -128,8 +131,9 @@ def parse_predict(body: Mapping[str, Any]) -> PredictRequest:
     """Validate a /predict body. ``inputs`` is checked by the model's runner."""
     _reject_unknown(body, {"fileId", "model", "inputs", "input"})
     if "model" not in body or ("fileId" not in body and "input" not in body):
-        raise InvalidRequest("Request body must contain 'fileId' and 'model' fields "
-                             "(or 'model' and 'input', an ingested input by name)")
+        raise InvalidRequest(
+            "Request body must contain 'fileId' and 'model' fields (or 'model' and 'input', an ingested input by name)"
+        )
     if "inputs" in body and "input" in body:
         raise InvalidRequest("Give either 'inputs' (inline) or 'input' (an ingested input's name), not both")
     file_id = validate_name(body["fileId"], "fileId") if "fileId" in body else None

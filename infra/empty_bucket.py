@@ -24,8 +24,10 @@ def empty_bucket(s3: Any, bucket: str) -> int:
     deleted = 0
     paginator = s3.get_paginator("list_object_versions")
     for page in paginator.paginate(Bucket=bucket):
-        doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                  for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        doomed = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+        ]
         # A page holds at most 1000 entries, DeleteObjects' limit.
         if doomed:
             result = s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})

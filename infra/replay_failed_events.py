@@ -65,12 +65,20 @@ def parse_record(body: str) -> tuple[str, dict[str, Any], str]:
 
 def event_keys(event: dict[str, Any]) -> list[str]:
     """``bucket/key`` of every record of an S3 event (keys as S3 sent them, URL-encoded)."""
-    return [f"{r.get('s3', {}).get('bucket', {}).get('name', '?')}/{r.get('s3', {}).get('object', {}).get('key', '?')}"
-            for r in event.get("Records", [])]
+    return [
+        f"{r.get('s3', {}).get('bucket', {}).get('name', '?')}/{r.get('s3', {}).get('object', {}).get('key', '?')}"
+        for r in event.get("Records", [])
+    ]
 
 
-def replay(sqs: Any, lam: Any, queue_url: str, dry_run: bool = False, limit: int | None = None,
-           log: Callable[[str], None] = print) -> ReplayResult:
+def replay(
+    sqs: Any,
+    lam: Any,
+    queue_url: str,
+    dry_run: bool = False,
+    limit: int | None = None,
+    log: Callable[[str], None] = print,
+) -> ReplayResult:
     """Re-invoke the function of every message in ``queue_url`` with its original event, then delete it.
 
     With ``dry_run`` nothing is invoked or deleted (messages become visible
@@ -80,8 +88,9 @@ def replay(sqs: Any, lam: Any, queue_url: str, dry_run: bool = False, limit: int
     result = ReplayResult()
     seen: set[str] = set()
     while limit is None or result.replayed + result.kept < limit:
-        batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
-                                    VisibilityTimeout=VISIBILITY_SECONDS).get("Messages", [])
+        batch = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=VISIBILITY_SECONDS
+        ).get("Messages", [])
         fresh = [m for m in batch if m["MessageId"] not in seen]
         if not fresh:
             break
@@ -102,8 +111,7 @@ def replay(sqs: Any, lam: Any, queue_url: str, dry_run: bool = False, limit: int
                 result.kept += 1
                 log(f"replay: would re-invoke {function} ({condition}) for {', '.join(keys)}")
                 continue
-            response = lam.invoke(FunctionName=function, InvocationType="Event",
-                                  Payload=json.dumps(event).encode())
+            response = lam.invoke(FunctionName=function, InvocationType="Event", Payload=json.dumps(event).encode())
             if response.get("StatusCode") != 202:
                 result.kept += 1
                 result.problems.append(f"{message['MessageId']}: invoke answered {response.get('StatusCode')}")
@@ -126,8 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         print("replay: the stack has no failed_events_queue_url output (not deployed?)", file=sys.stderr)
         return 1
     queue_url, region = outputs["failed_events_queue_url"]["value"], outputs["region"]["value"]
-    result = replay(boto3.client("sqs", region_name=region), boto3.client("lambda", region_name=region),
-                    queue_url, dry_run=args.dry_run, limit=args.limit)
+    result = replay(
+        boto3.client("sqs", region_name=region),
+        boto3.client("lambda", region_name=region),
+        queue_url,
+        dry_run=args.dry_run,
+        limit=args.limit,
+    )
     print(f"replay: {result.replayed} replayed, {result.kept} left in the queue")
     for problem in result.problems:
         print(f"replay: {problem}", file=sys.stderr)

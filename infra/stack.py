@@ -72,9 +72,9 @@ METRICS_NAMESPACE = "${local.metrics_namespace}"
 # already a quoted JSON string.
 GATEWAY_RESPONSES = {
     "DEFAULT_4XX": '{"error":"INVALID_REQUEST","message":$context.error.messageString,'
-                   '"requestId":"$context.requestId"}',
+    '"requestId":"$context.requestId"}',
     "DEFAULT_5XX": '{"error":"PROCESSING_FAILED","message":$context.error.messageString,'
-                   '"requestId":"$context.requestId"}',
+    '"requestId":"$context.requestId"}',
 }
 # Data sources infra/versions.tf declares as `.current`, and Chalice's
 # outputs that infra/outputs.tf replaces.
@@ -90,8 +90,15 @@ SWAGGER_OPERATIONS = frozenset(
 API_KEY_SCHEME = {"type": "apiKey", "name": "x-api-key", "in": "header"}
 
 # Files of the person deploying that re-packaging must not delete.
-USER_FILES = (".terraform", ".terraform.lock.hcl", "terraform.tfstate*", "terraform.tfvars",
-              "*.auto.tfvars", "backend.tf", "outputs.json")
+USER_FILES = (
+    ".terraform",
+    ".terraform.lock.hcl",
+    "terraform.tfstate*",
+    "terraform.tfvars",
+    "*.auto.tfvars",
+    "backend.tf",
+    "outputs.json",
+)
 
 _FUNCTION_REF = re.compile(r"\$\{aws_lambda_function\.([A-Za-z0-9_-]+)\.(arn|invoke_arn)\}")
 
@@ -137,8 +144,10 @@ def _role(template: Template, name: str) -> str:
     role = _functions(template)[name].get("role", "")
     match = _ROLE_REF.match(role)
     if not match:
-        raise StackError(f"{name}: role {role!r} is not an overlay role "
-                         "(set manage_iam_role false and iam_role_arn in .chalice/config.json)")
+        raise StackError(
+            f"{name}: role {role!r} is not an overlay role "
+            "(set manage_iam_role false and iam_role_arn in .chalice/config.json)"
+        )
     return match.group(1)
 
 
@@ -214,8 +223,10 @@ def record_function_names(template: Template) -> Template:
     names = {name: f["function_name"] for name, f in sorted(functions.items())}
     roles = {name: _role(template, name) for name in sorted(functions)}
     objects = {name: f"${{aws_lambda_function.{name}}}" for name in sorted(functions)}
-    return merge_patch(template, {"locals": {"chalice_function_names": names, "chalice_function_roles": roles,
-                                             "chalice_functions": objects}})
+    return merge_patch(
+        template,
+        {"locals": {"chalice_function_names": names, "chalice_function_roles": roles, "chalice_functions": objects}},
+    )
 
 
 def attach_vpc_and_efs(template: Template) -> Template:
@@ -297,8 +308,11 @@ def wire_bucket_notifications(template: Template) -> Template:
                 f"{name}: notification on bucket {notification.get('bucket')!r}; the overlay provides "
                 f"{BUCKET_REF} (set MODEL_BUCKET to it in .chalice/config.json)"
             )
-        targets = {m.group(1) for t in notification.get("lambda_function", [])
-                   for m in _FUNCTION_REF.finditer(t.get("lambda_function_arn", ""))}
+        targets = {
+            m.group(1)
+            for t in notification.get("lambda_function", [])
+            for m in _FUNCTION_REF.finditer(t.get("lambda_function_arn", ""))
+        }
         needed = sorted(
             f"aws_lambda_permission.{perm_name}"
             for perm_name, perm in permissions.items()
@@ -340,9 +354,14 @@ def catch_failed_s3_events(template: Template) -> Template:
     """
     result = copy.deepcopy(template)
     resources = result.setdefault("resource", {})
-    targets = sorted({m.group(1) for n in resources.get("aws_s3_bucket_notification", {}).values()
-                      for t in n.get("lambda_function", [])
-                      for m in _FUNCTION_REF.finditer(t.get("lambda_function_arn", ""))})
+    targets = sorted(
+        {
+            m.group(1)
+            for n in resources.get("aws_s3_bucket_notification", {}).values()
+            for t in n.get("lambda_function", [])
+            for m in _FUNCTION_REF.finditer(t.get("lambda_function_arn", ""))
+        }
+    )
     configs = resources.setdefault("aws_lambda_function_event_invoke_config", {})
     for name in targets:
         if name not in _functions(result):
@@ -393,24 +412,33 @@ def split_api_stage(template: Template) -> Template:
     stage_name = deployment.get("stage_name")
     if not stage_name:
         raise StackError("aws_api_gateway_deployment.rest_api has no stage_name to move to a stage")
-    outputs = {name: {"value": "${aws_api_gateway_stage.rest_api.invoke_url}"}
-               for name, out in template.get("output", {}).items()
-               if out.get("value") == "${aws_api_gateway_deployment.rest_api.invoke_url}"}
-    return merge_patch(template, {
-        "resource": {
-            "aws_api_gateway_deployment": {"rest_api": {
-                "stage_name": None,
-                "stage_description": None,
-                "triggers": {"redeployment": "${md5(local.chalice_api_swagger)}"},
-            }},
-            "aws_api_gateway_stage": {"rest_api": {
-                "rest_api_id": deployment["rest_api_id"],
-                "deployment_id": "${aws_api_gateway_deployment.rest_api.id}",
-                "stage_name": stage_name,
-            }},
+    outputs = {
+        name: {"value": "${aws_api_gateway_stage.rest_api.invoke_url}"}
+        for name, out in template.get("output", {}).items()
+        if out.get("value") == "${aws_api_gateway_deployment.rest_api.invoke_url}"
+    }
+    return merge_patch(
+        template,
+        {
+            "resource": {
+                "aws_api_gateway_deployment": {
+                    "rest_api": {
+                        "stage_name": None,
+                        "stage_description": None,
+                        "triggers": {"redeployment": "${md5(local.chalice_api_swagger)}"},
+                    }
+                },
+                "aws_api_gateway_stage": {
+                    "rest_api": {
+                        "rest_api_id": deployment["rest_api_id"],
+                        "deployment_id": "${aws_api_gateway_deployment.rest_api.id}",
+                        "stage_name": stage_name,
+                    }
+                },
+            },
+            "output": outputs,
         },
-        "output": outputs,
-    })
+    )
 
 
 def add_gateway_responses(template: Template) -> Template:
@@ -440,10 +468,19 @@ def configure_rest_api(template: Template) -> Template:
     """
     if "rest_api" not in template.get("resource", {}).get("aws_api_gateway_rest_api", {}):
         return template
-    return merge_patch(template, {"resource": {"aws_api_gateway_rest_api": {"rest_api": {
-        "name": "${local.name}",
-        "endpoint_configuration": {"types": ["${var.api_endpoint_type}"]},
-    }}}})
+    return merge_patch(
+        template,
+        {
+            "resource": {
+                "aws_api_gateway_rest_api": {
+                    "rest_api": {
+                        "name": "${local.name}",
+                        "endpoint_configuration": {"types": ["${var.api_endpoint_type}"]},
+                    }
+                }
+            }
+        },
+    )
 
 
 def name_schedules(template: Template) -> Template:
@@ -555,9 +592,21 @@ def run_chalice_package(app_dir: Path, stage: str, out_dir: Path, chalice: str) 
     # Chalice needs a region to package, though the template does not use it.
     env = {"AWS_DEFAULT_REGION": "us-east-1", **os.environ}
     proc = subprocess.run(
-        [chalice, "--project-dir", str(app_dir), "package", "--pkg-format", "terraform",
-         "--stage", stage, str(out_dir)],
-        capture_output=True, text=True, env=env, check=False,
+        [
+            chalice,
+            "--project-dir",
+            str(app_dir),
+            "package",
+            "--pkg-format",
+            "terraform",
+            "--stage",
+            stage,
+            str(out_dir),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
@@ -573,8 +622,7 @@ def unzipped_size(zip_path: Path) -> int:
         return sum(info.file_size for info in archive.infolist())
 
 
-def assemble_stack(chalice_dir: Path, infra_dir: Path, stack_dir: Path,
-                   max_unzipped: int = MAX_UNZIPPED_BYTES) -> Path:
+def assemble_stack(chalice_dir: Path, infra_dir: Path, stack_dir: Path, max_unzipped: int = MAX_UNZIPPED_BYTES) -> Path:
     """Write the deployable stack: transformed chalice.tf.json, overlay, tests, zip.
 
     The user's files in ``stack_dir`` (USER_FILES: state, tfvars, backend,
@@ -621,8 +669,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     size = (stack_dir / "deployment.zip").stat().st_size
     unzipped = unzipped_size(stack_dir / "deployment.zip")
-    print(f"stack: {stack_dir} ready (stage {args.stage}, deployment.zip {size / 2**20:.2f} MiB, "
-          f"{unzipped / 2**20:.1f} MiB unzipped)")
+    print(
+        f"stack: {stack_dir} ready (stage {args.stage}, deployment.zip {size / 2**20:.2f} MiB, "
+        f"{unzipped / 2**20:.1f} MiB unzipped)"
+    )
     return 0
 
 

@@ -39,15 +39,18 @@ def cli_env(build_dir: Path, mirror: str | None = None) -> dict[str, str]:
     return env
 
 
-def terraform(args: list[str], cwd: Path, env: dict[str, str], check: bool = True,
-              timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def terraform(
+    args: list[str], cwd: Path, env: dict[str, str], check: bool = True, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     """Run ``terraform <args>`` without colour or prompts; raise with its output if ``check`` and it fails."""
     proc = subprocess.run(
         ["terraform", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
     if check and proc.returncode != 0:
-        raise RuntimeError(f"terraform {' '.join(args)} failed ({proc.returncode}) in {cwd}:\n"
-                           f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise RuntimeError(
+            f"terraform {' '.join(args)} failed ({proc.returncode}) in {cwd}:\n"
+            f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 

@@ -1,4 +1,5 @@
 """Shared fixtures: a store folder, a real moto S3 on loopback, the app client."""
+
 from __future__ import annotations
 
 import os

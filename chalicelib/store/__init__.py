@@ -11,6 +11,7 @@ Parts, each with one job:
 * ``streaming``: hashing and write-back overlapped with the I/O;
 * ``core``: :class:`Store`, the public face of the above.
 """
+
 from chalicelib.store.core import Store, get_store
 from chalicelib.store.errors import SizeMismatch
 from chalicelib.store.manifest import Manifest, PutResult

@@ -35,6 +35,7 @@ Recovery (whoever next holds COMMIT exclusively and finds ``.pending``):
 the object on disk has the intent's identity -> the swap happened, roll
 forward (step 4); otherwise roll back (drop the intent and the temp).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -98,8 +99,9 @@ def create(dirs: fs.Dirs, parts: tuple[str, ...], name: str) -> int:
         return os.open(path, _CREATE, 0o644)
 
 
-def write_temp(dirs: fs.Dirs, ref: ObjectRef, chunks: Iterable[bytes | memoryview],
-               max_bytes: int | None) -> tuple[int, str, os.stat_result]:
+def write_temp(
+    dirs: fs.Dirs, ref: ObjectRef, chunks: Iterable[bytes | memoryview], max_bytes: int | None
+) -> tuple[int, str, os.stat_result]:
     """Stream ``chunks`` into the name's data temp, hashing in the same pass; fsync.
 
     Returns (size, sha256, fstat of the temp). On any failure the temp is gone.

@@ -18,6 +18,7 @@ recorded at commit. Equal, the pair is consistent; otherwise a commit is in
 flight or a writer died, and the reader falls back to the locked path,
 which waits for the commit or finishes the dead writer's.
 """
+
 from __future__ import annotations
 
 import builtins
@@ -75,13 +76,21 @@ class Store:
         return os.open(path, os.O_RDWR | os.O_CREAT | fs.NOFOLLOW, 0o644)
 
     @contextmanager
-    def _locked(self, ref: ObjectRef, order: Sequence[int], *, shared: bool = False,
-                timeout: float | None = None) -> Iterator[None]:
+    def _locked(
+        self, ref: ObjectRef, order: Sequence[int], *, shared: bool = False, timeout: float | None = None
+    ) -> Iterator[None]:
         with ExitStack() as stack:
             try:
-                stack.enter_context(locks.hold(
-                    self._lock_file(ref.kind), self._open_lock_file, ref.name, order, shared=shared,
-                    timeout=self.lock_timeout if timeout is None else timeout))
+                stack.enter_context(
+                    locks.hold(
+                        self._lock_file(ref.kind),
+                        self._open_lock_file,
+                        ref.name,
+                        order,
+                        shared=shared,
+                        timeout=self.lock_timeout if timeout is None else timeout,
+                    )
+                )
             except locks.LockTimeout as exc:
                 if exc.by_deadline:
                     raise DeadlineExceeded("lock") from None
@@ -236,8 +245,9 @@ class Store:
         written before the next is asked for, and not kept.
         """
         small = isinstance(chunks, (list, tuple)) and sum(map(len, chunks)) <= _SMALL_BYTES
-        return self._put(ref, chunks, source=source, etag=etag, max_bytes=max_bytes,
-                         expected_size=expected_size, small=small)
+        return self._put(
+            ref, chunks, source=source, etag=etag, max_bytes=max_bytes, expected_size=expected_size, small=small
+        )
 
     def intact(self, ref: ObjectRef, manifest: Manifest) -> bool:
         """Whether the object on disk is still the one ``manifest`` was committed
@@ -245,19 +255,31 @@ class Store:
         store, without identity, is judged by size."""
         return manifest.plausibly_describes(self._dirs.lstat((ref.kind,), ref.name))
 
-    def put_bytes(self, ref: ObjectRef, data: bytes, *, source: str,
-                  max_bytes: int | None = None) -> PutResult:
+    def put_bytes(self, ref: ObjectRef, data: bytes, *, source: str, max_bytes: int | None = None) -> PutResult:
         """:meth:`put` for a small in-memory payload, answering ``exists``
         without a lock or a write when the stored object already has these
         bytes (checked from the manifest and the object's identity)."""
         current = self.manifest(ref)
-        if current is not None and current.size == len(data) \
-                and current.sha256 == hashlib.sha256(data).hexdigest() and self.intact(ref, current):
+        if (
+            current is not None
+            and current.size == len(data)
+            and current.sha256 == hashlib.sha256(data).hexdigest()
+            and self.intact(ref, current)
+        ):
             return PutResult(current, "exists")
         return self._put(ref, [data], source=source, max_bytes=max_bytes, small=len(data) <= _SMALL_BYTES)
 
-    def _put(self, ref: ObjectRef, chunks: Iterable[bytes | memoryview], *, source: str, etag: str | None = None,
-             max_bytes: int | None = None, expected_size: int | None = None, small: bool) -> PutResult:
+    def _put(
+        self,
+        ref: ObjectRef,
+        chunks: Iterable[bytes | memoryview],
+        *,
+        source: str,
+        etag: str | None = None,
+        max_bytes: int | None = None,
+        expected_size: int | None = None,
+        small: bool,
+    ) -> PutResult:
         # A small write takes COMMIT with WRITER (one lock call): it holds
         # COMMIT only for as long as a large one holds it for its swap.
         commit_lock = nullcontext if small else (lambda: self._locked(ref, _COMMIT))
@@ -270,16 +292,28 @@ class Store:
             try:
                 if expected_size is not None and size != expected_size:
                     raise SizeMismatch(size, expected_size)
-                if current is not None and current.sha256 == digest and current.size == size \
-                        and self.intact(ref, current):
+                if (
+                    current is not None
+                    and current.sha256 == digest
+                    and current.size == size
+                    and self.intact(ref, current)
+                ):
                     self._dirs.unlink_quietly((ref.kind,), commit.data_temp(ref.name))
                     return PutResult(current, "exists")
                 stamp = now()
                 if current is None:
                     manifest = Manifest(
-                        fileId=str(uuid.uuid4()), key=ref.key, size=size, sha256=digest,
-                        version=1, source=source, etag=etag, created=stamp, updated=stamp,
-                        inode=st.st_ino, mtimeNs=st.st_mtime_ns,
+                        fileId=str(uuid.uuid4()),
+                        key=ref.key,
+                        size=size,
+                        sha256=digest,
+                        version=1,
+                        source=source,
+                        etag=etag,
+                        created=stamp,
+                        updated=stamp,
+                        inode=st.st_ino,
+                        mtimeNs=st.st_mtime_ns,
                     )
                     status = "created"
                     if ref.kind in INDEXED_KINDS:
@@ -290,8 +324,15 @@ class Store:
                     # Same content but the object no longer matches its
                     # manifest (tampered, or a lost rename reply): rewritten.
                     manifest = replace(
-                        current, size=size, sha256=digest, version=current.version + 1,
-                        source=source, etag=etag, updated=stamp, inode=st.st_ino, mtimeNs=st.st_mtime_ns,
+                        current,
+                        size=size,
+                        sha256=digest,
+                        version=current.version + 1,
+                        source=source,
+                        etag=etag,
+                        updated=stamp,
+                        inode=st.st_ino,
+                        mtimeNs=st.st_mtime_ns,
                     )
                     status = "updated"
                 with commit_lock():
@@ -353,8 +394,9 @@ class Store:
             for entry in self._dirs.listdir((kind,)):
                 if m := TEMP_RE.match(entry):
                     debris[m.group("name")].append(((kind,), entry))
-                elif (is_valid_name(entry) and entry + ".json" not in meta_names
-                      and entry + ".pending" not in meta_names):
+                elif (
+                    is_valid_name(entry) and entry + ".json" not in meta_names and entry + ".pending" not in meta_names
+                ):
                     # An object without manifest or intent: a delete that died
                     # after its commit point (re-checked under the lock).
                     debris[entry].append(((kind,), entry))
@@ -364,14 +406,13 @@ class Store:
                 for suffix in (".json", ".pending"):
                     # Temps of manifests, and intents left by a crash.
                     if owner.endswith(suffix) and (m or suffix == ".pending"):
-                        debris[owner[:-len(suffix)]].append(((META, kind), entry))
+                        debris[owner[: -len(suffix)]].append(((META, kind), entry))
             for name, files in sorted(debris.items()):
                 if is_valid_name(name):
                     removed += self._reclaim_name(ObjectRef(kind, name), files, cutoff)
         return removed + self.status.reclaim(cutoff)
 
-    def _reclaim_name(self, ref: ObjectRef, files: builtins.list[tuple[tuple[str, ...], str]],
-                      cutoff: float) -> int:
+    def _reclaim_name(self, ref: ObjectRef, files: builtins.list[tuple[tuple[str, ...], str]], cutoff: float) -> int:
         def old(parts: tuple[str, ...], entry: str) -> bool:
             st = self._dirs.lstat(parts, entry)
             return st is not None and st.st_mtime <= cutoff

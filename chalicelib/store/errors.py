@@ -6,6 +6,7 @@ What a failure *means to the client* beyond that is the caller's to say: a
 stream that ended at the wrong size is a changed S3 object to ingest, but
 only a size mismatch to the store.
 """
+
 from __future__ import annotations
 
 

@@ -23,6 +23,7 @@ life of the process, and no request pays for ``mkdir``/``lstat`` walks.
 Path helpers here have no side effects; only ``Dirs.fd(..., create=True)``
 creates directories, once.
 """
+
 from __future__ import annotations
 
 import errno

@@ -29,6 +29,7 @@ Uncontended, a write takes and releases the bytes it needs with one
 Every wait polls with back-off and ends by the timeout or the invocation's
 deadline (``chalicelib.deadline``), whichever is nearer.
 """
+
 from __future__ import annotations
 
 import errno
@@ -124,8 +125,6 @@ def _drop_thread_lock(entry: _File, offset: int) -> None:
             entry.threads[offset] = (lock, users - 1)
 
 
-
-
 def _poll(fd: int, mode: int, start: int, length: int, until: float, path: str, by_deadline: bool) -> None:
     delay = 0.002
     while True:
@@ -142,8 +141,9 @@ def _poll(fd: int, mode: int, start: int, length: int, until: float, path: str, 
 
 
 @contextmanager
-def hold(path: str, opener: Opener, name: str, order: Sequence[int], *, shared: bool = False,
-         timeout: float = 120.0) -> Iterator[None]:
+def hold(
+    path: str, opener: Opener, name: str, order: Sequence[int], *, shared: bool = False, timeout: float = 120.0
+) -> Iterator[None]:
     """Hold bytes ``order`` of ``name``'s slot in the lock file at ``path``.
 
     ``order`` is the order to take them in when they are contended (e.g.

@@ -9,6 +9,7 @@ that matches them proves the pair belongs together without a lock and
 without re-hashing; any mismatch (a commit in flight, a crash, tampering)
 sends the caller to the slow, locked or hashing path.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,14 @@ class Manifest:
 
     def describes(self, st: os.stat_result | None) -> bool:
         """Whether ``st`` is the very object this manifest was committed with."""
-        return (st is not None and self.inode is not None and stat.S_ISREG(st.st_mode)
-                and st.st_ino == self.inode and st.st_size == self.size and st.st_mtime_ns == self.mtimeNs)
+        return (
+            st is not None
+            and self.inode is not None
+            and stat.S_ISREG(st.st_mode)
+            and st.st_ino == self.inode
+            and st.st_size == self.size
+            and st.st_mtime_ns == self.mtimeNs
+        )
 
     def plausibly_describes(self, st: os.stat_result | None) -> bool:
         """:meth:`describes`, or for a manifest without identity the old size check."""

@@ -23,6 +23,7 @@ attempt's record; the next attempt of the name (a retry, the hand-off's own
 event) settles it. Clocks are the functions' (NTP-synced); the order only
 has to be right between attempts seconds apart.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -153,13 +154,11 @@ class StatusRecords:
     # -- writing -------------------------------------------------------------
     def pending(self, ref: ObjectRef, key: str, started: int, request_id: str | None) -> StatusRecord:
         """Record that an ingest of ``ref`` was accepted and has not landed yet."""
-        record = StatusRecord(PENDING, key[:MAX_ECHO_CHARS], ref.kind, ref.name, _iso(stamp()), started,
-                              request_id)
+        record = StatusRecord(PENDING, key[:MAX_ECHO_CHARS], ref.kind, ref.name, _iso(stamp()), started, request_id)
         commit.atomic_write(self._dirs, self._parts(ref.kind), ref.name + ".json", record.to_json(), stage="status")
         return record
 
-    def failed(self, ref: ObjectRef, key: str, exc: ServiceError, started: int,
-               request_id: str | None = None) -> None:
+    def failed(self, ref: ObjectRef, key: str, exc: ServiceError, started: int, request_id: str | None = None) -> None:
         """Record that the attempt of ``ref`` started at ``started`` failed with
         ``exc`` (unless a newer attempt's record is there). The failure of an
         accepted ingest keeps the accepting request's id."""
@@ -169,8 +168,9 @@ class StatusRecords:
             return  # a newer attempt's state stands
         if request_id is None and current is not None and current.state == PENDING:
             request_id = current.requestId
-        record = StatusRecord(FAILED, key[:MAX_ECHO_CHARS], ref.kind, ref.name, _iso(stamp()), started,
-                              request_id, _error(exc))
+        record = StatusRecord(
+            FAILED, key[:MAX_ECHO_CHARS], ref.kind, ref.name, _iso(stamp()), started, request_id, _error(exc)
+        )
         commit.atomic_write(self._dirs, parts, entry, record.to_json(), stage="status")
 
     def rejected(self, key: str, exc: ServiceError, request_id: str | None = None) -> None:
@@ -178,8 +178,7 @@ class StatusRecords:
         rid = rejected_id(key)
         kind = key.split("/", 1)[0][:64] if "/" in key else ""
         now = stamp()
-        record = StatusRecord(FAILED, key[:MAX_ECHO_CHARS], kind, None, _iso(now), now, request_id,
-                              _error(exc), rid)
+        record = StatusRecord(FAILED, key[:MAX_ECHO_CHARS], kind, None, _iso(now), now, request_id, _error(exc), rid)
         commit.atomic_write(self._dirs, self._parts(REJECTED), rid + ".json", record.to_json(), stage="status")
 
     def settle(self, ref: ObjectRef, started: int) -> None:
@@ -216,4 +215,3 @@ class StatusRecords:
                     self._dirs.unlink_quietly(parts, entry)
                     removed += self._dirs.lstat(parts, entry) is None
         return removed
-

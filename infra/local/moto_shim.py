@@ -52,8 +52,10 @@ from moto.efs.responses import EFSResponse  # noqa: E402
 
 TESTED_MOTO = "5.2.5"
 if moto.__version__ != TESTED_MOTO:
-    sys.exit(f"moto_shim.py was written for moto {TESTED_MOTO}, found {moto.__version__}: "
-             "re-check the gaps in its docstring, then update TESTED_MOTO")
+    sys.exit(
+        f"moto_shim.py was written for moto {TESTED_MOTO}, found {moto.__version__}: "
+        "re-check the gaps in its docstring, then update TESTED_MOTO"
+    )
 
 
 def _wrap(owner: Any, name: str):
@@ -85,8 +87,12 @@ def _put_rest_api(original, self, function_id, api_doc, fail_on_warnings, mode="
     if mode == "overwrite":
         api.gateway_responses = {}
     for response_type, response in (api_doc.get("x-amazon-apigateway-gateway-responses") or {}).items():
-        api.put_gateway_response(response_type, response.get("statusCode"),
-                                 response.get("responseParameters") or {}, response.get("responseTemplates") or {})
+        api.put_gateway_response(
+            response_type,
+            response.get("statusCode"),
+            response.get("responseParameters") or {},
+            response.get("responseTemplates") or {},
+        )
     return api
 
 
@@ -98,7 +104,7 @@ def _apply_patch_operations(original, self, patch_operations):
     for op in patch_operations:
         if op.get("op") in ("add", "remove") and op.get("path", "").startswith(prefix) and not op.get("value"):
             # JSON pointer escapes: "~1" is "/", "~0" is "~".
-            op = {**op, "value": op["path"][len(prefix):].replace("~1", "/").replace("~0", "~")}
+            op = {**op, "value": op["path"][len(prefix) :].replace("~1", "/").replace("~0", "~")}
         fixed.append(op)
     return original(self, fixed)
 

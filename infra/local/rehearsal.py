@@ -75,8 +75,11 @@ def moto_server(python: str, log_path: Path, timeout: float = 30) -> Iterator[st
     port = _free_port()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([python, str(HERE / "moto_shim.py"), "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [python, str(HERE / "moto_shim.py"), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -109,12 +112,17 @@ def _expected_routes(stack_dir: Path) -> set[tuple[str, str]]:
     """(path, METHOD) pairs of the packaged API, read from its Swagger document."""
     template = json.loads((stack_dir / "chalice.tf.json").read_text())
     swagger = json.loads(template["locals"]["chalice_api_swagger"])
-    return {(path, method.upper()) for path, item in swagger["paths"].items()
-            for method in item if not method.startswith("x-")}
+    return {
+        (path, method.upper())
+        for path, item in swagger["paths"].items()
+        for method in item
+        if not method.startswith("x-")
+    }
 
 
-def verify(clients: Callable[[str], Any], outputs: dict[str, Any], routes: set[tuple[str, str]],
-           report: Report) -> None:
+def verify(
+    clients: Callable[[str], Any], outputs: dict[str, Any], routes: set[tuple[str, str]], report: Report
+) -> None:
     """Check the deployed wiring through the AWS APIs (here: moto's)."""
     subnets = set(outputs["private_subnet_ids"])
     access_point = outputs["efs_access_point_arn"]
@@ -123,44 +131,67 @@ def verify(clients: Callable[[str], Any], outputs: dict[str, Any], routes: set[t
     for name, arn in functions.items():
         config = lam.get_function(FunctionName=arn)["Configuration"]
         vpc = config.get("VpcConfig") or {}
-        _check(report, set(vpc.get("SubnetIds", [])) == subnets
-               and vpc.get("SecurityGroupIds") == [outputs["lambda_security_group_id"]],
-               f"{name}: VpcConfig in every private subnet with the Lambda security group")
-        _check(report, config.get("FileSystemConfigs") == [{"Arn": access_point, "LocalMountPath": MOUNT_PATH}],
-               f"{name}: mounts the access point at {MOUNT_PATH}")
+        _check(
+            report,
+            set(vpc.get("SubnetIds", [])) == subnets
+            and vpc.get("SecurityGroupIds") == [outputs["lambda_security_group_id"]],
+            f"{name}: VpcConfig in every private subnet with the Lambda security group",
+        )
+        _check(
+            report,
+            config.get("FileSystemConfigs") == [{"Arn": access_point, "LocalMountPath": MOUNT_PATH}],
+            f"{name}: mounts the access point at {MOUNT_PATH}",
+        )
         _check(report, config.get("Runtime") == "python3.12", f"{name}: runtime python3.12")
 
     efs = clients("efs")
     fs_id = outputs["efs_file_system_id"]
     points = efs.describe_access_points(FileSystemId=fs_id)["AccessPoints"]
-    _check(report, [p["AccessPointArn"] for p in points] == [access_point]
-           and points[0]["PosixUser"]["Uid"] == 1000 and points[0]["RootDirectory"]["Path"] == "/lambda",
-           "access point exists: uid 1000, root /lambda")
+    _check(
+        report,
+        [p["AccessPointArn"] for p in points] == [access_point]
+        and points[0]["PosixUser"]["Uid"] == 1000
+        and points[0]["RootDirectory"]["Path"] == "/lambda",
+        "access point exists: uid 1000, root /lambda",
+    )
     targets = efs.describe_mount_targets(FileSystemId=fs_id)["MountTargets"]
     _check(report, sorted(t["SubnetId"] for t in targets) == sorted(subnets), "one mount target per private subnet")
 
     s3 = clients("s3")
     bucket = outputs["s3_bucket_name"]
     notifications = s3.get_bucket_notification_configuration(Bucket=bucket).get("LambdaFunctionConfigurations", [])
-    prefixes = {rule["Value"]: n["LambdaFunctionArn"] for n in notifications
-                for rule in n["Filter"]["Key"]["FilterRules"] if rule["Name"] == "prefix"}
+    prefixes = {
+        rule["Value"]: n["LambdaFunctionArn"]
+        for n in notifications
+        for rule in n["Filter"]["Key"]["FilterRules"]
+        if rule["Name"] == "prefix"
+    }
     handler_arns = {arn + ":live" for arn in functions.values()}
     kinds = {tuple(sorted(n["Events"])) for n in notifications}
-    _check(report, set(prefixes) == {"models/", "inputs/"} and set(prefixes.values()) <= handler_arns
-           and kinds == {("s3:ObjectCreated:*", "s3:ObjectRemoved:*")},
-           "bucket notification sends models/ and inputs/ ObjectCreated and ObjectRemoved to the S3 "
-           "handler's live alias")
+    _check(
+        report,
+        set(prefixes) == {"models/", "inputs/"}
+        and set(prefixes.values()) <= handler_arns
+        and kinds == {("s3:ObjectCreated:*", "s3:ObjectRemoved:*")},
+        "bucket notification sends models/ and inputs/ ObjectCreated and ObjectRemoved to the S3 handler's live alias",
+    )
     block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
     _check(report, all(block.values()), "bucket public access block fully on")
 
     api = clients("apigateway")
     api_id = outputs["rest_api_id"]
-    deployed = {(r["path"], m) for r in api.get_resources(restApiId=api_id, limit=500)["items"]
-                for m in r.get("resourceMethods", {})}
+    deployed = {
+        (r["path"], m)
+        for r in api.get_resources(restApiId=api_id, limit=500)["items"]
+        for m in r.get("resourceMethods", {})
+    }
     _check(report, routes and routes <= deployed, f"REST API has every route: {sorted(routes)}")
     plans = api.get_usage_plans(keyId=outputs["api_key_id"])["items"]
-    _check(report, any({"apiId": api_id, "stage": "api"} in p.get("apiStages", []) for p in plans),
-           "API key belongs to a usage plan on the api stage")
+    _check(
+        report,
+        any({"apiId": api_id, "stage": "api"} in p.get("apiStages", []) for p in plans),
+        "API key belongs to a usage plan on the api stage",
+    )
 
 
 def _package_sha256(stack_dir: Path) -> str:
@@ -168,62 +199,95 @@ def _package_sha256(stack_dir: Path) -> str:
     return base64.b64encode(hashlib.sha256((stack_dir / "deployment.zip").read_bytes()).digest()).decode()
 
 
-def verify_operations(clients: Callable[[str], Any], outputs: dict[str, Any], stack_dir: Path,
-                      report: Report) -> None:
+def verify_operations(clients: Callable[[str], Any], outputs: dict[str, Any], stack_dir: Path, report: Report) -> None:
     """The package upload, the failure path of S3 events, the alarms and the dashboard."""
     lam = clients("lambda")
     functions = outputs["function_arns"]
     code = _package_sha256(stack_dir)
     s3 = clients("s3")
     package = s3.head_object(Bucket=outputs["artifacts_bucket_name"], Key="lambda/deployment.zip")
-    _check(report, package["ContentLength"] == (stack_dir / "deployment.zip").stat().st_size
-           and outputs["artifacts_bucket_name"] != outputs["s3_bucket_name"],
-           "deployment package uploaded once to the artifacts bucket")
-    _check(report, all(lam.get_function(FunctionName=arn)["Configuration"]["CodeSha256"] == code
-                       for arn in functions.values()),
-           "every function runs the uploaded package (CodeSha256)")
-    timeouts = {name: lam.get_function(FunctionName=arn)["Configuration"]["Timeout"]
-                for name, arn in functions.items()}
-    _check(report, timeouts["api_handler"] <= 29 and timeouts["on_object_created"] == 900,
-           f"api_handler ends before API Gateway's 29 s, the S3 handler has 900 s: {timeouts}")
+    _check(
+        report,
+        package["ContentLength"] == (stack_dir / "deployment.zip").stat().st_size
+        and outputs["artifacts_bucket_name"] != outputs["s3_bucket_name"],
+        "deployment package uploaded once to the artifacts bucket",
+    )
+    _check(
+        report,
+        all(lam.get_function(FunctionName=arn)["Configuration"]["CodeSha256"] == code for arn in functions.values()),
+        "every function runs the uploaded package (CodeSha256)",
+    )
+    timeouts = {name: lam.get_function(FunctionName=arn)["Configuration"]["Timeout"] for name, arn in functions.items()}
+    _check(
+        report,
+        timeouts["api_handler"] <= 29 and timeouts["on_object_created"] == 900,
+        f"api_handler ends before API Gateway's 29 s, the S3 handler has 900 s: {timeouts}",
+    )
 
     queue_url = outputs["failed_events_queue_url"]
     queue = clients("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
     _check(report, queue.get("SqsManagedSseEnabled") == "true", "failed-events queue is encrypted (SSE-SQS)")
     invoke = lam.get_function_event_invoke_config(FunctionName=functions["on_object_created"], Qualifier="live")
-    _check(report, invoke["MaximumRetryAttempts"] == 2 and invoke["MaximumEventAgeInSeconds"] == 10800
-           and invoke["DestinationConfig"]["OnFailure"]["Destination"] == queue["QueueArn"],
-           "S3 events: 2 retries, 3 h maximum age, then the failed-events queue")
+    _check(
+        report,
+        invoke["MaximumRetryAttempts"] == 2
+        and invoke["MaximumEventAgeInSeconds"] == 10800
+        and invoke["DestinationConfig"]["OnFailure"]["Destination"] == queue["QueueArn"],
+        "S3 events: 2 retries, 3 h maximum age, then the failed-events queue",
+    )
 
     cloudwatch = clients("cloudwatch")
     alarms = {a["AlarmName"]: a for a in cloudwatch.describe_alarms()["MetricAlarms"]}
     names = {arn.split(":")[-1] for arn in functions.values()}
     expected = {f"{n}-{kind}" for n in names for kind in ("errors", "throttles")} | {
-        "efs-ml-dev-failed-events", "efs-ml-dev-api-5xx", "efs-ml-dev-api-latency-p99"}
+        "efs-ml-dev-failed-events",
+        "efs-ml-dev-api-5xx",
+        "efs-ml-dev-api-latency-p99",
+    }
     _check(report, expected <= set(alarms), f"alarms on every function, the queue and the API: {sorted(expected)}")
     queue_name = queue["QueueArn"].split(":")[-1]
-    _check(report, alarms["efs-ml-dev-failed-events"]["Dimensions"] == [{"Name": "QueueName", "Value": queue_name}],
-           "the failed-events alarm watches the queue")
+    _check(
+        report,
+        alarms["efs-ml-dev-failed-events"]["Dimensions"] == [{"Name": "QueueName", "Value": queue_name}],
+        "the failed-events alarm watches the queue",
+    )
     body = json.loads(cloudwatch.get_dashboard(DashboardName=outputs["dashboard_name"])["DashboardBody"])
     text = json.dumps(body)
-    _check(report, all(m in text for m in ("IngestBytes", "IngestDurationMs", "ModelLoadMs", "ModelCacheHit",
-                                           "ColdStart", "errorCode")),
-           "dashboard shows the EMF metrics and errors by code")
+    _check(
+        report,
+        all(
+            m in text
+            for m in ("IngestBytes", "IngestDurationMs", "ModelLoadMs", "ModelCacheHit", "ColdStart", "errorCode")
+        ),
+        "dashboard shows the EMF metrics and errors by code",
+    )
 
     api = clients("apigateway")
     rest = api.get_rest_api(restApiId=outputs["rest_api_id"])
-    _check(report, rest["name"] == "efs-ml-dev" and rest["endpointConfiguration"]["types"] == ["REGIONAL"],
-           "REST API named per environment, REGIONAL")
+    _check(
+        report,
+        rest["name"] == "efs-ml-dev" and rest["endpointConfiguration"]["types"] == ["REGIONAL"],
+        "REST API named per environment, REGIONAL",
+    )
     responses = {r["responseType"]: r for r in api.get_gateway_responses(restApiId=outputs["rest_api_id"])["items"]}
-    _check(report, {"DEFAULT_4XX", "DEFAULT_5XX"} <= set(responses) and all(
-        "$context.requestId" in responses[t]["responseTemplates"]["application/json"]
-        for t in ("DEFAULT_4XX", "DEFAULT_5XX")), "gateway responses come from the API body")
+    _check(
+        report,
+        {"DEFAULT_4XX", "DEFAULT_5XX"} <= set(responses)
+        and all(
+            "$context.requestId" in responses[t]["responseTemplates"]["application/json"]
+            for t in ("DEFAULT_4XX", "DEFAULT_5XX")
+        ),
+        "gateway responses come from the API body",
+    )
 
     events = clients("events")
     rules = [r for r in events.list_rules(NamePrefix="efs-ml-dev-")["Rules"]]
     targets = {t["Arn"] for r in rules for t in events.list_targets_by_rule(Rule=r["Name"])["Targets"]}
-    _check(report, rules and targets == {functions["reclaim_debris"] + ":live"},
-           "the hourly sweep's rule invokes its live alias")
+    _check(
+        report,
+        rules and targets == {functions["reclaim_debris"] + ":live"},
+        "the hourly sweep's rule invokes its live alias",
+    )
 
 
 def verify_client_target(clients: Callable[[str], Any], outputs_json: Path, report: Report) -> None:
@@ -236,8 +300,11 @@ def verify_client_target(clients: Callable[[str], Any], outputs_json: Path, repo
     target = from_outputs(outputs_json)
     api_id = report.outputs["rest_api_id"]
     key = clients("apigateway").get_api_key(apiKey=report.outputs["api_key_id"], includeValue=True)["value"]
-    _check(report, api_id in target.api_url and target.api_url.startswith("https://"),
-           f"client target: API URL {target.api_url} is the deployed REST API")
+    _check(
+        report,
+        api_id in target.api_url and target.api_url.startswith("https://"),
+        f"client target: API URL {target.api_url} is the deployed REST API",
+    )
     _check(report, target.bucket == report.outputs["s3_bucket_name"], "client target: the stack's bucket")
     _check(report, target.api_key == key, "client target: sends the deployed API key")
 
@@ -263,16 +330,20 @@ def verify_destroyed(clients: Callable[[str], Any], outputs: dict[str, Any], rep
     _check(report, not left, f"nothing left after destroy{': ' + str(left) if left else ''}")
 
 
-def fill_and_empty_bucket(s3: Any, bucket: str, stack_dir: Path, env: dict[str, str], python: str,
-                          report: Report) -> None:
+def fill_and_empty_bucket(
+    s3: Any, bucket: str, stack_dir: Path, env: dict[str, str], python: str, report: Report
+) -> None:
     """Check the TLS-only policy, then leave versions in the bucket and run ``make destroy``'s emptying step."""
     # moto evaluates bucket policies and serves plain HTTP only, so the
     # TLS-only policy must refuse this write...
     try:
         s3.put_object(Bucket=bucket, Key="outputs/rehearsal.json", Body=b"v0")
     except s3.exceptions.ClientError as error:
-        _check(report, error.response["ResponseMetadata"]["HTTPStatusCode"] == 403,
-               "bucket policy refuses requests without TLS")
+        _check(
+            report,
+            error.response["ResponseMetadata"]["HTTPStatusCode"] == 403,
+            "bucket policy refuses requests without TLS",
+        )
     else:
         raise RehearsalError("the bucket accepted a write over plain HTTP")
     # ...and must go before the bucket can be filled and emptied here; destroy
@@ -282,22 +353,34 @@ def fill_and_empty_bucket(s3: Any, bucket: str, stack_dir: Path, env: dict[str, 
     for body in (b"v1", b"v2"):
         s3.put_object(Bucket=bucket, Key="outputs/rehearsal.json", Body=body)
     s3.delete_object(Bucket=bucket, Key="outputs/rehearsal.json")
-    proc = subprocess.run([python, str(HERE.parent / "empty_bucket.py"), "--stack", str(stack_dir)],
-                          env=env, capture_output=True, text=True, timeout=120, check=False)
-    _check(report, proc.returncode == 0 and "deleted 3 object versions" in proc.stdout,
-           "infra/empty_bucket.py deleted every version and delete marker: "
-           f"{proc.stdout.strip()} {proc.stderr[-2000:]}")
+    proc = subprocess.run(
+        [python, str(HERE.parent / "empty_bucket.py"), "--stack", str(stack_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    _check(
+        report,
+        proc.returncode == 0 and "deleted 3 object versions" in proc.stdout,
+        f"infra/empty_bucket.py deleted every version and delete marker: {proc.stdout.strip()} {proc.stderr[-2000:]}",
+    )
 
 
-def rehearse(stack_dir: Path, work_dir: Path, python: str = sys.executable,
-             log: Callable[[str], None] = print) -> Report:
+def rehearse(
+    stack_dir: Path, work_dir: Path, python: str = sys.executable, log: Callable[[str], None] = print
+) -> Report:
     """Run the whole rehearsal on a copy of ``stack_dir`` in ``work_dir``; raise RehearsalError on any failure."""
     report = Report()
     stack_dir, work_dir = Path(stack_dir).resolve(), Path(work_dir).resolve()
     if work_dir.exists():
         shutil.rmtree(work_dir)
-    shutil.copytree(stack_dir, work_dir, ignore=shutil.ignore_patterns(
-        ".terraform", "terraform.tfstate*", "terraform.tfvars", "tests"))
+    shutil.copytree(
+        stack_dir,
+        work_dir,
+        ignore=shutil.ignore_patterns(".terraform", "terraform.tfstate*", "terraform.tfvars", "tests"),
+    )
     shutil.copy2(HERE / "moto_override.tf", work_dir / "moto_override.tf")
     routes = _expected_routes(stack_dir)
 
@@ -310,14 +393,22 @@ def rehearse(stack_dir: Path, work_dir: Path, python: str = sys.executable,
 
     with moto_server(python, work_dir / "moto.log") as endpoint:
         env = cli_env(work_dir.parent) | {
-            "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": REGION, "TF_VAR_region": REGION,
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "TF_VAR_region": REGION,
         }
         env.pop("AWS_PROFILE", None)
 
         def clients(service: str) -> Any:
-            return boto3.client(service, endpoint_url=endpoint, region_name=REGION,
-                                aws_access_key_id="testing", aws_secret_access_key="testing")
+            return boto3.client(
+                service,
+                endpoint_url=endpoint,
+                region_name=REGION,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
 
         step("init", ["init", "-input=false", "-no-color"], env)
         try:
@@ -332,8 +423,9 @@ def rehearse(stack_dir: Path, work_dir: Path, python: str = sys.executable,
             verify_client_target(clients, work_dir / "outputs.json", report)
             plan = step("plan", ["plan", "-detailed-exitcode", "-input=false", "-no-color"], env, check=False)
             if plan.returncode != 0:
-                raise RehearsalError(f"second plan is not empty (exit {plan.returncode}):\n{plan.stdout[-6000:]}"
-                                     f"\n{plan.stderr[-2000:]}")
+                raise RehearsalError(
+                    f"second plan is not empty (exit {plan.returncode}):\n{plan.stdout[-6000:]}\n{plan.stderr[-2000:]}"
+                )
             report.checks.append("second plan: no changes")
             fill_and_empty_bucket(clients("s3"), report.outputs["s3_bucket_name"], work_dir, env, python, report)
         finally:

@@ -1,4 +1,5 @@
 """`make bench` still assembles its table from the benchmark modules (tiny sizes; no figure is judged here)."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,10 @@ PROJECT = Path(__file__).resolve().parents[2]
 def test_selected_rows_run_and_render_one_table():
     run = subprocess.run(
         [sys.executable, "-m", "bench.run", "--rows", "2,4", "--warm-n", "5", "--import-rounds", "1"],
-        cwd=PROJECT, capture_output=True, text=True, timeout=300,
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     # 1 means a target was missed, which a busy machine may do: the harness itself worked.
     assert run.returncode in (0, 1), run.stderr[-3000:]
@@ -22,6 +26,7 @@ def test_selected_rows_run_and_render_one_table():
 
 
 def test_unknown_row_is_a_usage_error():
-    run = subprocess.run([sys.executable, "-m", "bench.run", "--rows", "9"], cwd=PROJECT, capture_output=True,
-                         text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--rows", "9"], cwd=PROJECT, capture_output=True, text=True, timeout=60
+    )
     assert run.returncode == 2 and "unknown row(s): 9" in run.stderr

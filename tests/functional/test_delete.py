@@ -1,4 +1,5 @@
 """DELETE /models|inputs/{name}, S3 ObjectRemoved events, inputs by name, results by reference."""
+
 from __future__ import annotations
 
 import base64
@@ -16,8 +17,9 @@ X = np.random.default_rng(7).standard_normal((2, 4)).astype(np.float32)
 
 
 def ingest(client, filename: str, data: bytes) -> dict:
-    return ok(post(client, "/ingest", {
-        "data": base64.b64encode(data).decode(), "encoding": "base64", "filename": filename}))
+    return ok(
+        post(client, "/ingest", {"data": base64.b64encode(data).decode(), "encoding": "base64", "filename": filename})
+    )
 
 
 def npy(x: np.ndarray) -> bytes:
@@ -29,13 +31,24 @@ def npy(x: np.ndarray) -> bytes:
 def removed_event(bucket: str, key: str) -> dict:
     from urllib.parse import quote_plus
 
-    return {"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-                         "eventName": "ObjectRemoved:Delete",
-                         "s3": {"bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-                                "object": {"key": quote_plus(key), "sequencer": "0A"}}}]}
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": "us-east-1",
+                "eventName": "ObjectRemoved:Delete",
+                "s3": {
+                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+                    "object": {"key": quote_plus(key), "sequencer": "0A"},
+                },
+            }
+        ]
+    }
 
 
 # -- DELETE ---------------------------------------------------------------------------
+
 
 def test_delete_model_then_404_everywhere_warm_cache_included(client, efs_root):
     created = ingest(client, "mlp.onnx", MLP.onnx_bytes())
@@ -49,8 +62,9 @@ def test_delete_model_then_404_everywhere_warm_cache_included(client, efs_root):
     error(client.http.get("/models/mlp.onnx"), 404, "NOT_FOUND")
     assert ok(client.http.get("/models")) == {"models": [], "count": 0}
     # The warm runner is still in this process's cache: the manifest check stops it.
-    error(post(client, "/predict", {"fileId": "r1", "model": "mlp.onnx", "inputs": {"x": X.tolist()}}),
-          404, "NOT_FOUND")
+    error(
+        post(client, "/predict", {"fileId": "r1", "model": "mlp.onnx", "inputs": {"x": X.tolist()}}), 404, "NOT_FOUND"
+    )
     assert not (efs_root / "models" / "mlp.onnx").exists()
     error(client.http.delete("/models/mlp.onnx"), 404, "NOT_FOUND")
 
@@ -111,6 +125,7 @@ def test_failed_s3_delete_keeps_the_store_copy(client, bucket, s3_client, monkey
 
 # -- ObjectRemoved events -------------------------------------------------------------
 
+
 def test_removed_event_deletes_the_copy(client, bucket, s3_client):
     for key in ("models/m.bin", "inputs/x.json"):
         s3_client.put_object(Bucket=bucket, Key=key, Body=b"{}")
@@ -143,6 +158,7 @@ def test_removed_event_with_a_bad_key_is_skipped(client, bucket):
 
 # -- inputs by name -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("field", ["x.npy", "inputs/x.npy"])
 def test_predict_with_an_input_by_name(client, field):
     ingest(client, "mlp.onnx", MLP.onnx_bytes())
@@ -159,14 +175,18 @@ def test_input_by_name_is_validated(client):
     ingest(client, "mlp.onnx", MLP.onnx_bytes())
     for bad in ("../x.npy", "models/x.npy", ".x", "", 7, "a/b/c"):
         error(post(client, "/predict", {"model": "mlp.onnx", "input": bad}), 400, "INVALID_REQUEST")
-    error(post(client, "/predict", {"model": "mlp.onnx", "input": "x.npy", "inputs": {"x": [[1]]}}),
-          400, "INVALID_REQUEST")
+    error(
+        post(client, "/predict", {"model": "mlp.onnx", "input": "x.npy", "inputs": {"x": [[1]]}}),
+        400,
+        "INVALID_REQUEST",
+    )
     error(post(client, "/predict", {"model": "mlp.onnx"}), 400, "INVALID_REQUEST")
     body = error(post(client, "/predict", {"model": "mlp.onnx", "input": "nope.npy"}), 404, "NOT_FOUND")
     assert "nope.npy" in body["message"]
 
 
 # -- result by reference --------------------------------------------------------------
+
 
 def test_result_over_the_response_limit_is_returned_by_reference(client, bucket, s3_client, monkeypatch):
     ingest(client, "mlp.onnx", MLP.onnx_bytes())

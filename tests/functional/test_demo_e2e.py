@@ -3,6 +3,7 @@
 The project is copied to a temporary directory first, so the run has its own
 .local/ (endpoints file, store) and cannot disturb a developer's `make local`.
 """
+
 import json
 import os
 import shutil
@@ -45,10 +46,29 @@ def test_make_demo_runs_every_step_and_leaves_nothing_running(tmp_path):
     results, summary = tmp_path / "results.json", tmp_path / "summary.txt"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
     run = subprocess.run(
-        [sys.executable, "-m", "demo.run_local", "--start-timeout", "40", "--",
-         "--large-mb", "5", "--warm-repeats", "2", "--land-timeout", "30",
-         "--results", str(results), "--summary", str(summary)],
-        cwd=project, env=env, capture_output=True, text=True, timeout=150,
+        [
+            sys.executable,
+            "-m",
+            "demo.run_local",
+            "--start-timeout",
+            "40",
+            "--",
+            "--large-mb",
+            "5",
+            "--warm-repeats",
+            "2",
+            "--land-timeout",
+            "30",
+            "--results",
+            str(results),
+            "--summary",
+            str(summary),
+        ],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=150,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "no process left behind" in run.stdout
@@ -60,13 +80,22 @@ def test_make_demo_runs_every_step_and_leaves_nothing_running(tmp_path):
     doc = json.loads(results.read_text())
     assert doc["passed"] is True and doc["counts"]["fail"] == 0 and doc["counts"]["skipped"] == 0
     names = [s["name"] for s in doc["steps"]]
-    for expected in ("ingest inline (data + filename)", "ingest by S3 key", "uploads: S3 event lands the model",
-                     "predict opaque model (cold)", "predict ONNX model (cold)", "error: ingest missing S3 key -> 404",
-                     "error: upload above MAX_INGEST_BYTES -> 413", "error: GET unknown model -> 404",
-                     "delete: DELETE /models/{name} -> 200 deleted", "delete: model gone from GET /models -> 404",
-                     "delete: predict with the deleted (warm) model -> 404",
-                     "async ingest: poll statusUrl until ready", "failure: GET /models/{name} is failed + error",
-                     "failure: GET /models lists both failures"):
+    for expected in (
+        "ingest inline (data + filename)",
+        "ingest by S3 key",
+        "uploads: S3 event lands the model",
+        "predict opaque model (cold)",
+        "predict ONNX model (cold)",
+        "error: ingest missing S3 key -> 404",
+        "error: upload above MAX_INGEST_BYTES -> 413",
+        "error: GET unknown model -> 404",
+        "delete: DELETE /models/{name} -> 200 deleted",
+        "delete: model gone from GET /models -> 404",
+        "delete: predict with the deleted (warm) model -> 404",
+        "async ingest: poll statusUrl until ready",
+        "failure: GET /models/{name} is failed + error",
+        "failure: GET /models lists both failures",
+    ):
         assert expected in names
     for step in doc["steps"]:
         assert set(step) >= {"name", "result", "latencyMs", "httpStatus", "detail", "passed"}
@@ -78,7 +107,9 @@ def test_make_demo_runs_every_step_and_leaves_nothing_running(tmp_path):
     assert by_name["ingest by S3 key"]["httpStatus"] == (202 if async_ingest["result"] == "pass" else 200)
     assert async_ingest["result"] == "pass" or "synchronously" in async_ingest["detail"]
     assert {s["name"] for s in doc["steps"] if s["result"] == "n/a"} - {async_ingest["name"]} == {
-        "error: EFS_WRITE_FAILED -> 500", "error: PROCESSING_FAILED -> 500"}
+        "error: EFS_WRITE_FAILED -> 500",
+        "error: PROCESSING_FAILED -> 500",
+    }
     s = doc["summary"]
     assert s["predictColdMs"]["count"] >= 1 and s["predictWarmMs"]["count"] >= 1
     assert s["apiLatencyMs"]["p50"] <= s["apiLatencyMs"]["p95"]
@@ -86,8 +117,9 @@ def test_make_demo_runs_every_step_and_leaves_nothing_running(tmp_path):
     text = summary.read_text()
     assert text.startswith("Demonstration PASSED") and "p50" in text and "p95" in text
     # The stack's logs are JSON lines with request ids and EMF metrics.
-    log_lines = [json.loads(l) for l in (project / ".local" / "demo-server.log").read_text().splitlines()
-                 if l.startswith("{")]
+    log_lines = [
+        json.loads(l) for l in (project / ".local" / "demo-server.log").read_text().splitlines() if l.startswith("{")
+    ]
     assert any(l.get("route") == "s3:ObjectCreated" for l in log_lines)
     assert any("_aws" in l and "ModelLoadMs" in l for l in log_lines)
 
@@ -99,13 +131,29 @@ def test_client_exits_nonzero_when_the_api_is_unreachable(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
     endpoints = tmp_path / "endpoints.json"
-    endpoints.write_text(json.dumps({"api_url": f"http://127.0.0.1:{port}", "s3_endpoint": f"http://127.0.0.1:{port}",
-                                     "bucket": "b"}))
+    endpoints.write_text(
+        json.dumps({"api_url": f"http://127.0.0.1:{port}", "s3_endpoint": f"http://127.0.0.1:{port}", "bucket": "b"})
+    )
     results, summary = tmp_path / "r.json", tmp_path / "s.txt"
     run = subprocess.run(
-        [sys.executable, str(PROJECT / "demonstration.py"), "--local", "--endpoints", str(endpoints),
-         "--large-mb", "1", "--warm-repeats", "1", "--results", str(results), "--summary", str(summary)],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            str(PROJECT / "demonstration.py"),
+            "--local",
+            "--endpoints",
+            str(endpoints),
+            "--large-mb",
+            "1",
+            "--warm-repeats",
+            "1",
+            "--results",
+            str(results),
+            "--summary",
+            str(summary),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert run.returncode == 1, run.stdout + run.stderr
     doc = json.loads(results.read_text())
@@ -114,6 +162,10 @@ def test_client_exits_nonzero_when_the_api_is_unreachable(tmp_path):
 
 
 def test_client_exits_2_without_a_target(tmp_path):
-    run = subprocess.run([sys.executable, str(PROJECT / "demonstration.py"), "--local", "--endpoints",
-                          str(tmp_path / "none.json")], capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, str(PROJECT / "demonstration.py"), "--local", "--endpoints", str(tmp_path / "none.json")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 2 and "not found" in run.stderr

@@ -1,4 +1,5 @@
 """devstack.moto: the local S3 starts, answers, stops; a server that cannot start says so."""
+
 import sys
 import urllib.request
 

@@ -1,5 +1,6 @@
 """Async key ingest and ingest states through the routes and the S3-event
 handler (chalice.test.Client, the real moto server, a fault proxy for S3 failures)."""
+
 import json
 from urllib.parse import quote
 
@@ -30,8 +31,9 @@ def failing_gets(small_sync, moto_server, monkeypatch):
     """S3 behind a proxy whose object GETs fail (500) while ``failing`` is set."""
     proxy = FaultProxy(moto_server.endpoint).start()
     proxy.failing = True
-    proxy.rule = lambda method, path, n: (Fault(status=500, code="InternalError")
-                                          if method == "GET" and proxy.failing else None)
+    proxy.rule = lambda method, path, n: (
+        Fault(status=500, code="InternalError") if method == "GET" and proxy.failing else None
+    )
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.endpoint)
     monkeypatch.setenv("S3_MAX_ATTEMPTS", "1")
     _reset()
@@ -64,8 +66,13 @@ def accepted(client, key):
 
 def test_large_key_is_accepted_pending_then_ready_after_the_event(client, small_sync, s3_client, efs_root):
     key = "models/grand modèle.onnx"
-    s3_client.put_object(Bucket=small_sync, Key=key, Body=b"M" * 4096, ContentType="application/octet-stream",
-                         Metadata={"owner": "team-a"})
+    s3_client.put_object(
+        Bucket=small_sync,
+        Key=key,
+        Body=b"M" * 4096,
+        ContentType="application/octet-stream",
+        Metadata={"owner": "team-a"},
+    )
     body = accepted(client, key)
     assert body["status"] == "accepted" and body["statusUrl"] == "/models/grand%20mod%C3%A8le.onnx"
     assert body["key"] == key and body["name"] == "grand modèle.onnx" and body["sizeBytes"] == 4096
@@ -122,7 +129,8 @@ def test_event_for_an_object_over_the_limit_is_failed_on_the_store(client, small
     assert state["error"]["error"] == "FILE_TOO_LARGE" and state["error"]["time"] == state["stateTime"]
     listing = ok(client.http.get("/models"))
     assert [(m["name"], m["state"], m["error"]["error"]) for m in listing["models"]] == [
-        ("huge.bin", "failed", "FILE_TOO_LARGE")]
+        ("huge.bin", "failed", "FILE_TOO_LARGE")
+    ]
 
 
 def test_event_for_a_key_whose_name_cannot_be_stored_is_listed(client, small_sync, s3_client):
@@ -182,8 +190,7 @@ def test_inline_ingest_failing_on_the_store_is_recorded(client, efs_root):
     assert ok(client.http.get("/models/d.bin"))["state"] == "ready"
 
 
-def test_hand_off_copy_failure_replaces_pending_with_failed(client, small_sync, moto_server, s3_client,
-                                                            monkeypatch):
+def test_hand_off_copy_failure_replaces_pending_with_failed(client, small_sync, moto_server, s3_client, monkeypatch):
     s3_client.put_object(Bucket=small_sync, Key="models/c.bin", Body=b"C" * 2048)
     proxy = FaultProxy(moto_server.endpoint).start()
     try:

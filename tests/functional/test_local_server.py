@@ -1,4 +1,5 @@
 """The `make local` pieces: the S3 event watcher and the TCP_NODELAY server."""
+
 import http.client
 import json
 import socket
@@ -12,8 +13,12 @@ def test_s3_event_has_the_real_shape():
     record = event["Records"][0]
     assert record["eventName"] == "ObjectCreated:Put" and record["eventSource"] == "aws:s3"
     assert record["s3"]["bucket"]["name"] == "bkt"
-    assert record["s3"]["object"] == {"key": "models/a+b%2Bc.pt", "size": 3, "eTag": "etag",
-                                      "sequencer": record["s3"]["object"]["sequencer"]}
+    assert record["s3"]["object"] == {
+        "key": "models/a+b%2Bc.pt",
+        "size": 3,
+        "eTag": "etag",
+        "sequencer": record["s3"]["object"]["sequencer"],
+    }
 
 
 def test_watcher_delivers_new_and_changed_objects_once(bucket, s3_client, efs_root):
@@ -75,8 +80,9 @@ def test_async_ingest_end_to_end_through_the_watcher(bucket, s3_client, efs_root
     (efs_root / ".meta" / "models" / "big model.bin.json").unlink()
     etag = s3_client.head_object(Bucket=bucket, Key="models/big model.bin")["ETag"]
     with Client(app.app) as client:
-        resp = client.http.post("/ingest", headers={"Content-Type": "application/json"},
-                                body=json.dumps({"key": "models/big model.bin"}))
+        resp = client.http.post(
+            "/ingest", headers={"Content-Type": "application/json"}, body=json.dumps({"key": "models/big model.bin"})
+        )
         assert resp.status_code == 202, resp.body
         status_url = json.loads(resp.body)["statusUrl"]
         assert json.loads(client.http.get(status_url).body)["state"] == "pending"

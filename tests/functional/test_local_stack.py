@@ -2,6 +2,7 @@
 
 A second start on a busy port, the gateway's own errors, and `make s3-put`.
 """
+
 import http.client
 import json
 import subprocess
@@ -80,8 +81,14 @@ def test_s3_put_lands_a_model_through_the_local_s3_event(stack, tmp_path):
     workdir, endpoints, _ = stack
     model = tmp_path / "put-model.bin"
     model.write_bytes(b"model bytes from make s3-put")
-    put = run("-m", "scripts.s3_put", str(model), "models/put-model.bin",
-              "--endpoints", str(workdir / ".local" / "endpoints.json"))
+    put = run(
+        "-m",
+        "scripts.s3_put",
+        str(model),
+        "models/put-model.bin",
+        "--endpoints",
+        str(workdir / ".local" / "endpoints.json"),
+    )
     assert put.returncode == 0, put.stderr
     deadline = time.monotonic() + 30
     while True:

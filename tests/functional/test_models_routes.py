@@ -1,4 +1,5 @@
 """GET /models and GET /models/{name}: the catalogue of landed models."""
+
 import hashlib
 
 from tests.support.routes import error, ok, post
@@ -68,4 +69,5 @@ def test_names_people_use_round_trip(client):
     assert ok(client.http.get("/models/" + quote(nfd, safe="")))["name"] == "modèle.onnx"
     listed = ok(client.http.get("/models"))
     assert sorted(m["name"] for m in listed["models"]) == sorted(
-        ["my model.onnx", "modèle.onnx", "résumé (final).bin", "a+b.bin", "모델.onnx"])
+        ["my model.onnx", "modèle.onnx", "résumé (final).bin", "a+b.bin", "모델.onnx"]
+    )

@@ -1,5 +1,6 @@
 """The local S3's ranged GET (devstack/moto_ranges.py): right bytes, moto's
 own edge cases kept, and only the range read from the object's buffer."""
+
 from __future__ import annotations
 
 import os
@@ -27,17 +28,20 @@ def get(big, **kwargs):
     return s3.get_object(Bucket=bucket, Key="big.bin", **kwargs)
 
 
-@pytest.mark.parametrize("spec, first, last", [
-    ("bytes=0-0", 0, 0),
-    ("bytes=8388608-16777215", 8 * MIB, 16 * MIB - 1),
-    (f"bytes={len(BIG) - 10}-{len(BIG) + 1000}", len(BIG) - 10, len(BIG) - 1),  # end past the end: clipped
-    (f"bytes={len(BIG) - 3}-", len(BIG) - 3, len(BIG) - 1),  # open-ended
-    ("bytes=-4", len(BIG) - 4, len(BIG) - 1),  # suffix
-    (f"bytes=-{len(BIG) + 50}", 0, len(BIG) - 1),  # suffix longer than the object
-])
+@pytest.mark.parametrize(
+    "spec, first, last",
+    [
+        ("bytes=0-0", 0, 0),
+        ("bytes=8388608-16777215", 8 * MIB, 16 * MIB - 1),
+        (f"bytes={len(BIG) - 10}-{len(BIG) + 1000}", len(BIG) - 10, len(BIG) - 1),  # end past the end: clipped
+        (f"bytes={len(BIG) - 3}-", len(BIG) - 3, len(BIG) - 1),  # open-ended
+        ("bytes=-4", len(BIG) - 4, len(BIG) - 1),  # suffix
+        (f"bytes=-{len(BIG) + 50}", 0, len(BIG) - 1),  # suffix longer than the object
+    ],
+)
 def test_ranged_get_returns_exactly_the_range(big, spec, first, last):
     r = get(big, Range=spec)
-    assert r["Body"].read() == BIG[first:last + 1]
+    assert r["Body"].read() == BIG[first : last + 1]
     assert r["ContentRange"] == f"bytes {first}-{last}/{len(BIG)}"
     assert r["ResponseMetadata"]["HTTPStatusCode"] == 206
 
@@ -94,7 +98,7 @@ def test_a_range_reads_only_its_bytes_from_the_object():
         counter = CountingBuffer(key._value_buffer)
         key._value_buffer = counter
         body = s3.get_object(Bucket="ranges-inproc", Key="k", Range="bytes=1048576-2097151")["Body"].read()
-        assert body == BIG[MIB:2 * MIB]
+        assert body == BIG[MIB : 2 * MIB]
         assert counter.read_bytes == MIB  # not the 24 MiB object
         counter.read_bytes = 0
         assert s3.get_object(Bucket="ranges-inproc", Key="k")["Body"].read() == BIG  # plain GET: unchanged

@@ -1,4 +1,5 @@
 """Every request and S3 event through the app is one observed invocation (http/events middlewares)."""
+
 import json
 
 import pytest
@@ -17,8 +18,9 @@ def fresh():
 def test_every_request_through_the_app_is_logged_and_measured(client, capsys):
     obs.reset_cold_start()
     capsys.readouterr()
-    r = client.http.post("/ingest", body=json.dumps({"data": "abc", "filename": "m.pt"}),
-                         headers={"Content-Type": "application/json"})
+    r = client.http.post(
+        "/ingest", body=json.dumps({"data": "abc", "filename": "m.pt"}), headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 200
     bad = client.http.get("/models/absent.pt")
     assert bad.status_code == 404

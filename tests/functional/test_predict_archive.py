@@ -1,4 +1,5 @@
 """The S3 archive of a result runs beside the store write, not after it (issue 10)."""
+
 from __future__ import annotations
 
 import time

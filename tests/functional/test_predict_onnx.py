@@ -1,4 +1,5 @@
 """POST /predict on ONNX models through the routes, the S3 key and the S3 event."""
+
 from __future__ import annotations
 
 import base64
@@ -16,8 +17,9 @@ X = np.random.default_rng(7).standard_normal((2, 4)).astype(np.float32)
 
 
 def ingest(client, filename: str, data: bytes) -> dict:
-    return ok(post(client, "/ingest", {
-        "data": base64.b64encode(data).decode(), "encoding": "base64", "filename": filename}))
+    return ok(
+        post(client, "/ingest", {"data": base64.b64encode(data).decode(), "encoding": "base64", "filename": filename})
+    )
 
 
 def predict(client, model: str, inputs=None, file_id: str = "req-1"):
@@ -75,14 +77,17 @@ def test_multi_input_model_over_http(client):
     assert body["result"]["doubled"] == {"data": [42], "shape": [1], "dtype": "int64"}
 
 
-@pytest.mark.parametrize("inputs, fragment", [
-    ({"wrong": [[1, 2, 3, 4]]}, "missing 'x'; unknown 'wrong'"),
-    ({"x": [[1, 2, 3, 4]], "extra": 1}, "unknown 'extra'"),
-    ({"x": [[1, 2, 3]]}, "dimension 1 must be 4"),
-    ({"x": [["1", "2", "3", "4"]]}, "non-numeric"),
-    ({"x": [[1, 2, 3, 4], [1]]}, "not a rectangular array"),
-    ({"x": [[0, 0, 0, 0]] * 300_000}, "too large"),
-])
+@pytest.mark.parametrize(
+    "inputs, fragment",
+    [
+        ({"wrong": [[1, 2, 3, 4]]}, "missing 'x'; unknown 'wrong'"),
+        ({"x": [[1, 2, 3, 4]], "extra": 1}, "unknown 'extra'"),
+        ({"x": [[1, 2, 3]]}, "dimension 1 must be 4"),
+        ({"x": [["1", "2", "3", "4"]]}, "non-numeric"),
+        ({"x": [[1, 2, 3, 4], [1]]}, "not a rectangular array"),
+        ({"x": [[0, 0, 0, 0]] * 300_000}, "too large"),
+    ],
+)
 def test_invalid_inputs_are_400_naming_the_signature(client, inputs, fragment):
     ingest(client, "mlp.onnx", MLP.onnx_bytes())
     body = error(predict(client, "mlp.onnx", inputs), 400, "INVALID_REQUEST")

@@ -1,5 +1,6 @@
 """Lambda's 6 MB payload limit and the sync ingest threshold: clear 413s
 that say where large files go, and the way around them still working."""
+
 import json
 
 import pytest
@@ -41,8 +42,7 @@ def sync_limit(bucket, monkeypatch):
     reset_caches()
 
 
-def test_key_over_the_sync_limit_is_accepted_and_the_event_path_takes_it(client, sync_limit, s3_client,
-                                                                         efs_root):
+def test_key_over_the_sync_limit_is_accepted_and_the_event_path_takes_it(client, sync_limit, s3_client, efs_root):
     s3_client.put_object(Bucket=sync_limit, Key="models/large.bin", Body=b"L" * 2048)
     resp = post(client, "/ingest", {"key": "models/large.bin"})
     assert resp.status_code == 202, resp.body

@@ -1,4 +1,5 @@
 """Ingest from S3 and the S3 event handler, against a real moto server."""
+
 import hashlib
 import json
 import os
@@ -72,13 +73,16 @@ def test_s3_event_handles_every_record(client, bucket, s3_client, efs_root):
     s3_client.put_object(Bucket=bucket, Key="models/with space.pt", Body=b"S")
     s3_client.put_object(Bucket=bucket, Key="models/résumé (final).bin", Body=b"R")
     s3_client.put_object(Bucket=bucket, Key="models/.hidden", Body=b"H")
-    keys = ("models/a.pt", "inputs/b+c.json", "models/with space.pt", "models/résumé (final).bin",
-            "models/.hidden")
+    keys = ("models/a.pt", "inputs/b+c.json", "models/with space.pt", "models/résumé (final).bin", "models/.hidden")
     result = client.lambda_.invoke("on_object_created", _event(client, bucket, *keys))
     statuses = [(o["key"], o["status"]) for o in result.payload]
-    assert statuses == [("models/a.pt", "created"), ("inputs/b+c.json", "created"),
-                        ("models/with space.pt", "created"), ("models/résumé (final).bin", "created"),
-                        ("models/.hidden", "skipped")]  # not a valid store name
+    assert statuses == [
+        ("models/a.pt", "created"),
+        ("inputs/b+c.json", "created"),
+        ("models/with space.pt", "created"),
+        ("models/résumé (final).bin", "created"),
+        ("models/.hidden", "skipped"),
+    ]  # not a valid store name
     assert (efs_root / "inputs" / "b+c.json").read_bytes() == b"{}"
     assert (efs_root / "models" / "with space.pt").read_bytes() == b"S"
     assert (efs_root / "models" / "résumé (final).bin").read_bytes() == b"R"
@@ -106,10 +110,14 @@ def test_redelivered_event_is_harmless(client, bucket, s3_client):
 
 
 def test_event_for_deleted_object_or_other_bucket_is_skipped(client, bucket):
-    assert client.lambda_.invoke("on_object_created", _event(client, bucket, "models/gone.pt")).payload[0][
-        "status"] == "skipped"
-    assert client.lambda_.invoke("on_object_created", _event(client, "other-bucket", "models/a.pt")).payload[0][
-        "status"] == "skipped"
+    assert (
+        client.lambda_.invoke("on_object_created", _event(client, bucket, "models/gone.pt")).payload[0]["status"]
+        == "skipped"
+    )
+    assert (
+        client.lambda_.invoke("on_object_created", _event(client, "other-bucket", "models/a.pt")).payload[0]["status"]
+        == "skipped"
+    )
 
 
 def test_transient_failure_raises_so_lambda_retries(client, bucket, s3_client, efs_root, monkeypatch):
@@ -121,5 +129,7 @@ def test_transient_failure_raises_so_lambda_retries(client, bucket, s3_client, e
     with pytest.raises(RetryableEventError):
         client.lambda_.invoke("on_object_created", _event(client, bucket, "models/a.pt"))
     (efs_root / ".locks").unlink()
-    assert client.lambda_.invoke("on_object_created", _event(client, bucket, "models/a.pt")).payload[0][
-        "status"] == "created"
+    assert (
+        client.lambda_.invoke("on_object_created", _event(client, bucket, "models/a.pt")).payload[0]["status"]
+        == "created"
+    )

@@ -2,6 +2,7 @@
 faults from a real proxy: order, IfMatch on every part, retries of a part
 that breaks off, refusal of an object replaced mid-copy, and no thread left
 behind whatever ends the copy."""
+
 from __future__ import annotations
 
 import hashlib
@@ -57,8 +58,7 @@ def gets(monkeypatch):
 
     def record(params, **_):
         with lock:
-            calls.append({**params, "thread": threading.current_thread().name,
-                          "deadline": deadline.has_deadline()})
+            calls.append({**params, "thread": threading.current_thread().name, "deadline": deadline.has_deadline()})
 
     s3.client().meta.events.register("provide-client-params.s3.GetObject", record)
     # Near a deadline (every HTTP request has one) calls go through clients
@@ -93,7 +93,7 @@ def test_parts_arrive_in_order_each_with_if_match(client, ranged, s3_client, efs
     assert body["sha256"] == hashlib.sha256(DATA).hexdigest() and body["sizeBytes"] == len(DATA)
     assert (efs_root / "models" / "big model (v2).bin").read_bytes() == DATA
     assert len(gets) == 10 and all(g["IfMatch"] == etag for g in gets)
-    ranges = sorted((int(a), int(b)) for a, b in (g["Range"][len("bytes="):].split("-") for g in gets))
+    ranges = sorted((int(a), int(b)) for a, b in (g["Range"][len("bytes=") :].split("-") for g in gets))
     assert ranges[0][0] == 0 and ranges[-1][1] == len(DATA) - 1
     assert all(b - a + 1 == PART for a, b in ranges[:-1])
     assert all(nxt[0] == prev[1] + 1 for prev, nxt in itertools.pairwise(ranges))  # no gap, no overlap

@@ -1,4 +1,5 @@
 """The seed's API section, as written: the complete workflow and every error."""
+
 import base64
 import hashlib
 import json
@@ -44,38 +45,49 @@ def test_ingest_is_idempotent_and_versions_updates(client):
 
 def test_base64_binary_and_inputs_prefix(client, efs_root):
     blob = bytes(range(256))
-    body = ok(post(client, "/ingest", {"data": base64.b64encode(blob).decode(), "encoding": "base64",
-                                       "filename": "inputs/blob.bin"}))
+    body = ok(
+        post(
+            client,
+            "/ingest",
+            {"data": base64.b64encode(blob).decode(), "encoding": "base64", "filename": "inputs/blob.bin"},
+        )
+    )
     assert body["efsPath"].endswith("/inputs/blob.bin") and open(body["efsPath"], "rb").read() == blob
 
 
-@pytest.mark.parametrize("body,message", [
-    ({}, "Request body must contain 'key' or 'data' field"),
-    ({"filename": "a.pt"}, "Request body must contain 'key' or 'data' field"),
-    ({"data": "x"}, "filename"),
-    ({"data": "x", "key": "models/a", "filename": "a"}, "not both"),
-    ({"data": 5, "filename": "a.pt"}, "'data' must be a string"),
-    ({"data": "", "filename": "a.pt"}, "must not be empty"),
-    ({"data": "", "filename": "a.pt", "encoding": "base64"}, "must not be empty"),
-    ({"data": "x", "filename": "../etc/passwd"}, "filename"),
-    ({"data": "x", "filename": "a.pt", "encoding": "base64"}, "base64"),
-    ({"data": "x", "filename": "a.pt", "encoding": "gzip"}, "encoding"),
-    ({"data": "x", "filename": "a.pt", "extra": 1}, "Unknown field"),
-    ({"key": "outputs/a.result"}, "prefix"),
-    ({"key": 12}, "key"),
-])
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ({}, "Request body must contain 'key' or 'data' field"),
+        ({"filename": "a.pt"}, "Request body must contain 'key' or 'data' field"),
+        ({"data": "x"}, "filename"),
+        ({"data": "x", "key": "models/a", "filename": "a"}, "not both"),
+        ({"data": 5, "filename": "a.pt"}, "'data' must be a string"),
+        ({"data": "", "filename": "a.pt"}, "must not be empty"),
+        ({"data": "", "filename": "a.pt", "encoding": "base64"}, "must not be empty"),
+        ({"data": "x", "filename": "../etc/passwd"}, "filename"),
+        ({"data": "x", "filename": "a.pt", "encoding": "base64"}, "base64"),
+        ({"data": "x", "filename": "a.pt", "encoding": "gzip"}, "encoding"),
+        ({"data": "x", "filename": "a.pt", "extra": 1}, "Unknown field"),
+        ({"key": "outputs/a.result"}, "prefix"),
+        ({"key": 12}, "key"),
+    ],
+)
 def test_ingest_invalid_request(client, body, message):
     assert message in error(post(client, "/ingest", body), 400, "INVALID_REQUEST")["message"]
 
 
-@pytest.mark.parametrize("raw,content_type", [
-    ("{not json", "application/json"),
-    ("[1, 2]", "application/json"),
-    ('"str"', "application/json"),
-    ("", "application/json"),
-    ('{"data": "x", "filename": "a"}', "text/plain"),
-    ("[" * 100000 + "]" * 100000, "application/json"),
-])
+@pytest.mark.parametrize(
+    "raw,content_type",
+    [
+        ("{not json", "application/json"),
+        ("[1, 2]", "application/json"),
+        ('"str"', "application/json"),
+        ("", "application/json"),
+        ('{"data": "x", "filename": "a"}', "text/plain"),
+        ("[" * 100000 + "]" * 100000, "application/json"),
+    ],
+)
 def test_malformed_bodies_are_400(client, raw, content_type):
     error(post(client, "/ingest", raw, content_type), 400, "INVALID_REQUEST")
     error(post(client, "/predict", raw, content_type), 400, "INVALID_REQUEST")
@@ -88,8 +100,15 @@ def test_file_too_large(client, monkeypatch):
     reset_caches()
     body = error(post(client, "/ingest", {"data": "x" * 11, "filename": "big.pt"}), 413, "FILE_TOO_LARGE")
     assert body["maxSize"] == "10B"
-    error(post(client, "/ingest", {"data": base64.b64encode(b"x" * 30).decode(), "encoding": "base64",
-                                   "filename": "big.pt"}), 413, "FILE_TOO_LARGE")
+    error(
+        post(
+            client,
+            "/ingest",
+            {"data": base64.b64encode(b"x" * 30).decode(), "encoding": "base64", "filename": "big.pt"},
+        ),
+        413,
+        "FILE_TOO_LARGE",
+    )
 
 
 def test_oversized_request_body(client, monkeypatch):
@@ -101,9 +120,16 @@ def test_oversized_request_body(client, monkeypatch):
 
 
 def test_predict_errors(client):
-    for body in ({}, {"fileId": "a"}, {"model": "m.pt"}, {"fileId": 1, "model": "m.pt"},
-                 {"fileId": "a", "model": "../m"}, {"fileId": "../../x", "model": "m.pt"},
-                 {"fileId": "a", "model": "m.pt", "inputs": [1]}, {"fileId": "a", "model": "m", "x": 1}):
+    for body in (
+        {},
+        {"fileId": "a"},
+        {"model": "m.pt"},
+        {"fileId": 1, "model": "m.pt"},
+        {"fileId": "a", "model": "../m"},
+        {"fileId": "../../x", "model": "m.pt"},
+        {"fileId": "a", "model": "m.pt", "inputs": [1]},
+        {"fileId": "a", "model": "m", "x": 1},
+    ):
         error(post(client, "/predict", body), 400, "INVALID_REQUEST")
     missing = error(post(client, "/predict", {"fileId": "abc", "model": "nope.pt"}), 404, "NOT_FOUND")
     assert missing["fileId"] == "abc" and missing["message"] == "Model file not found on EFS"

@@ -3,6 +3,7 @@
 Before, re-ingesting the right content answered ``exists`` because only the
 size was compared, and predict kept failing on the damaged bytes.
 """
+
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """POST /uploads: presigned PUT URLs against a real moto S3, then the S3 event lands the model."""
+
 import hashlib
 from urllib.parse import parse_qs, urlparse
 
@@ -62,18 +63,21 @@ def test_expiry_comes_from_settings(client, bucket, monkeypatch):
     error(presign(client, "models/m.bin", 1), 500, "PROCESSING_FAILED")
 
 
-@pytest.mark.parametrize("body", [
-    {},
-    {"key": "models/m.bin"},
-    {"sizeBytes": 3},
-    {"key": "outputs/x.result", "sizeBytes": 3},
-    {"key": "models/../etc/passwd", "sizeBytes": 3},
-    {"key": "models/m.bin", "sizeBytes": -1},
-    {"key": "models/m.bin", "sizeBytes": "3"},
-    {"key": "models/m.bin", "sizeBytes": True},
-    {"key": "models/m.bin", "sizeBytes": 3, "acl": "public-read"},
-    {"key": "models/", "sizeBytes": 3},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"key": "models/m.bin"},
+        {"sizeBytes": 3},
+        {"key": "outputs/x.result", "sizeBytes": 3},
+        {"key": "models/../etc/passwd", "sizeBytes": 3},
+        {"key": "models/m.bin", "sizeBytes": -1},
+        {"key": "models/m.bin", "sizeBytes": "3"},
+        {"key": "models/m.bin", "sizeBytes": True},
+        {"key": "models/m.bin", "sizeBytes": 3, "acl": "public-read"},
+        {"key": "models/", "sizeBytes": 3},
+    ],
+)
 def test_bad_requests_are_400(client, bucket, body):
     error(post(client, "/uploads", body), 400, "INVALID_REQUEST")
 
@@ -105,8 +109,9 @@ def test_demo_client_streams_a_presigned_put_with_length_and_progress(client, bu
     from demo.target import Target
 
     data = os.urandom(PROGRESS_THRESHOLD_BYTES + 12345)
-    prepared = requests.Request("PUT", "http://127.0.0.1:1/x",
-                                data=ProgressReader(io.BytesIO(data), len(data), "t")).prepare()
+    prepared = requests.Request(
+        "PUT", "http://127.0.0.1:1/x", data=ProgressReader(io.BytesIO(data), len(data), "t")
+    ).prepare()
     assert prepared.headers["Content-Length"] == str(len(data)) and "Transfer-Encoding" not in prepared.headers
 
     up = ok(presign(client, "models/streamed.bin", len(data)))

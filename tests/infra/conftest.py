@@ -3,6 +3,7 @@
 The packaged stack never goes to build/stack, which may hold the state of a
 real deployment.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -44,8 +45,9 @@ def build_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def chalice_output(build_dir) -> tuple[Path, str]:
     """`chalice package --pkg-format terraform` of this repo's app (stage dev): (dir, printed output)."""
-    chalice = require_tool(shutil.which("chalice", path=str(Path(sys.executable).parent)),
-                           "chalice is not in the venv: run `make venv`")
+    chalice = require_tool(
+        shutil.which("chalice", path=str(Path(sys.executable).parent)), "chalice is not in the venv: run `make venv`"
+    )
     out = build_dir / "chalice"
     return out, stack.run_chalice_package(ROOT, "dev", out, chalice)
 

@@ -6,6 +6,7 @@ tests/reliability/test_error_bodies_leak_nothing.py.
 The overlay is HCL; rather than a new parser dependency, blocks are cut out
 by brace matching and their few attributes read with regular expressions.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,23 +35,27 @@ def block(text: str, header: str) -> str:
     while depth:
         depth += {"{": 1, "}": -1}.get(text[i], 0)
         i += 1
-    return text[m.end():i - 1]
+    return text[m.end() : i - 1]
 
 
 def statements(policy_body: str) -> list[dict]:
     out, rest = [], policy_body
     while "statement" in rest:
         body = block(rest, r"\bstatement")
-        rest = rest[rest.index(body) + len(body):]
-        lists = {k: re.findall(r'"([^"]+)"', v) for k, v in
-                 re.findall(r"\b(actions|resources|identifiers|values)\s*=\s*\[(.*?)\]", body, re.S)}
-        out.append({
-            "effect": (re.findall(r'effect\s*=\s*"(\w+)"', body) or ["Allow"])[0],
-            "actions": lists.get("actions", []),
-            "resources": lists.get("resources", []) + re.findall(r"resources\s*=\s*\[(aws_[\w.]+)\]", body),
-            "condition": dict(zip(("test", "variable"), re.findall(
-                r'(?:test|variable)\s*=\s*"([^"]+)"', body))) | {"values": lists.get("values", [])},
-        })
+        rest = rest[rest.index(body) + len(body) :]
+        lists = {
+            k: re.findall(r'"([^"]+)"', v)
+            for k, v in re.findall(r"\b(actions|resources|identifiers|values)\s*=\s*\[(.*?)\]", body, re.S)
+        }
+        out.append(
+            {
+                "effect": (re.findall(r'effect\s*=\s*"(\w+)"', body) or ["Allow"])[0],
+                "actions": lists.get("actions", []),
+                "resources": lists.get("resources", []) + re.findall(r"resources\s*=\s*\[(aws_[\w.]+)\]", body),
+                "condition": dict(zip(("test", "variable"), re.findall(r'(?:test|variable)\s*=\s*"([^"]+)"', body)))
+                | {"values": lists.get("values", [])},
+            }
+        )
     return out
 
 
@@ -76,9 +81,21 @@ def test_every_api_operation_needs_an_api_key(stack):
 
 def test_local_stage_is_never_packaged():
     # Only `chalice local` serves the open local stage.
-    proc = subprocess.run([sys.executable, str(REPO / "infra" / "stack.py"), "--app-dir", str(REPO),
-                           "--stage", "local", "--build-dir", "/nonexistent-never-written"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "infra" / "stack.py"),
+            "--app-dir",
+            str(REPO),
+            "--stage",
+            "local",
+            "--build-dir",
+            "/nonexistent-never-written",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0 and "local stage" in proc.stderr
 
 
@@ -112,8 +129,10 @@ def test_lambda_s3_scope_is_least_privilege(stack):
     lambda_doc = block(iam, r'data "aws_iam_policy_document" "lambda"')
     assert re.search(sources + r"data\.aws_iam_policy_document\.read_bucket\.json,?\s*\]", lambda_doc)
     read = _s3_grants(statements(block(iam, r'data "aws_iam_policy_document" "read_bucket"')))
-    assert read == {"s3:GetObject": {f"{bucket}/models/*", f"{bucket}/inputs/*"},
-                    "s3:ListBucket": {"aws_s3_bucket.models.arn"}}, read
+    assert read == {
+        "s3:GetObject": {f"{bucket}/models/*", f"{bucket}/inputs/*"},
+        "s3:ListBucket": {"aws_s3_bucket.models.arn"},
+    }, read
     assert _s3_grants(statements(lambda_doc)) == {}
     assert _s3_grants(statements(block(iam, r'data "aws_iam_policy_document" "function_base"'))) == {}
     # The sweep: EFS and its logs, nothing of S3.
@@ -141,8 +160,12 @@ def test_lambda_s3_scope_is_least_privilege(stack):
 
 def _deny_insecure(statement: dict) -> bool:
     c = statement["condition"]
-    return (statement["effect"] == "Deny" and c.get("test") == "Bool"
-            and c.get("variable") == "aws:SecureTransport" and c["values"] == ["false"])
+    return (
+        statement["effect"] == "Deny"
+        and c.get("test") == "Bool"
+        and c.get("variable") == "aws:SecureTransport"
+        and c["values"] == ["false"]
+    )
 
 
 def test_s3_events_created_and_removed_reach_the_handler_for_both_prefixes(stack):
@@ -174,6 +197,8 @@ def test_efs_is_encrypted_tls_only_and_mounted_through_the_access_point(stack):
     assert any(_deny_insecure(st) and st["actions"] == ["*"] for st in policy), policy
     template = json.loads(tf(stack, "chalice.tf.json"))
     for name, fn in template["resource"]["aws_lambda_function"].items():
-        assert fn["file_system_config"] == {"arn": "${aws_efs_access_point.lambda.arn}",
-                                            "local_mount_path": "/mnt/efs"}, name
+        assert fn["file_system_config"] == {
+            "arn": "${aws_efs_access_point.lambda.arn}",
+            "local_mount_path": "/mnt/efs",
+        }, name
         assert fn["vpc_config"]["subnet_ids"], name

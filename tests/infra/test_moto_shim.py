@@ -1,4 +1,5 @@
 """Each moto gap that infra/local/moto_shim.py bridges, checked on its own (all seven fail on plain moto 5.2.5)."""
+
 from __future__ import annotations
 
 import io
@@ -22,8 +23,13 @@ def aws(tmp_path_factory):
     """boto3 client factory for a moto_shim.py server on loopback."""
     log = tmp_path_factory.mktemp("moto-shim") / "moto.log"
     with rehearsal.moto_server(sys.executable, log) as endpoint:
-        yield lambda service: boto3.client(service, endpoint_url=endpoint, region_name="us-east-1",
-                                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        yield lambda service: boto3.client(
+            service,
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
 
 def test_put_rest_api_accepts_swagger_2(aws):
@@ -37,11 +43,14 @@ def test_put_rest_api_accepts_swagger_2(aws):
 def test_put_rest_api_imports_gateway_responses_and_overwrite_replaces_them(aws):
     api = aws("apigateway")
     api_id = api.create_rest_api(name="responses")["id"]
-    api.put_gateway_response(restApiId=api_id, responseType="ACCESS_DENIED",
-                             responseTemplates={"application/json": "{}"})
+    api.put_gateway_response(
+        restApiId=api_id, responseType="ACCESS_DENIED", responseTemplates={"application/json": "{}"}
+    )
     template = '{"error":"INVALID_REQUEST","requestId":"$context.requestId"}'
-    body = {**SWAGGER_2, "x-amazon-apigateway-gateway-responses": {
-        "DEFAULT_4XX": {"responseTemplates": {"application/json": template}}}}
+    body = {
+        **SWAGGER_2,
+        "x-amazon-apigateway-gateway-responses": {"DEFAULT_4XX": {"responseTemplates": {"application/json": template}}},
+    }
     api.put_rest_api(restApiId=api_id, mode="overwrite", body=json.dumps(body))
     responses = {r["responseType"]: r for r in api.get_gateway_responses(restApiId=api_id)["items"]}
     assert set(responses) == {"DEFAULT_4XX"}  # the separately put one is gone, as in AWS
@@ -60,13 +69,20 @@ def test_binary_media_type_patch_takes_the_type_from_the_path(aws):
 def test_lambda_keeps_file_system_configs(aws):
     role = aws("iam").create_role(RoleName="fn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     lam = aws("lambda")
-    first = [{"Arn": "arn:aws:elasticfilesystem:us-east-1:123456789012:access-point/fsap-1",
-              "LocalMountPath": "/mnt/efs"}]
+    first = [
+        {"Arn": "arn:aws:elasticfilesystem:us-east-1:123456789012:access-point/fsap-1", "LocalMountPath": "/mnt/efs"}
+    ]
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("app.py", "def handler(event, context):\n    return event\n")
-    lam.create_function(FunctionName="fn", Runtime="python3.12", Role=role, Handler="app.handler",
-                        Code={"ZipFile": buf.getvalue()}, FileSystemConfigs=first)
+    lam.create_function(
+        FunctionName="fn",
+        Runtime="python3.12",
+        Role=role,
+        Handler="app.handler",
+        Code={"ZipFile": buf.getvalue()},
+        FileSystemConfigs=first,
+    )
     assert lam.get_function(FunctionName="fn")["Configuration"]["FileSystemConfigs"] == first
     second = [{**first[0], "LocalMountPath": "/mnt/other"}]
     lam.update_function_configuration(FunctionName="fn", FileSystemConfigs=second)
@@ -77,9 +93,17 @@ def test_security_group_rule_keeps_the_description_of_a_group_source(aws):
     ec2 = aws("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
     a, b = (ec2.create_security_group(GroupName=n, Description=n, VpcId=vpc)["GroupId"] for n in "ab")
-    ec2.authorize_security_group_ingress(GroupId=a, IpPermissions=[{
-        "IpProtocol": "tcp", "FromPort": 2049, "ToPort": 2049,
-        "UserIdGroupPairs": [{"GroupId": b, "Description": "NFS from b"}]}])
+    ec2.authorize_security_group_ingress(
+        GroupId=a,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 2049,
+                "ToPort": 2049,
+                "UserIdGroupPairs": [{"GroupId": b, "Description": "NFS from b"}],
+            }
+        ],
+    )
     rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [a]}])["SecurityGroupRules"]
     assert [r.get("Description") for r in rules if not r["IsEgress"]] == ["NFS from b"]
 

@@ -1,4 +1,5 @@
 """The local deployment rehearsal (make deploy-local) and the bucket emptying of make destroy."""
+
 from __future__ import annotations
 
 import sys

@@ -4,6 +4,7 @@ moto runs no Lambda code here, so the Lambda client is a real boto3 client
 whose ``invoke`` is stubbed: botocore still validates every call against the
 service model.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,20 +19,34 @@ FUNCTION = "arn:aws:lambda:us-east-1:123456789012:function:efs-ml-dev-on_object_
 
 
 def s3_event(key: str) -> dict:
-    return {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-                         "s3": {"bucket": {"name": "efs-ml-dev-models"}, "object": {"key": key, "size": 3}}}]}
+    return {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": "efs-ml-dev-models"}, "object": {"key": key, "size": 3}},
+            }
+        ]
+    }
 
 
 def destination_record(key: str, condition: str = "RetriesExhausted") -> str:
     """The message Lambda sends to an on_failure destination."""
-    return json.dumps({
-        "version": "1.0", "timestamp": "2026-11-25T22:00:00.000Z",
-        "requestContext": {"requestId": str(uuid.uuid4()), "functionArn": FUNCTION,
-                           "condition": condition, "approximateInvokeCount": 3},
-        "requestPayload": s3_event(key),
-        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
-        "responsePayload": {"errorType": "RetryableEventError", "errorMessage": "1 of 1 records failed"},
-    })
+    return json.dumps(
+        {
+            "version": "1.0",
+            "timestamp": "2026-11-25T22:00:00.000Z",
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": FUNCTION,
+                "condition": condition,
+                "approximateInvokeCount": 3,
+            },
+            "requestPayload": s3_event(key),
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": {"errorType": "RetryableEventError", "errorMessage": "1 of 1 records failed"},
+        }
+    )
 
 
 @pytest.fixture
@@ -42,8 +57,9 @@ def queue(moto_server):
 
 
 def remaining(sqs, url) -> int:
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages",
-                                                                         "ApproximateNumberOfMessagesNotVisible"])
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )
     return sum(int(v) for v in attributes["Attributes"].values())
 
 
@@ -54,9 +70,11 @@ def test_replay_reinvokes_the_alias_with_the_original_event_and_deletes(queue):
     lam = boto3.client("lambda", region_name="us-east-1")
     with Stubber(lam) as stub:
         for key in ("models/a.onnx", "inputs/x.json"):
-            stub.add_response("invoke", {"StatusCode": 202}, {
-                "FunctionName": FUNCTION, "InvocationType": "Event",
-                "Payload": json.dumps(s3_event(key)).encode()})
+            stub.add_response(
+                "invoke",
+                {"StatusCode": 202},
+                {"FunctionName": FUNCTION, "InvocationType": "Event", "Payload": json.dumps(s3_event(key)).encode()},
+            )
         result = replay.replay(sqs, lam, url, log=lambda _: None)
         stub.assert_no_pending_responses()
     assert (result.replayed, result.kept, result.problems) == (2, 0, [])

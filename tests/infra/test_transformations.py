@@ -1,4 +1,5 @@
 """Unit tests of each chalice.tf.json transformation (infra/stack.py) on small fixtures."""
+
 from __future__ import annotations
 
 import copy
@@ -19,8 +20,9 @@ from tests.infra.conftest import INFRA
 SWAGGER = {
     "swagger": "2.0",
     "paths": {
-        "/health": {"get": {"x-amazon-apigateway-integration": {
-            "uri": "${aws_lambda_function.api_handler.invoke_arn}"}}},
+        "/health": {
+            "get": {"x-amazon-apigateway-integration": {"uri": "${aws_lambda_function.api_handler.invoke_arn}"}}
+        },
         "/ingest": {
             "post": {"x-amazon-apigateway-integration": {"uri": "${aws_lambda_function.api_handler.invoke_arn}"}},
             "options": {"x-amazon-apigateway-integration": {"type": "mock"}},
@@ -30,10 +32,16 @@ SWAGGER = {
 
 
 def function(name: str, runtime: str = "python3.12", role: str = "lambda", **extra) -> dict:
-    return {"function_name": f"efs-ml-dev-{name}", "runtime": runtime, "handler": f"app.{name}",
-            "role": f"${{aws_iam_role.{role}.arn}}", "filename": "${path.module}/deployment.zip",
-            "source_code_hash": '${filebase64sha256("${path.module}/deployment.zip")}',
-            "environment": {"variables": {"EFS_ROOT": "/mnt/efs"}}, **extra}
+    return {
+        "function_name": f"efs-ml-dev-{name}",
+        "runtime": runtime,
+        "handler": f"app.{name}",
+        "role": f"${{aws_iam_role.{role}.arn}}",
+        "filename": "${path.module}/deployment.zip",
+        "source_code_hash": '${filebase64sha256("${path.module}/deployment.zip")}',
+        "environment": {"variables": {"EFS_ROOT": "/mnt/efs"}},
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -41,45 +49,78 @@ def template() -> dict:
     """The shape `chalice package --pkg-format terraform` emits for this app, trimmed."""
     return {
         "resource": {
-            "aws_lambda_function": {"api_handler": function("api_handler", role="api"),
-                                    "on_object_created": function("on_object_created"),
-                                    "reclaim_debris": function("reclaim_debris", role="sweeper")},
-            "aws_lambda_permission": {
-                "on_object_created-s3event": {"principal": "s3.amazonaws.com",
-                                              "function_name": "${aws_lambda_function.on_object_created.arn}",
-                                              "source_account": "${data.aws_caller_identity.chalice.account_id}",
-                                              "source_arn": "arn:${data.aws_partition.chalice.partition}:s3:::b"},
-                "reclaim_debris-event": {"principal": "events.amazonaws.com",
-                                         "function_name": "${aws_lambda_function.reclaim_debris.arn}"},
-                "rest_api_invoke": {"principal": "apigateway.amazonaws.com",
-                                    "function_name": "${aws_lambda_function.api_handler.arn}"},
+            "aws_lambda_function": {
+                "api_handler": function("api_handler", role="api"),
+                "on_object_created": function("on_object_created"),
+                "reclaim_debris": function("reclaim_debris", role="sweeper"),
             },
-            "aws_api_gateway_deployment": {"rest_api": {
-                "stage_name": "api", "stage_description": "${md5(local.chalice_api_swagger)}",
-                "rest_api_id": "${aws_api_gateway_rest_api.rest_api.id}",
-                "lifecycle": {"create_before_destroy": True}}},
-            "aws_api_gateway_rest_api": {"rest_api": {
-                "name": "efs-ml", "body": "${local.chalice_api_swagger}",
-                "endpoint_configuration": {"types": ["EDGE"]}}},
-            "aws_cloudwatch_event_rule": {"reclaim_debris-event": {
-                "name": "reclaim_debris-event", "schedule_expression": "rate(1 hour)"}},
-            "aws_cloudwatch_event_target": {"reclaim_debris-event": {
-                "arn": "${aws_lambda_function.reclaim_debris.arn}",
-                "rule": "${aws_cloudwatch_event_rule.reclaim_debris-event.name}"}},
-            "aws_s3_bucket_notification": {"models_notify": {
-                "bucket": "${aws_s3_bucket.models.id}",
-                "lambda_function": [{"events": ["s3:ObjectCreated:*"], "filter_prefix": "models/",
-                                     "lambda_function_arn": "${aws_lambda_function.on_object_created.arn}"}],
-            }},
+            "aws_lambda_permission": {
+                "on_object_created-s3event": {
+                    "principal": "s3.amazonaws.com",
+                    "function_name": "${aws_lambda_function.on_object_created.arn}",
+                    "source_account": "${data.aws_caller_identity.chalice.account_id}",
+                    "source_arn": "arn:${data.aws_partition.chalice.partition}:s3:::b",
+                },
+                "reclaim_debris-event": {
+                    "principal": "events.amazonaws.com",
+                    "function_name": "${aws_lambda_function.reclaim_debris.arn}",
+                },
+                "rest_api_invoke": {
+                    "principal": "apigateway.amazonaws.com",
+                    "function_name": "${aws_lambda_function.api_handler.arn}",
+                },
+            },
+            "aws_api_gateway_deployment": {
+                "rest_api": {
+                    "stage_name": "api",
+                    "stage_description": "${md5(local.chalice_api_swagger)}",
+                    "rest_api_id": "${aws_api_gateway_rest_api.rest_api.id}",
+                    "lifecycle": {"create_before_destroy": True},
+                }
+            },
+            "aws_api_gateway_rest_api": {
+                "rest_api": {
+                    "name": "efs-ml",
+                    "body": "${local.chalice_api_swagger}",
+                    "endpoint_configuration": {"types": ["EDGE"]},
+                }
+            },
+            "aws_cloudwatch_event_rule": {
+                "reclaim_debris-event": {"name": "reclaim_debris-event", "schedule_expression": "rate(1 hour)"}
+            },
+            "aws_cloudwatch_event_target": {
+                "reclaim_debris-event": {
+                    "arn": "${aws_lambda_function.reclaim_debris.arn}",
+                    "rule": "${aws_cloudwatch_event_rule.reclaim_debris-event.name}",
+                }
+            },
+            "aws_s3_bucket_notification": {
+                "models_notify": {
+                    "bucket": "${aws_s3_bucket.models.id}",
+                    "lambda_function": [
+                        {
+                            "events": ["s3:ObjectCreated:*"],
+                            "filter_prefix": "models/",
+                            "lambda_function_arn": "${aws_lambda_function.on_object_created.arn}",
+                        }
+                    ],
+                }
+            },
         },
         "locals": {"chalice_api_swagger": json.dumps(SWAGGER)},
-        "output": {"EndpointURL": {"value": "${aws_api_gateway_deployment.rest_api.invoke_url}"},
-                   "RestAPIId": {"value": "${aws_api_gateway_rest_api.rest_api.id}"}},
-        "terraform": {"required_version": ">= 0.12.26, < 1.4.0",
-                      "required_providers": {"aws": {"version": ">= 3.61.0, < 5"},
-                                             "null": {"version": ">= 2, < 4"}}},
-        "data": {"aws_caller_identity": {"chalice": {}}, "aws_partition": {"chalice": {}},
-                 "null_data_source": {"chalice": {"inputs": {}}}},
+        "output": {
+            "EndpointURL": {"value": "${aws_api_gateway_deployment.rest_api.invoke_url}"},
+            "RestAPIId": {"value": "${aws_api_gateway_rest_api.rest_api.id}"},
+        },
+        "terraform": {
+            "required_version": ">= 0.12.26, < 1.4.0",
+            "required_providers": {"aws": {"version": ">= 3.61.0, < 5"}, "null": {"version": ">= 2, < 4"}},
+        },
+        "data": {
+            "aws_caller_identity": {"chalice": {}},
+            "aws_partition": {"chalice": {}},
+            "null_data_source": {"chalice": {"inputs": {}}},
+        },
     }
 
 
@@ -133,11 +174,16 @@ def test_drop_chalice_duplicates_uses_the_overlays_data_sources_and_outputs(temp
 
 def test_record_function_names_publishes_locals(template):
     result = stack.record_function_names(template)["locals"]
-    assert result["chalice_function_names"] == {"api_handler": "efs-ml-dev-api_handler",
-                                                "on_object_created": "efs-ml-dev-on_object_created",
-                                                "reclaim_debris": "efs-ml-dev-reclaim_debris"}
-    assert result["chalice_function_roles"] == {"api_handler": "api", "on_object_created": "lambda",
-                                                "reclaim_debris": "sweeper"}
+    assert result["chalice_function_names"] == {
+        "api_handler": "efs-ml-dev-api_handler",
+        "on_object_created": "efs-ml-dev-on_object_created",
+        "reclaim_debris": "efs-ml-dev-reclaim_debris",
+    }
+    assert result["chalice_function_roles"] == {
+        "api_handler": "api",
+        "on_object_created": "lambda",
+        "reclaim_debris": "sweeper",
+    }
     assert result["chalice_functions"]["api_handler"] == "${aws_lambda_function.api_handler}"
     template["resource"]["aws_lambda_function"]["api_handler"]["role"] = "${aws_iam_role.default_role.arn}x"
     with pytest.raises(stack.StackError, match="not an overlay role"):
@@ -148,10 +194,11 @@ def test_attach_vpc_and_efs_applies_to_every_function(template):
     template["resource"]["aws_lambda_function"]["later_added"] = function("later_added", depends_on=["x.y"])
     result = stack.attach_vpc_and_efs(template)
     for fn in result["resource"]["aws_lambda_function"].values():
-        assert fn["vpc_config"] == {"subnet_ids": "${aws_subnet.private[*].id}",
-                                    "security_group_ids": ["${aws_security_group.lambda.id}"]}
-        assert fn["file_system_config"] == {"arn": "${aws_efs_access_point.lambda.arn}",
-                                            "local_mount_path": "/mnt/efs"}
+        assert fn["vpc_config"] == {
+            "subnet_ids": "${aws_subnet.private[*].id}",
+            "security_group_ids": ["${aws_security_group.lambda.id}"],
+        }
+        assert fn["file_system_config"] == {"arn": "${aws_efs_access_point.lambda.arn}", "local_mount_path": "/mnt/efs"}
         assert fn["replace_security_groups_on_destroy"] is True
         assert fn["replacement_security_group_ids"] == ["${aws_default_security_group.this.id}"]
         assert "aws_efs_mount_target.this" in fn["depends_on"]
@@ -159,10 +206,13 @@ def test_attach_vpc_and_efs_applies_to_every_function(template):
     assert result["resource"]["aws_lambda_function"]["later_added"]["depends_on"][0] == "x.y"
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"vpc_config": {"subnet_ids": ["s"]}}, "VPC/EFS come from the infra overlay"),
-    ({"environment": {"variables": {"EFS_ROOT": "/tmp/efs"}}}, "EFS_ROOT is '/tmp/efs'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"vpc_config": {"subnet_ids": ["s"]}}, "VPC/EFS come from the infra overlay"),
+        ({"environment": {"variables": {"EFS_ROOT": "/tmp/efs"}}}, "EFS_ROOT is '/tmp/efs'"),
+    ],
+)
 def test_attach_vpc_and_efs_refuses_conflicting_settings(template, change, message):
     template["resource"]["aws_lambda_function"]["api_handler"].update(change)
     with pytest.raises(stack.StackError, match=message):
@@ -180,8 +230,10 @@ def test_deploy_from_s3_object_uploads_once_for_every_function(template):
     for fn in result["resource"]["aws_lambda_function"].values():
         assert "filename" not in fn
         assert (fn["s3_bucket"], fn["s3_key"], fn["s3_object_version"]) == (
-            "${aws_s3_object.deployment.bucket}", "${aws_s3_object.deployment.key}",
-            "${aws_s3_object.deployment.version_id}")
+            "${aws_s3_object.deployment.bucket}",
+            "${aws_s3_object.deployment.key}",
+            "${aws_s3_object.deployment.version_id}",
+        )
         assert fn["source_code_hash"] == '${filebase64sha256("${path.module}/deployment.zip")}'
     template["resource"]["aws_lambda_function"]["api_handler"]["image_uri"] = "x"
     with pytest.raises(stack.StackError, match="api_handler"):
@@ -191,21 +243,25 @@ def test_deploy_from_s3_object_uploads_once_for_every_function(template):
 def test_set_metrics_namespace_for_every_function(template):
     result = stack.set_metrics_namespace(template)
     for fn in result["resource"]["aws_lambda_function"].values():
-        assert fn["environment"]["variables"] == {"EFS_ROOT": "/mnt/efs",
-                                                  "METRICS_NAMESPACE": "${local.metrics_namespace}"}
+        assert fn["environment"]["variables"] == {
+            "EFS_ROOT": "/mnt/efs",
+            "METRICS_NAMESPACE": "${local.metrics_namespace}",
+        }
 
 
 def test_catch_failed_s3_events_sends_them_to_the_queue(template):
     result = stack.catch_failed_s3_events(template)
     configs = result["resource"]["aws_lambda_function_event_invoke_config"]
-    assert configs == {"on_object_created": {
-        "function_name": "${aws_lambda_function.on_object_created.function_name}",
-        "qualifier": "live",
-        "maximum_retry_attempts": "${var.s3_event_max_retries}",
-        "maximum_event_age_in_seconds": "${var.s3_event_max_age_seconds}",
-        "destination_config": {"on_failure": {"destination": "${aws_sqs_queue.failed_events.arn}"}},
-        "depends_on": ["aws_lambda_alias.on_object_created", "aws_iam_role_policy.lambda"],
-    }}
+    assert configs == {
+        "on_object_created": {
+            "function_name": "${aws_lambda_function.on_object_created.function_name}",
+            "qualifier": "live",
+            "maximum_retry_attempts": "${var.s3_event_max_retries}",
+            "maximum_event_age_in_seconds": "${var.s3_event_max_age_seconds}",
+            "destination_config": {"on_failure": {"destination": "${aws_sqs_queue.failed_events.arn}"}},
+            "depends_on": ["aws_lambda_alias.on_object_created", "aws_iam_role_policy.lambda"],
+        }
+    }
     assert result["locals"]["s3_event_functions"] == ["on_object_created"]
     del template["resource"]["aws_s3_bucket_notification"]
     assert "aws_lambda_function_event_invoke_config" not in stack.catch_failed_s3_events(template)["resource"]
@@ -302,13 +358,19 @@ def test_route_through_alias_targets_the_live_alias_everywhere(template):
     res = result["resource"]
     assert set(res["aws_lambda_alias"]) == {"api_handler", "on_object_created", "reclaim_debris"}
     assert res["aws_lambda_alias"]["api_handler"]["function_version"] == "${aws_lambda_function.api_handler.version}"
-    assert res["aws_lambda_function"]["api_handler"]["publish"] == \
-        '${contains(keys(var.provisioned_concurrency), "api_handler")}'
-    assert res["aws_lambda_provisioned_concurrency_config"]["api_handler"]["count"] == \
-        '${contains(keys(var.provisioned_concurrency), "api_handler") ? 1 : 0}'
+    assert (
+        res["aws_lambda_function"]["api_handler"]["publish"]
+        == '${contains(keys(var.provisioned_concurrency), "api_handler")}'
+    )
+    assert (
+        res["aws_lambda_provisioned_concurrency_config"]["api_handler"]["count"]
+        == '${contains(keys(var.provisioned_concurrency), "api_handler") ? 1 : 0}'
+    )
     assert {p["qualifier"] for p in res["aws_lambda_permission"].values()} == {"live"}
-    assert res["aws_s3_bucket_notification"]["models_notify"]["lambda_function"][0]["lambda_function_arn"] == \
-        "${aws_lambda_alias.on_object_created.arn}"
+    assert (
+        res["aws_s3_bucket_notification"]["models_notify"]["lambda_function"][0]["lambda_function_arn"]
+        == "${aws_lambda_alias.on_object_created.arn}"
+    )
     # EventBridge must invoke the alias too: the permission allows only it.
     assert res["aws_cloudwatch_event_target"]["reclaim_debris-event"]["arn"] == "${aws_lambda_alias.reclaim_debris.arn}"
     swagger = result["locals"]["chalice_api_swagger"]
@@ -317,9 +379,11 @@ def test_route_through_alias_targets_the_live_alias_everywhere(template):
 
 def test_add_function_outputs_lists_every_function(template):
     value = stack.add_function_outputs(template)["output"]["function_arns"]["value"]
-    assert value == {"api_handler": "${aws_lambda_function.api_handler.arn}",
-                     "on_object_created": "${aws_lambda_function.on_object_created.arn}",
-                     "reclaim_debris": "${aws_lambda_function.reclaim_debris.arn}"}
+    assert value == {
+        "api_handler": "${aws_lambda_function.api_handler.arn}",
+        "on_object_created": "${aws_lambda_function.on_object_created.arn}",
+        "reclaim_debris": "${aws_lambda_function.reclaim_debris.arn}",
+    }
 
 
 def test_transform_runs_every_step_in_order(template):
@@ -327,8 +391,9 @@ def test_transform_runs_every_step_in_order(template):
     assert "terraform" not in result and "null_data_source" not in json.dumps(result)
     notification = result["resource"]["aws_s3_bucket_notification"]["models_notify"]
     assert notification["depends_on"] == ["aws_lambda_permission.on_object_created-s3event"]
-    assert [s["lambda_function_arn"] for s in notification["lambda_function"]] == \
-        ["${aws_lambda_alias.on_object_created.arn}"] * 2
+    assert [s["lambda_function_arn"] for s in notification["lambda_function"]] == [
+        "${aws_lambda_alias.on_object_created.arn}"
+    ] * 2
 
 
 def test_run_chalice_package_fails_on_the_dependency_warning(tmp_path):

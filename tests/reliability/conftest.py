@@ -4,6 +4,7 @@
 by ``make stress`` (``-m slow``); each slow test has a default-run sibling of
 the same kind, so the default run still exercises every kind.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,9 @@ def pytest_collection_modifyitems(config, items):
 def error_leak_scan():
     """Session-wide: no recorded error body leaks internals (see tests.support.routes.LEAKS)."""
     yield
-    leaks = [(w, b) for w, b in ERROR_BODIES
-             if LEAKS.search(json.dumps({k: v for k, v in b.items() if k not in ECHOED}))]
+    leaks = [
+        (w, b) for w, b in ERROR_BODIES if LEAKS.search(json.dumps({k: v for k, v in b.items() if k not in ECHOED}))
+    ]
     assert not leaks, f"error bodies leak internals: {leaks[:5]}"
 
 

@@ -4,6 +4,7 @@ Each child is a 'spawn' process with its own record locks, like concurrent
 Lambdas on one EFS file system. Invariants are checked from what every
 process saw, not from timing.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,10 +36,14 @@ def _join(procs, timeout):
 def run_writers_and_readers(root, tmp_path, writers, ops, readers):
     ctx = R.spawn()
     go, stop = ctx.Event(), ctx.Event()
-    wprocs = [ctx.Process(target=R.writer, args=(root, w, NAMES, ops, WRITER_MODES[w % 8], go,
-                                                 str(tmp_path / f"w{w}.json"))) for w in range(writers)]
-    rprocs = [ctx.Process(target=R.reader, args=(root, r, NAMES, READER_MODES[r % 8], go, stop,
-                                                 str(tmp_path / f"r{r}.json"))) for r in range(readers)]
+    wprocs = [
+        ctx.Process(target=R.writer, args=(root, w, NAMES, ops, WRITER_MODES[w % 8], go, str(tmp_path / f"w{w}.json")))
+        for w in range(writers)
+    ]
+    rprocs = [
+        ctx.Process(target=R.reader, args=(root, r, NAMES, READER_MODES[r % 8], go, stop, str(tmp_path / f"r{r}.json")))
+        for r in range(readers)
+    ]
     for p in wprocs + rprocs:
         p.start()
     go.set()
@@ -76,8 +81,9 @@ def check_invariants(root, wres, rres, writers, ops, readers):
         m, data = store.read_bytes(ObjectRef("models", name))
         assert R.sha(data) == m.sha256 and len(data) == m.size
         assert m.sha256 in written[name], "final content is not one that was written"
-        assert sorted(committed[name]) == list(range(1, m.version + 1)), \
+        assert sorted(committed[name]) == list(range(1, m.version + 1)), (
             "final version != number of distinct committed changes"
+        )
         assert version_sha[(name, m.version)] == m.sha256
         assert sum(1 for r in sum(wres, []) if r["name"] == name and r["status"] == "created") == 1
     # Readers: every read whole and matching its manifest, versions never go

@@ -5,6 +5,7 @@ fsync, intent, renames); deterministic kills hit each step of the commit,
 including between the two renames, to prove the roll-forward/back of
 ``.pending``.
 """
+
 from __future__ import annotations
 
 import os

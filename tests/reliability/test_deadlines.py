@@ -4,6 +4,7 @@ A slow S3 behind the real fault proxy, and short deadlines: the answer is our
 504 TIMEOUT body, in time, never a gateway 504 or a Lambda timeout
 (issue 9, finding 5). Store lock waits are covered by the store's own tests.
 """
+
 from __future__ import annotations
 
 import time
@@ -38,8 +39,7 @@ def slow_s3(bucket, moto_server, monkeypatch):
     p.stop()
 
 
-def test_http_request_past_its_deadline_answers_504_timeout_in_time(slow_s3, http, s3_client, bucket,
-                                                                   monkeypatch):
+def test_http_request_past_its_deadline_answers_504_timeout_in_time(slow_s3, http, s3_client, bucket, monkeypatch):
     s3_client.put_object(Bucket=bucket, Key=KEY, Body=b"x" * 1000)
     monkeypatch.setenv("REQUEST_TIMEOUT_SECONDS", "2")
     _reset()

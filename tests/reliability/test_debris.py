@@ -5,6 +5,7 @@ the next write of A. The scheduled ``reclaim_debris`` removes it once it is
 older than ``DEBRIS_MIN_AGE_SECONDS``, with no later write to A, and spares
 younger files (which a live writer may still own).
 """
+
 from __future__ import annotations
 
 import os
@@ -17,13 +18,11 @@ MIB = 1 << 20
 
 
 def _temps(root):
-    return [os.path.join(root, "models", f) for f in os.listdir(os.path.join(root, "models"))
-            if R.TEMP_RE.match(f)]
+    return [os.path.join(root, "models", f) for f in os.listdir(os.path.join(root, "models")) if R.TEMP_RE.match(f)]
 
 
 def _sweep(client):
-    event = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event",
-                                            detail={}, resources=[])
+    event = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={}, resources=[])
     return client.lambda_.invoke("reclaim_debris", event).payload
 
 

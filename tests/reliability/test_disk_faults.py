@@ -1,5 +1,6 @@
 """Full disk and I/O errors while writing: 500 EFS_WRITE_FAILED with `stage`,
 nothing partial left, the prior version intact, the next write fine."""
+
 from __future__ import annotations
 
 import errno
@@ -31,8 +32,10 @@ def small_fs(tmp_path, monkeypatch):
     os.write seam once 4 MiB are used (``real`` says which)."""
     root = tmp_path / "small"
     root.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(root)],
-                             capture_output=True).returncode == 0
+    mounted = (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(root)], capture_output=True).returncode
+        == 0
+    )
     if not mounted:
         _inject_enospc_after(monkeypatch, str(root), 4 * MIB)
     monkeypatch.setenv("EFS_ROOT", str(root))
@@ -82,8 +85,11 @@ def _ingest(c, name, data):
     import base64
     import json
 
-    r = c.http.post("/ingest", headers={"Content-Type": "application/json"}, body=json.dumps(
-        {"filename": name, "data": base64.b64encode(data).decode(), "encoding": "base64"}))
+    r = c.http.post(
+        "/ingest",
+        headers={"Content-Type": "application/json"},
+        body=json.dumps({"filename": name, "data": base64.b64encode(data).decode(), "encoding": "base64"}),
+    )
     return r.status_code, json.loads(r.body)
 
 
@@ -172,15 +178,24 @@ def _faulty(monkeypatch, root, stage):
 
     def fsync(fd):
         p = _fd_path(fd)
-        once((stage == "fsync" and p.startswith(data_temp))
-             or (stage == "dir-fsync" and p == os.path.dirname(target) and os.path.exists(target)
-                 and R.sha(open(target, "rb").read()) == R.sha(R.content("v2", 50_000))))
+        once(
+            (stage == "fsync" and p.startswith(data_temp))
+            or (
+                stage == "dir-fsync"
+                and p == os.path.dirname(target)
+                and os.path.exists(target)
+                and R.sha(open(target, "rb").read()) == R.sha(R.content("v2", 50_000))
+            )
+        )
         return real["fsync"](fd)
 
     def rename(src, dst, *a, **kw):
         dst = os.fspath(dst)
-        once((stage == "rename" and dst == target) or (stage == "intent" and dst.endswith("m.bin.pending"))
-             or (stage == "manifest" and dst.endswith(os.sep + "m.bin.json")))
+        once(
+            (stage == "rename" and dst == target)
+            or (stage == "intent" and dst.endswith("m.bin.pending"))
+            or (stage == "manifest" and dst.endswith(os.sep + "m.bin.json"))
+        )
         return real["rename"](src, dst, *a, **kw)
 
     for name, fn in (("open", open_), ("write", write), ("fsync", fsync), ("rename", rename)):

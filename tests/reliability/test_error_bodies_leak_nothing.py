@@ -3,6 +3,7 @@
 (Split from the deployed-shape review, whose stack checks moved to
 tests/infra/test_deployed_shape.py.)
 """
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,14 @@ from tests.support.routes import LEAKS as _LEAKS
 
 
 def test_leak_scanner_catches_leaks():
-    for leak in ("/tmp/pytest/efs/models/x", "Traceback (most recent call last)", "AWS_SECRET_ACCESS_KEY",
-                 "key testing", '  File "app.py", line 3', "[Errno 5] Input/output error"):
+    for leak in (
+        "/tmp/pytest/efs/models/x",
+        "Traceback (most recent call last)",
+        "AWS_SECRET_ACCESS_KEY",
+        "key testing",
+        '  File "app.py", line 3',
+        "[Errno 5] Input/output error",
+    ):
         assert _LEAKS.search(leak), leak
     assert not _LEAKS.search("Failed to write file to EFS (Input/output error)")
     assert "message" not in ECHOED

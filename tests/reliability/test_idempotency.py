@@ -1,4 +1,5 @@
 """At-least-once delivery: redelivered S3 events and repeated predicts are no-ops."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,7 @@ def test_same_s3_event_ten_times_sequentially(client, bucket, s3_client, efs_roo
     body = R.content("event", 300_000)
     s3_client.put_object(Bucket=bucket, Key=KEY, Body=body)
     event = client.events.generate_s3_event(bucket=bucket, key=KEY)
-    statuses = [r["status"] for _ in range(10)
-                for r in client.lambda_.invoke("on_object_created", event).payload]
+    statuses = [r["status"] for _ in range(10) for r in client.lambda_.invoke("on_object_created", event).payload]
     assert statuses == ["created"] + ["exists"] * 9
     m, data = _only_object(str(efs_root))
     assert m.version == 1 and data == body and m.etag and m.source == f"s3://{bucket}/{KEY}"
@@ -35,12 +35,22 @@ def test_same_s3_event_ten_times_concurrently(client, bucket, s3_client, efs_roo
     body = R.content("event-concurrent", 2_000_000)
     s3_client.put_object(Bucket=bucket, Key=KEY, Body=body)
     event = client.events.generate_s3_event(bucket=bucket, key=KEY)
-    env = {k: os.environ[k] for k in ("AWS_ENDPOINT_URL_S3", "MODEL_BUCKET", "AWS_ACCESS_KEY_ID",
-                                      "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    env = {
+        k: os.environ[k]
+        for k in (
+            "AWS_ENDPOINT_URL_S3",
+            "MODEL_BUCKET",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_DEFAULT_REGION",
+        )
+    }
     ctx = R.spawn()
     go = ctx.Event()
-    procs = [ctx.Process(target=R.deliver_event, args=(str(efs_root), env, event, go, str(tmp_path / f"{i}.json")))
-             for i in range(10)]
+    procs = [
+        ctx.Process(target=R.deliver_event, args=(str(efs_root), env, event, go, str(tmp_path / f"{i}.json")))
+        for i in range(10)
+    ]
     for p in procs:
         p.start()
     go.set()

@@ -1,5 +1,6 @@
 """Oversized bodies, wrong content types, deep nesting, huge tensors: a clear
 4xx every time, never a 5xx, and no memory blow-up (size caps hold)."""
+
 from __future__ import annotations
 
 import base64
@@ -54,9 +55,19 @@ def test_oversized_bodies_are_413(caps, http, efs_root):
     assert status == 200 and resp["sizeBytes"] == 16 * KIB
 
 
-@pytest.mark.parametrize("ctype", ["text/plain", "application/xml", "multipart/form-data; boundary=x",
-                                   "application/x-www-form-urlencoded", "application/octet-stream",
-                                   "image/png", "application/jsonp", "json"])
+@pytest.mark.parametrize(
+    "ctype",
+    [
+        "text/plain",
+        "application/xml",
+        "multipart/form-data; boundary=x",
+        "application/x-www-form-urlencoded",
+        "application/octet-stream",
+        "image/png",
+        "application/jsonp",
+        "json",
+    ],
+)
 def test_wrong_content_types_are_400(http, ctype):
     for path, body in (("/ingest", {"data": "x", "filename": "a.bin"}), ("/predict", {"fileId": "f", "model": "a"})):
         status, resp = http.post(path, body, content_type=ctype)
@@ -67,10 +78,12 @@ def test_wrong_content_types_are_400(http, ctype):
 @pytest.mark.parametrize("shape", ["array", "object", "in-field", "in-inputs"])
 def test_deeply_nested_json_is_400(http, shape):
     depth = 100_000
-    nested = {"array": "[" * depth + "]" * depth,
-              "object": '{"a":' * depth + "1" + "}" * depth,
-              "in-field": '{"data": ' + "[" * depth + "]" * depth + ', "filename": "a"}',
-              "in-inputs": '{"fileId": "f", "model": "m", "inputs": {"x": ' + "[" * depth + "]" * depth + "}}"}[shape]
+    nested = {
+        "array": "[" * depth + "]" * depth,
+        "object": '{"a":' * depth + "1" + "}" * depth,
+        "in-field": '{"data": ' + "[" * depth + "]" * depth + ', "filename": "a"}',
+        "in-inputs": '{"fileId": "f", "model": "m", "inputs": {"x": ' + "[" * depth + "]" * depth + "}}",
+    }[shape]
     before = _rss_mib()
     status, resp = http.post("/predict" if shape == "in-inputs" else "/ingest", nested)
     check_error_body(status, resp, "deep json")
@@ -82,8 +95,9 @@ def test_huge_inline_tensor_is_400(caps, http):
     from tests.support.onnx_models import Mlp
 
     mlp = Mlp.random(seed=1)
-    status, _ = http.post("/ingest", {"data": base64.b64encode(mlp.onnx_bytes()).decode(), "encoding": "base64",
-                                      "filename": "mlp.onnx"})
+    status, _ = http.post(
+        "/ingest", {"data": base64.b64encode(mlp.onnx_bytes()).decode(), "encoding": "base64", "filename": "mlp.onnx"}
+    )
     assert status == 200
     before = _rss_mib()
     # 2,500 rows x 4 = 10,000 elements: under the 64 KiB body cap, over MAX_TENSOR_ELEMENTS.
@@ -98,9 +112,14 @@ def test_huge_inline_tensor_is_400(caps, http):
 
 
 def test_error_bodies_are_documented_json_even_for_odd_requests(http):
-    for method, path, body in [("POST", "/ingest", b""), ("POST", "/ingest", b"\xff\xfe\x00"),
-                               ("POST", "/predict", b"null"), ("PUT", "/ingest", b"{}"),
-                               ("GET", "/predict", b""), ("DELETE", "/health", b"")]:
+    for method, path, body in [
+        ("POST", "/ingest", b""),
+        ("POST", "/ingest", b"\xff\xfe\x00"),
+        ("POST", "/predict", b"null"),
+        ("PUT", "/ingest", b"{}"),
+        ("GET", "/predict", b""),
+        ("DELETE", "/health", b""),
+    ]:
         status, resp = http.request(method, path, body, {"Content-Type": "application/json"})
         assert 400 <= status < 500 and isinstance(resp, dict), (method, path, status, resp)
         assert resp["error"] == "INVALID_REQUEST" and isinstance(resp["requestId"], str)

@@ -5,6 +5,7 @@ symlinks (valid names) are never followed out of the root: an audit hook
 records every file operation, and a sentinel directory outside the root is
 snapshotted before and after.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,28 +19,96 @@ from tests.support.routes import check_error_body
 
 ATTACKS = [
     # '..' in every encoding
-    "..", "../x", "../../etc/passwd", "..\\x", "x/../y", "./x", ".",
-    "%2e%2e", "%2e%2e%2fx", "..%2fx", "%252e%252e", "%252e%252e%252fetc", "..%5cx",
-    "%c0%ae%c0%ae", "..%c0%afx", "%e0%80%ae%e0%80%ae", "\u00c0\u00ae\u00c0\u00ae",
-    "．．", "．．／x", "․․", "‥", "…", "..／x", "\uff0e\uff0e\u2215x", "x\u2044..",
+    "..",
+    "../x",
+    "../../etc/passwd",
+    "..\\x",
+    "x/../y",
+    "./x",
+    ".",
+    "%2e%2e",
+    "%2e%2e%2fx",
+    "..%2fx",
+    "%252e%252e",
+    "%252e%252e%252fetc",
+    "..%5cx",
+    "%c0%ae%c0%ae",
+    "..%c0%afx",
+    "%e0%80%ae%e0%80%ae",
+    "\u00c0\u00ae\u00c0\u00ae",
+    "．．",
+    "．．／x",
+    "․․",
+    "‥",
+    "…",
+    "..／x",
+    "\uff0e\uff0e\u2215x",
+    "x\u2044..",
     # absolute and UNC paths, backslashes
-    "/etc/passwd", "/tmp/outside", "//x", "\\\\server\\share", "C:\\windows\\x", "x\\y", "\\x",
+    "/etc/passwd",
+    "/tmp/outside",
+    "//x",
+    "\\\\server\\share",
+    "C:\\windows\\x",
+    "x\\y",
+    "\\x",
     # NUL and control characters
-    "x\x00.bin", "\x00", "x\x01y", "x\ny", "x\r\n", "x\ty", "x\x7f",
+    "x\x00.bin",
+    "\x00",
+    "x\x01y",
+    "x\ny",
+    "x\r\n",
+    "x\ty",
+    "x\x7f",
     # look-alikes, invisible and bidi characters
-    "ｍｏｄｅｌ", "model\u202e", "mod\u200bel", "mоdel", "\ufeffmodel",
+    "ｍｏｄｅｌ",
+    "model\u202e",
+    "mod\u200bel",
+    "mоdel",
+    "\ufeffmodel",
     # Unicode: bidi overrides and isolates, zero-width joiners, fullwidth and
     # other look-alike solidi, combining-dot and overlay tricks, lone surrogate,
     # private use, mixed-script and fullwidth homoglyphs of a real name
-    "x\u202e\u2215..", "\u2066..\u2069", "..\u200d", "\u200d..", "x\u200dy", "x\u2060y", "\uff0f",
-    "x\uff0f..", "x\u29f8y", "\u2215", ".\u0307", "\u0307.", "\u0307\u0307", "x.\u0307.", ".\u0323.",
-    "x\u0338", " \u0301", "x\u2028y", "\ud800", "\U000f0000", "t\u0430rget.bin", "\uff54arget.bin",
+    "x\u202e\u2215..",
+    "\u2066..\u2069",
+    "..\u200d",
+    "\u200d..",
+    "x\u200dy",
+    "x\u2060y",
+    "\uff0f",
+    "x\uff0f..",
+    "x\u29f8y",
+    "\u2215",
+    ".\u0307",
+    "\u0307.",
+    "\u0307\u0307",
+    "x.\u0307.",
+    ".\u0323.",
+    "x\u0338",
+    " \u0301",
+    "x\u2028y",
+    "\ud800",
+    "\U000f0000",
+    "t\u0430rget.bin",
+    "\uff54arget.bin",
     # dot files (the store's own temp/metadata namespace), empty, blank
-    ".hidden", ".x.0123456789abcdef0123456789abcdef.tmp", "", " ", "x ",
+    ".hidden",
+    ".x.0123456789abcdef0123456789abcdef.tmp",
+    "",
+    " ",
+    "x ",
     # shell-ish and home
-    "~", "~/.ssh/id_rsa", "$HOME", "x;y", "x|y", "x*", "x?",
+    "~",
+    "~/.ssh/id_rsa",
+    "$HOME",
+    "x;y",
+    "x|y",
+    "x*",
+    "x?",
     # over-long
-    "a" * 201, "a" * 256, "a" * 100_000,
+    "a" * 201,
+    "a" * 256,
+    "a" * 100_000,
 ]
 
 

@@ -5,6 +5,7 @@ backoff (botocore standard mode, S3_MAX_ATTEMPTS), then answered with a
 clean 500 PROCESSING_FAILED; objects that change or break mid-copy are
 refused and nothing is stored.
 """
+
 from __future__ import annotations
 
 import time
@@ -63,11 +64,15 @@ def _stored(efs_root):
     return [(m.key, m.version, m.sha256) for m in Store(str(efs_root)).list("models")]
 
 
-@pytest.mark.parametrize("fault", [
-    Fault(status=503, code="SlowDown"),
-    Fault(status=500, code="InternalError"),
-    Fault(delay=1.5),  # longer than S3_READ_TIMEOUT
-], ids=["throttle-503", "internal-500", "timeout"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(status=503, code="SlowDown"),
+        Fault(status=500, code="InternalError"),
+        Fault(delay=1.5),  # longer than S3_READ_TIMEOUT
+    ],
+    ids=["throttle-503", "internal-500", "timeout"],
+)
 def test_persistent_failure_is_retried_then_clean_500(proxy, backoffs, http, s3_client, bucket, efs_root, fault):
     s3_client.put_object(Bucket=bucket, Key=KEY, Body=b"x" * 1000)
     proxy.rule = lambda method, path, n: fault if method == "HEAD" else None

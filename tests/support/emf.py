@@ -1,4 +1,5 @@
 """Parsing the service's stdout: JSON log lines and EMF documents, checked against the EMF spec."""
+
 import json
 
 

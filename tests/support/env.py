@@ -1,4 +1,5 @@
 """Per-process state of chalicelib that tests reset when they change the environment."""
+
 from __future__ import annotations
 
 
@@ -38,8 +39,9 @@ def deployed_lambda_timeouts(stage: str = "dev") -> None:
     class DeployedLambdaContext(LambdaContext):
         deployed_timeouts = True
 
-        def __init__(self, function_name: str, memory_size: int, max_runtime_ms: int = 3000,
-                     time_source: object = None) -> None:
+        def __init__(
+            self, function_name: str, memory_size: int, max_runtime_ms: int = 3000, time_source: object = None
+        ) -> None:
             seconds = functions.get(function_name, {}).get("lambda_timeout", default)
             super().__init__(function_name, memory_size, seconds * 1000, time_source)  # type: ignore[arg-type]
 

@@ -6,6 +6,7 @@ A real server on 127.0.0.1 (in a thread) that boto3 reaches through
 answer with an S3 error, stall, cut the body short, or run a side effect
 before forwarding. Every request is logged with its arrival time.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -103,8 +104,10 @@ class FaultProxy:
             if fault.before:
                 fault.before()
             if fault.status:
-                xml = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{fault.code}</Code>"
-                       f"<Message>injected</Message><RequestId>proxy</RequestId></Error>").encode()
+                xml = (
+                    f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{fault.code}</Code>'
+                    f"<Message>injected</Message><RequestId>proxy</RequestId></Error>"
+                ).encode()
                 h.send_response(fault.status)
                 h.send_header("Content-Type", "application/xml")
                 h.send_header("Content-Length", str(len(xml)))

@@ -5,6 +5,7 @@ Inside ``watch(root, forbidden)``, every audited file operation is resolved
 touches ``forbidden`` at all, or writes anywhere outside ``root``. Reads
 elsewhere (imports, /etc/mime.types) are not of interest.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,18 @@ import sys
 from contextlib import contextmanager
 
 _active: list[tuple[str, str, list]] = []
-_WRITE_EVENTS = {"os.rename", "os.replace", "os.remove", "os.mkdir", "os.rmdir", "os.symlink",
-                 "os.link", "os.truncate", "os.chmod", "os.chown"}
+_WRITE_EVENTS = {
+    "os.rename",
+    "os.replace",
+    "os.remove",
+    "os.mkdir",
+    "os.rmdir",
+    "os.symlink",
+    "os.link",
+    "os.truncate",
+    "os.chmod",
+    "os.chown",
+}
 _READ_EVENTS = {"os.listdir", "os.scandir"}
 # Operations on the final component itself, not on what a symlink points to.
 _NOFOLLOW_EVENTS = {"os.rename", "os.replace", "os.remove", "os.rmdir", "os.symlink", "os.link", "os.mkdir"}
@@ -42,7 +53,8 @@ def _hook(event: str, args: tuple) -> None:
         path, mode, flags = (tuple(args) + (None, None))[:3]
         flags = flags if isinstance(flags, int) else 0
         writes = bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)) or (
-            isinstance(mode, str) and any(c in mode for c in "wax+"))
+            isinstance(mode, str) and any(c in mode for c in "wax+")
+        )
         paths = [(path, bool(flags & os.O_NOFOLLOW))]
     else:
         writes = event in _WRITE_EVENTS

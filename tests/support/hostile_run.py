@@ -8,6 +8,7 @@ a stored input by its name), the peak RSS (``ru_maxrss``)
 and the wall time. The parent test enforces a hard timeout on this process,
 so a hang is a failure, not a stuck suite.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,16 +49,24 @@ def main(spec_path: str) -> None:
         for request in spec["requests"]:
             request = {**request, "fileId": file_ids.get(request["fileId"], request["fileId"])}
             t = time.monotonic()
-            r = client.http.post("/predict", headers={"Content-Type": "application/json"},
-                                 body=json.dumps(request))
-            responses.append({"status": r.status_code, "body": r.body.decode(errors="replace")[:4000],
-                              "seconds": round(time.monotonic() - t, 3)})
-    print(json.dumps({
-        "responses": responses,
-        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "baseline_rss": baseline,
-        "seconds": round(time.monotonic() - started, 3),
-    }))
+            r = client.http.post("/predict", headers={"Content-Type": "application/json"}, body=json.dumps(request))
+            responses.append(
+                {
+                    "status": r.status_code,
+                    "body": r.body.decode(errors="replace")[:4000],
+                    "seconds": round(time.monotonic() - t, 3),
+                }
+            )
+    print(
+        json.dumps(
+            {
+                "responses": responses,
+                "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                "baseline_rss": baseline,
+                "seconds": round(time.monotonic() - started, 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 Shared by the ONNX tests and the benchmarks; nothing is downloaded.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,8 +35,9 @@ class Mlp:
     batch: str | int = "batch"
 
     @classmethod
-    def random(cls, n_in: int = 4, hidden: int = 8, n_out: int = 3, *, seed: int = 0,
-               batch: str | int = "batch") -> Mlp:
+    def random(
+        cls, n_in: int = 4, hidden: int = 8, n_out: int = 3, *, seed: int = 0, batch: str | int = "batch"
+    ) -> Mlp:
         rng = np.random.default_rng(seed)
         return cls(
             rng.standard_normal((n_in, hidden)).astype(np.float32),
@@ -55,11 +57,14 @@ class Mlp:
             helper.make_node("Add", ["h3", "b2"], ["y"]),
         ]
         graph = helper.make_graph(
-            nodes, "mlp",
+            nodes,
+            "mlp",
             [helper.make_tensor_value_info("x", TensorProto.FLOAT, [self.batch, n_in])],
             [helper.make_tensor_value_info("y", TensorProto.FLOAT, [self.batch, n_out])],
-            [numpy_helper.from_array(a, n) for a, n in
-             ((self.w1, "w1"), (self.b1, "b1"), (self.w2, "w2"), (self.b2, "b2"))],
+            [
+                numpy_helper.from_array(a, n)
+                for a, n in ((self.w1, "w1"), (self.b1, "b1"), (self.w2, "w2"), (self.b2, "b2"))
+            ],
         )
         return _model(graph)
 
@@ -77,13 +82,20 @@ def multi_io_model() -> bytes:
         helper.make_node("Mul", ["ids", "two"], ["doubled"]),
     ]
     graph = helper.make_graph(
-        nodes, "multi",
-        [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["n", 3]),
-         helper.make_tensor_value_info("ids", TensorProto.INT64, ["n"])],
-        [helper.make_tensor_value_info("sum", TensorProto.FLOAT, ["n", 3]),
-         helper.make_tensor_value_info("doubled", TensorProto.INT64, ["n"])],
-        [numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"),
-         numpy_helper.from_array(np.array(2, dtype=np.int64), "two")],
+        nodes,
+        "multi",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, ["n", 3]),
+            helper.make_tensor_value_info("ids", TensorProto.INT64, ["n"]),
+        ],
+        [
+            helper.make_tensor_value_info("sum", TensorProto.FLOAT, ["n", 3]),
+            helper.make_tensor_value_info("doubled", TensorProto.INT64, ["n"]),
+        ],
+        [
+            numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"),
+            numpy_helper.from_array(np.array(2, dtype=np.int64), "two"),
+        ],
     )
     return _model(graph)
 
@@ -91,7 +103,8 @@ def multi_io_model() -> bytes:
 def log_model() -> bytes:
     """``y = Log(x)`` for float x of shape [N]: log(0) and log(-1) are not finite."""
     graph = helper.make_graph(
-        [helper.make_node("Log", ["x"], ["y"])], "log",
+        [helper.make_node("Log", ["x"], ["y"])],
+        "log",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n"])],
     )
@@ -101,7 +114,8 @@ def log_model() -> bytes:
 def flag_model() -> bytes:
     """``out = Not(flag)`` for a bool input of shape [2]."""
     graph = helper.make_graph(
-        [helper.make_node("Not", ["flag"], ["out"])], "flag",
+        [helper.make_node("Not", ["flag"], ["out"])],
+        "flag",
         [helper.make_tensor_value_info("flag", TensorProto.BOOL, [2])],
         [helper.make_tensor_value_info("out", TensorProto.BOOL, [2])],
     )
@@ -115,13 +129,15 @@ def big_mlp(target_bytes: int, *, width: int = 1024, seed: int = 0) -> tuple[byt
     layers = max(1, round(target_bytes / (width * width * 4)))
     nodes, inits, prev = [], [], "x"
     for i in range(layers):
-        inits.append(numpy_helper.from_array(
-            (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32), f"w{i}"))
+        inits.append(
+            numpy_helper.from_array((rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32), f"w{i}")
+        )
         nodes.append(helper.make_node("MatMul", [prev, f"w{i}"], [f"h{i}"]))
         prev = f"h{i}"
     nodes.append(helper.make_node("Identity", [prev], ["y"]))
     graph = helper.make_graph(
-        nodes, "big",
+        nodes,
+        "big",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])],
         inits,

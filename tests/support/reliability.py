@@ -6,6 +6,7 @@ separate process with its own record locks, as two Lambdas on EFS are.
 Children build their own Store/Settings from arguments, never from the
 parent's caches.
 """
+
 from __future__ import annotations
 
 import base64
@@ -57,7 +58,7 @@ def chunked(data: bytes, chunk: int, delay_max: float = 0.0, rng: random.Random 
     for i in range(0, len(data), chunk):
         if delay_max:
             time.sleep((rng or random).uniform(0, delay_max))
-        yield data[i:i + chunk]
+        yield data[i : i + chunk]
 
 
 def _app_client(root: str, extra_env: dict[str, str] | None = None):
@@ -96,8 +97,11 @@ def writer(root: str, wid: int, names: list[str], ops: int, mode: str, go, out: 
         name = names[k % len(names)]
         data = content((wid, name, k % 3), rng.randrange(1, 256) * 1024)
         if mode == "route":
-            r = http.http.post("/ingest", headers={"Content-Type": "application/json"}, body=json.dumps(
-                {"filename": name, "data": base64.b64encode(data).decode(), "encoding": "base64"}))
+            r = http.http.post(
+                "/ingest",
+                headers={"Content-Type": "application/json"},
+                body=json.dumps({"filename": name, "data": base64.b64encode(data).decode(), "encoding": "base64"}),
+            )
             assert r.status_code == 200, r.body
             body = json.loads(r.body)
             status, version, digest, fid = body["status"], body["version"], body["sha256"], body["fileId"]
@@ -148,8 +152,11 @@ def reader(root: str, rid: int, names: list[str], mode: str, go, stop, out: str)
                 if mode == "predict":
                     body = predict(store, settings, PredictRequest(f"reader-{rid}", ref))
                 else:
-                    r = http.http.post("/predict", headers={"Content-Type": "application/json"},
-                                       body=json.dumps({"fileId": f"reader-{rid}", "model": name}))
+                    r = http.http.post(
+                        "/predict",
+                        headers={"Content-Type": "application/json"},
+                        body=json.dumps({"fileId": f"reader-{rid}", "model": name}),
+                    )
                     body = json.loads(r.body)
                     if r.status_code == 404 and body.get("error") == "NOT_FOUND":
                         raise FileNotFoundError(name)
@@ -157,8 +164,15 @@ def reader(root: str, rid: int, names: list[str], mode: str, go, stop, out: str)
                 res, model = body["result"], body["model"]
                 # The opaque runner streams the model through a hashing reader
                 # and answers the manifest's checksum only if they agree.
-                seen.append([name, model["version"], model["sha256"], res["checksum"],
-                             res["checksum"] == model["sha256"] and res["processed"] is True])
+                seen.append(
+                    [
+                        name,
+                        model["version"],
+                        model["sha256"],
+                        res["checksum"],
+                        res["checksum"] == model["sha256"] and res["processed"] is True,
+                    ]
+                )
         except FileNotFoundError:
             continue  # not ingested yet
         except Exception as exc:  # recorded, asserted by the parent
@@ -187,8 +201,9 @@ def put_once(root: str, name: str, seed: Any, size: int, lock_timeout: float, ou
 
     started = time.monotonic()
     try:
-        res = ingest_bytes(Store(root, lock_timeout=lock_timeout), settings_for(root),
-                           ObjectRef("models", name), content(seed, size))
+        res = ingest_bytes(
+            Store(root, lock_timeout=lock_timeout), settings_for(root), ObjectRef("models", name), content(seed, size)
+        )
         outcome = {"status": res.status, "version": res.manifest.version}
     except ServiceError as exc:
         outcome = {"error": exc.CODE, **exc.details}
@@ -205,8 +220,9 @@ def crash_writer(root: str, name: str, seed: Any, size: int, chunk: int, delay_m
 
     data = content(seed, size)
     ready.set()
-    Store(root).put(ObjectRef("models", name), chunked(data, chunk, delay_max, random.Random(repr(seed))),
-                    source="inline")
+    Store(root).put(
+        ObjectRef("models", name), chunked(data, chunk, delay_max, random.Random(repr(seed))), source="inline"
+    )
 
 
 def crash_at(root: str, name: str, seed: Any, size: int, point: str) -> None:
@@ -241,7 +257,8 @@ def crash_at(root: str, name: str, seed: Any, size: int, point: str) -> None:
     def fsync(fd):
         real_fsync(fd)
         if point == "after-data-fsync" and os.readlink(f"/proc/self/fd/{fd}").startswith(
-                os.path.join(root, "models", "." + name + ".")):
+            os.path.join(root, "models", "." + name + ".")
+        ):
             die()
 
     os.rename, os.fsync = rename, fsync

@@ -1,4 +1,5 @@
 """Route tests through chalice.test.Client: post, ok and the documented error shape."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,11 @@ ERRORS = registry()
 # for leaks at the end of the session (paths outside the store, tracebacks,
 # credentials).
 ERROR_BODIES: list[tuple[str, dict[str, Any]]] = []
-LEAKS = re.compile(r"/tmp/|/home/|/root|/work/|/proc/|Traceback|File \"|\.py\b|AWS_SECRET|"
-                   r"aws_secret|AKIA|testing|botocore|urllib3|Errno|0x[0-9a-f]{6,}", re.I)
+LEAKS = re.compile(
+    r"/tmp/|/home/|/root|/work/|/proc/|Traceback|File \"|\.py\b|AWS_SECRET|"
+    r"aws_secret|AKIA|testing|botocore|urllib3|Errno|0x[0-9a-f]{6,}",
+    re.I,
+)
 #: Fields that echo the client's own (validated) input back.
 ECHOED = {"requestId", "key", "fileId"}
 

@@ -1,4 +1,5 @@
 """The demonstration client's contract checks accept good answers and catch bad ones."""
+
 import json
 
 import pytest
@@ -9,11 +10,26 @@ from demo.workflow import FAIL, PASS, StepResult
 
 SHA = "a" * 64
 INGEST = {"fileId": "f-1", "efsPath": "/mnt/efs/models/m.pt", "s3Key": None, "sizeBytes": 17, "status": "created"}
-PREDICT = {"fileId": "f-1", "efsPath": "/mnt/efs/outputs/f-1.result", "s3Key": "outputs/f-1.result",
-           "durationMs": 4.2, "result": {"modelSize": 17, "checksum": SHA, "processed": True}}
-MODEL = {"name": "m.pt", "key": "models/m.pt", "fileId": "f-1", "sizeBytes": 17, "sha256": SHA, "version": 1,
-         "created": "2026-01-01T00:00:00+00:00", "updated": "2026-01-01T00:00:00+00:00", "source": "inline",
-         "state": "ready", "readyVersion": 1}
+PREDICT = {
+    "fileId": "f-1",
+    "efsPath": "/mnt/efs/outputs/f-1.result",
+    "s3Key": "outputs/f-1.result",
+    "durationMs": 4.2,
+    "result": {"modelSize": 17, "checksum": SHA, "processed": True},
+}
+MODEL = {
+    "name": "m.pt",
+    "key": "models/m.pt",
+    "fileId": "f-1",
+    "sizeBytes": 17,
+    "sha256": SHA,
+    "version": 1,
+    "created": "2026-01-01T00:00:00+00:00",
+    "updated": "2026-01-01T00:00:00+00:00",
+    "source": "inline",
+    "state": "ready",
+    "readyVersion": 1,
+}
 
 
 def test_good_ingest_passes():
@@ -21,15 +37,18 @@ def test_good_ingest_passes():
     assert contract.check_ingest(200, {**INGEST, "s3Key": "models/m.pt"}, s3_key="models/m.pt") == []
 
 
-@pytest.mark.parametrize("status, body, fragment", [
-    (500, INGEST, "HTTP 500"),
-    (200, "not json", "not a JSON object"),
-    (200, {k: v for k, v in INGEST.items() if k != "fileId"}, "missing field 'fileId'"),
-    (200, {**INGEST, "sizeBytes": "17"}, "'sizeBytes'"),
-    (200, {**INGEST, "sizeBytes": True}, "'sizeBytes'"),
-    (200, {**INGEST, "status": "stored"}, "'status'"),
-    (200, {**INGEST, "s3Key": 5}, "'s3Key'"),
-])
+@pytest.mark.parametrize(
+    "status, body, fragment",
+    [
+        (500, INGEST, "HTTP 500"),
+        (200, "not json", "not a JSON object"),
+        (200, {k: v for k, v in INGEST.items() if k != "fileId"}, "missing field 'fileId'"),
+        (200, {**INGEST, "sizeBytes": "17"}, "'sizeBytes'"),
+        (200, {**INGEST, "sizeBytes": True}, "'sizeBytes'"),
+        (200, {**INGEST, "status": "stored"}, "'status'"),
+        (200, {**INGEST, "s3Key": 5}, "'s3Key'"),
+    ],
+)
 def test_bad_ingest_is_caught(status, body, fragment):
     problems = contract.check_ingest(status, body)
     assert any(fragment in p for p in problems), problems
@@ -57,16 +76,23 @@ def test_error_shape():
     assert any("HTTP 400" in p for p in contract.check_error(400, good, "S3_NOT_FOUND"))
     assert contract.check_error(404, {**good, "requestId": ""}, "S3_NOT_FOUND")
     assert contract.check_error(404, {k: v for k, v in good.items() if k != "key"}, "S3_NOT_FOUND") == [
-        "S3_NOT_FOUND: missing documented field 'key'"]
+        "S3_NOT_FOUND: missing documented field 'key'"
+    ]
     assert contract.check_error(404, {**good, "error": "NOT_FOUND"}, "S3_NOT_FOUND")
     # API Gateway's own errors ({"message": ...}) are not the documented shape.
     assert contract.check_error(413, {"message": "Request Too Long"}, "FILE_TOO_LARGE")
 
 
 def test_every_documented_error_has_its_status():
-    assert contract.ERROR_STATUS == {"INVALID_REQUEST": 400, "S3_NOT_FOUND": 404, "FILE_TOO_LARGE": 413,
-                                     "EFS_WRITE_FAILED": 500, "NOT_FOUND": 404, "PROCESSING_FAILED": 500,
-                                     "TIMEOUT": 504}
+    assert contract.ERROR_STATUS == {
+        "INVALID_REQUEST": 400,
+        "S3_NOT_FOUND": 404,
+        "FILE_TOO_LARGE": 413,
+        "EFS_WRITE_FAILED": 500,
+        "NOT_FOUND": 404,
+        "PROCESSING_FAILED": 500,
+        "TIMEOUT": 504,
+    }
     assert contract.ERROR_FIELD["TIMEOUT"] == "stage" and "PROCESSING_FAILED" not in contract.ERROR_FIELD
 
 
@@ -81,8 +107,14 @@ def test_model_and_list():
 
 
 def test_upload_and_tensor():
-    up = {"url": "https://b.s3.amazonaws.com/models/x?X-Amz-Signature=s", "method": "PUT", "key": "models/x",
-          "headers": {"Content-Length": "5"}, "sizeBytes": 5, "expiresIn": 900}
+    up = {
+        "url": "https://b.s3.amazonaws.com/models/x?X-Amz-Signature=s",
+        "method": "PUT",
+        "key": "models/x",
+        "headers": {"Content-Length": "5"},
+        "sizeBytes": 5,
+        "expiresIn": 900,
+    }
     assert contract.check_upload(200, up, "models/x", 5) == []
     assert contract.check_upload(200, {**up, "method": "POST"}, "models/x", 5)
     assert contract.check_upload(200, {**up, "url": "ftp://x"}, "models/x", 5)
@@ -95,14 +127,23 @@ def test_upload_and_tensor():
 
 def test_targets_from_terraform_outputs(tmp_path):
     outputs = tmp_path / "outputs.json"
-    outputs.write_text(json.dumps({
-        "api_url": {"value": "https://abc.execute-api.us-east-1.amazonaws.com/api/", "sensitive": False},
-        "api_key": {"value": "k3y", "sensitive": True},
-        "s3_bucket_name": {"value": "efs-ml-bucket"}, "region": {"value": "us-east-1"},
-    }))
+    outputs.write_text(
+        json.dumps(
+            {
+                "api_url": {"value": "https://abc.execute-api.us-east-1.amazonaws.com/api/", "sensitive": False},
+                "api_key": {"value": "k3y", "sensitive": True},
+                "s3_bucket_name": {"value": "efs-ml-bucket"},
+                "region": {"value": "us-east-1"},
+            }
+        )
+    )
     t = from_outputs(outputs)
     assert (t.api_url, t.api_key, t.bucket, t.local) == (
-        "https://abc.execute-api.us-east-1.amazonaws.com/api", "k3y", "efs-ml-bucket", False)
+        "https://abc.execute-api.us-east-1.amazonaws.com/api",
+        "k3y",
+        "efs-ml-bucket",
+        False,
+    )
     outputs.write_text(json.dumps({"s3_bucket_name": {"value": "b"}}))
     with pytest.raises(TargetError):
         from_outputs(outputs)
@@ -112,8 +153,17 @@ def test_targets_from_terraform_outputs(tmp_path):
 
 def test_targets_from_local_endpoints(tmp_path):
     p = tmp_path / "endpoints.json"
-    p.write_text(json.dumps({"api_url": "http://127.0.0.1:1/", "s3_endpoint": "http://127.0.0.1:2",
-                             "bucket": "b", "efs_root": "/x", "pid": 1}))
+    p.write_text(
+        json.dumps(
+            {
+                "api_url": "http://127.0.0.1:1/",
+                "s3_endpoint": "http://127.0.0.1:2",
+                "bucket": "b",
+                "efs_root": "/x",
+                "pid": 1,
+            }
+        )
+    )
     t = from_local(p)
     assert t.local and t.api_key is None and t.api_url == "http://127.0.0.1:1"
     p.write_text("{")

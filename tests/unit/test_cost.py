@@ -1,4 +1,5 @@
 """scripts/cost.py against the seed's own cost table (000_*.txt, 'Cost Estimation')."""
+
 from decimal import Decimal
 
 import pytest
@@ -23,10 +24,20 @@ SEED_TABLE = {
 
 def seed_usage(**overrides):
     """The seed's usage, spelled out rather than taken from the defaults."""
-    values = dict(producer_invocations=1000, producer_duration_s=2, producer_memory_mb=1024,
-                  consumer_invocations=5000, consumer_duration_s=2, consumer_memory_mb=2048,
-                  efs_gb=10, s3_gb=20, s3_put_requests=6000, s3_get_requests=0, log_gb=1,
-                  throughput_mode="bursting")
+    values = dict(
+        producer_invocations=1000,
+        producer_duration_s=2,
+        producer_memory_mb=1024,
+        consumer_invocations=5000,
+        consumer_duration_s=2,
+        consumer_memory_mb=2048,
+        efs_gb=10,
+        s3_gb=20,
+        s3_put_requests=6000,
+        s3_get_requests=0,
+        log_gb=1,
+        throughput_mode="bursting",
+    )
     values.update(overrides)
     return cost.Usage(**values)
 
@@ -60,23 +71,33 @@ def test_free_tier_deducts_allowances_but_not_efs():
 
 def test_free_gb_seconds_cover_the_producer_first():
     # 300k GB-s producer + 300k GB-s consumer against a 400k allowance: 200k billed, all consumer.
-    u = seed_usage(producer_invocations=150_000, producer_duration_s=2, producer_memory_mb=1024,
-                   consumer_invocations=75_000, consumer_duration_s=2, consumer_memory_mb=2048, free_tier=True)
+    u = seed_usage(
+        producer_invocations=150_000,
+        producer_duration_s=2,
+        producer_memory_mb=1024,
+        consumer_invocations=75_000,
+        consumer_duration_s=2,
+        consumer_memory_mb=2048,
+        free_tier=True,
+    )
     lines = {l.service: l for l in cost.estimate(u, PRICES)}
     assert lines["Lambda (Producer)"].amount == 0
     assert lines["Lambda (Consumer)"].amount == pytest.approx(200_000 * 0.0000166667)
 
 
 def test_elastic_throughput_bills_reads_and_writes():
-    lines = {l.service: l for l in cost.estimate(
-        seed_usage(throughput_mode="elastic", efs_read_gb=100, efs_write_gb=10), PRICES)}
+    lines = {
+        l.service: l
+        for l in cost.estimate(seed_usage(throughput_mode="elastic", efs_read_gb=100, efs_write_gb=10), PRICES)
+    }
     assert lines["EFS Throughput (elastic)"].amount == pytest.approx(100 * 0.03 + 10 * 0.06)
 
 
 def test_provisioned_throughput_bills_only_above_the_storage_baseline():
     # 10 GB stored earn 500 KiB/s of baseline.
-    lines = {l.service: l for l in cost.estimate(
-        seed_usage(throughput_mode="provisioned", provisioned_mibps=10), PRICES)}
+    lines = {
+        l.service: l for l in cost.estimate(seed_usage(throughput_mode="provisioned", provisioned_mibps=10), PRICES)
+    }
     assert lines["EFS Throughput (provisioned)"].amount == pytest.approx((10 - 500 / 1024) * 6.00)
     below = cost.estimate(seed_usage(throughput_mode="provisioned", provisioned_mibps=0.25), PRICES)
     assert {l.service: l.amount for l in below}["EFS Throughput (provisioned)"] == 0

@@ -1,4 +1,5 @@
 """The invocation deadline: bounded waits, never extended by nesting."""
+
 import time
 
 import pytest

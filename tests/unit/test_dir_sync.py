@@ -1,4 +1,5 @@
 """Directory fsyncs only where they do something: detection of NFS and the policy switch."""
+
 import os
 import stat
 

@@ -4,6 +4,7 @@ Counts are deterministic (syscalls seen by ``strace -f``), so this is not a
 timed test: a change that adds a round trip to a route fails here, whatever
 the machine. ``make bench`` prints the same counts as a table.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -20,19 +21,19 @@ def test_counting_rules_on_a_known_trace():
         f'1 openat(AT_FDCWD</w>, "{efs_rpcs.MARK}/begin", O_RDONLY|O_CLOEXEC) = -1 ENOENT (No such file)',
         f'1 openat(AT_FDCWD</w>, "{ROOT}/.meta", O_RDONLY|O_CLOEXEC|O_DIRECTORY) = 3<{ROOT}/.meta>',
         f'1 openat(3<{ROOT}/.meta>, "m.json", O_RDONLY|O_NOFOLLOW|O_CLOEXEC) = 4<{ROOT}/.meta/m.json>',
-        f'1 close(4<{ROOT}/.meta/m.json>) = 0',
+        f"1 close(4<{ROOT}/.meta/m.json>) = 0",
         f'1 openat(3<{ROOT}/.meta>, "gone.json", O_RDONLY|O_NOFOLLOW) = -1 ENOENT (No such file)',
         f'1 openat(AT_FDCWD</w>, "{ROOT}/x.tmp", O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, 0644) = 5<{ROOT}/x.tmp>',
-        f'1 fsync(5<{ROOT}/x.tmp>) = 0',
-        f'1 close(5<{ROOT}/x.tmp>) = 0',
-        f'1 fsync(3<{ROOT}/.meta>) = 0',
+        f"1 fsync(5<{ROOT}/x.tmp>) = 0",
+        f"1 close(5<{ROOT}/x.tmp>) = 0",
+        f"1 fsync(3<{ROOT}/.meta>) = 0",
         f'1 rename("{ROOT}/x.tmp", "{ROOT}/x") = 0',
-        f'1 fcntl(6<{ROOT}/.locks/models.lock>, F_SETLK, {{l_type=F_WRLCK, l_start=0, l_len=3}}) = 0',
+        f"1 fcntl(6<{ROOT}/.locks/models.lock>, F_SETLK, {{l_type=F_WRLCK, l_start=0, l_len=3}}) = 0",
         f'1 readlinkat(3<{ROOT}/.meta>, "ids/f.json", 0x7f, 4096) = -1 ENOENT (No such file)',
-        f'1 getdents64(3<{ROOT}/.meta>, 0x55 /* 4 entries */, 32768) = 112',
-        f'1 getdents64(3<{ROOT}/.meta>, 0x55 /* 0 entries */, 32768) = 0',
+        f"1 getdents64(3<{ROOT}/.meta>, 0x55 /* 4 entries */, 32768) = 112",
+        f"1 getdents64(3<{ROOT}/.meta>, 0x55 /* 0 entries */, 32768) = 0",
         '1 openat(AT_FDCWD</w>, "/usr/lib/python3.12/json/__init__.py", O_RDONLY|O_CLOEXEC) = 7</usr/lib/x.py>',
-        '1 close(7</usr/lib/x.py>) = 0',
+        "1 close(7</usr/lib/x.py>) = 0",
         f'1 openat(AT_FDCWD</w>, "{efs_rpcs.MARK}/end", O_RDONLY|O_CLOEXEC) = -1 ENOENT (No such file)',
     ]
     requests, _ = efs_rpcs.classify(trace, ROOT)

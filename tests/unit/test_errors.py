@@ -1,4 +1,5 @@
 """The error registry: every class found, codes consistent, and the README's table in step."""
+
 import gc
 import re
 from pathlib import Path
@@ -23,8 +24,8 @@ def test_every_code_has_one_status_and_field():
 
 def test_readme_error_table_matches_the_registry():
     text = README.read_text()
-    table = text[text.index("### Errors"):]
-    table = table[:table.index("\n\n", table.index("| Code"))]
+    table = text[text.index("### Errors") :]
+    table = table[: table.index("\n\n", table.index("| Code"))]
     documented = {code: int(status) for code, status in re.findall(r"^\| `([A-Z_0-9]+)` \| (\d{3}) \|", table, re.M)}
     assert documented == {code: spec.status for code, spec in registry().items()}
 

@@ -1,4 +1,5 @@
 """The limits of issue 9 as settings: defaults, parsing, and what runners get."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,18 +18,38 @@ def test_defaults_fit_lambda_and_the_gateway():
 
 
 def test_limits_are_built_from_settings():
-    s = load_settings({"MAX_OUTPUT_ELEMENTS": "7", "MAX_RESPONSE_BYTES": "1000", "INFERENCE_MEMORY_BYTES": "4096",
-                       "PREDICT_TIMEOUT_SECONDS": "0.5", "MODEL_CACHE_BYTES": "123", "MAX_TENSOR_ELEMENTS": "9",
-                       "MAX_REQUEST_BYTES": "77"})
+    s = load_settings(
+        {
+            "MAX_OUTPUT_ELEMENTS": "7",
+            "MAX_RESPONSE_BYTES": "1000",
+            "INFERENCE_MEMORY_BYTES": "4096",
+            "PREDICT_TIMEOUT_SECONDS": "0.5",
+            "MODEL_CACHE_BYTES": "123",
+            "MAX_TENSOR_ELEMENTS": "9",
+            "MAX_REQUEST_BYTES": "77",
+        }
+    )
     assert Limits.from_settings(s) == Limits(
-        max_tensor_elements=9, max_output_elements=7, max_input_json_bytes=77, model_memory_bytes=123,
-        inference_memory_bytes=4096, predict_timeout_seconds=0.5, max_response_bytes=1000)
+        max_tensor_elements=9,
+        max_output_elements=7,
+        max_input_json_bytes=77,
+        model_memory_bytes=123,
+        inference_memory_bytes=4096,
+        predict_timeout_seconds=0.5,
+        max_response_bytes=1000,
+    )
 
 
-@pytest.mark.parametrize("name, value", [
-    ("MAX_OUTPUT_ELEMENTS", "0"), ("PREDICT_TIMEOUT_SECONDS", "-1"), ("REQUEST_TIMEOUT_SECONDS", "soon"),
-    ("INFERENCE_MEMORY_BYTES", "1.5"), ("DEADLINE_MARGIN_SECONDS", "0"),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("MAX_OUTPUT_ELEMENTS", "0"),
+        ("PREDICT_TIMEOUT_SECONDS", "-1"),
+        ("REQUEST_TIMEOUT_SECONDS", "soon"),
+        ("INFERENCE_MEMORY_BYTES", "1.5"),
+        ("DEADLINE_MARGIN_SECONDS", "0"),
+    ],
+)
 def test_bad_values_are_refused(name, value):
     with pytest.raises(ConfigError, match=name):
         load_settings({name: value})

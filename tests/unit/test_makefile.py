@@ -1,4 +1,5 @@
 """`make help` lists every target of the Makefile and make/*.mk, each with a line of its own."""
+
 import re
 import subprocess
 from pathlib import Path
@@ -17,8 +18,9 @@ def declared_targets() -> set[str]:
 
 
 def test_make_help_describes_every_target_once():
-    out = subprocess.run(["make", "--no-print-directory", "help"], cwd=PROJECT, capture_output=True, text=True,
-                         check=True, timeout=60).stdout
+    out = subprocess.run(
+        ["make", "--no-print-directory", "help"], cwd=PROJECT, capture_output=True, text=True, check=True, timeout=60
+    ).stdout
     listed = [line.split(None, 2) for line in out.splitlines() if line.startswith("  make ")]
     names = [parts[1] for parts in listed]
     assert len(names) == len(set(names)), names

@@ -14,35 +14,118 @@ from chalicelib.names import (
 )
 
 VALID = [
-    "model.pt", "resnet50.onnx", "a", "A-b_c.d+e", "x" * MAX_NAME_BYTES, "a..b",
+    "model.pt",
+    "resnet50.onnx",
+    "a",
+    "A-b_c.d+e",
+    "x" * MAX_NAME_BYTES,
+    "a..b",
     # names people use (issue 11)
-    "my model.onnx", "modèle.onnx", "résumé (final).bin", "a+b=c,d@e!f'g(h)", "-rf", "(1)",
-    "модель.onnx", "модель_v2.onnx", "μοντέλο.onnx", "模型.onnx", "モデル.onnx", "GPTモデル.onnx",
-    "日本語のモデル.onnx", "모델.onnx", "नमूना.onnx", "نموذج.onnx", "מודל.onnx", "a  b", "٣.bin",
+    "my model.onnx",
+    "modèle.onnx",
+    "résumé (final).bin",
+    "a+b=c,d@e!f'g(h)",
+    "-rf",
+    "(1)",
+    "модель.onnx",
+    "модель_v2.onnx",
+    "μοντέλο.onnx",
+    "模型.onnx",
+    "モデル.onnx",
+    "GPTモデル.onnx",
+    "日本語のモデル.onnx",
+    "모델.onnx",
+    "नमूना.onnx",
+    "نموذج.onnx",
+    "מודל.onnx",
+    "a  b",
+    "٣.bin",
     "é" * (MAX_NAME_BYTES // 2),  # 2 bytes each: exactly the byte limit
 ]
 
 INVALID = [
     # structure
-    "", ".", "..", ".hidden", "../x", "a/b", "/etc/passwd", "a\\b", " x", "x ", " ", ". x",
+    "",
+    ".",
+    "..",
+    ".hidden",
+    "../x",
+    "a/b",
+    "/etc/passwd",
+    "a\\b",
+    " x",
+    "x ",
+    " ",
+    ". x",
     # NUL, control (Cc), format (Cf: bidi overrides, zero-width), line/paragraph separators
-    "a\x00b", "a\nb", "a\tb", "a\x7fb", "model\u202egnp.exe", "a\u202db", "a\u2066b", "mod\u200bel",
-    "mod\u200del", "mod\u200cel", "\ufeffmodel", "a\u2028b", "a\u2029b", "a\u00adb",
+    "a\x00b",
+    "a\nb",
+    "a\tb",
+    "a\x7fb",
+    "model\u202egnp.exe",
+    "a\u202db",
+    "a\u2066b",
+    "mod\u200bel",
+    "mod\u200del",
+    "mod\u200cel",
+    "\ufeffmodel",
+    "a\u2028b",
+    "a\u2029b",
+    "a\u00adb",
     # surrogate, private use, unassigned
-    "a\ud800b", "a\ue000b", "a\U000e0001b", "a\u0378b",
+    "a\ud800b",
+    "a\ue000b",
+    "a\U000e0001b",
+    "a\u0378b",
     # other spaces and separators, look-alike punctuation
-    "a\u00a0b", "a\u3000b", "a\u2009b", "a\uff0fb", "a\u2215b", "a\u2044b", "a\u29f8b", "\uff0e\uff0e",
-    "\u2024\u2024", "\u2025", "\u2026", "x;y", "x|y", "x*", "x?", "~x", "$HOME", "a%2fb", "a:b", "a#b",
+    "a\u00a0b",
+    "a\u3000b",
+    "a\u2009b",
+    "a\uff0fb",
+    "a\u2215b",
+    "a\u2044b",
+    "a\u29f8b",
+    "\uff0e\uff0e",
+    "\u2024\u2024",
+    "\u2025",
+    "\u2026",
+    "x;y",
+    "x|y",
+    "x*",
+    "x?",
+    "~x",
+    "$HOME",
+    "a%2fb",
+    "a:b",
+    "a#b",
     # compatibility look-alikes (change under NFKC)
-    "ｍodel", "ｍｏｄｅｌ", "ﬁle.bin", "x²", "µm.bin", "ª",
+    "ｍodel",
+    "ｍｏｄｅｌ",
+    "ﬁle.bin",
+    "x²",
+    "µm.bin",
+    "ª",
     # mixed-script words (Latin + Cyrillic/Greek homoglyphs)
-    "mоdel", "pаypal.onnx", "Ωmega.onnx",
+    "mоdel",
+    "pаypal.onnx",
+    "Ωmega.onnx",
     # combining-mark tricks: a mark on a dot, a space, a separator or at the start
-    ".\u0307", "\u0307", "\u0307x", "a.\u0307.b", "a \u0301b", "x\u0338", "a.\u0338",
+    ".\u0307",
+    "\u0307",
+    "\u0307x",
+    "a.\u0307.b",
+    "a \u0301b",
+    "x\u0338",
+    "a.\u0338",
     # over the byte limit
-    "x" * (MAX_NAME_BYTES + 1), "é" * (MAX_NAME_BYTES // 2 + 1), "模" * 67,
+    "x" * (MAX_NAME_BYTES + 1),
+    "é" * (MAX_NAME_BYTES // 2 + 1),
+    "模" * 67,
     # not strings
-    7, None, ["a"], b"a",
+    7,
+    None,
+    ["a"],
+    b"a",
 ]
 
 
@@ -89,17 +172,39 @@ def test_byte_limit_leaves_room_for_store_decorations():
     assert len(temp.encode()) <= 255 and len((longest + ".pending").encode()) <= 255
 
 
-@pytest.mark.parametrize("raw, name", [
-    ("a%2Bb.bin", "a+b.bin"), ("my%20model.onnx", "my model.onnx"), ("a+b.bin", "a+b.bin"),
-    ("r%C3%A9sum%C3%A9%20%28final%29.bin", "résumé (final).bin"), ("modèle.onnx", "modèle.onnx"),
-    ("re%CC%81sume%CC%81.bin", "résumé.bin"),  # NFD, percent-encoded
-])
+@pytest.mark.parametrize(
+    "raw, name",
+    [
+        ("a%2Bb.bin", "a+b.bin"),
+        ("my%20model.onnx", "my model.onnx"),
+        ("a+b.bin", "a+b.bin"),
+        ("r%C3%A9sum%C3%A9%20%28final%29.bin", "résumé (final).bin"),
+        ("modèle.onnx", "modèle.onnx"),
+        ("re%CC%81sume%CC%81.bin", "résumé.bin"),  # NFD, percent-encoded
+    ],
+)
 def test_path_parameters_are_decoded_once(raw, name):
     assert parse_path_name(raw) == name
 
 
-@pytest.mark.parametrize("raw", ["%2e%2e", "..%2fx", "%252e%252e", "a%252Bb", "%c0%ae%c0%ae", "%ff",
-                                 "a%00b", "a%2fb", "a%5cb", "%e2%80%aemodel", "%ef%bc%8f", "%20x", "100%"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "%2e%2e",
+        "..%2fx",
+        "%252e%252e",
+        "a%252Bb",
+        "%c0%ae%c0%ae",
+        "%ff",
+        "a%00b",
+        "a%2fb",
+        "a%5cb",
+        "%e2%80%aemodel",
+        "%ef%bc%8f",
+        "%20x",
+        "100%",
+    ],
+)
 def test_hostile_path_parameters_are_refused(raw):
     with pytest.raises(InvalidRequest) as exc:
         parse_path_name(raw)
@@ -110,8 +215,17 @@ def test_parse_key():
     assert parse_key("models/resnet50.pt") == ObjectRef("models", "resnet50.pt")
     assert parse_key("inputs/x.json").key == "inputs/x.json"
     assert parse_key("models/my model.onnx").name == "my model.onnx"
-    for bad in ["outputs/x.result", "models/", "models/a/b", "x", "/models/a", "models/../a", "models/.a",
-                "models\uff0fa", "models/a\u2215b"]:
+    for bad in [
+        "outputs/x.result",
+        "models/",
+        "models/a/b",
+        "x",
+        "/models/a",
+        "models/../a",
+        "models/.a",
+        "models\uff0fa",
+        "models/a\u2215b",
+    ]:
         with pytest.raises(InvalidRequest):
             parse_key(bad)
 

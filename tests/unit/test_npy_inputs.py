@@ -1,6 +1,7 @@
 """Every .npy header an attacker can write is a 400 or a valid array, never a
 500 (issue 9, finding 7); rank-0 inputs take a bare JSON number; a stored
 input is read only as far as needed (finding 9)."""
+
 from __future__ import annotations
 
 import io
@@ -23,8 +24,11 @@ from chalicelib.store import Store
 
 def _model(shape: list, dtype: int = TensorProto.FLOAT) -> bytes:
     graph = helper.make_graph(
-        [helper.make_node("Identity", ["x"], ["y"])], "id",
-        [helper.make_tensor_value_info("x", dtype, shape)], [helper.make_tensor_value_info("y", dtype, shape)])
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "id",
+        [helper.make_tensor_value_info("x", dtype, shape)],
+        [helper.make_tensor_value_info("y", dtype, shape)],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 10
     return model.SerializeToString()
@@ -32,10 +36,12 @@ def _model(shape: list, dtype: int = TensorProto.FLOAT) -> bytes:
 
 def _scale_model() -> bytes:
     graph = helper.make_graph(
-        [helper.make_node("Mul", ["x", "two"], ["y"])], "scale",
+        [helper.make_node("Mul", ["x", "two"], ["y"])],
+        "scale",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
-        [numpy_helper.from_array(np.array(2.0, np.float32), "two")])
+        [numpy_helper.from_array(np.array(2.0, np.float32), "two")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 10
     return model.SerializeToString()
@@ -67,40 +73,49 @@ def outcome(runner, data: bytes) -> str:
         return "400"
 
 
-@pytest.mark.parametrize("header, body", [
-    ("{'descr': '<f4', 'fortran_order': False, 'shape': (-1, -4), }", b""),
-    ("{'descr': '|V0', 'fortran_order': False, 'shape': (3,), }", b""),
-    ("{'descr': [('a', '<f4', (2,))], 'fortran_order': False, 'shape': (1,), }", b"\0" * 8),
-    ("{'descr': ('<f4', (2, 2)), 'fortran_order': False, 'shape': (1,), }", b"\0" * 16),
-    ("{'descr': '<f4', 'fortran_order': 'yes', 'shape': (1,), }", b"\0" * 4),
-    ("{'descr': '<f4', 'fortran_order': 1, 'shape': (1,), }", b"\0" * 4),
-    ("{'descr': '<f4', 'fortran_order': False, 'shape': (2**62, 2**62), }", b""),
-    ("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999999,), }", b""),
-    ("{'descr': '<f4', 'fortran_order': False, 'shape': [2], }", b"\0" * 8),
-    ("{'descr': '<f4', 'fortran_order': False, 'shape': 2, }", b"\0" * 8),
-    ("{'descr': '<f4', 'fortran_order': False, 'shape': (2.0,), }", b"\0" * 8),
-    ("{'descr': '<f4', 'fortran_order': False, 'shape': (True,), }", b"\0" * 4),
-    ("{'descr': '<f4', 'fortran_order': False, 'shape': (1,)*64, }", b"\0" * 4),
-    ("{'descr': 'O', 'fortran_order': False, 'shape': (1,), }", b"\0" * 8),
-    ("{'descr': '<M8[s]', 'fortran_order': False, 'shape': (1,), }", b"\0" * 8),
-    ("{'descr': '<U0', 'fortran_order': False, 'shape': (5,), }", b""),
-    ("{'descr': 'xyz', 'fortran_order': False, 'shape': (1,), }", b"\0"),
-    ("{'descr': '<f4', 'fortran_order': False}", b""),
-    ("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'extra': 1}", b"\0" * 4),
-    ("not a dict at all", b""),
-    ("{'descr': '<f4', 'fortran_order': False, 'shape': (" + "(" * 200 + ")" * 200 + "), }", b""),
-])
+@pytest.mark.parametrize(
+    "header, body",
+    [
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (-1, -4), }", b""),
+        ("{'descr': '|V0', 'fortran_order': False, 'shape': (3,), }", b""),
+        ("{'descr': [('a', '<f4', (2,))], 'fortran_order': False, 'shape': (1,), }", b"\0" * 8),
+        ("{'descr': ('<f4', (2, 2)), 'fortran_order': False, 'shape': (1,), }", b"\0" * 16),
+        ("{'descr': '<f4', 'fortran_order': 'yes', 'shape': (1,), }", b"\0" * 4),
+        ("{'descr': '<f4', 'fortran_order': 1, 'shape': (1,), }", b"\0" * 4),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (2**62, 2**62), }", b""),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999999,), }", b""),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': [2], }", b"\0" * 8),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': 2, }", b"\0" * 8),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (2.0,), }", b"\0" * 8),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (True,), }", b"\0" * 4),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (1,)*64, }", b"\0" * 4),
+        ("{'descr': 'O', 'fortran_order': False, 'shape': (1,), }", b"\0" * 8),
+        ("{'descr': '<M8[s]', 'fortran_order': False, 'shape': (1,), }", b"\0" * 8),
+        ("{'descr': '<U0', 'fortran_order': False, 'shape': (5,), }", b""),
+        ("{'descr': 'xyz', 'fortran_order': False, 'shape': (1,), }", b"\0"),
+        ("{'descr': '<f4', 'fortran_order': False}", b""),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'extra': 1}", b"\0" * 4),
+        ("not a dict at all", b""),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (" + "(" * 200 + ")" * 200 + "), }", b""),
+    ],
+)
 def test_malformed_npy_headers_are_400(runner, header, body):
     assert outcome(runner, npy_with_header(header, body)) == "400"
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    descr=st.one_of(st.sampled_from(["<f4", "<i8", "|b1", "|V0", "|V4", "<U3", "|S2", "O", "<c8", ">f2", "<m8"]),
-                    st.text(max_size=12)),
+    descr=st.one_of(
+        st.sampled_from(["<f4", "<i8", "|b1", "|V0", "|V4", "<U3", "|S2", "O", "<c8", ">f2", "<m8"]),
+        st.text(max_size=12),
+    ),
     fortran=st.one_of(st.booleans(), st.integers(-2, 2), st.text(max_size=3)),
-    shape=st.one_of(st.lists(st.integers(-5, 2**40), max_size=6).map(tuple),
-                    st.lists(st.integers(0, 3), max_size=3), st.integers(), st.text(max_size=5)),
+    shape=st.one_of(
+        st.lists(st.integers(-5, 2**40), max_size=6).map(tuple),
+        st.lists(st.integers(0, 3), max_size=3),
+        st.integers(),
+        st.text(max_size=5),
+    ),
     body=st.binary(max_size=64),
     version=st.sampled_from([1, 2]),
 )

@@ -1,4 +1,5 @@
 """EMF documents and JSON logs: their shape as CloudWatch parses them."""
+
 import logging
 
 import pytest
@@ -24,7 +25,10 @@ def test_invocation_emits_one_emf_document_with_cold_start_and_metrics(capsys):
     assert directive["Namespace"] == "efs-ml"
     assert directive["Dimensions"] == [["Operation", "Service"]]
     assert {m["Name"]: m["Unit"] for m in directive["Metrics"]} == {
-        "ColdStart": "Count", "IngestBytes": "Bytes", "IngestDurationMs": "Milliseconds"}
+        "ColdStart": "Count",
+        "IngestBytes": "Bytes",
+        "IngestDurationMs": "Milliseconds",
+    }
     assert doc["Service"] == "efs-ml" and doc["Operation"] == "POST /ingest"
     assert doc["ColdStart"] == 1 and doc["IngestBytes"] == 1024 and doc["IngestDurationMs"] == 3.5
     assert doc["requestId"] == "req-1"

@@ -1,4 +1,5 @@
 """The ONNX runner on real onnxruntime sessions over models built with onnx.helper."""
+
 from __future__ import annotations
 
 import io
@@ -50,6 +51,7 @@ def npy(array: np.ndarray) -> bytes:
 
 
 # -- outputs ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("batch", [1, 5])
 def test_mlp_matches_numpy_reference_for_any_batch(store, batch):
@@ -106,24 +108,27 @@ def test_json_and_npy_input_files(store):
 EXPECTS_MLP = "'x' float32 [batch, 4]"
 
 
-@pytest.mark.parametrize("inputs, fragment", [
-    ({}, "missing 'x'"),
-    ({"z": [[1, 2, 3, 4]]}, "unknown 'z'"),
-    ({"x": [[1, 2, 3, 4]], "extra": [1]}, "unknown 'extra'"),
-    ({"x": [[1, 2, 3]]}, "dimension 1 must be 4"),
-    ({"x": [1, 2, 3, 4]}, "rank 1"),
-    ({"x": [[[1, 2, 3, 4]]]}, "rank 3"),
-    ({"x": 3.0}, "rank 0"),
-    ({"x": [["a", "b", "c", "d"]]}, "non-numeric"),
-    ({"x": [[1, None, 3, 4]]}, "non-numeric"),
-    ({"x": [[True, False, True, False]]}, "must hold numbers"),
-    ({"x": [[1, 2, 3, 4], [5, 6]]}, "not a rectangular array"),
-    ({"x": [[1, 2, 3, 4], 5]}, "not a rectangular array"),
-    ({"x": {"a": 1}}, "nested list"),
-    ({"x": None}, "nested list"),
-    ({"x": [[1e300, 0, 0, 0]]}, "outside the float32 range"),
-    ({"x": [[10**30, 0, 0, 0]]}, "non-numeric or out-of-range"),
-])
+@pytest.mark.parametrize(
+    "inputs, fragment",
+    [
+        ({}, "missing 'x'"),
+        ({"z": [[1, 2, 3, 4]]}, "unknown 'z'"),
+        ({"x": [[1, 2, 3, 4]], "extra": [1]}, "unknown 'extra'"),
+        ({"x": [[1, 2, 3]]}, "dimension 1 must be 4"),
+        ({"x": [1, 2, 3, 4]}, "rank 1"),
+        ({"x": [[[1, 2, 3, 4]]]}, "rank 3"),
+        ({"x": 3.0}, "rank 0"),
+        ({"x": [["a", "b", "c", "d"]]}, "non-numeric"),
+        ({"x": [[1, None, 3, 4]]}, "non-numeric"),
+        ({"x": [[True, False, True, False]]}, "must hold numbers"),
+        ({"x": [[1, 2, 3, 4], [5, 6]]}, "not a rectangular array"),
+        ({"x": [[1, 2, 3, 4], 5]}, "not a rectangular array"),
+        ({"x": {"a": 1}}, "nested list"),
+        ({"x": None}, "nested list"),
+        ({"x": [[1e300, 0, 0, 0]]}, "outside the float32 range"),
+        ({"x": [[10**30, 0, 0, 0]]}, "non-numeric or out-of-range"),
+    ],
+)
 def test_invalid_inline_inputs(store, inputs, fragment):
     runner = load(store, "mlp.onnx", MLP.onnx_bytes())
     with pytest.raises(InvalidRequest) as info:
@@ -132,13 +137,16 @@ def test_invalid_inline_inputs(store, inputs, fragment):
     assert EXPECTS_MLP in info.value.message or "too large" in info.value.message
 
 
-@pytest.mark.parametrize("inputs, fragment", [
-    ({"a": [[1, 2, 3]], "ids": [1.5]}, "fractional"),
-    ({"a": [[1, 2, 3]], "ids": [2**63]}, "outside the int64 range"),
-    ({"a": [[1, 2, 3]], "ids": [2**64]}, "non-numeric or out-of-range"),
-    ({"a": [[1, 2, 3]], "ids": ["1"]}, "must hold integers"),
-    ({"a": [[1, 2, 3], [4, 5, 6]], "ids": [1]}, "Dimension 'n' is 2 in input 'a' but 1 in input 'ids'"),
-])
+@pytest.mark.parametrize(
+    "inputs, fragment",
+    [
+        ({"a": [[1, 2, 3]], "ids": [1.5]}, "fractional"),
+        ({"a": [[1, 2, 3]], "ids": [2**63]}, "outside the int64 range"),
+        ({"a": [[1, 2, 3]], "ids": [2**64]}, "non-numeric or out-of-range"),
+        ({"a": [[1, 2, 3]], "ids": ["1"]}, "must hold integers"),
+        ({"a": [[1, 2, 3], [4, 5, 6]], "ids": [1]}, "Dimension 'n' is 2 in input 'a' but 1 in input 'ids'"),
+    ],
+)
 def test_invalid_multi_inputs(store, inputs, fragment):
     runner = load(store, "multi.onnx", multi_io_model())
     with pytest.raises(InvalidRequest) as info:
@@ -173,16 +181,19 @@ def test_too_many_elements_across_inputs(store, monkeypatch):
         runner.predict({"a": [[0, 0, 0]] * 3, "ids": [0, 0, 0]}, "inline")  # 9 + 3
 
 
-@pytest.mark.parametrize("payload, source, fragment", [
-    (b"{not json", "x.json", "not valid JSON"),
-    (b"[1, 2]", "x.json", "must hold a JSON object"),
-    (b"x,y\n1,2", "x.csv", "must be .json or .npy"),
-    (b"\x93NUMPY garbage", "x.npy", "not a valid NumPy array file"),
-    (b"plain bytes", "x.npy", "not a valid NumPy array file"),
-    (npy(np.zeros((2, 4), np.float32))[:-4], "x.npy", "truncated"),
-    (npy(np.array([["a", "b", "c", "d"]])), "x.npy", "non-numeric"),
-    (npy(np.zeros((2, 5), np.float32)), "x.npy", "dimension 1 must be 4"),
-])
+@pytest.mark.parametrize(
+    "payload, source, fragment",
+    [
+        (b"{not json", "x.json", "not valid JSON"),
+        (b"[1, 2]", "x.json", "must hold a JSON object"),
+        (b"x,y\n1,2", "x.csv", "must be .json or .npy"),
+        (b"\x93NUMPY garbage", "x.npy", "not a valid NumPy array file"),
+        (b"plain bytes", "x.npy", "not a valid NumPy array file"),
+        (npy(np.zeros((2, 4), np.float32))[:-4], "x.npy", "truncated"),
+        (npy(np.array([["a", "b", "c", "d"]])), "x.npy", "non-numeric"),
+        (npy(np.zeros((2, 5), np.float32)), "x.npy", "dimension 1 must be 4"),
+    ],
+)
 def test_invalid_input_files(store, payload, source, fragment):
     runner = load(store, "mlp.onnx", MLP.onnx_bytes())
     with pytest.raises(InvalidRequest, match=fragment):
@@ -217,9 +228,12 @@ def test_runtime_errors_from_the_session_are_invalid_requests(store):
     from tests.support.onnx_models import _model
 
     graph = helper.make_graph(
-        [helper.make_node("Add", ["p", "q"], ["r"])], "add",
-        [helper.make_tensor_value_info("p", TensorProto.FLOAT, ["a"]),
-         helper.make_tensor_value_info("q", TensorProto.FLOAT, ["b"])],
+        [helper.make_node("Add", ["p", "q"], ["r"])],
+        "add",
+        [
+            helper.make_tensor_value_info("p", TensorProto.FLOAT, ["a"]),
+            helper.make_tensor_value_info("q", TensorProto.FLOAT, ["b"]),
+        ],
         [helper.make_tensor_value_info("r", TensorProto.FLOAT, ["c"])],
     )
     runner = load(store, "add.onnx", _model(graph))
@@ -229,6 +243,7 @@ def test_runtime_errors_from_the_session_are_invalid_requests(store):
 
 
 # -- loading ------------------------------------------------------------------
+
 
 def test_corrupt_model_is_processing_failed_naming_it(store):
     with pytest.raises(ProcessingFailed) as info:
@@ -341,6 +356,7 @@ def test_import_app_does_not_import_numpy_or_onnxruntime():
 
 # -- bounded loading (issue 9) --------------------------------------------------
 
+
 def test_scan_finds_external_data_in_every_place_a_tensor_can_hide():
     from chalicelib.runners import onnx_scan
     from tests.support.hostile_models import external_data_models
@@ -353,12 +369,15 @@ def test_scan_finds_external_data_in_every_place_a_tensor_can_hide():
     assert report.tensors == 4 and report.nodes == 5
 
 
-@pytest.mark.parametrize("data, fragment", [
-    (b"\x0a\xff\xff\xff\xff\x0f", "truncated"),          # length beyond the buffer
-    (b"\x3a\x05\x0a\x03\x0a", "truncated"),              # graph > node cut short
-    (b"\x0f", "wire type"),                              # group/invalid wire type
-    (b"\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80", "truncated"),  # endless varint
-])
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        (b"\x0a\xff\xff\xff\xff\x0f", "truncated"),  # length beyond the buffer
+        (b"\x3a\x05\x0a\x03\x0a", "truncated"),  # graph > node cut short
+        (b"\x0f", "wire type"),  # group/invalid wire type
+        (b"\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80", "truncated"),  # endless varint
+    ],
+)
 def test_scan_refuses_malformed_files_without_crashing(data, fragment):
     from chalicelib.runners import onnx_scan
 
@@ -383,10 +402,12 @@ def test_runtime_itself_resolves_no_external_path(tmp_path, monkeypatch):
 def test_runtime_messages_are_scrubbed():
     from chalicelib.scrub import scrub
 
-    raw = ("[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running Mul node. "
-           "Status Message: /onnxruntime_src/onnxruntime/core/framework/bfc_arena.cc:360 void* "
-           "onnxruntime::BFCArena::AllocateRawInternal(size_t, bool, onnxruntime::Stream*) Available memory "
-           "of 1 is smaller than requested bytes of 2 at /tmp/onnx-abc/model.onnx")
+    raw = (
+        "[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running Mul node. "
+        "Status Message: /onnxruntime_src/onnxruntime/core/framework/bfc_arena.cc:360 void* "
+        "onnxruntime::BFCArena::AllocateRawInternal(size_t, bool, onnxruntime::Stream*) Available memory "
+        "of 1 is smaller than requested bytes of 2 at /tmp/onnx-abc/model.onnx"
+    )
     clean = scrub(raw)
     assert "Available memory of 1 is smaller than requested bytes of 2" in clean
     for leak in ("onnxruntime_src", ".cc", "/tmp", "BFCArena::", "[ONNXRuntimeError]"):

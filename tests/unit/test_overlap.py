@@ -1,4 +1,5 @@
 """Write-back overlapped with a streamed write, and its one-pass hashing."""
+
 import hashlib
 import os
 

@@ -1,4 +1,5 @@
 """Ingest states on the store: pending and failed records, ordered by attempt, settled by success."""
+
 import os
 
 import pytest

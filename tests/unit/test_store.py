@@ -1,4 +1,5 @@
 """The store's contract on a real folder: atomicity, versions, recovery, symlinks."""
+
 import hashlib
 import json
 import os
@@ -204,8 +205,19 @@ def test_manifest_is_json_with_documented_fields(store):
     store.put(REF, [b"abc"], source="inline")
     with open(os.path.join(store.root, ".meta", "models", "m.bin.json")) as f:
         doc = json.load(f)
-    assert set(doc) == {"fileId", "key", "size", "sha256", "version", "source", "etag", "created", "updated",
-                        "inode", "mtimeNs"}
+    assert set(doc) == {
+        "fileId",
+        "key",
+        "size",
+        "sha256",
+        "version",
+        "source",
+        "etag",
+        "created",
+        "updated",
+        "inode",
+        "mtimeNs",
+    }
     st = os.stat(store.path(REF))
     assert (doc["inode"], doc["mtimeNs"]) == (st.st_ino, st.st_mtime_ns)  # the object's identity at commit
 
@@ -267,8 +279,11 @@ def test_legacy_index_and_intent_are_understood(store):
     open(os.path.join(ids, m.fileId + ".json"), "w").write(json.dumps({"kind": "models", "name": "m.bin"}))
     assert store.lookup_file_id(m.fileId) == REF
     # An old-format intent whose temp is gone: the swap happened, roll forward.
-    v2 = dict(json.loads(open(os.path.join(store.root, ".meta", "models", "m.bin.json")).read()), version=2,
-              sha256=hashlib.sha256(b"v2").hexdigest())
+    v2 = dict(
+        json.loads(open(os.path.join(store.root, ".meta", "models", "m.bin.json")).read()),
+        version=2,
+        sha256=hashlib.sha256(b"v2").hexdigest(),
+    )
     del v2["inode"], v2["mtimeNs"]
     pending = os.path.join(store.root, ".meta", "models", "m.bin.pending")
     open(pending, "w").write(json.dumps({"temp": ".m.bin." + "c" * 32 + ".tmp", "manifest": v2}))

@@ -1,4 +1,5 @@
 """Store.delete: order, lock, index, recovery of a delete that died midway."""
+
 import os
 import signal
 import threading
