@@ -310,9 +310,12 @@ def test_session_options_use_every_available_cpu():
     assert options.inter_op_num_threads == 1 and options.enable_mem_pattern
 
 
-def test_nbytes_is_the_model_size(store):
+def test_nbytes_counts_at_least_the_model_size(store):
+    # The cache counts the memory measured at load (issue 9), never less than
+    # the weights the file holds; the first session of a process also pays
+    # onnxruntime's own start-up, so the measure is a lower bound here.
     data = MLP.onnx_bytes()
-    assert load(store, "mlp.onnx", data).nbytes == len(data)
+    assert load(store, "mlp.onnx", data).nbytes >= len(data)
 
 
 def test_concurrent_first_requests_load_once(store, monkeypatch):
