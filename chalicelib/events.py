@@ -71,9 +71,15 @@ def _handle(store: Store, settings: Settings, event: dict[str, Any]) -> list[Rec
             outcomes.append(RecordOutcome(key, "skipped", exc.message))
         except ServiceError as exc:
             outcomes.append(RecordOutcome(key, "failed", exc.message))
+    return settle(outcomes, "s3 event record")
+
+
+def settle(outcomes: list[RecordOutcome], what: str) -> list[RecordOutcome]:
+    """Log each record's outcome; if any failed, raise :class:`RetryableEventError`
+    (after every record was tried) so that Lambda retries the event."""
     for o in outcomes:
         level = logging.ERROR if o.status == "failed" else logging.INFO
-        log.log(level, "s3 event record %s: %s %s", o.key[:300], o.status, o.detail)
+        log.log(level, "%s %s: %s %s", what, o.key[:300], o.status, o.detail)
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         raise RetryableEventError(f"{len(failed)} of {len(outcomes)} records failed; Lambda will retry")

@@ -26,7 +26,7 @@ from typing import Any
 from chalicelib import deadline, s3
 from chalicelib.config import Settings
 from chalicelib.errors import InvalidRequest, NotFound, S3NotFound, ServiceError
-from chalicelib.events import RecordOutcome, RetryableEventError
+from chalicelib.events import RecordOutcome
 from chalicelib.names import INPUTS, MODELS, ObjectRef, parse_key, parse_path_name
 from chalicelib.store import Manifest, Store
 
@@ -95,7 +95,7 @@ def handle_removed(
     copy), ``skipped`` (not a name of the store), ``failed`` (transient;
     raised as :class:`RetryableEventError` after every record was tried).
     """
-    from chalicelib.events import records  # the same decoding as ObjectCreated
+    from chalicelib.events import records, settle  # the same decoding as ObjectCreated
 
     seconds = deadline.invocation_seconds(context, settings.deadline_margin_seconds, None)
     outcomes: list[RecordOutcome] = []
@@ -110,13 +110,7 @@ def handle_removed(
                 outcomes.append(RecordOutcome(key, "skipped", exc.message))
             except ServiceError as exc:
                 outcomes.append(RecordOutcome(key, "failed", exc.message))
-    for o in outcomes:
-        level = logging.ERROR if o.status == "failed" else logging.INFO
-        log.log(level, "s3 removed record %s: %s %s", o.key[:300], o.status, o.detail)
-    failed = [o for o in outcomes if o.status == "failed"]
-    if failed:
-        raise RetryableEventError(f"{len(failed)} of {len(outcomes)} records failed; Lambda will retry")
-    return outcomes
+    return settle(outcomes, "s3 removed record")
 
 
 def _remove_one(store: Store, settings: Settings, key: str) -> RecordOutcome:
