@@ -20,7 +20,6 @@ recoverable. Both paths delete under the name's writer lock
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from chalicelib import deadline, s3
@@ -30,7 +29,6 @@ from chalicelib.events import RecordOutcome
 from chalicelib.names import INPUTS, MODELS, ObjectRef, parse_key, parse_path_name
 from chalicelib.store import Manifest, Store
 
-log = logging.getLogger(__name__)
 
 REMOVED_PREFIX = "ObjectRemoved:"
 _LABEL = {MODELS: "Model", INPUTS: "Input"}
