@@ -29,7 +29,6 @@ from chalicelib.events import RecordOutcome
 from chalicelib.names import INPUTS, MODELS, ObjectRef, parse_key, parse_path_name
 from chalicelib.store import Manifest, Store
 
-
 REMOVED_PREFIX = "ObjectRemoved:"
 _LABEL = {MODELS: "Model", INPUTS: "Input"}
 
