@@ -23,8 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +39,7 @@ from chalicelib.runners import (
     Limits,
     LoadedModel,
     Runner,
+    bounded_run,
     onnx_scan,
     ort_env,
 )
@@ -217,57 +216,33 @@ class OnnxRunner(Runner):
         if timeout <= 0:
             raise deadline_error(budget, limits)
         options = ort_env.run_options()
-        done = threading.Event()
-        stopped: list[str] = []
-        rss_limit = ort_env.rss_bytes() + limits.inference_memory_bytes
 
-        def watch() -> None:
-            ends = time.monotonic() + timeout
-            while not done.wait(_WATCH_INTERVAL):
-                if time.monotonic() >= ends:
-                    stopped.append("time")
-                elif rss_limit and ort_env.rss_bytes() > rss_limit:
-                    stopped.append("memory")
-                else:
-                    continue
-                options.terminate = True
-                return
-
-        watchdog = threading.Thread(target=watch, name="onnx-watchdog", daemon=True)
-        outcome: dict[str, Any] = {}
-
-        def work() -> None:
-            try:
-                outcome["value"] = list(self.session.run(self.output_names, feeds, options))
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
-                outcome["error"] = exc
-            finally:
-                done.set()
-
-        # The run has its own thread: terminate is only checked between
-        # operators, so one long operator (a huge MatMul) would hold the
-        # request past its deadline. The caller waits at most a grace period
-        # more, then answers TIMEOUT and leaves the terminated run to finish
-        # (its memory stays within the shared, capped arena).
-        worker = threading.Thread(target=work, name="onnx-run", daemon=True)
-        watchdog.start()
-        worker.start()
-        if not done.wait(timeout + _STOP_GRACE):
+        def stop() -> None:
             options.terminate = True
+
+        # The run has its own (reused) thread: terminate is only checked
+        # between operators, so one long operator (a huge MatMul) would hold
+        # the request past its deadline. The caller waits at most a grace
+        # period more, then answers TIMEOUT and leaves the terminated run to
+        # finish (its memory stays within the shared, capped arena).
+        outcome = bounded_run.run(
+            lambda: self.session.run(self.output_names, feeds, options),
+            timeout=timeout, grace=_STOP_GRACE, tick=_WATCH_INTERVAL, rss=ort_env.rss_bytes,
+            rss_limit=ort_env.rss_bytes() + limits.inference_memory_bytes, stop=stop)
+        if not outcome.finished:
             log.warning("onnxruntime run of '%s' did not stop within %.1f s of its limit; answered TIMEOUT",
                         self.name, _STOP_GRACE)
             raise deadline_error(budget, limits, timeout)
-        watchdog.join()
-        exc = outcome.get("error")
+        exc = outcome.error
         if exc is None:
-            return list(outcome["value"])
+            return list(outcome.value)
         # onnxruntime's own logger is silent: its error is logged here, as
         # JSON with the request id (scrubbed like any runtime message).
         log.warning("onnxruntime run of '%s' failed (%s): %s", self.name,
-                    stopped[0] if stopped else "error", scrub(str(exc)))
-        if stopped and stopped[0] == "time":
+                    outcome.stopped or "error", scrub(str(exc)))
+        if outcome.stopped == "time":
             raise deadline_error(budget, limits, timeout)
-        if (stopped and stopped[0] == "memory") or _is_allocation_failure(exc):
+        if outcome.stopped == "memory" or _is_allocation_failure(exc):
             raise ResourceExhausted(
                 f"Model '{self.name}' needs more memory for these inputs than a run may take "
                 f"(INFERENCE_MEMORY_BYTES = {limits.inference_memory_bytes} bytes)")

