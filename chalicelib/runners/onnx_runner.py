@@ -23,6 +23,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,13 +122,19 @@ def _available_cpus() -> int:
 
 
 def create_session(model: LoadedModel, options: Any) -> tuple[Any, int]:
-    """An InferenceSession over the verified model bytes and the memory it holds.
+    """An InferenceSession over the verified model file and the memory it holds.
 
     Before onnxruntime sees the file, a bounded protobuf scan refuses any
-    tensor stored outside it (:mod:`onnx_scan`). onnxruntime then loads from
-    bytes, with no model path at all: even a reference the scan missed has
-    no directory to resolve against. The memory the loaded session holds is
-    measured (RSS before and after, at least the file size) and checked
+    tensor stored outside it (:mod:`onnx_scan`). Where the reader offers a
+    path to the very file it holds (``native_path``), the scan walks a
+    read-only mapping of it in place, the reader hashes the same mapping in
+    the background, and onnxruntime loads the path itself: no copy of the
+    model in Python. The path is a symlink in a fresh private directory that
+    holds nothing else, and onnxruntime is told that external data lives in
+    an empty unreadable directory, so a reference the scan missed still
+    resolves to nothing. Otherwise the bytes are read (and hashed) and
+    loaded from memory. The memory the loaded session holds is measured
+    (anonymous RSS before and after, at least the file size) and checked
     against the per-model ceiling, ``MODEL_CACHE_BYTES``.
     """
     limits = model.limits
@@ -137,8 +145,23 @@ def create_session(model: LoadedModel, options: Any) -> tuple[Any, int]:
         raise ModelRefused(_too_big(name, model.manifest.size, ceiling))
     ort = ort_env.prepare(limits.inference_memory_bytes)
     deadline.check("model load")
-    before = ort_env.rss_bytes()
-    data = model.file.read()
+    native = getattr(model.file, "native_path", None)
+    path = native() if native is not None else None
+    if path is None:
+        data: Any = model.file.read()
+        _scan(name, data)
+        return _session(ort, name, data, options, ceiling, model.manifest.size)
+    _scan(name, model.file.mapped())  # type: ignore[attr-defined]
+    private = tempfile.mkdtemp(prefix="onnx-")
+    try:
+        link = os.path.join(private, "model.onnx")
+        os.symlink(path, link)
+        return _session(ort, name, link, options, ceiling, model.manifest.size)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _scan(name: str, data: Any) -> None:
     try:
         onnx_scan.scan(data)
     except onnx_scan.ExternalData:
@@ -147,16 +170,20 @@ def create_session(model: LoadedModel, options: Any) -> tuple[Any, int]:
             "which this service does not read; embed every tensor in the .onnx file") from None
     except onnx_scan.ScanError as exc:
         raise ProcessingFailed(f"Model '{name}' is not a loadable ONNX model (the file {exc})") from None
+
+
+def _session(ort: Any, name: str, source: Any, options: Any, ceiling: int, size: int) -> tuple[Any, int]:
+    """The session over ``source`` (a path or bytes) and its measured footprint."""
+    before = ort_env.anon_rss_bytes()
     try:
         session = ort.InferenceSession(
-            data, options, providers=["CPUExecutionProvider"], **ort_env.session_kwargs())
+            source, options, providers=["CPUExecutionProvider"], **ort_env.session_kwargs())
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
         if _is_allocation_failure(exc):
             raise ModelRefused(_too_big(name, None, ceiling)) from None
         raise ProcessingFailed(f"Model '{name}' is not a loadable ONNX model ({scrub(str(exc))})") from None
-    finally:
-        del data
-    footprint = max(ort_env.rss_bytes() - before, model.manifest.size)
+    # A bytes source is still alive here but was allocated before ``before``.
+    footprint = max(ort_env.anon_rss_bytes() - before, size)
     if footprint > ceiling:
         del session
         raise ModelRefused(_too_big(name, footprint, ceiling))
