@@ -23,8 +23,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
-import time
+import shutil
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,7 @@ from chalicelib.runners import (
     Limits,
     LoadedModel,
     Runner,
+    bounded_run,
     onnx_scan,
     ort_env,
 )
@@ -121,13 +122,19 @@ def _available_cpus() -> int:
 
 
 def create_session(model: LoadedModel, options: Any) -> tuple[Any, int]:
-    """An InferenceSession over the verified model bytes and the memory it holds.
+    """An InferenceSession over the verified model file and the memory it holds.
 
     Before onnxruntime sees the file, a bounded protobuf scan refuses any
-    tensor stored outside it (:mod:`onnx_scan`). onnxruntime then loads from
-    bytes, with no model path at all: even a reference the scan missed has
-    no directory to resolve against. The memory the loaded session holds is
-    measured (RSS before and after, at least the file size) and checked
+    tensor stored outside it (:mod:`onnx_scan`). Where the reader offers a
+    path to the very file it holds (``native_path``), the scan walks a
+    read-only mapping of it in place, the reader hashes the same mapping in
+    the background, and onnxruntime loads the path itself: no copy of the
+    model in Python. The path is a symlink in a fresh private directory that
+    holds nothing else, and onnxruntime is told that external data lives in
+    an empty unreadable directory, so a reference the scan missed still
+    resolves to nothing. Otherwise the bytes are read (and hashed) and
+    loaded from memory. The memory the loaded session holds is measured
+    (anonymous RSS before and after, at least the file size) and checked
     against the per-model ceiling, ``MODEL_CACHE_BYTES``.
     """
     limits = model.limits
@@ -138,8 +145,23 @@ def create_session(model: LoadedModel, options: Any) -> tuple[Any, int]:
         raise ModelRefused(_too_big(name, model.manifest.size, ceiling))
     ort = ort_env.prepare(limits.inference_memory_bytes)
     deadline.check("model load")
-    before = ort_env.rss_bytes()
-    data = model.file.read()
+    native = getattr(model.file, "native_path", None)
+    path = native() if native is not None else None
+    if path is None:
+        data: Any = model.file.read()
+        _scan(name, data)
+        return _session(ort, name, data, options, ceiling, model.manifest.size)
+    _scan(name, model.file.mapped())  # type: ignore[attr-defined]
+    private = tempfile.mkdtemp(prefix="onnx-")
+    try:
+        link = os.path.join(private, "model.onnx")
+        os.symlink(path, link)
+        return _session(ort, name, link, options, ceiling, model.manifest.size)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _scan(name: str, data: Any) -> None:
     try:
         onnx_scan.scan(data)
     except onnx_scan.ExternalData:
@@ -148,16 +170,20 @@ def create_session(model: LoadedModel, options: Any) -> tuple[Any, int]:
             "which this service does not read; embed every tensor in the .onnx file") from None
     except onnx_scan.ScanError as exc:
         raise ProcessingFailed(f"Model '{name}' is not a loadable ONNX model (the file {exc})") from None
+
+
+def _session(ort: Any, name: str, source: Any, options: Any, ceiling: int, size: int) -> tuple[Any, int]:
+    """The session over ``source`` (a path or bytes) and its measured footprint."""
+    before = ort_env.anon_rss_bytes()
     try:
         session = ort.InferenceSession(
-            data, options, providers=["CPUExecutionProvider"], **ort_env.session_kwargs())
+            source, options, providers=["CPUExecutionProvider"], **ort_env.session_kwargs())
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
         if _is_allocation_failure(exc):
             raise ModelRefused(_too_big(name, None, ceiling)) from None
         raise ProcessingFailed(f"Model '{name}' is not a loadable ONNX model ({scrub(str(exc))})") from None
-    finally:
-        del data
-    footprint = max(ort_env.rss_bytes() - before, model.manifest.size)
+    # A bytes source is still alive here but was allocated before ``before``.
+    footprint = max(ort_env.anon_rss_bytes() - before, size)
     if footprint > ceiling:
         del session
         raise ModelRefused(_too_big(name, footprint, ceiling))
@@ -217,57 +243,33 @@ class OnnxRunner(Runner):
         if timeout <= 0:
             raise deadline_error(budget, limits)
         options = ort_env.run_options()
-        done = threading.Event()
-        stopped: list[str] = []
-        rss_limit = ort_env.rss_bytes() + limits.inference_memory_bytes
 
-        def watch() -> None:
-            ends = time.monotonic() + timeout
-            while not done.wait(_WATCH_INTERVAL):
-                if time.monotonic() >= ends:
-                    stopped.append("time")
-                elif rss_limit and ort_env.rss_bytes() > rss_limit:
-                    stopped.append("memory")
-                else:
-                    continue
-                options.terminate = True
-                return
-
-        watchdog = threading.Thread(target=watch, name="onnx-watchdog", daemon=True)
-        outcome: dict[str, Any] = {}
-
-        def work() -> None:
-            try:
-                outcome["value"] = list(self.session.run(self.output_names, feeds, options))
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
-                outcome["error"] = exc
-            finally:
-                done.set()
-
-        # The run has its own thread: terminate is only checked between
-        # operators, so one long operator (a huge MatMul) would hold the
-        # request past its deadline. The caller waits at most a grace period
-        # more, then answers TIMEOUT and leaves the terminated run to finish
-        # (its memory stays within the shared, capped arena).
-        worker = threading.Thread(target=work, name="onnx-run", daemon=True)
-        watchdog.start()
-        worker.start()
-        if not done.wait(timeout + _STOP_GRACE):
+        def stop() -> None:
             options.terminate = True
+
+        # The run has its own (reused) thread: terminate is only checked
+        # between operators, so one long operator (a huge MatMul) would hold
+        # the request past its deadline. The caller waits at most a grace
+        # period more, then answers TIMEOUT and leaves the terminated run to
+        # finish (its memory stays within the shared, capped arena).
+        outcome = bounded_run.run(
+            lambda: self.session.run(self.output_names, feeds, options),
+            timeout=timeout, grace=_STOP_GRACE, tick=_WATCH_INTERVAL, rss=ort_env.rss_bytes,
+            rss_limit=ort_env.rss_bytes() + limits.inference_memory_bytes, stop=stop)
+        if not outcome.finished:
             log.warning("onnxruntime run of '%s' did not stop within %.1f s of its limit; answered TIMEOUT",
                         self.name, _STOP_GRACE)
             raise deadline_error(budget, limits, timeout)
-        watchdog.join()
-        exc = outcome.get("error")
+        exc = outcome.error
         if exc is None:
-            return list(outcome["value"])
+            return list(outcome.value)
         # onnxruntime's own logger is silent: its error is logged here, as
         # JSON with the request id (scrubbed like any runtime message).
         log.warning("onnxruntime run of '%s' failed (%s): %s", self.name,
-                    stopped[0] if stopped else "error", scrub(str(exc)))
-        if stopped and stopped[0] == "time":
+                    outcome.stopped or "error", scrub(str(exc)))
+        if outcome.stopped == "time":
             raise deadline_error(budget, limits, timeout)
-        if (stopped and stopped[0] == "memory") or _is_allocation_failure(exc):
+        if outcome.stopped == "memory" or _is_allocation_failure(exc):
             raise ResourceExhausted(
                 f"Model '{self.name}' needs more memory for these inputs than a run may take "
                 f"(INFERENCE_MEMORY_BYTES = {limits.inference_memory_bytes} bytes)")

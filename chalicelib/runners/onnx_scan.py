@@ -18,6 +18,7 @@ training-info graphs.
 """
 from __future__ import annotations
 
+from collections.abc import Buffer
 from dataclasses import dataclass
 
 # Wire types.
@@ -69,9 +70,17 @@ class ScanReport:
     nodes: int
 
 
-def scan(data: bytes | memoryview) -> ScanReport:
-    """Walk ``data`` as a ModelProto; raise :class:`ExternalData` or :class:`ScanError`."""
-    buf = memoryview(data)
+def scan(data: Buffer) -> ScanReport:
+    """Walk ``data`` as a ModelProto; raise :class:`ExternalData` or :class:`ScanError`.
+
+    ``data`` is any buffer (``bytes``, ``mmap``, ``memoryview``): it is read in
+    place, never copied, and the view taken of it is released on return, so a
+    mapping can be closed right after."""
+    with memoryview(data) as buf:
+        return _scan(buf)
+
+
+def _scan(buf: memoryview) -> ScanReport:
     counts = {_TENSOR: 0, _GRAPH: 0, _NODE: 0}
     fields = 0
     # Explicit stack of (kind, start, end, depth): no recursion, bounded depth.

@@ -90,6 +90,7 @@ class HashingReader:
         self.bytes_read = 0
         self._background: threading.Thread | None = None
         self._background_error: BaseException | None = None
+        self._mapping: mmap.mmap | None = None
 
     def read(self, n: int = -1) -> bytes:
         if self._background is not None:
@@ -117,9 +118,11 @@ class HashingReader:
         if not os.path.exists(path):
             return None
         size = os.fstat(fd).st_size
+        # One mapping, shared by the background hash and :meth:`mapped`.
+        self._mapping = mmap.mmap(fd, size, prot=mmap.PROT_READ) if size else None
         started = threading.Event()
         self._background = threading.Thread(
-            target=self._hash_mapped, args=(fd, size, started), name="model-sha256", daemon=True)
+            target=self._hash_mapped, args=(size, started), name="model-sha256", daemon=True)
         self._background.start()
         # Wait until the thread is inside hashlib (which drops the GIL for the
         # whole call): native loaders may hold the GIL while they parse, and
@@ -127,13 +130,21 @@ class HashingReader:
         started.wait()
         return path
 
-    def _hash_mapped(self, fd: int, size: int, started: threading.Event) -> None:
+    def mapped(self) -> bytes | mmap.mmap:
+        """After :meth:`native_path`: the file's bytes as a read-only mapping of
+        the very file the path opens (no copy), e.g. to scan it before a
+        library loads the path. Valid until :meth:`finish`; release any
+        memoryview of it before then."""
+        if self._background is None:
+            raise RuntimeError("mapped() comes after native_path()")
+        return self._mapping if self._mapping is not None else b""
+
+    def _hash_mapped(self, size: int, started: threading.Event) -> None:
         try:
-            if size:
-                # One update over a mapping: a single GIL-free call, no copy.
-                with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mapped:
-                    started.set()
-                    self._hasher.update(mapped)
+            if self._mapping is not None:
+                started.set()
+                # One update over the mapping: a single GIL-free call, no copy.
+                self._hasher.update(self._mapping)
             self.bytes_read = size
         except BaseException as exc:  # reported by finish(), never lost
             self._background_error = exc
@@ -144,6 +155,12 @@ class HashingReader:
         """Hash whatever the runner did not read, and return the digest."""
         if self._background is not None:
             self._background.join()
+            if self._mapping is not None:
+                try:
+                    self._mapping.close()
+                except BufferError:  # a view of it is still alive: unmapped when collected
+                    pass
+                self._mapping = None
             if self._background_error is not None:
                 raise self._background_error
             # Bytes appended after the mapping was taken (never by the store,
