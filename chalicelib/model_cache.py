@@ -11,6 +11,7 @@
   file is never served.
 * Concurrent first requests for one model in one process load it once.
 """
+
 from __future__ import annotations
 
 import threading
@@ -79,8 +80,7 @@ class ModelCache:
             with store.open(ref) as (manifest, f):
                 reader = HashingReader(f)
                 try:
-                    runner = runner_module(ref.name).load(
-                        LoadedModel(manifest, reader, self.limits))  # type: ignore[arg-type]
+                    runner = runner_module(ref.name).load(LoadedModel(manifest, reader, self.limits))  # type: ignore[arg-type]
                 except Exception:
                     # A torn or tampered file is reported as such, not as a
                     # format error of whatever the runner tripped over.

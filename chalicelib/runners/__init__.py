@@ -5,6 +5,7 @@ chosen by file suffix; modules are imported on first use so that ``import
 app`` never pays for an ML runtime. Adding a format is one new module and
 one line in ``_BY_SUFFIX``.
 """
+
 from __future__ import annotations
 
 import importlib

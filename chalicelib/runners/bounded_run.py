@@ -12,6 +12,7 @@ A worker whose run was abandoned (still inside an operator past the grace
 period) is busy until that operator returns; the next run takes another
 idle worker or starts one, so a stuck run never delays the next request.
 """
+
 from __future__ import annotations
 
 import queue
@@ -87,8 +88,16 @@ def _give_back(worker: _Worker) -> bool:
         return True
 
 
-def run(fn: Callable[[], Any], *, timeout: float, grace: float, tick: float,
-        rss: Callable[[], int], rss_limit: int, stop: Callable[[], None]) -> Outcome:
+def run(
+    fn: Callable[[], Any],
+    *,
+    timeout: float,
+    grace: float,
+    tick: float,
+    rss: Callable[[], int],
+    rss_limit: int,
+    stop: Callable[[], None],
+) -> Outcome:
     """Call ``fn`` on a worker thread and wait for it, at most ``timeout + grace`` seconds.
 
     Every ``tick`` seconds of waiting, past ``timeout`` (``stopped = "time"``)

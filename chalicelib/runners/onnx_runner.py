@@ -18,6 +18,7 @@ meaning: integers may feed float inputs, integral floats may feed integer
 inputs (within range), nothing else crosses kinds (strings never feed
 numbers, numbers never feed booleans).
 """
+
 from __future__ import annotations
 
 import json
@@ -69,8 +70,14 @@ _DTYPES = {
 _ACCEPTS = {"f": "fiu", "i": "iuf", "u": "iuf", "b": "b", "U": "U"}
 _KIND_WORDS = {"f": "numbers", "i": "integers", "u": "non-negative integers", "b": "booleans", "U": "strings"}
 # What onnxruntime (BFC arena, CPU allocator) says when memory runs out.
-_ALLOCATION_MARKERS = ("Available memory of", "Failed to allocate memory", "bad_alloc",
-                       "std::bad_alloc", "Out of memory", "out of memory")
+_ALLOCATION_MARKERS = (
+    "Available memory of",
+    "Failed to allocate memory",
+    "bad_alloc",
+    "std::bad_alloc",
+    "Out of memory",
+    "out of memory",
+)
 _WATCH_INTERVAL = 0.02  # seconds between the watchdog's clock and RSS checks
 _STOP_GRACE = 0.5  # how long past its limit a run may take to notice terminate
 
@@ -85,8 +92,11 @@ class TensorSpec:
     shape: tuple[int | str | None, ...] | None  # None: rank unknown
 
     def describe(self) -> str:
-        dims = "any shape" if self.shape is None else "[" + ", ".join(
-            str(d) if d is not None else "?" for d in self.shape) + "]"
+        dims = (
+            "any shape"
+            if self.shape is None
+            else "[" + ", ".join(str(d) if d is not None else "?" for d in self.shape) + "]"
+        )
         return f"'{self.name}' {self.dtype or self.onnx_type} {dims}"
 
 
@@ -109,8 +119,7 @@ def session_options() -> Any:
     # Every tensor a run allocates comes from the capped arena.
     options.add_session_config_entry("session.use_env_allocators", "1")
     # Defence in depth behind the scan: external data resolves into an empty directory.
-    options.add_session_config_entry("session.model_external_initializers_file_folder_path",
-                                     ort_env.empty_dir())
+    options.add_session_config_entry("session.model_external_initializers_file_folder_path", ort_env.empty_dir())
     return options
 
 
@@ -167,7 +176,8 @@ def _scan(name: str, data: Any) -> None:
     except onnx_scan.ExternalData:
         raise ModelRefused(
             f"Model '{name}' stores tensor data outside the model file (external data), "
-            "which this service does not read; embed every tensor in the .onnx file") from None
+            "which this service does not read; embed every tensor in the .onnx file"
+        ) from None
     except onnx_scan.ScanError as exc:
         raise ProcessingFailed(f"Model '{name}' is not a loadable ONNX model (the file {exc})") from None
 
@@ -176,8 +186,7 @@ def _session(ort: Any, name: str, source: Any, options: Any, ceiling: int, size:
     """The session over ``source`` (a path or bytes) and its measured footprint."""
     before = ort_env.anon_rss_bytes()
     try:
-        session = ort.InferenceSession(
-            source, options, providers=["CPUExecutionProvider"], **ort_env.session_kwargs())
+        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"], **ort_env.session_kwargs())
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
         if _is_allocation_failure(exc):
             raise ModelRefused(_too_big(name, None, ceiling)) from None
@@ -192,8 +201,7 @@ def _session(ort: Any, name: str, source: Any, options: Any, ceiling: int, size:
 
 def _too_big(name: str, footprint: int | None, ceiling: int) -> str:
     held = f" holds {footprint} bytes once loaded," if footprint else " needs"
-    return (f"Model '{name}'{held} more memory than one model may take "
-            f"(MODEL_CACHE_BYTES = {ceiling} bytes)")
+    return f"Model '{name}'{held} more memory than one model may take (MODEL_CACHE_BYTES = {ceiling} bytes)"
 
 
 def _is_allocation_failure(exc: BaseException) -> bool:
@@ -254,25 +262,33 @@ class OnnxRunner(Runner):
         # finish (its memory stays within the shared, capped arena).
         outcome = bounded_run.run(
             lambda: self.session.run(self.output_names, feeds, options),
-            timeout=timeout, grace=_STOP_GRACE, tick=_WATCH_INTERVAL, rss=ort_env.rss_bytes,
-            rss_limit=ort_env.rss_bytes() + limits.inference_memory_bytes, stop=stop)
+            timeout=timeout,
+            grace=_STOP_GRACE,
+            tick=_WATCH_INTERVAL,
+            rss=ort_env.rss_bytes,
+            rss_limit=ort_env.rss_bytes() + limits.inference_memory_bytes,
+            stop=stop,
+        )
         if not outcome.finished:
-            log.warning("onnxruntime run of '%s' did not stop within %.1f s of its limit; answered TIMEOUT",
-                        self.name, _STOP_GRACE)
+            log.warning(
+                "onnxruntime run of '%s' did not stop within %.1f s of its limit; answered TIMEOUT",
+                self.name,
+                _STOP_GRACE,
+            )
             raise deadline_error(budget, limits, timeout)
         exc = outcome.error
         if exc is None:
             return list(outcome.value)
         # onnxruntime's own logger is silent: its error is logged here, as
         # JSON with the request id (scrubbed like any runtime message).
-        log.warning("onnxruntime run of '%s' failed (%s): %s", self.name,
-                    outcome.stopped or "error", scrub(str(exc)))
+        log.warning("onnxruntime run of '%s' failed (%s): %s", self.name, outcome.stopped or "error", scrub(str(exc)))
         if outcome.stopped == "time":
             raise deadline_error(budget, limits, timeout)
         if outcome.stopped == "memory" or _is_allocation_failure(exc):
             raise ResourceExhausted(
                 f"Model '{self.name}' needs more memory for these inputs than a run may take "
-                f"(INFERENCE_MEMORY_BYTES = {limits.inference_memory_bytes} bytes)")
+                f"(INFERENCE_MEMORY_BYTES = {limits.inference_memory_bytes} bytes)"
+            )
         if not isinstance(exc, Exception):
             raise exc
         # What validation cannot see (e.g. inner dims that disagree
@@ -306,15 +322,18 @@ class OnnxRunner(Runner):
         if text > self.limits.max_response_bytes:
             raise ResourceExhausted(
                 f"Model '{self.name}' returned more than {self.limits.max_response_bytes} bytes of text "
-                "(MAX_RESPONSE_BYTES)")
+                "(MAX_RESPONSE_BYTES)"
+            )
 
     def _too_many_outputs(self, count: int) -> ResourceExhausted:
         return ResourceExhausted(
             f"Model '{self.name}' would return {'more than ' if count > 10**15 else ''}{min(count, 10**15)} "
-            f"output elements; at most {self.limits.max_output_elements} are allowed (MAX_OUTPUT_ELEMENTS)")
+            f"output elements; at most {self.limits.max_output_elements} are allowed (MAX_OUTPUT_ELEMENTS)"
+        )
 
-    def feeds(self, inputs: Any, input_source: str | None,
-              symbols: dict[str, tuple[int, str]] | None = None) -> dict[str, Any]:
+    def feeds(
+        self, inputs: Any, input_source: str | None, symbols: dict[str, tuple[int, str]] | None = None
+    ) -> dict[str, Any]:
         """Inputs as numpy arrays of the declared dtypes and shapes, or InvalidRequest."""
         named = self._named(inputs, input_source)
         given, expected = set(named), {s.name for s in self.inputs}
@@ -353,7 +372,8 @@ class OnnxRunner(Runner):
             if len(self.inputs) != 1:
                 raise InvalidRequest(
                     f"An .npy input holds one unnamed array, but {self.signature()}; "
-                    "use a .json input file naming each input")
+                    "use a .json input file naming each input"
+                )
             return {self.inputs[0].name: _NpyArray(source)}
         if lowered.endswith(".json"):
             # Same shape and the same size limit as an inline body: JSON
@@ -361,7 +381,8 @@ class OnnxRunner(Runner):
             limit = self.limits.max_input_json_bytes
             if source.size > limit:
                 raise InvalidRequest(
-                    f"Input file '{source.name}' is larger than {limit} bytes; store large tensors as .npy")
+                    f"Input file '{source.name}' is larger than {limit} bytes; store large tensors as .npy"
+                )
             try:
                 parsed = json.loads(source.read())
             except (ValueError, RecursionError):
@@ -369,7 +390,8 @@ class OnnxRunner(Runner):
             if not isinstance(parsed, dict):
                 raise InvalidRequest(
                     f"Input file '{source.name}' must hold a JSON object mapping input names to arrays; "
-                    f"{self.signature()}")
+                    f"{self.signature()}"
+                )
             return parsed
         raise InvalidRequest(f"Input file '{source.name}' must be .json or .npy to feed an ONNX model")
 
@@ -388,8 +410,8 @@ class OnnxRunner(Runner):
             except (ValueError, TypeError, OverflowError, RecursionError):
                 # numpy >= 1.24 refuses ragged nesting outright.
                 raise InvalidRequest(
-                    f"Input '{spec.name}' is not a rectangular array (ragged or mixed nesting); "
-                    f"{self.signature()}") from None
+                    f"Input '{spec.name}' is not a rectangular array (ragged or mixed nesting); {self.signature()}"
+                ) from None
             if array.size > budget:
                 raise _too_large(spec, budget, self.limits.max_tensor_elements)
         return _cast(spec, array, self.signature)
@@ -399,27 +421,28 @@ class OnnxRunner(Runner):
             return
         got = "[" + ", ".join(map(str, shape)) + "]"
         if len(shape) != len(spec.shape):
-            raise InvalidRequest(
-                f"Input '{spec.name}' has rank {len(shape)} (shape {got}); {self.signature()}")
+            raise InvalidRequest(f"Input '{spec.name}' has rank {len(shape)} (shape {got}); {self.signature()}")
         for axis, (want, have) in enumerate(zip(spec.shape, shape)):
             if isinstance(want, int) and want >= 0 and want != have:
                 raise InvalidRequest(
-                    f"Input '{spec.name}' has shape {got}, dimension {axis} must be {want}; {self.signature()}")
+                    f"Input '{spec.name}' has shape {got}, dimension {axis} must be {want}; {self.signature()}"
+                )
             if isinstance(want, str) and want:
                 # Inputs that share a symbolic dimension must agree on it.
                 seen = symbols.setdefault(want, (have, spec.name))
                 if seen[0] != have:
                     raise InvalidRequest(
                         f"Dimension '{want}' is {seen[0]} in input '{seen[1]}' but {have} in "
-                        f"input '{spec.name}'; {self.signature()}")
+                        f"input '{spec.name}'; {self.signature()}"
+                    )
 
 
 def deadline_error(budget: float, limits: Limits, waited: float | None = None) -> InferenceTimeout:
     """The TIMEOUT error for a run stopped by the clock, naming which clock."""
     if waited is not None and waited >= budget:
         return InferenceTimeout(
-            f"Inference ran longer than {limits.predict_timeout_seconds:g} s (PREDICT_TIMEOUT_SECONDS) "
-            "and was stopped")
+            f"Inference ran longer than {limits.predict_timeout_seconds:g} s (PREDICT_TIMEOUT_SECONDS) and was stopped"
+        )
     return InferenceTimeout("Inference was stopped at the request's deadline")
 
 
@@ -469,16 +492,22 @@ class _NpyArray:
                 raise ValueError(f"unsupported .npy version {version}")
         except Exception as exc:  # noqa: BLE001 - numpy raises ValueError, SyntaxError, TypeError, ...
             raise InvalidRequest(f"The .npy input is not a valid NumPy array file ({scrub(str(exc))})") from None
-        if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape) \
-                or not isinstance(fortran, bool) or len(shape) > 32:
-            raise InvalidRequest("The .npy input has an invalid header: shape must be a tuple of at most 32 "
-                                 "non-negative integers and fortran_order a boolean")
+        if (
+            not isinstance(shape, tuple)
+            or not all(type(d) is int and d >= 0 for d in shape)
+            or not isinstance(fortran, bool)
+            or len(shape) > 32
+        ):
+            raise InvalidRequest(
+                "The .npy input has an invalid header: shape must be a tuple of at most 32 "
+                "non-negative integers and fortran_order a boolean"
+            )
         if dtype.hasobject:
             raise InvalidRequest("The .npy input holds Python objects; only numeric and string arrays are accepted")
-        if dtype.kind not in _NPY_KINDS or dtype.subdtype is not None or dtype.names is not None \
-                or dtype.itemsize == 0:
+        if dtype.kind not in _NPY_KINDS or dtype.subdtype is not None or dtype.names is not None or dtype.itemsize == 0:
             raise InvalidRequest(
-                f"The .npy input has dtype {str(dtype)[:40]!r}; only booleans, numbers and strings are accepted")
+                f"The .npy input has dtype {str(dtype)[:40]!r}; only booleans, numbers and strings are accepted"
+            )
         count = 1
         for dim in shape:
             count *= dim  # Python ints: no overflow
@@ -487,7 +516,8 @@ class _NpyArray:
         offset = stream.tell()
         if self.source.size - offset != count * dtype.itemsize:
             raise InvalidRequest(
-                f"The .npy input is truncated or padded: its header announces shape {list(shape)} {dtype}")
+                f"The .npy input is truncated or padded: its header announces shape {list(shape)} {dtype}"
+            )
         data = self.source.read()
         if len(data) != offset + count * dtype.itemsize:
             raise InvalidRequest("The .npy input changed while it was read")
@@ -500,8 +530,7 @@ class _NpyArray:
 
 def _spec(arg: Any) -> TensorSpec:
     shape = arg.shape
-    dims = None if shape is None else tuple(
-        d if isinstance(d, int) or d is None else str(d) for d in shape)
+    dims = None if shape is None else tuple(d if isinstance(d, int) or d is None else str(d) for d in shape)
     return TensorSpec(arg.name, arg.type, _DTYPES.get(arg.type), dims)
 
 
@@ -516,32 +545,32 @@ def _cast(spec: TensorSpec, array: Any, signature: Any) -> Any:
     if kind not in _ACCEPTS[target.kind]:
         found = "non-numeric or out-of-range values" if kind in "OSUV" else f"{array.dtype} values"
         raise InvalidRequest(
-            f"Input '{spec.name}' must hold {_KIND_WORDS[target.kind]} ({spec.dtype}), "
-            f"got {found}; {signature()}")
+            f"Input '{spec.name}' must hold {_KIND_WORDS[target.kind]} ({spec.dtype}), got {found}; {signature()}"
+        )
     if array.dtype == target:
         return np.asarray(array, order="C")  # ascontiguousarray would turn 0-d into 1-d
     if target.kind in "iu":
         if kind == "f" and not np.all(np.isfinite(array) & (np.mod(array, 1) == 0)):
             raise InvalidRequest(
-                f"Input '{spec.name}' must hold integers ({spec.dtype}), got fractional numbers; {signature()}")
+                f"Input '{spec.name}' must hold integers ({spec.dtype}), got fractional numbers; {signature()}"
+            )
         info = np.iinfo(target)
         if array.size and (array.min() < info.min or array.max() > info.max):
-            raise InvalidRequest(
-                f"Input '{spec.name}' has values outside the {spec.dtype} range; {signature()}")
+            raise InvalidRequest(f"Input '{spec.name}' has values outside the {spec.dtype} range; {signature()}")
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked just below
         cast = array.astype(target)
     if target.kind == "f" and kind == "f" and target.itemsize < array.dtype.itemsize:
         # float64 -> float32 turns values beyond the range into inf silently.
         if not np.array_equal(np.isfinite(cast), np.isfinite(array)):
-            raise InvalidRequest(
-                f"Input '{spec.name}' has values outside the {spec.dtype} range; {signature()}")
+            raise InvalidRequest(f"Input '{spec.name}' has values outside the {spec.dtype} range; {signature()}")
     return np.asarray(cast, order="C")
 
 
 def _too_large(spec: TensorSpec, budget: int, limit: int) -> InvalidRequest:
     return InvalidRequest(
         f"Inputs are too large: at most {limit} elements per request (MAX_TENSOR_ELEMENTS); "
-        f"input '{spec.name}' exceeds the {max(budget, 0)} left")
+        f"input '{spec.name}' exceeds the {max(budget, 0)} left"
+    )
 
 
 def _tensor_json(value: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ tensor type (``Constant``'s ``value``/``sparse_value`` included), subgraphs
 of ``If``/``Loop``/``Scan`` at any depth, model-local functions, and
 training-info graphs.
 """
+
 from __future__ import annotations
 
 from collections.abc import Buffer

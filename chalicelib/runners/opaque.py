@@ -3,6 +3,7 @@
 It proves the model was read whole and intact from the shared store,
 without interpreting it. The file is streamed, never held in memory.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -15,6 +15,7 @@ Measured with onnxruntime 1.32 (see tests/reliability/test_hostile_models.py):
   lines to stderr with no request id; at FATAL it prints nothing, and every
   error still reaches us as an exception, which the service logs as JSON.
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,8 +47,11 @@ def prepare(inference_memory_bytes: int) -> Any:
             ort.create_and_register_allocator(info, config)
             _registered_cap = int(inference_memory_bytes)
         elif _registered_cap != inference_memory_bytes:
-            log.warning("onnxruntime allocator cap stays %d bytes (asked %d): it is set once per process",
-                        _registered_cap, inference_memory_bytes)
+            log.warning(
+                "onnxruntime allocator cap stays %d bytes (asked %d): it is set once per process",
+                _registered_cap,
+                inference_memory_bytes,
+            )
     return ort
 
 

@@ -15,6 +15,7 @@ Reads: :class:`HashingReader` hands a runner an object's bytes (or a path
 that reopens the very inode) and hashes exactly what it could have seen, so
 a model is verified against its manifest while it loads.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -122,7 +123,8 @@ class HashingReader:
         self._mapping = mmap.mmap(fd, size, prot=mmap.PROT_READ) if size else None
         started = threading.Event()
         self._background = threading.Thread(
-            target=self._hash_mapped, args=(size, started), name="model-sha256", daemon=True)
+            target=self._hash_mapped, args=(size, started), name="model-sha256", daemon=True
+        )
         self._background.start()
         # Wait until the thread is inside hashlib (which drops the GIL for the
         # whole call): native loaders may hold the GIL while they parse, and

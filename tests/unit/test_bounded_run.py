@@ -1,4 +1,5 @@
 """The bounded-run helper: reused threads, time and memory stops, abandoned runs."""
+
 from __future__ import annotations
 
 import threading
@@ -37,8 +38,9 @@ def test_time_limit_calls_stop_and_the_run_ends():
 def test_memory_limit_is_checked_while_waiting():
     stop = threading.Event()
     readings = iter([100, 100, 10_000])
-    outcome = run(lambda: stop.wait(5) and "stopped", rss=lambda: next(readings, 10_000), rss_limit=1_000,
-                  stop=stop.set)
+    outcome = run(
+        lambda: stop.wait(5) and "stopped", rss=lambda: next(readings, 10_000), rss_limit=1_000, stop=stop.set
+    )
     assert outcome.stopped == "memory" and outcome.finished
 
 

@@ -1,5 +1,6 @@
 """Loading a model by path (no copy in Python), its scan over a mapping, the
 runtime's own refusal of external data, and what the footprint counts."""
+
 from __future__ import annotations
 
 import mmap
