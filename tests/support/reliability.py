@@ -123,6 +123,7 @@ def reader(root: str, rid: int, names: list[str], mode: str, go, stop, out: str)
     mode: ``open`` (Store.open, hashing the stream), ``read`` (read_bytes),
     ``predict`` (chalicelib.predict) or ``route`` (POST /predict).
     """
+    from chalicelib.errors import NotFound
     from chalicelib.names import ObjectRef
     from chalicelib.predict import predict
     from chalicelib.store import Store
@@ -173,8 +174,12 @@ def reader(root: str, rid: int, names: list[str], mode: str, go, stop, out: str)
                         res["checksum"] == model["sha256"] and res["processed"] is True,
                     ]
                 )
-        except FileNotFoundError:
-            continue  # not ingested yet
+        except (FileNotFoundError, NotFound):
+            # Not ingested yet (in-process predict says NotFound, the others
+            # FileNotFoundError); but a name once read must never vanish.
+            if any(entry[0] == name for entry in seen):
+                bad.append(f"{name} was read, then not found")
+            continue
         except Exception as exc:  # recorded, asserted by the parent
             bad.append(f"{type(exc).__name__}: {exc}")
     with open(out, "w") as f:
