@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from bench.common import Benchmark, Context, Row
+from bench.table import markdown
 
 PROJECT = Path(__file__).resolve().parent.parent
 # The directory-fsync policy the store applies on EFS (NFSv4.1): see DirSync.
@@ -593,7 +594,7 @@ def render(rows: list[dict[str, Any]], prod: list[dict[str, Any]] | None) -> str
                 "yes" if r["ms"] <= r["target_ms"] else "NO",
             )
         )
-    text = _table(cells)
+    text = markdown(cells)
     if prod is not None:
         pcells = [
             (
@@ -614,15 +615,8 @@ def render(rows: list[dict[str, Any]], prod: list[dict[str, Any]] | None) -> str
                     f"{p['p50_ms']:.1f} ms",
                 )
             )
-        text += "\n\n" + _table(pcells)
+        text += "\n\n" + markdown(pcells)
     return text
-
-
-def _table(cells: list[tuple[str, ...]]) -> str:
-    widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
-    line = "| " + " | ".join(f"{{:<{w}}}" for w in widths) + " |"
-    out = [line.format(*cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    return "\n".join(out + [line.format(*c) for c in cells[1:]])
 
 
 def main(argv: list[str] | None = None) -> int:

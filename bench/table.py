@@ -9,6 +9,16 @@ from collections.abc import Iterable
 from bench.common import Row
 
 
+def markdown(cells: list[tuple[str, ...]]) -> str:
+    """``cells`` (a header row, then rows) as an aligned Markdown table."""
+    widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
+
+    def line(values: tuple[str, ...]) -> str:
+        return "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)) + " |"
+
+    return "\n".join([line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells[1:])])
+
+
 def render(rows: list[Row], notes: Iterable[str], seconds: float, load_before: float) -> str:
     """A Markdown table of ``rows``, the machine's load, and ``notes``."""
     head = ("#", "What", "Ours", "Baseline (same run)", "Result", "Target", "Met")
@@ -16,13 +26,7 @@ def render(rows: list[Row], notes: Iterable[str], seconds: float, load_before: f
         (r.number, r.what, r.ours, r.baseline, r.result, r.target, "-" if r.ok is None else ("yes" if r.ok else "NO"))
         for r in rows
     ]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
-
-    def line(values: tuple[str, ...]) -> str:
-        return "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)) + " |"
-
-    out = [line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    out += [line(c) for c in cells[1:]]
+    out = [markdown(cells)]
     cpus = len(os.sched_getaffinity(0))
     out.append("")
     load_after = os.getloadavg()[0]

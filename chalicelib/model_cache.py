@@ -17,6 +17,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from chalicelib.errors import NotFound, StoreCorrupt
@@ -55,9 +57,12 @@ class ModelCache:
             return cached, True
         with self._lock:
             load_lock = self._loading.setdefault(ref, threading.Lock())
-        with load_lock:
-            # Another thread may have loaded it while we waited.
+        if not load_lock.acquire(blocking=False):
+            load_lock.acquire()
+            # Another thread loaded it while we waited, perhaps a newer version
+            # (an uncontended load skips this EFS read: the manifest is fresh).
             current = store.manifest(ref) or current
+        with _held(load_lock):
             cached = self._lookup(ref, current)
             if cached is not None:
                 return cached, True
@@ -121,3 +126,12 @@ class ModelCache:
         """Drop every cached runner."""
         with self._lock:
             self._entries.clear()
+
+
+@contextmanager
+def _held(lock: threading.Lock) -> Iterator[None]:
+    """Release an already acquired ``lock`` when the block ends."""
+    try:
+        yield
+    finally:
+        lock.release()

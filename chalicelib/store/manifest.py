@@ -43,8 +43,7 @@ class Manifest:
     @classmethod
     def from_json(cls, raw: bytes) -> Manifest:
         doc = json.loads(raw)
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in doc.items() if k in known})
+        return cls(**{k: v for k, v in doc.items() if k in _FIELDS})
 
     def describes(self, st: os.stat_result | None) -> bool:
         """Whether ``st`` is the very object this manifest was committed with."""
@@ -62,6 +61,10 @@ class Manifest:
         if self.inode is None:
             return st is not None and stat.S_ISREG(st.st_mode) and st.st_size == self.size
         return self.describes(st)
+
+
+# Read on every request (each manifest parse): computed once.
+_FIELDS = frozenset(f.name for f in fields(Manifest))
 
 
 @dataclass(frozen=True)
