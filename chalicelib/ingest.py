@@ -143,9 +143,9 @@ def _record_failure(
         log.exception("could not record the failed ingest of %s", ref.key[:300])
 
 
-def _settle(store: Store, ref: ObjectRef, started: int) -> None:
+def _settle(store: Store, ref: ObjectRef, started: int, key: str | None = None) -> None:
     try:
-        store.status.settle(ref, started)
+        store.status.settle(ref, started, key)
     except (ServiceError, OSError):
         log.exception("could not settle the status of %s", ref.key[:300])
 
@@ -197,7 +197,9 @@ def ingest_s3(
         if not handed_off:
             result = _copy(store, settings, bucket, ref, key, info, source)
     except ServiceError as exc:
-        if not (sync and isinstance(exc, (S3NotFound, FileTooLarge))):
+        if not sync and isinstance(exc, S3NotFound):
+            _settle(store, ref, attempt, key)  # a late event for a deleted key: no ghost, nor one left
+        elif not (sync and isinstance(exc, (S3NotFound, FileTooLarge))):
             _record_failure(store, ref, key, exc, attempt, request_id)
         raise
     if handed_off:  # records its own outcome

@@ -58,6 +58,7 @@ class StatusRecord:
     requestId: str | None = None
     error: dict[str, str] | None = None  # {"error": CODE, "message": ...} when failed
     id: str | None = None  # the record's id, for rejected keys
+    etag: str | None = None  # the ETag a pending hand-off accepted
 
     def to_json(self) -> bytes:
         return json.dumps(self.__dict__, sort_keys=True).encode()
@@ -152,9 +153,14 @@ class StatusRecords:
         return out
 
     # -- writing -------------------------------------------------------------
-    def pending(self, ref: ObjectRef, key: str, started: int, request_id: str | None) -> StatusRecord:
-        """Record that an ingest of ``ref`` was accepted and has not landed yet."""
-        record = StatusRecord(PENDING, key[:MAX_ECHO_CHARS], ref.kind, ref.name, _iso(stamp()), started, request_id)
+    def pending(
+        self, ref: ObjectRef, key: str, started: int, request_id: str | None, etag: str | None = None
+    ) -> StatusRecord:
+        """Record that an ingest of ``ref`` (of the object at ``etag``) was
+        accepted and has not landed yet."""
+        record = StatusRecord(
+            PENDING, key[:MAX_ECHO_CHARS], ref.kind, ref.name, _iso(stamp()), started, request_id, etag=etag
+        )
         commit.atomic_write(self._dirs, self._parts(ref.kind), ref.name + ".json", record.to_json(), stage="status")
         return record
 
@@ -181,13 +187,23 @@ class StatusRecords:
         record = StatusRecord(FAILED, key[:MAX_ECHO_CHARS], kind, None, _iso(now), now, request_id, _error(exc), rid)
         commit.atomic_write(self._dirs, self._parts(REJECTED), rid + ".json", record.to_json(), stage="status")
 
-    def settle(self, ref: ObjectRef, started: int) -> None:
+    def settle(self, ref: ObjectRef, started: int, key: str | None = None) -> None:
         """An attempt of ``ref`` started at ``started`` succeeded: drop the
-        record it supersedes (one it started after); keep a newer one."""
+        record it supersedes (one it started after); keep a newer one.
+        With ``key``: drop only a record of an attempt on that very key
+        (the key is gone, so nothing is outstanding for it)."""
         parts, entry = self._parts(ref.kind), ref.name + ".json"
         current = self._lookup(parts, entry)
-        if current is not None and current.startedNs <= started:
+        if current is not None and current.startedNs <= started and (key is None or current.key == key):
             self._dirs.unlink_quietly(parts, entry)
+
+    def get_rejected(self, key: str) -> StatusRecord | None:
+        """The record of S3 key ``key`` whose name cannot be stored, if any."""
+        return self._lookup(self._parts(REJECTED), rejected_id(key) + ".json")
+
+    def clear_rejected(self, key: str) -> None:
+        """Forget the record of the unstorable key ``key`` (it was deleted in S3)."""
+        self._drop(self._parts(REJECTED), rejected_id(key) + ".json")
 
     def clear(self, ref: ObjectRef) -> None:
         """Forget ``ref``'s record, whatever it says (the object was deleted).
@@ -195,7 +211,9 @@ class StatusRecords:
         The ``lstat`` is free (attribute cache); an unlink is a write round trip,
         paid only when there is a record.
         """
-        parts, entry = self._parts(ref.kind), ref.name + ".json"
+        self._drop(self._parts(ref.kind), ref.name + ".json")
+
+    def _drop(self, parts: tuple[str, ...], entry: str) -> None:
         if self._dirs.lstat(parts, entry) is not None:
             self._dirs.unlink_quietly(parts, entry)
 
