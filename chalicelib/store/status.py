@@ -58,7 +58,6 @@ class StatusRecord:
     requestId: str | None = None
     error: dict[str, str] | None = None  # {"error": CODE, "message": ...} when failed
     id: str | None = None  # the record's id, for rejected keys
-    etag: str | None = None  # the ETag a pending hand-off accepted
 
     def to_json(self) -> bytes:
         return json.dumps(self.__dict__, sort_keys=True).encode()
@@ -153,14 +152,9 @@ class StatusRecords:
         return out
 
     # -- writing -------------------------------------------------------------
-    def pending(
-        self, ref: ObjectRef, key: str, started: int, request_id: str | None, etag: str | None = None
-    ) -> StatusRecord:
-        """Record that an ingest of ``ref`` (of the object at ``etag``) was
-        accepted and has not landed yet."""
-        record = StatusRecord(
-            PENDING, key[:MAX_ECHO_CHARS], ref.kind, ref.name, _iso(stamp()), started, request_id, etag=etag
-        )
+    def pending(self, ref: ObjectRef, key: str, started: int, request_id: str | None) -> StatusRecord:
+        """Record that an ingest of ``ref`` was accepted and has not landed yet."""
+        record = StatusRecord(PENDING, key[:MAX_ECHO_CHARS], ref.kind, ref.name, _iso(stamp()), started, request_id)
         commit.atomic_write(self._dirs, self._parts(ref.kind), ref.name + ".json", record.to_json(), stage="status")
         return record
 

@@ -8,32 +8,12 @@ delivered late, duplicated and out of order.
 from __future__ import annotations
 
 import hashlib
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote
 
 import pytest
 
 from tests.support.routes import error, ok, post
-
-
-def event(bucket: str, key: str, name: str = "ObjectCreated:Put", **obj: str) -> dict:
-    """One record as S3 sends it: the key URL-encoded (``+`` for a space);
-    ``obj`` adds ``versionId``, ``eTag``... to its ``s3.object``."""
-    return {
-        "Records": [
-            {
-                "eventVersion": "2.1",
-                "eventSource": "aws:s3",
-                "awsRegion": "us-east-1",
-                "eventTime": "2026-12-04T18:00:00.000Z",
-                "eventName": name,
-                "s3": {
-                    "s3SchemaVersion": "1.0",
-                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-                    "object": {"key": quote_plus(key), "sequencer": "0055AED6DCD90281E5", **obj},
-                },
-            }
-        ]
-    }
+from tests.support.s3_events import s3_event
 
 
 def deliver(client, *events: dict) -> list[str]:
@@ -45,11 +25,11 @@ def deliver(client, *events: dict) -> list[str]:
 
 
 def created(bucket, key, **obj):
-    return event(bucket, key, "ObjectCreated:Put", **obj)
+    return s3_event(bucket, key, "ObjectCreated:Put", **obj)
 
 
 def removed(bucket, key, name="ObjectRemoved:Delete", **obj):
-    return event(bucket, key, name, **obj)
+    return s3_event(bucket, key, name, **obj)
 
 
 def listing(client) -> list[tuple]:
