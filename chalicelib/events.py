@@ -93,7 +93,11 @@ def _parse(store: Store, settings: Settings, key: str) -> ObjectRef:
         return parse_key(key)
     except InvalidRequest as exc:
         try:
-            if not settings.bucket or key_exists(settings.bucket, key):
+            gone = bool(settings.bucket) and not key_exists(str(settings.bucket), key)
+        except ServiceError:
+            gone = False  # unknown: recorded (its removal clears it)
+        try:
+            if not gone:
                 store.status.rejected(key, exc)
         except (ServiceError, OSError):
             log.exception("could not record the rejected key %s", key[:300])
