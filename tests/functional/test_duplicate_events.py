@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.support.faultproxy import Fault, FaultProxy
+from tests.support.faultproxy import Fault
 from tests.support.routes import ok, post
 from tests.support.s3_events import s3_event
 
@@ -24,16 +24,11 @@ def _reset():
 
 
 @pytest.fixture
-def proxy(bucket, moto_server, monkeypatch):
-    """S3 through a logging proxy whose object GETs take 0.3 s (a copy long
-    enough for its duplicates to arrive while it runs)."""
-    p = FaultProxy(moto_server.endpoint).start()
-    p.rule = lambda method, path, n: Fault(delay=0.3) if method == "GET" and "/models/" in path else None
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", p.endpoint)
-    _reset()
-    yield p
-    _reset()
-    p.stop()
+def proxy(s3_proxy):
+    """S3 whose object GETs take 0.3 s (a copy long enough for its
+    duplicates to arrive while it runs)."""
+    s3_proxy.rule = lambda method, path, n: Fault(delay=0.3) if method == "GET" and "/models/" in path else None
+    return s3_proxy
 
 
 def created(bucket: str, key: str) -> dict:

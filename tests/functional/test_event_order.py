@@ -222,30 +222,20 @@ def test_late_created_event_of_a_deleted_rejected_key_leaves_no_record(client, b
     assert ok(client.http.get("/models")) == {"models": [], "count": 0}
 
 
-def test_rejected_key_is_recorded_when_s3_cannot_say_whether_it_exists(
-    client, bucket, s3_client, moto_server, monkeypatch
-):
+def test_rejected_key_is_recorded_when_s3_cannot_say_whether_it_exists(client, bucket, s3_client, s3_proxy):
     """Not knowing is no reason to lose the record: only a key S3 says is gone goes unrecorded."""
-    from tests.support.env import reset_caches
-    from tests.support.faultproxy import Fault, FaultProxy
+    from tests.support.faultproxy import Fault
 
     key = "models/.dotted"
     s3_client.put_object(Bucket=bucket, Key=key, Body=b"x")
-    proxy = FaultProxy(moto_server.endpoint).start()
-    try:
-        proxy.rule = lambda method, path, n: Fault(status=503, code="SlowDown") if method == "HEAD" else None
-        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.endpoint)
-        monkeypatch.setenv("S3_MAX_ATTEMPTS", "1")
-        reset_caches()
-        assert deliver(client, created(bucket, key)) == ["skipped"]
-        assert [m["key"] for m in ok(client.http.get("/models"))["models"]] == [key]
-        # Its removal while S3 keeps failing: a retry (Lambda's), the record stays.
-        s3_client.delete_object(Bucket=bucket, Key=key)
-        with pytest.raises(Exception, match="Lambda will retry"):
-            deliver(client, removed(bucket, key))
-        assert ok(client.http.get("/models"))["count"] == 1
-        proxy.rule = lambda method, path, n: None
-        assert deliver(client, removed(bucket, key)) == ["cleared"]
-    finally:
-        proxy.stop()
+    s3_proxy.rule = lambda method, path, n: Fault(status=503, code="SlowDown") if method == "HEAD" else None
+    assert deliver(client, created(bucket, key)) == ["skipped"]
+    assert [m["key"] for m in ok(client.http.get("/models"))["models"]] == [key]
+    # Its removal while S3 keeps failing: a retry (Lambda's), the record stays.
+    s3_client.delete_object(Bucket=bucket, Key=key)
+    with pytest.raises(Exception, match="Lambda will retry"):
+        deliver(client, removed(bucket, key))
+    assert ok(client.http.get("/models"))["count"] == 1
+    s3_proxy.rule = lambda method, path, n: None
+    assert deliver(client, removed(bucket, key)) == ["cleared"]
     assert ok(client.http.get("/models"))["count"] == 0
