@@ -26,7 +26,7 @@ class RecordOutcome:
     """What happened to one record of an event."""
 
     key: str
-    status: str  # created | updated | exists | skipped | failed
+    status: str  # created | updated | exists | skipped | failed; removals: deleted | kept | cleared | absent
     detail: str = ""
 
 
@@ -92,8 +92,9 @@ def _parse(store: Store, settings: Settings, key: str) -> ObjectRef:
     try:
         return parse_key(key)
     except InvalidRequest as exc:
+        bucket = settings.bucket
         try:
-            gone = bool(settings.bucket) and not key_exists(str(settings.bucket), key)
+            gone = not key_exists(bucket, key) if bucket else False
         except ServiceError:
             gone = False  # unknown: recorded (its removal clears it)
         try:

@@ -111,11 +111,14 @@ def split(event: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 def handle_removed(
     store: Store, settings: Settings, event: dict[str, Any], context: object = None
 ) -> list[RecordOutcome]:
-    """Delete the store copy of every removed key that is really gone from S3.
+    """Delete the store copy of every removed key it came from that is really gone from S3.
 
-    Outcomes: ``deleted``, ``kept`` (the key exists again), ``absent`` (no
-    copy), ``skipped`` (not a name of the store), ``failed`` (transient;
-    raised as :class:`RetryableEventError` after every record was tried).
+    Outcomes: ``deleted``, ``kept`` (the key exists again, or the copy is
+    inline or from another key), ``cleared`` (no copy, but the record of a
+    failed or pending attempt of this key, or of this unstorable key, went),
+    ``absent`` (nothing of it in the store), ``skipped`` (not a name of the
+    store), ``failed`` (transient; raised as :class:`RetryableEventError`
+    after every record was tried).
     """
     from chalicelib.events import records, settle  # the same decoding as ObjectCreated
 
