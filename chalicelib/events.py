@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 from urllib.parse import unquote_plus
 
-from chalicelib import deadline, observability
+from chalicelib import deadline, observability, s3
 from chalicelib.config import Settings
 from chalicelib.errors import FileTooLarge, InvalidRequest, S3NotFound, ServiceError
 from chalicelib.ingest import IngestResult, ingest_s3
@@ -26,16 +26,16 @@ class RecordOutcome:
     """What happened to one record of an event."""
 
     key: str
-    status: str  # created | updated | exists | skipped | failed
+    status: str  # created | updated | exists | skipped | failed; removals: deleted | kept | cleared | absent
     detail: str = ""
 
 
 def records(event: dict[str, Any]) -> Iterable[tuple[str, str]]:
     """``(bucket, decoded key)`` of every record; keys arrive URL-encoded."""
     for record in event.get("Records") or []:
-        s3 = record.get("s3") or {}
-        bucket = (s3.get("bucket") or {}).get("name", "")
-        key = unquote_plus((s3.get("object") or {}).get("key", ""))
+        about = record.get("s3") or {}
+        bucket = (about.get("bucket") or {}).get("name", "")
+        key = unquote_plus((about.get("object") or {}).get("key", ""))
         yield bucket, key
 
 
@@ -62,7 +62,7 @@ def _handle(store: Store, settings: Settings, event: dict[str, Any]) -> list[Rec
             outcomes.append(RecordOutcome(key, "skipped", "event for another bucket"))
             continue
         try:
-            ref = _parse(store, key)
+            ref = _parse(store, settings, key)
             # Failures are recorded on the store by ingest_s3 (the name's state).
             result = ingest_s3(store, settings, ref, key)
             if isinstance(result, IngestResult):  # never handed off: not sync
@@ -86,16 +86,32 @@ def settle(outcomes: list[RecordOutcome], what: str) -> list[RecordOutcome]:
     return outcomes
 
 
-def _parse(store: Store, key: str) -> ObjectRef:
-    """The key's name, or the key recorded as failed (GET /models lists it)."""
+def _parse(store: Store, settings: Settings, key: str) -> ObjectRef:
+    """The key's name, or the key recorded as failed (GET /models lists it)
+    unless it is gone already (a late event: its removal came first)."""
     try:
         return parse_key(key)
     except InvalidRequest as exc:
+        bucket = settings.bucket
         try:
-            store.status.rejected(key, exc)
+            gone = not key_exists(bucket, key) if bucket else False
+        except ServiceError:
+            gone = False  # unknown: recorded (its removal clears it)
+        try:
+            if not gone:
+                store.status.rejected(key, exc)
         except (ServiceError, OSError):
             log.exception("could not record the rejected key %s", key[:300])
         raise
+
+
+def key_exists(bucket: str, key: str) -> bool:
+    """Whether S3 holds an object at ``key`` now (a HEAD: strongly consistent)."""
+    try:
+        s3.head(bucket, key)
+    except S3NotFound:
+        return False
+    return True
 
 
 def observe_events(event: Any, get_response: Callable[[Any], Any]) -> Any:

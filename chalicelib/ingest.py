@@ -18,6 +18,11 @@ from chalicelib.store.status import StatusRecord
 
 log = logging.getLogger(__name__)
 
+# The S3-event function's timeout (.chalice/config.json): a repeated
+# POST /ingest {"key"} within it finds the hand-off's copy on its way; after
+# it (a copy that died without a word) it hands the key off again.
+HAND_OFF_SECONDS = 900.0
+
 
 @dataclass(frozen=True)
 class IngestResult:
@@ -143,9 +148,9 @@ def _record_failure(
         log.exception("could not record the failed ingest of %s", ref.key[:300])
 
 
-def _settle(store: Store, ref: ObjectRef, started: int) -> None:
+def _settle(store: Store, ref: ObjectRef, started: int, key: str | None = None) -> None:
     try:
-        store.status.settle(ref, started)
+        store.status.settle(ref, started, key)
     except (ServiceError, OSError):
         log.exception("could not settle the status of %s", ref.key[:300])
 
@@ -183,28 +188,39 @@ def ingest_s3(
         if info.size > settings.max_ingest_bytes:
             raise FileTooLarge(settings.max_ingest_bytes)
         current = store.manifest(ref)
-        if (
-            current is not None
-            and current.source == source
-            and current.etag == info.etag
-            and current.size == info.size
-            and store.intact(ref, current)
-        ):
+        if current is not None and store.unchanged(ref, current, source=source, etag=info.etag, size=info.size):
             _settle(store, ref, attempt)
             record_ingest(0, started, "exists")  # unchanged ETag: nothing copied
             return IngestResult(current, "exists", store.path(ref), key)
         handed_off = sync and info.size > settings.sync_ingest_max_bytes
+        waiting = _handed_off_already(store, ref, key) if handed_off else None
+        if waiting is not None:  # its event is on the way: no second copy
+            observability.annotate(ingestStatus="accepted")
+            return Accepted(ref, key, info.size, waiting)
         if not handed_off:
             result = _copy(store, settings, bucket, ref, key, info, source)
     except ServiceError as exc:
-        if not (sync and isinstance(exc, (S3NotFound, FileTooLarge))):
+        if not sync and isinstance(exc, S3NotFound):
+            _settle(store, ref, attempt, key)  # a late event for a deleted key: no ghost, nor one left
+        elif not (sync and isinstance(exc, (S3NotFound, FileTooLarge))):
             _record_failure(store, ref, key, exc, attempt, request_id)
         raise
     if handed_off:  # records its own outcome
         return hand_off(store, bucket, ref, key, info, attempt, request_id)
     _settle(store, ref, attempt)
-    record_ingest(info.size, started, result.status)
+    record_ingest(0 if result.status == "exists" else info.size, started, result.status)
     return IngestResult(result.manifest, result.status, store.path(ref), key)
+
+
+def _handed_off_already(store: Store, ref: ObjectRef, key: str) -> StatusRecord | None:
+    """The pending record of a hand-off of ``key`` still within its event's
+    time (the S3-event function's timeout), if any. Whatever the object is
+    now, an event for it is on the way: the hand-off's own, or that of the
+    upload that replaced it since."""
+    record = store.status.get(ref)
+    if record is None or record.state != status.PENDING or record.key != key:
+        return None
+    return record if status.stamp() - record.startedNs < HAND_OFF_SECONDS * 1e9 else None
 
 
 def _copy(

@@ -7,15 +7,24 @@ recoverable. Both paths delete under the name's writer lock
 (:meth:`Store.delete`), so no ingest of the same name interleaves:
 
 * the API deletes the S3 object(s) first, then the store copy; a failure
-  of the S3 delete leaves everything in place (a clear 5xx, retry);
-* an ``ObjectRemoved`` event deletes the store copy only if no S3 object it
-  came from exists any more (a HEAD under the lock). A removed event that
-  arrives after the key was written again (events are unordered, and
-  retried) therefore keeps the newer copy. The event's ``sequencer`` could
-  order events of one key, but only against other events: an ingest
-  through ``POST /ingest`` has none, and the store would have to keep the
-  last sequencer per key. The HEAD asks S3 (strongly consistent) what is
-  true now, which is what the copy must follow.
+  of the S3 delete leaves everything in place (a clear 5xx, retry). A name
+  with no copy but the record of a pending or failed ingest (a ghost) is
+  deleted the same way: its S3 object(s), then the record;
+* an ``ObjectRemoved`` event deletes the store copy only if that copy came
+  from the removed key (the manifest's ``source``, exactly as that key was
+  spelled: an inline copy, never in S3, or a copy from another spelling
+  of the name is never deleted by it) and no version of that key exists any
+  more (a HEAD under the lock). A removed event that arrives after the key
+  was written again (events are unordered, and retried), or after the name
+  was re-ingested inline or from another key, therefore keeps the newer
+  copy. The HEAD asks S3 (strongly consistent) what is true now, which is
+  what the copy must follow; the event's ``sequencer`` orders events of
+  one key only against each other (an ingest through ``POST /ingest`` has
+  none), and its ``versionId`` adds nothing the HEAD does not say (a
+  delete marker hides every version: the key is gone; a version removed
+  under a current one leaves the key there). A removed key with no copy
+  but a record (a failed ingest, or a key whose name cannot be stored)
+  clears that record.
 """
 
 from __future__ import annotations
@@ -24,8 +33,8 @@ from typing import Any
 
 from chalicelib import deadline, s3
 from chalicelib.config import Settings
-from chalicelib.errors import InvalidRequest, NotFound, S3NotFound, ServiceError
-from chalicelib.events import RecordOutcome
+from chalicelib.errors import InvalidRequest, NotFound, ServiceError
+from chalicelib.events import RecordOutcome, key_exists
 from chalicelib.names import INPUTS, MODELS, ObjectRef, parse_key, parse_path_name
 from chalicelib.store import Manifest, Store
 
@@ -33,42 +42,58 @@ REMOVED_PREFIX = "ObjectRemoved:"
 _LABEL = {MODELS: "Model", INPUTS: "Input"}
 
 
-def s3_keys(settings: Settings, ref: ObjectRef, manifest: Manifest) -> list[str]:
+def s3_keys(ref: ObjectRef, source: str | None = None) -> list[str]:
     """The S3 keys the stored copy of ``ref`` may come from: its own key and,
     if it was ingested from another spelling (NFD), that key too."""
     keys = [ref.key]
-    prefix = f"s3://{settings.bucket}/"
-    if manifest.source.startswith(prefix):
-        source_key = manifest.source[len(prefix) :]
-        if source_key not in keys:
-            keys.append(source_key)
+    if source is not None and source not in keys and _names(source, ref):
+        keys.append(source)
     return keys
+
+
+def source_key(settings: Settings, manifest: Manifest) -> str | None:
+    """The key of the configured bucket ``manifest``'s copy came from (``None``: inline)."""
+    prefix = f"s3://{settings.bucket}/"
+    return manifest.source[len(prefix) :] if manifest.source.startswith(prefix) else None
+
+
+def _names(key: str, ref: ObjectRef) -> bool:
+    try:
+        return parse_key(key) == ref
+    except InvalidRequest:
+        return False
 
 
 def delete(store: Store, settings: Settings, kind: str, raw_name: str) -> dict[str, Any]:
     """``DELETE /<kind>/{name}``: the S3 object(s) then the store copy; the documented body.
 
-    ``raw_name`` is the path parameter, still percent-encoded. 404
-    ``NOT_FOUND`` when the store holds no such object.
+    ``raw_name`` is the path parameter, still percent-encoded. A name with
+    no copy but a pending or failed record (a ghost) is deleted too
+    (``fileId`` and ``version`` null). 404 ``NOT_FOUND`` when the store
+    holds neither.
     """
     name = parse_path_name(raw_name, "name")
     ref = ObjectRef(kind, name)
 
-    def delete_in_s3(manifest: Manifest) -> bool:
+    def delete_in_s3(source: str | None) -> bool:
         if settings.bucket:
-            for key in s3_keys(settings, ref, manifest):
+            for key in s3_keys(ref, source):
                 s3.delete(settings.bucket, key)
         return True
 
-    manifest = store.delete(ref, before=delete_in_s3)
+    manifest = store.delete(ref, before=lambda m: delete_in_s3(source_key(settings, m)))
     if manifest is None:
-        raise NotFound(None, f"{_LABEL[kind]} '{name}' not found on EFS")
+        record = store.status.get(ref)
+        if record is None:
+            raise NotFound(None, f"{_LABEL[kind]} '{name}' not found on EFS")
+        delete_in_s3(record.key)  # a ghost: its key may be in S3 still (too large, say)
+        store.status.clear(ref)
     return {
         "status": "deleted",
         "key": ref.key,
         "name": name,
-        "fileId": manifest.fileId,
-        "version": manifest.version,
+        "fileId": manifest.fileId if manifest else None,
+        "version": manifest.version if manifest else None,
         "s3Deleted": bool(settings.bucket),
     }
 
@@ -86,11 +111,14 @@ def split(event: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 def handle_removed(
     store: Store, settings: Settings, event: dict[str, Any], context: object = None
 ) -> list[RecordOutcome]:
-    """Delete the store copy of every removed key that is really gone from S3.
+    """Delete the store copy of every removed key it came from that is really gone from S3.
 
-    Outcomes: ``deleted``, ``kept`` (the key exists again), ``absent`` (no
-    copy), ``skipped`` (not a name of the store), ``failed`` (transient;
-    raised as :class:`RetryableEventError` after every record was tried).
+    Outcomes: ``deleted``, ``kept`` (the key exists again, or the copy is
+    inline or from another key), ``cleared`` (no copy, but the record of a
+    failed or pending attempt of this key, or of this unstorable key, went),
+    ``absent`` (nothing of it in the store), ``skipped`` (not a name of the
+    store), ``failed`` (transient; raised as :class:`RetryableEventError`
+    after every record was tried).
     """
     from chalicelib.events import records, settle  # the same decoding as ObjectCreated
 
@@ -111,25 +139,40 @@ def handle_removed(
 
 
 def _remove_one(store: Store, settings: Settings, key: str) -> RecordOutcome:
-    ref = parse_key(key)
     bucket = settings.bucket
     if not bucket:
         raise InvalidRequest("No S3 bucket is configured (MODEL_BUCKET)")
-    kept: list[str] = []
+    try:
+        ref = parse_key(key)
+    except InvalidRequest:
+        if store.status.get_rejected(key) is None:
+            raise
+        if key_exists(bucket, key):
+            return RecordOutcome(key, "kept", "the S3 object exists again; its record stays")
+        store.status.clear_rejected(key)
+        return RecordOutcome(key, "cleared", "the record of a key whose name cannot be stored")
+    seen: list[Manifest] = []
+    present: list[bool] = []
 
-    def gone_from_s3(manifest: Manifest) -> bool:
-        for candidate in dict.fromkeys([key, *s3_keys(settings, ref, manifest)]):
-            try:
-                s3.head(bucket, candidate)
-            except S3NotFound:
-                continue
-            kept.append(candidate)
-            return False
-        return True
+    def came_from_a_gone_key(manifest: Manifest) -> bool:
+        seen.append(manifest)
+        if source_key(settings, manifest) != key:
+            return False  # inline, or from another key: this removal is not its
+        present.append(key_exists(bucket, key))
+        return not present[0]
 
-    manifest = store.delete(ref, before=gone_from_s3)
+    manifest = store.delete(ref, before=came_from_a_gone_key)
     if manifest is not None:
         return RecordOutcome(key, "deleted", f"version {manifest.version}")
-    if kept:
+    if present:
         return RecordOutcome(key, "kept", "the S3 object exists again; the newer copy stays")
-    return RecordOutcome(key, "absent", "no copy in the store")
+    if seen:
+        origin = "inline data" if seen[0].source == "inline" else seen[0].source
+        return RecordOutcome(key, "kept", f"the copy came from {origin[:300]}, not this key")
+    record = store.status.get(ref)
+    if record is None or record.key != key:
+        return RecordOutcome(key, "absent", "no copy in the store")
+    if key_exists(bucket, key):
+        return RecordOutcome(key, "kept", "the S3 object exists again; its record stays")
+    store.status.settle(ref, record.startedNs, key=key)  # this record, unless a newer one replaced it
+    return RecordOutcome(key, "cleared", f"the {record.state} record of the removed key")

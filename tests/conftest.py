@@ -71,3 +71,19 @@ def client(efs_root):
 
     with Client(app.app) as c:
         yield c
+
+
+@pytest.fixture
+def s3_proxy(bucket, moto_server, monkeypatch):
+    """The app's S3 through a fault proxy on loopback (``tests.support.faultproxy``;
+    set its ``rule``, read its ``log``), one attempt per S3 call. ``s3_client``
+    still reaches moto directly."""
+    from tests.support.faultproxy import FaultProxy
+
+    proxy = FaultProxy(moto_server.endpoint).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.endpoint)
+    monkeypatch.setenv("S3_MAX_ATTEMPTS", "1")
+    reset_caches()
+    yield proxy
+    reset_caches()
+    proxy.stop()

@@ -242,11 +242,22 @@ class Store:
         next version; new name: ``created``. ``expected_size`` rejects a
         short or long stream (:class:`SizeMismatch`). Any failure leaves the
         previous version (or nothing) in place. Each chunk is hashed and
-        written before the next is asked for, and not kept.
+        written before the next is asked for, and not kept. With ``etag`` and
+        ``expected_size``: if the current version is already that object
+        (:meth:`unchanged`, checked under the lock, so a duplicate that waited
+        for a concurrent copy of it), ``exists`` without taking a chunk.
         """
         small = isinstance(chunks, (list, tuple)) and sum(map(len, chunks)) <= _SMALL_BYTES
         return self._put(
             ref, chunks, source=source, etag=etag, max_bytes=max_bytes, expected_size=expected_size, small=small
+        )
+
+    def unchanged(self, ref: ObjectRef, manifest: Manifest, *, source: str, etag: str, size: int) -> bool:
+        """Whether ``manifest`` (the current one of ``ref``) already holds the
+        S3 object ``source`` at ``etag``, intact: nothing to copy. An ETag
+        names one content of one key; a source without one (inline) never matches."""
+        return (
+            manifest.source == source and manifest.etag == etag and manifest.size == size and self.intact(ref, manifest)
         )
 
     def intact(self, ref: ObjectRef, manifest: Manifest) -> bool:
@@ -288,6 +299,13 @@ class Store:
                 with commit_lock():
                     commit.finish_pending(self._dirs, ref)
             current = self.manifest(ref)
+            if (
+                current is not None
+                and etag is not None
+                and expected_size is not None
+                and self.unchanged(ref, current, source=source, etag=etag, size=expected_size)
+            ):
+                return PutResult(current, "exists")  # the same object: not one byte read or written
             size, digest, st = commit.write_temp(self._dirs, ref, chunks, max_bytes)
             try:
                 if expected_size is not None and size != expected_size:

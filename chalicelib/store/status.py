@@ -181,13 +181,23 @@ class StatusRecords:
         record = StatusRecord(FAILED, key[:MAX_ECHO_CHARS], kind, None, _iso(now), now, request_id, _error(exc), rid)
         commit.atomic_write(self._dirs, self._parts(REJECTED), rid + ".json", record.to_json(), stage="status")
 
-    def settle(self, ref: ObjectRef, started: int) -> None:
+    def settle(self, ref: ObjectRef, started: int, key: str | None = None) -> None:
         """An attempt of ``ref`` started at ``started`` succeeded: drop the
-        record it supersedes (one it started after); keep a newer one."""
+        record it supersedes (one it started after); keep a newer one.
+        With ``key``: drop only a record of an attempt on that very key
+        (the key is gone, so nothing is outstanding for it)."""
         parts, entry = self._parts(ref.kind), ref.name + ".json"
         current = self._lookup(parts, entry)
-        if current is not None and current.startedNs <= started:
+        if current is not None and current.startedNs <= started and (key is None or current.key == key):
             self._dirs.unlink_quietly(parts, entry)
+
+    def get_rejected(self, key: str) -> StatusRecord | None:
+        """The record of S3 key ``key`` whose name cannot be stored, if any."""
+        return self._lookup(self._parts(REJECTED), rejected_id(key) + ".json")
+
+    def clear_rejected(self, key: str) -> None:
+        """Forget the record of the unstorable key ``key`` (it was deleted in S3)."""
+        self._drop(self._parts(REJECTED), rejected_id(key) + ".json")
 
     def clear(self, ref: ObjectRef) -> None:
         """Forget ``ref``'s record, whatever it says (the object was deleted).
@@ -195,7 +205,9 @@ class StatusRecords:
         The ``lstat`` is free (attribute cache); an unlink is a write round trip,
         paid only when there is a record.
         """
-        parts, entry = self._parts(ref.kind), ref.name + ".json"
+        self._drop(self._parts(ref.kind), ref.name + ".json")
+
+    def _drop(self, parts: tuple[str, ...], entry: str) -> None:
         if self._dirs.lstat(parts, entry) is not None:
             self._dirs.unlink_quietly(parts, entry)
 

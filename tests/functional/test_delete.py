@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.onnx_models import Mlp
 from tests.support.routes import error, ok, post
+from tests.support.s3_events import s3_event
 
 MLP = Mlp.random(seed=3)
 X = np.random.default_rng(7).standard_normal((2, 4)).astype(np.float32)
@@ -29,22 +30,7 @@ def npy(x: np.ndarray) -> bytes:
 
 
 def removed_event(bucket: str, key: str) -> dict:
-    from urllib.parse import quote_plus
-
-    return {
-        "Records": [
-            {
-                "eventVersion": "2.1",
-                "eventSource": "aws:s3",
-                "awsRegion": "us-east-1",
-                "eventName": "ObjectRemoved:Delete",
-                "s3": {
-                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-                    "object": {"key": quote_plus(key), "sequencer": "0A"},
-                },
-            }
-        ]
-    }
+    return s3_event(bucket, key, "ObjectRemoved:Delete")
 
 
 # -- DELETE ---------------------------------------------------------------------------

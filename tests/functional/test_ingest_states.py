@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.support.faultproxy import Fault, FaultProxy
+from tests.support.faultproxy import Fault
 from tests.support.routes import error, ok, post
 
 
@@ -27,19 +27,13 @@ def small_sync(bucket, monkeypatch):
 
 
 @pytest.fixture
-def failing_gets(small_sync, moto_server, monkeypatch):
+def failing_gets(small_sync, s3_proxy):
     """S3 behind a proxy whose object GETs fail (500) while ``failing`` is set."""
-    proxy = FaultProxy(moto_server.endpoint).start()
-    proxy.failing = True
-    proxy.rule = lambda method, path, n: (
-        Fault(status=500, code="InternalError") if method == "GET" and proxy.failing else None
+    s3_proxy.failing = True
+    s3_proxy.rule = lambda method, path, n: (
+        Fault(status=500, code="InternalError") if method == "GET" and s3_proxy.failing else None
     )
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.endpoint)
-    monkeypatch.setenv("S3_MAX_ATTEMPTS", "1")
-    _reset()
-    yield proxy
-    _reset()
-    proxy.stop()
+    return s3_proxy
 
 
 def deliver(client, bucket, key):
@@ -190,17 +184,10 @@ def test_inline_ingest_failing_on_the_store_is_recorded(client, efs_root):
     assert ok(client.http.get("/models/d.bin"))["state"] == "ready"
 
 
-def test_hand_off_copy_failure_replaces_pending_with_failed(client, small_sync, moto_server, s3_client, monkeypatch):
+def test_hand_off_copy_failure_replaces_pending_with_failed(client, small_sync, s3_client, s3_proxy):
     s3_client.put_object(Bucket=small_sync, Key="models/c.bin", Body=b"C" * 2048)
-    proxy = FaultProxy(moto_server.endpoint).start()
-    try:
-        # The copy is a PUT carrying x-amz-copy-source; plain HEADs pass.
-        proxy.rule = lambda method, path, n: Fault(status=503, code="SlowDown") if method == "PUT" else None
-        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.endpoint)
-        monkeypatch.setenv("S3_MAX_ATTEMPTS", "1")
-        _reset()
-        failure = failed_post(client, {"key": "models/c.bin"})
-    finally:
-        proxy.stop()
+    # The copy is a PUT carrying x-amz-copy-source; plain HEADs pass.
+    s3_proxy.rule = lambda method, path, n: Fault(status=503, code="SlowDown") if method == "PUT" else None
+    failure = failed_post(client, {"key": "models/c.bin"})
     state = ok(client.http.get("/models/c.bin"))
     assert state["state"] == "failed" and state["error"]["error"] == failure["error"]

@@ -111,3 +111,29 @@ def test_the_failure_of_an_accepted_ingest_keeps_the_accepting_request_id(store)
     store.status.failed(REF, "models/m.bin", FileTooLarge(10), stamp())  # the S3-event function: no request id
     got = store.status.get(REF)
     assert got.state == "failed" and got.requestId == "accepting-request"
+
+
+def test_settling_for_a_gone_key_drops_only_that_keys_record(store):
+    """A key that no longer exists settles its own record, never one of another key of the name."""
+    nfd = "models/m\u0301.bin"
+    store.status.pending(REF, nfd, stamp(), "req-1")
+    store.status.settle(REF, stamp(), key="models/m.bin")
+    assert store.status.get(REF).key == nfd  # another key's attempt stands
+    before = stamp()
+    store.status.failed(REF, "models/m.bin", S3Unavailable(), stamp())
+    store.status.settle(REF, before, key="models/m.bin")
+    assert store.status.get(REF).state == "failed"  # newer than the settling attempt
+    store.status.settle(REF, stamp(), key="models/m.bin")
+    assert store.status.get(REF) is None
+
+
+def test_rejected_records_are_read_and_cleared_by_key(store, tmp_path):
+    bad = "models/../x"
+    assert store.status.get_rejected(bad) is None
+    store.status.clear_rejected(bad)  # nothing there: nothing to do
+    store.status.rejected(bad, InvalidRequest("Invalid 'key'"))
+    store.status.rejected("models/.y", InvalidRequest("Invalid 'key'"))
+    assert store.status.get_rejected(bad).key == bad
+    store.status.clear_rejected(bad)
+    assert store.status.get_rejected(bad) is None
+    assert [r.key for r in store.status.list("models")] == ["models/.y"]
