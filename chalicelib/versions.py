@@ -96,9 +96,8 @@ def list_versions(store: Store, raw_name: str) -> dict[str, Any]:
 def rollback(store: Store, raw_name: str, version: int) -> dict[str, Any]:
     """``POST /models/{name}/rollback {"version": n}``: make kept version ``n`` current again."""
     ref = _ref(raw_name)
-    before = _current(store, ref)
     try:
-        result = store.rollback(ref, version)
+        result, before = store.rollback(ref, version)
     except FileNotFoundError:
         raise NotFound(None, f"Model '{ref.name}' not found on EFS") from None
     except VersionNotKept as exc:
@@ -106,6 +105,6 @@ def rollback(store: Store, raw_name: str, version: int) -> dict[str, Any]:
     return {
         "status": result.status,
         **describe(result.manifest),
-        "previousVersion": before.version if result.status == "rolledBack" else None,
+        "previousVersion": before if result.status == "rolledBack" else None,
         "latestVersion": result.manifest.latest_version,
     }

@@ -463,11 +463,11 @@ class Store:
         commit.publish(self._dirs, ref)
 
     # -- versions ------------------------------------------------------------
-    def rollback(self, ref: ObjectRef, version: int) -> PutResult:
+    def rollback(self, ref: ObjectRef, version: int) -> tuple[PutResult, int]:
         """Make kept ``version`` of ``ref`` current again, without copying a byte.
 
-        ``rolledBack`` with the new current manifest, or ``current`` if it is
-        already. The data temp becomes a second name of the version's inode
+        (``rolledBack`` with the new current manifest, or ``current`` if it is
+        already; the version that was current before). The data temp becomes a second name of the version's inode
         (``commit.stage_version``), then the commit is the same intent, swap
         and publish as an ingest's, so recovery after a crash at any step is
         the same too. The kept set stays (the old current joins ``previous``);
@@ -483,7 +483,7 @@ class Store:
             if current is None:
                 raise FileNotFoundError(ref.key)
             if version == current.version:
-                return PutResult(current, "current")
+                return PutResult(current, "current"), current.version
             kept = current.kept()
             if version not in kept or ref.kind not in VERSIONED_KINDS:
                 raise VersionNotKept(version, sorted(kept))
@@ -508,7 +508,7 @@ class Store:
                 self._dirs.unlink_quietly((ref.kind,), commit.data_temp(ref.name))
                 raise
             commit.drop_versions(self._dirs, ref, dropped)
-        return PutResult(manifest, "rolledBack")
+        return PutResult(manifest, "rolledBack"), current.version
 
     # -- deleting ------------------------------------------------------------
     def delete(self, ref: ObjectRef, before: Callable[[Manifest], bool] | None = None) -> Manifest | None:

@@ -64,15 +64,15 @@ def test_versions_are_hard_links_not_copies(store):
 def test_rollback_makes_an_old_version_current_without_copying(store):
     ingest(store, b"v1", b"v2", b"v3")
     v1_inode = os.stat(os.path.join(store.root, ".meta", "versions", "models", "m.bin.v1")).st_ino
-    result = store.rollback(REF, 1)
-    assert result.status == "rolledBack" and result.manifest.version == 1
+    result, before = store.rollback(REF, 1)
+    assert before == 3 and result.status == "rolledBack" and result.manifest.version == 1
     assert os.stat(store.path(REF)).st_ino == v1_inode  # the same inode: no byte copied
     with open(store.path(REF), "rb") as f:
         assert f.read() == b"v1"  # the documented efsPath is the current version
     m = store.manifest(REF)
     assert (m.version, m.latest_version, sorted(m.kept())) == (1, 3, [1, 2, 3])
     assert read(store, 3) == (3, b"v3") and read(store) == (1, b"v1")
-    assert store.rollback(REF, 1).status == "current"
+    assert store.rollback(REF, 1)[0].status == "current"
     # New bytes after a rollback take a new number, never a used one.
     (v4,) = ingest(store, b"v4")
     assert v4.version == 4 and sorted(v4.kept()) == [2, 3, 4]
@@ -83,7 +83,7 @@ def test_rollback_makes_an_old_version_current_without_copying(store):
 
 def test_rollback_keeps_the_fileid_and_restores_the_versions_own_fields(store):
     first, _ = ingest(store, b"v1", b"second")
-    m = store.rollback(REF, 1).manifest
+    m = store.rollback(REF, 1)[0].manifest
     assert (m.fileId, m.size, m.sha256, m.created) == (first.fileId, 2, first.sha256, first.created)
     assert m.committed == first.committed and m.updated >= first.updated
 
