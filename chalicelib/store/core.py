@@ -441,7 +441,10 @@ class Store:
         if ref.kind not in VERSIONED_KINDS:
             return None, []
         candidates = current.kept()
-        has_file = current.describes(self._dirs.lstat(versions_dir(ref.kind), version_name(ref.name, current.version)))
+        # Only a rolled-back-to current has a version file (``latest`` set); one a
+        # crash left beside another current is the sweep's (no lstat here: a
+        # missing directory would cost a lookup on every replace).
+        has_file = current.latest is not None
         if not self.intact(ref, current):
             del candidates[current.version]
         if exclude is not None:
@@ -530,11 +533,9 @@ class Store:
                 return None
             if before is not None and not before(manifest):
                 return None
-            older = [n for n in manifest.kept() if n != manifest.version]
-            if ref.kind in VERSIONED_KINDS and manifest.describes(
-                self._dirs.lstat(versions_dir(ref.kind), version_name(ref.name, manifest.version))
-            ):
-                older.append(manifest.version)  # the current one has a version file too (a rollback's)
+            # Every kept version's file, the current's too if a rollback made one
+            # (``latest`` set). A file a crash left is the sweep's, as the object is.
+            older = [n for n in manifest.kept() if n != manifest.version or manifest.latest is not None]
             commit.remove(self._dirs, ref, manifest.fileId if ref.kind in INDEXED_KINDS else None, older)
             if ref.kind in INGEST_KINDS:
                 self.status.clear(ref)  # an old pending/failed record must not outlive the object
