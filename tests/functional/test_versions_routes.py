@@ -122,3 +122,38 @@ def test_the_stored_result_names_the_pinned_version(client, efs_root):
     ok(predict(client, 1, file_id="pinned"))
     doc = json.loads((efs_root / "outputs" / "pinned.result").read_text())
     assert (doc["modelVersion"], doc["modelSha256"]) == (1, sha("one"))
+
+
+@pytest.mark.parametrize(
+    "route, failing", [("ingest", "keep"), ("rollback", "keep"), ("rollback", "stage")], ids=["ingest", "keep", "stage"]
+)
+def test_a_failed_link_is_a_documented_500_and_changes_nothing(client, efs_root, monkeypatch, route, failing):
+    import errno
+    import os
+
+    from tests.support import reliability as R
+
+    ingest(client, "one", "two")
+    real_link = os.link
+
+    def link(src, dst, *a, **kw):
+        # keep: the old current's second name; stage: the version linked to the data temp.
+        if (failing == "keep") == ("versions" in os.fspath(dst)):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_link(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "link", link)
+    if route == "ingest":
+        response = post(client, "/ingest", {"filename": "m.bin", "data": "three"})
+    else:
+        response = post(client, "/models/m.bin/rollback", {"version": 1})
+    body = error(response, 500, "EFS_WRITE_FAILED")
+    assert body["stage"] == "version" and str(efs_root) not in body["message"]
+    monkeypatch.setattr(os, "link", real_link)
+    assert R.debris(str(efs_root)) == []
+    current = ok(client.http.get("/models/m.bin"))
+    assert (current["version"], current["sha256"]) == (2, sha("two"))
+    assert [v["version"] for v in ok(client.http.get("/models/m.bin/versions"))["versions"]] == [2, 1]
+    assert ok(predict(client, 1, file_id="after"))["model"]["sha256"] == sha("one")
+    # The retry succeeds.
+    assert ok(post(client, "/models/m.bin/rollback", {"version": 1}))["status"] == "rolledBack"

@@ -17,7 +17,7 @@ import signal
 import pytest
 
 from tests.support import reliability as R
-from tests.support import version_crash as V
+from tests.support import version_workers as V
 
 NAME = "m.bin"
 DATA = {1: b"one" * 1000, 2: b"two" * 1100, 3: b"three" * 700, 4: b"four" * 900}
