@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -76,7 +76,8 @@ class ModelCache:
                 return cached, True
             self._make_room(current.size)
             loaded = self._load(store, ref, file_id, version)
-            self._insert((ref, loaded.manifest.version), loaded)
+            # Loading the current version: the versions it no longer keeps are never served again.
+            self._insert((ref, loaded.manifest.version), loaded, loaded.manifest.kept() if version is None else None)
             return loaded, False
 
     def _lookup(self, key: Key, current: Manifest) -> CachedModel | None:
@@ -112,9 +113,11 @@ class ModelCache:
         if digest != manifest.sha256 or reader.bytes_read != manifest.size:
             raise StoreCorrupt(f"Model '{ref.name}' does not match its manifest; it was not served")
 
-    def _insert(self, key: Key, loaded: CachedModel) -> None:
+    def _insert(self, key: Key, loaded: CachedModel, kept: Collection[int] | None = None) -> None:
         with self._lock:
             self._entries.pop(key, None)
+            for stale in [k for k in self._entries if kept is not None and k[0] == key[0] and k[1] not in kept]:
+                del self._entries[stale]
             if loaded.runner.nbytes > self.budget_bytes:
                 return  # served once, too big to keep
             self._entries[key] = loaded

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from chalicelib.errors import StoreCorrupt
+from chalicelib.errors import NotFound, StoreCorrupt
 from chalicelib.names import ObjectRef
 from chalicelib.store import Store
 from chalicelib.store.errors import VersionNotKept
@@ -182,3 +182,22 @@ def test_manifests_of_the_first_store_read_as_one_version(store):
         json.dump(doc, f)
     (v2,) = ingest(store, b"v2")
     assert v2.version == 2 and sorted(v2.kept()) == [1, 2] and read(store, 1) == (1, b"v1")
+
+
+def test_the_model_cache_serves_versions_apart_and_forgets_those_not_kept(store):
+    from chalicelib.model_cache import ModelCache
+
+    cache = ModelCache(1 << 30)
+    ingest(store, b"v1", b"v2")
+    one, hit = cache.get(store, REF, version=1)
+    assert (one.manifest.version, hit) == (1, False)
+    two, hit = cache.get(store, REF)
+    assert (two.manifest.version, hit) == (2, False)
+    assert cache.get(store, REF, version=1)[1] and cache.get(store, REF)[1]  # both warm
+    assert cache.get(store, REF, version=2)[0] is two  # the current one, pinned: the same entry
+    ingest(store, b"v3", b"v4")  # version 1 falls out
+    assert cache.get(store, REF)[0].manifest.version == 4
+    assert {v for _, v in cache._entries} == {2, 4}
+    with pytest.raises(NotFound) as exc:
+        cache.get(store, REF, version=1)
+    assert "kept versions: 2, 3, 4" in exc.value.message
