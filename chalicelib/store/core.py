@@ -469,11 +469,11 @@ class Store:
     def rollback(self, ref: ObjectRef, version: int) -> tuple[PutResult, int]:
         """Make kept ``version`` of ``ref`` current again, without copying a byte.
 
-        (``rolledBack`` with the new current manifest, or ``current`` if it is
-        already; the version that was current before). The data temp becomes a second name of the version's inode
-        (``commit.stage_version``), then the commit is the same intent, swap
-        and publish as an ingest's, so recovery after a crash at any step is
-        the same too. The kept set stays (the old current joins ``previous``);
+        Returns (``rolledBack`` with the new current manifest, or ``current``
+        if it is already; the version that was current before). The data temp
+        becomes a second name of the version's inode (``commit.stage_version``),
+        then the commit is the same intent, swap and publish as an ingest's, so
+        recovery after a crash at any step is the same too. The kept set stays (the old current joins ``previous``);
         numbers stay (the next ingest is ``latest + 1``). Raises
         ``FileNotFoundError`` (no such name), :class:`VersionNotKept`, or
         ``StoreCorrupt`` if the version's file is not the one committed.
