@@ -4,7 +4,7 @@ import os
 
 from chalice import Chalice, Rate, Response
 
-from chalicelib import catalog, events, http, observability, removal
+from chalicelib import catalog, events, http, observability, removal, versions
 from chalicelib.config import ConfigError, get_settings
 from chalicelib.errors import EfsWriteFailed
 from chalicelib.ingest import Accepted, ingest_bytes, ingest_s3
@@ -12,7 +12,14 @@ from chalicelib.names import INPUTS, MODELS
 from chalicelib.predict import predict as run_predict
 from chalicelib.store import get_store
 from chalicelib.uploads import presign_upload
-from chalicelib.validation import InlineIngest, parse_ingest, parse_predict, parse_upload
+from chalicelib.validation import (
+    InlineIngest,
+    parse_ingest,
+    parse_predict,
+    parse_rollback,
+    parse_upload,
+    parse_version_param,
+)
 
 # Logging is ours (JSON lines with the request id), not Chalice's plain format.
 app = Chalice(app_name="efs-ml", configure_logs=False)
@@ -73,8 +80,30 @@ def list_models():
 @app.route("/models/{name}", methods=["GET"])
 @http.endpoint(app)
 def get_model(name):
-    """One model's state (ready | pending | failed) and manifest; 404 NOT_FOUND if unknown."""
+    """One model's state (ready | pending | failed) and manifest; 404 NOT_FOUND if unknown.
+
+    ``?version=n``: that kept version's manifest (docs/versions.md)."""
+    version = parse_version_param(app.current_request.query_params)
+    if version is not None:
+        return versions.get_version(get_store(), name, version)
     return catalog.get_model(get_store(), name)
+
+
+# -- model versions (docs/versions.md) ------------------------------------------
+@app.route("/models/{name}/versions", methods=["GET"])
+@http.endpoint(app)
+def list_model_versions(name):
+    """The model's kept versions (MODEL_VERSIONS_KEPT), newest first; which is current."""
+    return versions.list_versions(get_store(), name)
+
+
+@app.route("/models/{name}/rollback", methods=["POST"], content_types=ANY)
+@http.endpoint(app)
+def rollback_model(name):
+    """Make a kept version current again ({"version": n}), atomically, no bytes copied."""
+    settings = get_settings()
+    version = parse_rollback(http.json_body(app, settings.max_request_bytes))
+    return versions.rollback(get_store(), name, version)
 
 
 @app.route("/models/{name}", methods=["DELETE"])

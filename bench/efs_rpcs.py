@@ -139,6 +139,38 @@ ROUTES = [
         "predict-new's 14, plus the model's open+close",
         True,
     ),
+    # Versions (docs/design/versions.md): names that already keep 3 versions.
+    Route(
+        "ingest-replace",
+        "ingest, new bytes for a model keeping 3 versions",
+        50.0,
+        12,
+        2,
+        "manifest open+close; ingest-new's 11 W less the fileId entry, plus the link keeping the old "
+        "current and the unlink of the version falling out (docs/design/versions.md)",
+        False,
+    ),
+    Route(
+        "rollback",
+        "POST /models/{name}/rollback",
+        40.0,
+        11,
+        2,
+        "manifest open+close; lock+unlock 2, link the version to the temp 1, intent "
+        "create+fsync+close+rename 4, swap 1, publish link+rename+unlink 3 (+1 W, a link, the first "
+        "time the current version is rolled back from)",
+        False,
+    ),
+    Route("get-versions", "GET /models/{name}/versions", 3.0, 0, 2, "manifest open+close", False),
+    Route(
+        "predict-pinned",
+        "predict, pinned older version, repeated request",
+        5.0,
+        0,
+        5,
+        "predict-repeat's: the kept versions are in the one manifest",
+        True,
+    ),
 ]
 
 
@@ -191,6 +223,10 @@ def child(route: str, root: str, n: int, latency: tuple[float, float] | None = N
         "ingest-same": lambda i: post("/ingest", {"filename": "same.bin", "data": "same content"}),
         "get-model": lambda i: get("/models/m.bin"),
         "delete": lambda i: delete(f"/models/del-{i}.bin"),
+        "ingest-replace": lambda i: post("/ingest", {"filename": "rep.bin", "data": f"replacement {i}"}),
+        "rollback": lambda i: post("/models/rb.bin/rollback", {"version": 1 + i % 2}),
+        "get-versions": lambda i: get("/models/rb.bin/versions"),
+        "predict-pinned": lambda i: post("/predict", {"fileId": "pinned", "model": "rb.bin", "version": 2}),
         "predict-cold-onnx": lambda i: post(
             "/predict", {"fileId": f"cold-{i}", "model": f"log-{i}.onnx", "inputs": {"x": [1.0, 2.0, 3.0]}}
         ),
@@ -203,6 +239,10 @@ def child(route: str, root: str, n: int, latency: tuple[float, float] | None = N
         data = base64.b64encode(log_model()).decode()
         for i in range(-1, n):
             post("/ingest", {"filename": f"log-{i}.onnx", "data": data, "encoding": "base64"})
+    if route in ("ingest-replace", "rollback", "get-versions", "predict-pinned"):
+        for name in ("rep.bin", "rb.bin"):
+            for v in (1, 2, 3):
+                post("/ingest", {"filename": name, "data": f"{name} version {v}"})
     if route == "delete":
         for i in range(-1, n):
             post("/ingest", {"filename": f"del-{i}.bin", "data": f"to delete {i}"})

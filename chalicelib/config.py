@@ -81,6 +81,9 @@ class Settings:
     waits; see :data:`SYNC_INGEST_MAX_BYTES`."""
     model_cache_bytes: int = _setting(512 * MIB, minimum=0)
     """Budget of the in-process warm model cache."""
+    model_versions_kept: int = _setting(3)
+    """Versions of each model the store keeps, the current one included
+    (older ones stay in the bucket's object versions); docs/versions.md."""
     store_dir_fsync: str = _setting("auto", normalize=str.lower, choices=DIR_FSYNC_MODES)
     """Where the store fsyncs directories: ``auto`` skips them on an NFS
     mount (EFS), where a directory fsync is a no-op of the client and every

@@ -10,6 +10,8 @@
   are hashed as the runner reads them), so a half-written or mismatching
   file is never served.
 * Concurrent first requests for one model in one process load it once.
+* Entries are keyed by (model, version) and checked by sha256, so a pinned
+  version (``"version": n``) and the current one are both served warm.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -25,7 +27,12 @@ from chalicelib.errors import NotFound, StoreCorrupt
 from chalicelib.names import ObjectRef
 from chalicelib.runners import Limits, LoadedModel, Runner, runner_module
 from chalicelib.store import Manifest, Store
+from chalicelib.store.errors import VersionNotKept
 from chalicelib.store.streaming import HashingReader
+from chalicelib.versions import manifest_at, not_kept
+
+# A cached runner's key: the model and the version number it was loaded from.
+Key = tuple[ObjectRef, int]
 
 
 @dataclass
@@ -43,46 +50,48 @@ class ModelCache:
     def __init__(self, budget_bytes: int, limits: Limits | None = None) -> None:
         self.budget_bytes = budget_bytes
         self.limits = limits or Limits(model_memory_bytes=budget_bytes)
-        self._entries: OrderedDict[ObjectRef, CachedModel] = OrderedDict()
+        self._entries: OrderedDict[Key, CachedModel] = OrderedDict()
         self._lock = threading.Lock()
-        self._loading: dict[ObjectRef, threading.Lock] = {}
+        self._loading: dict[Key, threading.Lock] = {}
 
-    def get(self, store: Store, ref: ObjectRef, file_id: str | None = None) -> tuple[CachedModel, bool]:
-        """The runner for ``ref`` and whether it came from the cache."""
-        current = store.manifest(ref)
-        if current is None:
-            raise NotFound(file_id)
-        cached = self._lookup(ref, current)
+    def get(
+        self, store: Store, ref: ObjectRef, file_id: str | None = None, version: int | None = None
+    ) -> tuple[CachedModel, bool]:
+        """The runner for ``ref`` (its kept ``version``, ``None``: the current
+        one) and whether it came from the cache."""
+        current = manifest_at(store, ref, version, file_id)
+        cached = self._lookup((ref, current.version), current)
         if cached is not None:
             return cached, True
         with self._lock:
-            load_lock = self._loading.setdefault(ref, threading.Lock())
+            load_lock = self._loading.setdefault((ref, current.version), threading.Lock())
         if not load_lock.acquire(blocking=False):
             load_lock.acquire()
             # Another thread loaded it while we waited, perhaps a newer version
             # (an uncontended load skips this EFS read: the manifest is fresh).
-            current = store.manifest(ref) or current
+            current = manifest_at(store, ref, current.version if version is not None else None, file_id)
         with _held(load_lock):
-            cached = self._lookup(ref, current)
+            cached = self._lookup((ref, current.version), current)
             if cached is not None:
                 return cached, True
             self._make_room(current.size)
-            loaded = self._load(store, ref, file_id)
-            self._insert(ref, loaded)
+            loaded = self._load(store, ref, file_id, version)
+            # Loading the current version: the versions it no longer keeps are never served again.
+            self._insert((ref, loaded.manifest.version), loaded, loaded.manifest.kept() if version is None else None)
             return loaded, False
 
-    def _lookup(self, ref: ObjectRef, current: Manifest) -> CachedModel | None:
+    def _lookup(self, key: Key, current: Manifest) -> CachedModel | None:
         with self._lock:
-            entry = self._entries.get(ref)
+            entry = self._entries.get(key)
             if entry is not None and entry.manifest.sha256 == current.sha256:
-                self._entries.move_to_end(ref)
+                self._entries.move_to_end(key)
                 return entry
             return None
 
-    def _load(self, store: Store, ref: ObjectRef, file_id: str | None) -> CachedModel:
+    def _load(self, store: Store, ref: ObjectRef, file_id: str | None, version: int | None = None) -> CachedModel:
         started = time.perf_counter()
         try:
-            with store.open(ref) as (manifest, f):
+            with store.open(ref, version) as (manifest, f):
                 reader = HashingReader(f)
                 try:
                     runner = runner_module(ref.name).load(LoadedModel(manifest, reader, self.limits))  # type: ignore[arg-type]
@@ -94,6 +103,8 @@ class ModelCache:
                 self._verify(ref, manifest, reader)
         except FileNotFoundError:
             raise NotFound(file_id) from None
+        except VersionNotKept as exc:
+            raise not_kept(ref, exc, file_id) from None
         return CachedModel(manifest, runner, (time.perf_counter() - started) * 1000)
 
     @staticmethod
@@ -102,12 +113,14 @@ class ModelCache:
         if digest != manifest.sha256 or reader.bytes_read != manifest.size:
             raise StoreCorrupt(f"Model '{ref.name}' does not match its manifest; it was not served")
 
-    def _insert(self, ref: ObjectRef, loaded: CachedModel) -> None:
+    def _insert(self, key: Key, loaded: CachedModel, kept: Collection[int] | None = None) -> None:
         with self._lock:
-            self._entries.pop(ref, None)
+            self._entries.pop(key, None)
+            for stale in [k for k in self._entries if kept is not None and k[0] == key[0] and k[1] not in kept]:
+                del self._entries[stale]
             if loaded.runner.nbytes > self.budget_bytes:
                 return  # served once, too big to keep
-            self._entries[ref] = loaded
+            self._entries[key] = loaded
             total = sum(e.runner.nbytes for e in self._entries.values())
             while total > self.budget_bytes and len(self._entries) > 1:
                 _, evicted = self._entries.popitem(last=False)

@@ -106,7 +106,7 @@ def predict(store: Store, settings: Settings, req: PredictRequest) -> dict[str, 
         file_id = file_id or input_id
     if file_id is None:  # parse_predict requires fileId unless input is given
         raise InvalidRequest("Request body must contain 'fileId' and 'model' fields")
-    cached, hit = model_cache().get(store, req.model, file_id)
+    cached, hit = model_cache().get(store, req.model, file_id, version=req.version)
     record_model_lookup(hit, cached.load_ms)
     if inputs is None:
         found = stored_input(store, file_id)

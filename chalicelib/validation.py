@@ -107,17 +107,19 @@ def parse_ingest(body: Mapping[str, Any], max_bytes: int) -> InlineIngest | S3In
 
 @dataclass(frozen=True)
 class PredictRequest:
-    """``{"fileId"?, "model", "inputs"? | "input"?}``
+    """``{"fileId"?, "model", "inputs"? | "input"?, "version"?}``
 
     ``file_id`` names the result (and, without ``inputs`` or ``input``, an
     ingested input by its fileId); ``None`` only with ``input``, whose own
     fileId then names the result. ``input`` is an ingested input by name.
+    ``version`` pins a kept version of the model (``None``: the current one).
     """
 
     file_id: str | None
     model: ObjectRef
     inputs: Any = None
     input: ObjectRef | None = None
+    version: int | None = None
 
 
 def _object_ref(value: Any, field: str, kind: str) -> ObjectRef:
@@ -129,7 +131,7 @@ def _object_ref(value: Any, field: str, kind: str) -> ObjectRef:
 
 def parse_predict(body: Mapping[str, Any]) -> PredictRequest:
     """Validate a /predict body. ``inputs`` is checked by the model's runner."""
-    _reject_unknown(body, {"fileId", "model", "inputs", "input"})
+    _reject_unknown(body, {"fileId", "model", "inputs", "input", "version"})
     if "model" not in body or ("fileId" not in body and "input" not in body):
         raise InvalidRequest(
             "Request body must contain 'fileId' and 'model' fields (or 'model' and 'input', an ingested input by name)"
@@ -141,7 +143,34 @@ def parse_predict(body: Mapping[str, Any]) -> PredictRequest:
     input_ref = _object_ref(body["input"], "input", "inputs") if "input" in body else None
     if "inputs" in body and not isinstance(body["inputs"], dict):
         raise InvalidRequest("'inputs' must be a JSON object mapping input names to arrays")
-    return PredictRequest(file_id, ref, body.get("inputs"), input_ref)
+    version = parse_version(body["version"], "version") if "version" in body else None
+    return PredictRequest(file_id, ref, body.get("inputs"), input_ref, version)
+
+
+def parse_version(value: Any, field: str = "version") -> int:
+    """A model version number in a JSON body: a positive integer."""
+    # bool is an int subclass; true is not a version.
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidRequest(f"'{field}' must be a positive integer (a model version number)")
+    return value
+
+
+def parse_version_param(query: Mapping[str, str] | None) -> int | None:
+    """The ``?version=n`` query parameter, if given: a positive integer."""
+    text = (query or {}).get("version")
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        raise InvalidRequest("'version' must be a positive integer (a model version number)")
+    return parse_version(int(text))
+
+
+def parse_rollback(body: Mapping[str, Any]) -> int:
+    """Validate a rollback body: ``{"version": n}``."""
+    _reject_unknown(body, {"version"})
+    if "version" not in body:
+        raise InvalidRequest("Request body must contain 'version' (the kept version to make current)")
+    return parse_version(body["version"])
 
 
 def parse_upload(body: Mapping[str, Any], max_bytes: int) -> tuple[ObjectRef, int]:

@@ -7,6 +7,7 @@ Files of one name ``<kind>/<name>``::
     .meta/<kind>/<name>.pending       the intent: the next manifest, published
     .meta/<kind>/<name>.json          the manifest
     .meta/ids/<fileId>.json           symlink whose text is "<kind>/<name>"
+    .meta/versions/<kind>/<name>.v<n> a kept older version: a hard link (models only)
 
 ``<T>`` is fixed: only the holder of the name's WRITER lock writes these
 temp files, so one name per purpose is enough, and a dead writer's temp is
@@ -34,6 +35,14 @@ so the store skips them there (``fs.DirSync``, ``STORE_DIR_FSYNC``).
 Recovery (whoever next holds COMMIT exclusively and finds ``.pending``):
 the object on disk has the intent's identity -> the swap happened, roll
 forward (step 4); otherwise roll back (drop the intent and the temp).
+
+Versions (``docs/design/versions.md``): before step 2, a replaced current
+version that stays kept gets a second name under ``.meta/versions/`` by
+``link(2)``; a rollback's step 1 is a link of the kept version to the data
+temp instead of writing bytes. Neither adds a recovery case: recovery still
+judges by the identity of the object at the name. After step 4, versions
+that fell out of the kept set are unlinked (a crash before that leaves
+files no manifest lists, which readers never serve and reclaim removes).
 """
 
 from __future__ import annotations
@@ -54,8 +63,11 @@ from chalicelib.store.streaming import WriteBehind
 META = ".meta"
 LOCKS = ".locks"
 IDS = "ids"
+VERSIONS = "versions"
 TOKEN = "0" * 32
 TEMP_RE = re.compile(r"\.(?P<name>.+)\.(?P<token>[0-9a-f]{32})\.tmp\Z")
+# Greedy: the number is the digits after the *last* ".v" (model "a.v2", version 3: "a.v2.v3").
+VERSION_RE = re.compile(r"(?P<name>.+)\.v(?P<n>[1-9][0-9]*)\Z")
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | fs.NOFOLLOW
 
 
@@ -73,6 +85,15 @@ def pending_name(name: str) -> str:
 
 def manifest_name(name: str) -> str:
     return name + ".json"
+
+
+def version_name(name: str, version: int) -> str:
+    """The file name of a kept version of ``name`` in ``.meta/versions/<kind>/``."""
+    return f"{name}.v{version}"
+
+
+def versions_dir(kind: str) -> tuple[str, str, str]:
+    return (META, VERSIONS, kind)
 
 
 def directory(dirs: fs.Dirs, *parts: str) -> None:
@@ -267,7 +288,52 @@ def finish_pending(dirs: fs.Dirs, ref: ObjectRef) -> None:
     dirs.unlink_quietly((ref.kind,), os.path.basename(temp))
 
 
-def remove(dirs: fs.Dirs, ref: ObjectRef, file_id: str | None) -> None:
+def _link(dirs: fs.Dirs, src: str, parts: tuple[str, ...], name: str) -> None:
+    """Hard-link ``src`` as ``name`` in ``parts``, replacing what is there; durable.
+
+    What an existing ``name`` can be: debris of a dead writer (a temp) or of
+    an earlier life of the name (a version file a crashed delete left).
+    Raises ``OSError``.
+    """
+    directory(dirs, *parts)
+    dst = dirs.path(*parts, name)
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except FileExistsError:
+        os.unlink(dst)
+        os.link(src, dst, follow_symlinks=False)
+    dirs.fsync(*parts)
+
+
+def keep_version(dirs: fs.Dirs, ref: ObjectRef, current: Manifest) -> None:
+    """Give the current object (committed as ``current``) its version file, if
+    it has none yet. Caller holds WRITER and checked the object is intact."""
+    parts, name = versions_dir(ref.kind), version_name(ref.name, current.version)
+    if current.describes(dirs.lstat(parts, name)):
+        return  # kept already (it was current before, or a rollback linked it)
+    try:
+        _link(dirs, dirs.path(ref.kind, ref.name), parts, name)
+    except OSError as exc:
+        raise EfsWriteFailed("version", f"Failed to keep the previous version on EFS ({fs.reason(exc)})") from None
+
+
+def stage_version(dirs: fs.Dirs, ref: ObjectRef, version: Manifest) -> None:
+    """Make the data temp a second name of a kept version's inode (a rollback's
+    step 1: no byte copied). Caller holds WRITER and checked its identity."""
+    src = dirs.path(*versions_dir(ref.kind), version_name(ref.name, version.version))
+    try:
+        _link(dirs, src, (ref.kind,), data_temp(ref.name))
+    except OSError as exc:
+        raise EfsWriteFailed("version", f"Failed to stage a version on EFS ({fs.reason(exc)})") from None
+
+
+def drop_versions(dirs: fs.Dirs, ref: ObjectRef, versions: Iterable[int]) -> None:
+    """Unlink version files no manifest lists any more (best effort: reclaim sweeps the rest)."""
+    for n in versions:
+        dirs.unlink_quietly(versions_dir(ref.kind), version_name(ref.name, n))
+
+
+def remove(dirs: fs.Dirs, ref: ObjectRef, file_id: str | None, versions: Iterable[int] = ()) -> None:
     """Delete one name's manifest, fileId index entry and object, in that order.
 
     Caller holds WRITER and COMMIT and has finished any intent. Unlinking the
@@ -291,6 +357,7 @@ def remove(dirs: fs.Dirs, ref: ObjectRef, file_id: str | None) -> None:
     if file_id is not None:
         dirs.unlink_quietly((META, IDS), file_id + ".json")
     dirs.unlink_quietly((ref.kind,), ref.name)
+    drop_versions(dirs, ref, versions)  # every other version of the name: after the commit point
     try:
         dirs.fsync(*meta)  # the delete is durable before it is answered (a no-op on EFS)
     except OSError:

@@ -7,6 +7,7 @@ Layout under the root::
     outputs/<fileId>.result
     .meta/<kind>/<name>.json   manifest of each object
     .meta/ids/<fileId>.json    fileId -> object (a symlink naming it)
+    .meta/versions/models/<name>.v<n>   kept older versions (hard links)
     .locks/<kind>.lock         record locks, one slot per name
 
 ``commit`` describes the write protocol and its recovery, ``locks`` the
@@ -17,6 +18,10 @@ compares the object's identity (``fstat``) with the one the manifest
 recorded at commit. Equal, the pair is consistent; otherwise a commit is in
 flight or a writer died, and the reader falls back to the locked path,
 which waits for the commit or finishes the dead writer's.
+
+Models keep their last ``versions_kept`` versions (``MODEL_VERSIONS_KEPT``):
+``docs/design/versions.md`` explains the layout, the rollback and their
+crash safety.
 """
 
 from __future__ import annotations
@@ -39,13 +44,15 @@ from chalicelib.config import get_settings
 from chalicelib.errors import DeadlineExceeded, EfsWriteFailed, ServiceError, StoreCorrupt
 from chalicelib.names import INGEST_KINDS, INPUTS, KINDS, MODELS, ObjectRef, is_valid_name
 from chalicelib.store import commit, fs, locks, status
-from chalicelib.store.commit import IDS, LOCKS, META, TEMP_RE
-from chalicelib.store.errors import SizeMismatch
+from chalicelib.store.commit import IDS, LOCKS, META, TEMP_RE, VERSION_RE, version_name, versions_dir
+from chalicelib.store.errors import SizeMismatch, VersionNotKept
 from chalicelib.store.manifest import Manifest, PutResult, now, parse
 
 # Objects whose fileId clients are handed (ingest answers). Outputs are
 # addressed by the request's fileId and need no index entry.
 INDEXED_KINDS = (MODELS, INPUTS)
+# Kinds that keep older versions (inputs and outputs keep only the current one).
+VERSIONED_KINDS = (MODELS,)
 # One fcntl call each way takes a small write's three bytes together.
 _SMALL_BYTES = 1024 * 1024
 _WRITE_ALL = (locks.WRITER, locks.TURNSTILE, locks.COMMIT)
@@ -55,9 +62,17 @@ _COMMIT = (locks.TURNSTILE, locks.COMMIT)
 class Store:
     """One store rooted at a directory. Cheap to build; keeps its directory handles."""
 
-    def __init__(self, root: str, *, lock_timeout: float = 120.0, dir_sync: fs.DirSync | None = None) -> None:
+    def __init__(
+        self,
+        root: str,
+        *,
+        lock_timeout: float = 120.0,
+        dir_sync: fs.DirSync | None = None,
+        versions_kept: int = 3,
+    ) -> None:
         self.root = os.path.abspath(root)
         self.lock_timeout = lock_timeout
+        self.versions_kept = max(1, versions_kept)
         self.dir_sync = dir_sync or fs.DirSync()
         self._dirs = fs.Dirs(self.root, sync_dirs=self.dir_sync.needed(self.root))
         self.status = status.StatusRecords(self._dirs)  # pending/failed ingests
@@ -123,13 +138,15 @@ class Store:
         return parse(raw)
 
     @contextmanager
-    def open(self, ref: ObjectRef) -> Iterator[tuple[Manifest, BinaryIO]]:
-        """Open an object together with its matching manifest.
+    def open(self, ref: ObjectRef, version: int | None = None) -> Iterator[tuple[Manifest, BinaryIO]]:
+        """Open an object (its current version, or kept ``version``) together
+        with its matching manifest.
 
-        Raises ``FileNotFoundError`` when there is no complete object. The
+        Raises ``FileNotFoundError`` when there is no complete object, and
+        :class:`VersionNotKept` for a version the name does not keep. The
         file stays readable even if a writer replaces it meanwhile.
         """
-        manifest, f = self._open_pair(ref)
+        manifest, f = self._open_pair(ref) if version is None else self._open_version(ref, version)
         try:
             yield manifest, f
         finally:
@@ -160,6 +177,66 @@ class Store:
             with self._locked(ref, _COMMIT):
                 commit.finish_pending(self._dirs, ref)
         raise FileNotFoundError(ref.key)  # pragma: no cover - two crashes within one read
+
+    def version(self, ref: ObjectRef, version: int | None) -> Manifest:
+        """The manifest of kept ``version`` of ``ref`` (``None``: the current one). Lock-free.
+
+        Raises ``FileNotFoundError`` (no such name) or :class:`VersionNotKept`.
+        """
+        current = self.manifest(ref)
+        if current is None:
+            raise FileNotFoundError(ref.key)
+        if version is None:
+            return current
+        kept = current.kept()
+        if version not in kept:
+            raise VersionNotKept(version, sorted(kept))
+        return kept[version]
+
+    def _open_version(self, ref: ObjectRef, version: int) -> tuple[Manifest, BinaryIO]:
+        """A pinned version: the current object if it is that version, else its
+        version file, checked against the identity its manifest recorded."""
+        current = self.manifest(ref)
+        if current is None and not self._has_pending(ref):
+            raise FileNotFoundError(ref.key)
+        if current is not None and current.version == version:
+            manifest, f = self._open_pair(ref)  # waits for or finishes a commit itself
+            if manifest.version == version:
+                return manifest, f
+            f.close()
+        elif current is not None:
+            found = self._open_kept(ref, current, version)
+            if found is not None:
+                return found
+        # Raced a commit (a prune, a rollback) or found a dead writer's intent:
+        # wait for it or finish it, then answer from what the store holds now.
+        with self._locked(ref, _COMMIT):
+            commit.finish_pending(self._dirs, ref)
+            current = self.manifest(ref)
+            if current is None:
+                raise FileNotFoundError(ref.key)
+            if current.version == version:
+                return current, self._open_regular(ref)
+            found = self._open_kept(ref, current, version)
+        if found is None:
+            raise StoreCorrupt(f"Stored version {version} of '{ref.key}' does not match its manifest")
+        return found
+
+    def _open_kept(self, ref: ObjectRef, current: Manifest, version: int) -> tuple[Manifest, BinaryIO] | None:
+        """Kept, non-current ``version`` and its file, if the file is the one it
+        was committed with (``None``: missing or another inode)."""
+        kept = current.kept()
+        if version not in kept:
+            raise VersionNotKept(version, sorted(kept))
+        wanted = kept[version]
+        try:
+            fd = self._dirs.open(versions_dir(ref.kind), version_name(ref.name, version))
+        except FileNotFoundError:
+            return None
+        if wanted.describes(os.fstat(fd)):
+            return wanted, os.fdopen(fd, "rb")
+        os.close(fd)
+        return None
 
     def _open_regular(self, ref: ObjectRef) -> BinaryIO:
         """Open an object without following a symlink planted in the store."""
@@ -339,26 +416,63 @@ class Store:
                         # object that never landed is harmless, a missing one is not.
                         commit.record_file_id(self._dirs, manifest.fileId, ref)
                 else:
-                    # Same content but the object no longer matches its
-                    # manifest (tampered, or a lost rename reply): rewritten.
+                    # New content, or the same content but the object no longer
+                    # matches its manifest (tampered, or a lost rename reply): rewritten.
+                    previous, dropped = self._keep_previous(ref, current)
                     manifest = replace(
                         current,
                         size=size,
                         sha256=digest,
-                        version=current.version + 1,
+                        version=current.latest_version + 1,  # never a number used before
                         source=source,
                         etag=etag,
                         updated=stamp,
                         inode=st.st_ino,
                         mtimeNs=st.st_mtime_ns,
+                        previous=previous,
+                        latest=None,
+                        versionCreated=stamp if ref.kind in VERSIONED_KINDS else None,
                     )
                     status = "updated"
                 with commit_lock():
                     self._commit(ref, manifest)
+                if status == "updated":
+                    commit.drop_versions(self._dirs, ref, dropped)
             except BaseException:
                 self._dirs.unlink_quietly((ref.kind,), commit.data_temp(ref.name))
                 raise
         return PutResult(manifest, status)
+
+    def _keep_previous(
+        self, ref: ObjectRef, current: Manifest, exclude: int | None = None
+    ) -> tuple[builtins.list[dict[str, object]] | None, builtins.list[int]]:
+        """What the next commit keeps of ``current``'s versions: (its manifest's
+        ``previous``, version files to unlink once it is published).
+
+        Keeps the newest ``versions_kept - 1`` of ``current``'s kept versions
+        besides the incoming one (``exclude``: a rollback's target, which
+        becomes current); the current object is linked as a version file
+        first if it stays kept and has none. A current object that no longer
+        matches its manifest is not kept: its bytes are not what was committed.
+        Caller holds WRITER.
+        """
+        if ref.kind not in VERSIONED_KINDS:
+            return None, []
+        candidates = current.kept()
+        # Only a rolled-back-to current has a version file (``latest`` set); one a
+        # crash left beside another current is the sweep's (no lstat here: a
+        # missing directory would cost a lookup on every replace).
+        has_file = current.latest is not None
+        if not self.intact(ref, current):
+            del candidates[current.version]
+        if exclude is not None:
+            candidates.pop(exclude, None)
+        numbers = sorted(candidates, reverse=True)[: self.versions_kept - 1]
+        if current.version in numbers:
+            commit.keep_version(self._dirs, ref, current)
+        listed = [n for n in current.kept() if n != current.version or has_file]
+        dropped = [n for n in listed if n not in numbers and n != exclude]
+        return [candidates[n].alone().to_dict() for n in numbers] or None, dropped
 
     def _commit(self, ref: ObjectRef, manifest: Manifest) -> None:
         """Intent, swap, publish (see ``commit``). Caller holds WRITER and COMMIT."""
@@ -368,6 +482,54 @@ class Store:
 
     def _publish(self, ref: ObjectRef) -> None:
         commit.publish(self._dirs, ref)
+
+    # -- versions ------------------------------------------------------------
+    def rollback(self, ref: ObjectRef, version: int) -> tuple[PutResult, int]:
+        """Make kept ``version`` of ``ref`` current again, without copying a byte.
+
+        Returns (``rolledBack`` with the new current manifest, or ``current``
+        if it is already; the version that was current before). The data temp
+        becomes a second name of the version's inode (``commit.stage_version``),
+        then the commit is the same intent, swap and publish as an ingest's, so
+        recovery after a crash at any step is the same too. The kept set stays (the old current joins ``previous``);
+        numbers stay (the next ingest is ``latest + 1``). Raises
+        ``FileNotFoundError`` (no such name), :class:`VersionNotKept`, or
+        ``StoreCorrupt`` if the version's file is not the one committed.
+        EFS round trips: docs/design/versions.md.
+        """
+        with self._locked(ref, _WRITE_ALL):
+            if self._has_pending(ref):
+                commit.finish_pending(self._dirs, ref)
+            current = self.manifest(ref)
+            if current is None:
+                raise FileNotFoundError(ref.key)
+            if version == current.version:
+                return PutResult(current, "current"), current.version
+            kept = current.kept()
+            if version not in kept or ref.kind not in VERSIONED_KINDS:
+                raise VersionNotKept(version, sorted(kept))
+            target = kept[version]
+            if not target.describes(self._dirs.lstat(versions_dir(ref.kind), version_name(ref.name, version))):
+                raise StoreCorrupt(f"Stored version {version} of '{ref.key}' does not match its manifest")
+            previous, dropped = self._keep_previous(ref, current, exclude=version)
+            manifest = replace(
+                target,
+                fileId=current.fileId,
+                key=current.key,
+                created=current.created,
+                updated=now(),
+                previous=previous,
+                latest=current.latest_version,
+                versionCreated=target.committed,
+            )
+            try:
+                commit.stage_version(self._dirs, ref, target)
+                self._commit(ref, manifest)
+            except BaseException:
+                self._dirs.unlink_quietly((ref.kind,), commit.data_temp(ref.name))
+                raise
+            commit.drop_versions(self._dirs, ref, dropped)
+        return PutResult(manifest, "rolledBack"), current.version
 
     # -- deleting ------------------------------------------------------------
     def delete(self, ref: ObjectRef, before: Callable[[Manifest], bool] | None = None) -> Manifest | None:
@@ -389,7 +551,10 @@ class Store:
                 return None
             if before is not None and not before(manifest):
                 return None
-            commit.remove(self._dirs, ref, manifest.fileId if ref.kind in INDEXED_KINDS else None)
+            # Every kept version's file, the current's too if a rollback made one
+            # (``latest`` set). A file a crash left is the sweep's, as the object is.
+            older = [n for n in manifest.kept() if n != manifest.version or manifest.latest is not None]
+            commit.remove(self._dirs, ref, manifest.fileId if ref.kind in INDEXED_KINDS else None, older)
             if ref.kind in INGEST_KINDS:
                 self.status.clear(ref)  # an old pending/failed record must not outlive the object
         return manifest
@@ -428,7 +593,43 @@ class Store:
             for name, files in sorted(debris.items()):
                 if is_valid_name(name):
                     removed += self._reclaim_name(ObjectRef(kind, name), files, cutoff)
+        for kind in VERSIONED_KINDS:
+            removed += self._reclaim_versions(kind, cutoff)
         return removed + self.status.reclaim(cutoff)
+
+    def _version_listed(self, ref: ObjectRef, version: int) -> bool:
+        """Whether the version file of ``version`` is one the manifest keeps (its identity)."""
+        manifest = self.manifest(ref)
+        if manifest is None:
+            return self._has_pending(ref)  # a first commit in flight: judged after it
+        wanted = manifest.kept().get(version)
+        return wanted is not None and wanted.describes(
+            self._dirs.lstat(versions_dir(ref.kind), version_name(ref.name, version))
+        )
+
+    def _reclaim_versions(self, kind: str, cutoff: float) -> int:
+        """Unlink version files no manifest keeps: a prune or a delete that died
+        after its commit point, or an older life of the name. Age is judged by
+        ``ctime`` (a link's time; the mtime is the version's own, and old)."""
+        parts, removed = versions_dir(kind), 0
+        for entry in sorted(self._dirs.listdir(parts)):
+            m = VERSION_RE.match(entry)
+            if m is None or not is_valid_name(m.group("name")):
+                continue
+            ref, version = ObjectRef(kind, m.group("name")), int(m.group("n"))
+            st = self._dirs.lstat(parts, entry)
+            if st is None or st.st_ctime > cutoff or self._version_listed(ref, version):
+                continue
+            try:
+                with self._locked(ref, _WRITE_ALL, timeout=0):
+                    if self._has_pending(ref):
+                        commit.finish_pending(self._dirs, ref)
+                    if not self._version_listed(ref, version):
+                        self._dirs.unlink_quietly(parts, entry)
+                        removed += self._dirs.lstat(parts, entry) is None
+            except (EfsWriteFailed, DeadlineExceeded):
+                continue  # being written now: the next sweep looks again
+        return removed
 
     def _reclaim_name(self, ref: ObjectRef, files: builtins.list[tuple[tuple[str, ...], str]], cutoff: float) -> int:
         def old(parts: tuple[str, ...], entry: str) -> bool:
@@ -475,4 +676,5 @@ def get_store() -> Store:
         settings.efs_root,
         lock_timeout=settings.lock_timeout_seconds,
         dir_sync=fs.DirSync(settings.store_dir_fsync),
+        versions_kept=settings.model_versions_kept,
     )

@@ -17,3 +17,12 @@ class SizeMismatch(Exception):
         self.size = size
         self.expected = expected
         super().__init__(f"Copied {size} bytes but the source announced {expected}; nothing was stored")
+
+
+class VersionNotKept(LookupError):
+    """A version number the name does not keep (pruned, never made, or the name is gone)."""
+
+    def __init__(self, version: int, kept: list[int]) -> None:
+        self.version = version
+        self.kept = kept
+        super().__init__(f"version {version} is not kept (kept: {kept})")

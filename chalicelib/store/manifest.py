@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import os
 import stat
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -36,14 +37,49 @@ class Manifest:
     """Inode of the object at commit (``None``: written by an older store)."""
     mtimeNs: int | None = None
     """Modification time of the object at commit, in ns."""
+    previous: list[dict[str, Any]] | None = None
+    """The other kept versions' manifests (JSON objects without ``previous``), newest first."""
+    latest: int | None = None
+    """The highest version number committed for this name (``None``: ``version``)."""
+    versionCreated: str | None = None
+    """When this version's bytes were committed (``None``: ``updated``)."""
+
+    @property
+    def latest_version(self) -> int:
+        """The highest version number this name has had (the next is one more)."""
+        return max(self.version, self.latest or 0)
+
+    @property
+    def committed(self) -> str:
+        """When this version's bytes were committed (a rollback does not move it)."""
+        return self.versionCreated or self.updated
+
+    def kept(self) -> dict[int, Manifest]:
+        """Every kept version by number, this (current) one included."""
+        out = {self.version: self.alone()}
+        for doc in self.previous or ():
+            m = Manifest.from_dict(doc)
+            out.setdefault(m.version, m)
+        return out
+
+    def alone(self) -> Manifest:
+        """This version's manifest without the other versions' (what ``previous`` stores)."""
+        return replace(self, previous=None) if self.previous else self
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> Manifest:
-        doc = json.loads(raw)
+        return cls.from_dict(json.loads(raw))
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Manifest:
+        """A manifest from its JSON object (unknown keys ignored)."""
         return cls(**{k: v for k, v in doc.items() if k in _FIELDS})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
     def describes(self, st: os.stat_result | None) -> bool:
         """Whether ``st`` is the very object this manifest was committed with."""

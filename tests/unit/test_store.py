@@ -217,6 +217,9 @@ def test_manifest_is_json_with_documented_fields(store):
         "updated",
         "inode",
         "mtimeNs",
+        "previous",  # versions (docs/design/versions.md)
+        "latest",
+        "versionCreated",
     }
     st = os.stat(store.path(REF))
     assert (doc["inode"], doc["mtimeNs"]) == (st.st_ino, st.st_mtime_ns)  # the object's identity at commit
