@@ -17,6 +17,7 @@ import os
 import stat
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,12 @@ class Manifest:
     """Inode of the object at commit (``None``: written by an older store)."""
     mtimeNs: int | None = None
     """Modification time of the object at commit, in ns."""
+    signature: dict[str, Any] | None = None
+    """A model's signature (``chalicelib.signature.Signature.to_json()``), read
+    from its bytes at ingest; ``None`` for inputs, outputs and models stored
+    before signatures were recorded."""
+    format: str | None = None
+    """A model's format by content (``onnx`` or ``opaque``); ``None`` as above."""
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()

@@ -217,6 +217,8 @@ def test_manifest_is_json_with_documented_fields(store):
         "updated",
         "inode",
         "mtimeNs",
+        "signature",
+        "format",
     }
     st = os.stat(store.path(REF))
     assert (doc["inode"], doc["mtimeNs"]) == (st.st_ino, st.st_mtime_ns)  # the object's identity at commit
