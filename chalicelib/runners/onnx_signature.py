@@ -17,7 +17,7 @@ out. Types are spelled as onnxruntime spells them (``tensor(float)``,
 
 from __future__ import annotations
 
-from collections.abc import Buffer
+from collections.abc import Buffer, Iterator
 
 from chalicelib.datatypes import BY_ONNX_ELEM
 from chalicelib.runners.onnx_scan import _I32, _I64, _LEN, _VARINT, MAX_FIELDS, ScanError, _varint
@@ -52,13 +52,13 @@ class _Fields:
         self.seen = 0
 
 
-def _fields(buf: memoryview, pos: int, end: int, budget: _Fields) -> list[tuple[int, int, int, int]]:
-    """The fields of one message: (number, wire type, value or start, end).
+def _fields(buf: memoryview, pos: int, end: int, budget: _Fields) -> Iterator[tuple[int, int, int, int]]:
+    """The fields of one message, one at a time (a graph's nodes are never
+    held in a list): (number, wire type, value or start, end).
 
     For a varint the third item is its value; for a length-delimited field
     it is where the payload starts and the fourth where it ends. Fixed-width
     fields are skipped (nothing here reads them)."""
-    out = []
     while pos < end:
         budget.seen += 1
         if budget.seen > MAX_FIELDS:
@@ -69,13 +69,13 @@ def _fields(buf: memoryview, pos: int, end: int, budget: _Fields) -> list[tuple[
             raise ScanError("is not a valid protobuf message (field number 0)")
         if wire == _VARINT:
             value, pos = _varint(buf, pos, end)
-            out.append((number, wire, value, pos))
+            yield number, wire, value, pos
         elif wire == _LEN:
             length, pos = _varint(buf, pos, end)
             stop = pos + length
             if stop > end:
                 raise ScanError("is truncated or not a protobuf message")
-            out.append((number, wire, pos, stop))
+            yield number, wire, pos, stop
             pos = stop
         elif wire == _I64:
             pos += 8
@@ -85,7 +85,6 @@ def _fields(buf: memoryview, pos: int, end: int, budget: _Fields) -> list[tuple[
             raise ScanError(f"is not a valid ONNX protobuf (wire type {wire})")
         if pos > end:
             raise ScanError("is truncated or not a protobuf message")
-    return out
 
 
 def _text(buf: memoryview, start: int, stop: int) -> str:

@@ -204,3 +204,29 @@ def test_type_nesting_is_bounded():
     graph = helper.make_graph([], "g", [helper.make_value_info("x", inner)], [helper.make_value_info("x", inner)])
     with pytest.raises(ScanError, match="nests types"):
         read_signature(_model(graph, 8))
+
+
+def test_a_graph_of_many_nodes_is_walked_without_holding_them():
+    import tracemalloc
+
+    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1]).SerializeToString()
+    nodes = b"\x0a\x00" * 500_000  # GraphProto.node, empty: skipped by length, one by one
+    graph = nodes + b"\x62" + bytes([len(output)]) + output  # GraphProto.output = 12
+    data = b"\x08\x08" + b"\x3a" + _varint(len(graph)) + graph  # ir_version 8, ModelProto.graph = 7
+    tracemalloc.start()
+    try:
+        signature = read_signature(data)[1]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [o.name for o in signature.outputs] == ["y"]
+    assert peak < 1024 * 1024, peak
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
