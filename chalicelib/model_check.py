@@ -24,7 +24,6 @@ from __future__ import annotations
 import io
 import mmap
 import os
-import zipfile
 from collections.abc import Buffer
 from dataclasses import dataclass
 from functools import lru_cache
@@ -128,6 +127,9 @@ def _foreign_format(data: memoryview) -> tuple[str, str] | None:
 def _zip_names(data: memoryview) -> set[str]:
     # The central directory sits at the end: zipfile seeks there and reads
     # only it, through a file over the buffer (no copy of the archive).
+    # Imported here: only zip uploads pay for it, not every cold start.
+    import zipfile
+
     try:
         with zipfile.ZipFile(_ViewFile(data)) as archive:
             return set(archive.namelist()[:10_000])
