@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib import model_check
 from chalicelib.errors import NotFound
 from chalicelib.names import MODELS, ObjectRef, parse_path_name
 from chalicelib.store import Manifest, Store
@@ -33,6 +34,10 @@ def describe(manifest: Manifest) -> dict[str, Any]:
         "source": manifest.source,
         "created": manifest.created,
         "updated": manifest.updated,
+        # Recorded at ingest (null for inputs, and for models stored before
+        # they were recorded: GET /models/{name} reads those from the bytes).
+        "format": manifest.format,
+        "signature": manifest.signature,
     }
 
 
@@ -77,4 +82,8 @@ def get_model(store: Store, name: str, kind: str = MODELS) -> dict[str, Any]:
     if manifest is None and record is None:
         label = "Model" if kind == MODELS else "Input"
         raise NotFound(None, f"{label} '{name}' not found on EFS")
-    return entry(manifest, record)
+    body = entry(manifest, record)
+    if manifest is not None and kind == MODELS and manifest.signature is None:
+        found = model_check.recorded(store, ref, manifest)
+        body.update(format=found.format, signature=found.signature.to_json())
+    return body

@@ -189,3 +189,15 @@ class StoreCorrupt(ProcessingFailed):
     """A stored object does not match its manifest."""
 
     DEFAULT_MESSAGE = "Stored object does not match its manifest"
+
+
+class ModelInvalid(InvalidRequest):
+    """A model ingest refused for its content: not what its name says (a
+    ``.onnx`` that is not ONNX), a model format that cannot run here (a
+    PyTorch checkpoint), or an ONNX model the shipped onnxruntime cannot load
+    (external data, an opset too new). The message says what to do; nothing
+    already stored under the name is replaced."""
+
+    STATUS_CODE = 400
+    CODE = "MODEL_INVALID"
+    DEFAULT_MESSAGE = "The model cannot be served"

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from chalicelib import observability, s3
+from chalicelib import model_check, observability, s3
 from chalicelib.config import Settings
 from chalicelib.errors import FileTooLarge, InvalidRequest, S3NotFound, S3ObjectChanged, ServiceError
-from chalicelib.names import ObjectRef
+from chalicelib.names import MODELS, ObjectRef
 from chalicelib.store import Manifest, PutResult, SizeMismatch, Store, status
+from chalicelib.store.core import Describe
 from chalicelib.store.status import StatusRecord
 
 log = logging.getLogger(__name__)
@@ -69,13 +70,25 @@ def ingest_bytes(
     attempt = status.stamp()
     try:
         # Same bytes again: answered from the manifest, no lock, no write.
-        result = store.put_bytes(ref, data, source="inline", max_bytes=settings.max_ingest_bytes)
+        result = store.put_bytes(
+            ref, data, source="inline", max_bytes=settings.max_ingest_bytes, describe=model_description(ref)
+        )
     except ServiceError as exc:
         _record_failure(store, ref, ref.key, exc, attempt, request_id)
         raise
     _settle(store, ref, attempt)
     record_ingest(len(data), started, result.status)
     return IngestResult(result.manifest, result.status, store.path(ref), None)
+
+
+def model_description(ref: ObjectRef) -> Describe | None:
+    """For a model, the store's validate-and-describe step (run on the new
+    bytes before they are committed; a refusal leaves the previous version):
+    its format and signature by content, :class:`ModelInvalid` if it cannot
+    run here. Inputs are stored as they are."""
+    if ref.kind != MODELS:
+        return None
+    return lambda data: model_check.describe(ref.name, data).manifest_fields()
 
 
 @dataclass(frozen=True)
@@ -245,6 +258,7 @@ def _copy(
                 etag=info.etag,
                 max_bytes=settings.max_ingest_bytes,
                 expected_size=info.size,
+                describe=model_description(ref),
             )
     except SizeMismatch as exc:  # the object changed (or was cut short) while it was copied
         raise S3ObjectChanged(str(exc)) from None

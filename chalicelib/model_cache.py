@@ -94,7 +94,7 @@ class ModelCache:
             with store.open(ref, version) as (manifest, f):
                 reader = HashingReader(f)
                 try:
-                    runner = runner_module(ref.name).load(LoadedModel(manifest, reader, self.limits))  # type: ignore[arg-type]
+                    runner = runner_module(ref.name, manifest.format).load(LoadedModel(manifest, reader, self.limits))  # type: ignore[arg-type]
                 except Exception:
                     # A torn or tampered file is reported as such, not as a
                     # format error of whatever the runner tripped over.

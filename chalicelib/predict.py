@@ -108,7 +108,7 @@ def predict(store: Store, settings: Settings, req: PredictRequest) -> dict[str, 
         raise InvalidRequest("Request body must contain 'fileId' and 'model' fields")
     cached, hit = model_cache().get(store, req.model, file_id, version=req.version)
     record_model_lookup(hit, cached.load_ms)
-    if inputs is None:
+    if inputs is None and cached.runner.takes_inputs:  # the seed's opaque predict ignores an input's fileId
         found = stored_input(store, file_id)
         if found is not None:
             inputs, input_source = found, found.name

@@ -1,9 +1,12 @@
 """Model runners: one module per model format behind one small interface.
 
 A runner module exposes ``load(model: LoadedModel) -> Runner``. The format is
-chosen by file suffix; modules are imported on first use so that ``import
-app`` never pays for an ML runtime. Adding a format is one new module and
-one line in ``_BY_SUFFIX``.
+the one the manifest recorded at ingest, decided by content
+(``chalicelib.model_check``); a manifest written before formats were
+recorded falls back to the file's suffix, the rule it was served under.
+Modules are imported on first use so that ``import app`` never pays for an
+ML runtime. Adding a format is one new module and one line in
+``_BY_FORMAT``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ _BY_SUFFIX = {
     ".onnx": "chalicelib.runners.onnx_runner",
 }
 _DEFAULT = "chalicelib.runners.opaque"
+_BY_FORMAT = {"onnx": "chalicelib.runners.onnx_runner", "opaque": _DEFAULT}
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,8 @@ class Runner(ABC):
 
     #: approximate memory held by this runner, for the cache's byte budget
     nbytes: int = 0
+    #: whether the model takes inputs at all (an opaque file does not)
+    takes_inputs: bool = True
 
     @abstractmethod
     def predict(self, inputs: Any, input_source: str | None = None) -> dict[str, Any]:
@@ -92,8 +98,11 @@ class Runner(ABC):
         ``InvalidRequest``."""
 
 
-def runner_module(model_name: str) -> Any:
-    """The runner module for a model file name (imported lazily)."""
+def runner_module(model_name: str, model_format: str | None = None) -> Any:
+    """The runner module for a model's recorded format, or (``None``: an
+    older manifest) for its file name (imported lazily)."""
+    if model_format is not None:
+        return importlib.import_module(_BY_FORMAT.get(model_format, _DEFAULT))
     lowered = model_name.lower()
     for suffix, module in _BY_SUFFIX.items():
         if lowered.endswith(suffix):

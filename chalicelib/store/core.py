@@ -30,15 +30,17 @@ import builtins
 import errno
 import hashlib
 import json
+import mmap
 import os
 import stat
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Buffer
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import replace
 from functools import lru_cache
-from typing import BinaryIO, Callable, Iterable, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 from chalicelib.config import get_settings
 from chalicelib.errors import DeadlineExceeded, EfsWriteFailed, ServiceError, StoreCorrupt
@@ -57,6 +59,11 @@ VERSIONED_KINDS = (MODELS,)
 _SMALL_BYTES = 1024 * 1024
 _WRITE_ALL = (locks.WRITER, locks.TURNSTILE, locks.COMMIT)
 _COMMIT = (locks.TURNSTILE, locks.COMMIT)
+
+Describe = Callable[[Buffer], dict[str, Any]]
+"""Validates an object's bytes before they are committed and returns fields
+for its manifest (a model's ``signature`` and ``format``); raises to refuse them."""
+_UNDESCRIBED: dict[str, Any] = {"signature": None, "format": None}
 
 
 class Store:
@@ -310,6 +317,7 @@ class Store:
         etag: str | None = None,
         max_bytes: int | None = None,
         expected_size: int | None = None,
+        describe: Describe | None = None,
     ) -> PutResult:
         """Store the bytes of ``chunks`` under ``ref``, atomically and durably.
 
@@ -323,10 +331,22 @@ class Store:
         ``expected_size``: if the current version is already that object
         (:meth:`unchanged`, checked under the lock, so a duplicate that waited
         for a concurrent copy of it), ``exists`` without taking a chunk.
+
+        ``describe``, if given, sees new bytes once they are written and
+        before they are committed (a read-only mapping of the temp file, or
+        the in-memory payload): what it returns goes into the manifest, and
+        whatever it raises refuses the bytes, leaving the previous version.
         """
         small = isinstance(chunks, (list, tuple)) and sum(map(len, chunks)) <= _SMALL_BYTES
         return self._put(
-            ref, chunks, source=source, etag=etag, max_bytes=max_bytes, expected_size=expected_size, small=small
+            ref,
+            chunks,
+            source=source,
+            etag=etag,
+            max_bytes=max_bytes,
+            expected_size=expected_size,
+            small=small,
+            describe=describe,
         )
 
     def unchanged(self, ref: ObjectRef, manifest: Manifest, *, source: str, etag: str, size: int) -> bool:
@@ -343,7 +363,15 @@ class Store:
         store, without identity, is judged by size."""
         return manifest.plausibly_describes(self._dirs.lstat((ref.kind,), ref.name))
 
-    def put_bytes(self, ref: ObjectRef, data: bytes, *, source: str, max_bytes: int | None = None) -> PutResult:
+    def put_bytes(
+        self,
+        ref: ObjectRef,
+        data: bytes,
+        *,
+        source: str,
+        max_bytes: int | None = None,
+        describe: Describe | None = None,
+    ) -> PutResult:
         """:meth:`put` for a small in-memory payload, answering ``exists``
         without a lock or a write when the stored object already has these
         bytes (checked from the manifest and the object's identity)."""
@@ -355,7 +383,9 @@ class Store:
             and self.intact(ref, current)
         ):
             return PutResult(current, "exists")
-        return self._put(ref, [data], source=source, max_bytes=max_bytes, small=len(data) <= _SMALL_BYTES)
+        return self._put(
+            ref, [data], source=source, max_bytes=max_bytes, small=len(data) <= _SMALL_BYTES, describe=describe
+        )
 
     def _put(
         self,
@@ -367,6 +397,7 @@ class Store:
         max_bytes: int | None = None,
         expected_size: int | None = None,
         small: bool,
+        describe: Describe | None = None,
     ) -> PutResult:
         # A small write takes COMMIT with WRITER (one lock call): it holds
         # COMMIT only for as long as a large one holds it for its swap.
@@ -395,6 +426,7 @@ class Store:
                 ):
                     self._dirs.unlink_quietly((ref.kind,), commit.data_temp(ref.name))
                     return PutResult(current, "exists")
+                described = self._describe(ref, chunks, describe)
                 stamp = now()
                 if current is None:
                     manifest = Manifest(
@@ -409,6 +441,7 @@ class Store:
                         updated=stamp,
                         inode=st.st_ino,
                         mtimeNs=st.st_mtime_ns,
+                        **described,
                     )
                     status = "created"
                     if ref.kind in INDEXED_KINDS:
@@ -432,6 +465,7 @@ class Store:
                         previous=previous,
                         latest=None,
                         versionCreated=stamp if ref.kind in VERSIONED_KINDS else None,
+                        **described,
                     )
                     status = "updated"
                 with commit_lock():
@@ -473,6 +507,30 @@ class Store:
         listed = [n for n in current.kept() if n != current.version or has_file]
         dropped = [n for n in listed if n not in numbers and n != exclude]
         return [candidates[n].alone().to_dict() for n in numbers] or None, dropped
+
+    def _describe(
+        self, ref: ObjectRef, chunks: Iterable[bytes | memoryview], describe: Describe | None
+    ) -> dict[str, Any]:
+        """``describe`` over the bytes about to be committed: the in-memory
+        payload, or a read-only mapping of the temp file just written (its
+        pages are still in the page cache, and a walk of a model's structure
+        touches only the pages it reads, so nothing is fetched twice)."""
+        if describe is None:
+            return _UNDESCRIBED  # an older description must not outlive its bytes
+        if isinstance(chunks, (list, tuple)) and len(chunks) == 1:
+            return describe(chunks[0])
+        try:
+            fd = self._dirs.open((ref.kind,), commit.data_temp(ref.name))
+        except OSError as exc:
+            raise EfsWriteFailed("open", f"Failed to read back file on EFS ({fs.reason(exc)})") from None
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0:
+                return describe(b"")
+            with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mapping:
+                return describe(mapping)
+        finally:
+            os.close(fd)
 
     def _commit(self, ref: ObjectRef, manifest: Manifest) -> None:
         """Intent, swap, publish (see ``commit``). Caller holds WRITER and COMMIT."""

@@ -66,6 +66,13 @@ class Manifest:
         """This version's manifest without the other versions' (what ``previous`` stores)."""
         return replace(self, previous=None) if self.previous else self
 
+    signature: dict[str, Any] | None = None
+    """A model's signature (``chalicelib.signature.Signature.to_json()``), read
+    from its bytes at ingest; ``None`` for inputs, outputs and models stored
+    before signatures were recorded."""
+    format: str | None = None
+    """A model's format by content (``onnx`` or ``opaque``); ``None`` as above."""
+
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
 

@@ -59,7 +59,7 @@ def accepted(client, key):
 
 
 def test_large_key_is_accepted_pending_then_ready_after_the_event(client, small_sync, s3_client, efs_root):
-    key = "models/grand modèle.onnx"
+    key = "models/grand modèle.bin"
     s3_client.put_object(
         Bucket=small_sync,
         Key=key,
@@ -68,13 +68,13 @@ def test_large_key_is_accepted_pending_then_ready_after_the_event(client, small_
         Metadata={"owner": "team-a"},
     )
     body = accepted(client, key)
-    assert body["status"] == "accepted" and body["statusUrl"] == "/models/grand%20mod%C3%A8le.onnx"
-    assert body["key"] == key and body["name"] == "grand modèle.onnx" and body["sizeBytes"] == 4096
+    assert body["status"] == "accepted" and body["statusUrl"] == "/models/grand%20mod%C3%A8le.bin"
+    assert body["key"] == key and body["name"] == "grand modèle.bin" and body["sizeBytes"] == 4096
     assert body["state"] == "pending" and body["requestId"]
     # Pending on the store, nothing copied yet.
     state = ok(client.http.get(body["statusUrl"]))
     assert state["state"] == "pending" and state["readyVersion"] is None and state["requestId"] == body["requestId"]
-    assert "fileId" not in state and not (efs_root / "models" / "grand modèle.onnx").exists()
+    assert "fileId" not in state and not (efs_root / "models" / "grand modèle.bin").exists()
     # The hand-off: the object copied onto itself with a marker, its own metadata and type kept.
     head = s3_client.head_object(Bucket=small_sync, Key=key)
     assert head["Metadata"]["efs-ml-ingest-request"] == body["requestId"] and head["Metadata"]["owner"] == "team-a"
@@ -85,7 +85,7 @@ def test_large_key_is_accepted_pending_then_ready_after_the_event(client, small_
     assert state["state"] == "ready" and state["version"] == 1 and state["readyVersion"] == 1
     assert state["sizeBytes"] == 4096 and "error" not in state
     listing = ok(client.http.get("/models"))
-    assert [(m["name"], m["state"]) for m in listing["models"]] == [("grand modèle.onnx", "ready")]
+    assert [(m["name"], m["state"]) for m in listing["models"]] == [("grand modèle.bin", "ready")]
 
 
 def test_inputs_key_gets_an_inputs_status_url(client, small_sync, s3_client):

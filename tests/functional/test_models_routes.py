@@ -4,7 +4,19 @@ import hashlib
 
 from tests.support.routes import error, ok, post
 
-FIELDS = {"name", "key", "fileId", "sizeBytes", "sha256", "version", "source", "created", "updated"}
+FIELDS = {
+    "name",
+    "key",
+    "fileId",
+    "sizeBytes",
+    "sha256",
+    "version",
+    "source",
+    "created",
+    "updated",
+    "format",
+    "signature",
+}
 
 
 def test_empty_store_lists_nothing(client):
@@ -52,22 +64,22 @@ def test_names_people_use_round_trip(client):
     import unicodedata
     from urllib.parse import quote
 
-    for name in ("my model.onnx", "modèle.onnx", "résumé (final).bin", "a+b.bin", "모델.onnx"):
+    for name in ("my model.pt", "modèle.pt", "résumé (final).bin", "a+b.bin", "모델.pt"):
         created = ok(post(client, "/ingest", {"data": name, "filename": name}))
         assert created["status"] == "created" and created["efsPath"].endswith("/" + name)
         got = ok(client.http.get("/models/" + quote(name, safe="")))
         assert (got["name"], got["fileId"]) == (name, created["fileId"])
     assert ok(client.http.get("/models/a%2Bb.bin"))["name"] == "a+b.bin"
-    assert ok(client.http.get("/models/my%20model.onnx"))["name"] == "my model.onnx"
+    assert ok(client.http.get("/models/my%20model.pt"))["name"] == "my model.pt"
     # '+' in a path is a plus, not a space; a double-encoded name is not decoded twice.
-    error(client.http.get("/models/my+model.onnx"), 404, "NOT_FOUND")
+    error(client.http.get("/models/my+model.pt"), 404, "NOT_FOUND")
     error(client.http.get("/models/a%252Bb.bin"), 400, "INVALID_REQUEST")
     # NFD and NFC spell one name: the same object, not a second one.
-    nfd = unicodedata.normalize("NFD", "modèle.onnx")
-    again = ok(post(client, "/ingest", {"data": "modèle.onnx", "filename": nfd}))
+    nfd = unicodedata.normalize("NFD", "modèle.pt")
+    again = ok(post(client, "/ingest", {"data": "modèle.pt", "filename": nfd}))
     assert again["status"] == "exists"
-    assert ok(client.http.get("/models/" + quote(nfd, safe="")))["name"] == "modèle.onnx"
+    assert ok(client.http.get("/models/" + quote(nfd, safe="")))["name"] == "modèle.pt"
     listed = ok(client.http.get("/models"))
     assert sorted(m["name"] for m in listed["models"]) == sorted(
-        ["my model.onnx", "modèle.onnx", "résumé (final).bin", "a+b.bin", "모델.onnx"]
+        ["my model.pt", "modèle.pt", "résumé (final).bin", "a+b.bin", "모델.pt"]
     )

@@ -66,8 +66,8 @@ def test_presigned_upload_still_serves_what_the_body_limit_refuses(client, bucke
 
 
 def test_status_url_is_percent_encoded_once(client, bucket):
-    body = ok(post(client, "/uploads", {"key": "models/résumé (final).onnx", "sizeBytes": 10}))
-    assert body["key"] == "models/résumé (final).onnx"
-    assert body["statusUrl"] == "/models/r%C3%A9sum%C3%A9%20%28final%29.onnx"
-    ok(post(client, "/ingest", {"data": "0123456789", "filename": "résumé (final).onnx"}))
-    assert ok(client.http.get(body["statusUrl"]))["name"] == "résumé (final).onnx"
+    body = ok(post(client, "/uploads", {"key": "models/résumé (final).pt", "sizeBytes": 10}))
+    assert body["key"] == "models/résumé (final).pt"
+    assert body["statusUrl"] == "/models/r%C3%A9sum%C3%A9%20%28final%29.pt"
+    ok(post(client, "/ingest", {"data": "0123456789", "filename": "résumé (final).pt"}))
+    assert ok(client.http.get(body["statusUrl"]))["name"] == "résumé (final).pt"

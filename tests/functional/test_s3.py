@@ -91,15 +91,15 @@ def test_s3_event_handles_every_record(client, bucket, s3_client, efs_root):
 def test_nfd_key_is_read_as_given_and_stored_as_nfc(client, bucket, s3_client, efs_root):
     import unicodedata
 
-    nfd = unicodedata.normalize("NFD", "models/modèle.onnx")  # as a macOS upload spells it
+    nfd = unicodedata.normalize("NFD", "models/modèle.bin")  # as a macOS upload spells it
     s3_client.put_object(Bucket=bucket, Key=nfd, Body=b"M")
     result = client.lambda_.invoke("on_object_created", _event(client, bucket, nfd))
     assert result.payload[0]["status"] == "created"
-    assert os.listdir(efs_root / "models") == ["modèle.onnx"]  # one name, in NFC
+    assert os.listdir(efs_root / "models") == ["modèle.bin"]  # one name, in NFC
     body = ok(post(client, "/ingest", {"key": nfd}))
     assert (body["status"], body["s3Key"]) == ("exists", nfd)
-    got = ok(client.http.get("/models/mod%C3%A8le.onnx"))
-    assert got["name"] == "modèle.onnx" and got["source"] == f"s3://{bucket}/{nfd}"
+    got = ok(client.http.get("/models/mod%C3%A8le.bin"))
+    assert got["name"] == "modèle.bin" and got["source"] == f"s3://{bucket}/{nfd}"
 
 
 def test_redelivered_event_is_harmless(client, bucket, s3_client):

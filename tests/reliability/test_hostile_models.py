@@ -99,7 +99,7 @@ def test_external_data_anywhere_in_the_model_is_refused_before_load(tmp_path, wh
     # The location points at another stored model; on main, an initializer
     # like this returned its bytes (finding 1).
     store = tmp_path / "store"
-    secret = "secret.onnx"
+    secret = "secret.bin"
     location = os.path.relpath(store / "models" / secret, "/tmp/onnx-xxxxxxxx")
     model = hm.external_data_models(location)[where]
     report = run_hostile(

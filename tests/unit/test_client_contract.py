@@ -92,6 +92,7 @@ def test_every_documented_error_has_its_status():
         "NOT_FOUND": 404,
         "PROCESSING_FAILED": 500,
         "TIMEOUT": 504,
+        "MODEL_INVALID": 400,
     }
     assert contract.ERROR_FIELD["TIMEOUT"] == "stage" and "PROCESSING_FAILED" not in contract.ERROR_FIELD
 

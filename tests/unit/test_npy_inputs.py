@@ -189,6 +189,9 @@ def test_json_input_over_its_limit_is_refused_before_reading(runner):
 def test_opaque_runner_reads_no_input():
     from chalicelib.runners.opaque import OpaqueRunner
 
+    # It takes no inputs: refused (400) before a byte of the input is read.
     source = CountingInput("huge.bin", b"x" * 1000)
-    assert OpaqueRunner(3, "abc").predict(source, source.name)["processed"] is True
+    with pytest.raises(InvalidRequest, match="takes no inputs"):
+        OpaqueRunner(3, "abc", "m.bin").predict(source, source.name)
     assert source.read_calls == 0 and source.head_bytes == 0
+    assert OpaqueRunner(3, "abc", "m.bin").predict(None)["processed"] is True

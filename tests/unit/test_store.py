@@ -220,6 +220,8 @@ def test_manifest_is_json_with_documented_fields(store):
         "previous",  # versions (docs/design/versions.md)
         "latest",
         "versionCreated",
+        "signature",
+        "format",
     }
     st = os.stat(store.path(REF))
     assert (doc["inode"], doc["mtimeNs"]) == (st.st_ino, st.st_mtime_ns)  # the object's identity at commit
