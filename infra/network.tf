@@ -68,11 +68,30 @@ resource "aws_vpc_endpoint" "s3" {
   tags = { Name = "${local.name}-s3" }
 }
 
+# Every request a function sends to S3 travels this endpoint, so its policy
+# must allow each action the code performs (chalicelib/s3.py IAM_ACTIONS;
+# tests/infra/test_s3_permissions.py checks it): GET and HEAD (GetObject),
+# the outputs/ archive, the async ingest's self-copy (GetObject + PutObject),
+# DELETE /models|inputs/{name} (DeleteObject), and ListBucket so that a
+# missing key is a 404. moto evaluates no endpoint policy: the local
+# rehearsal cannot catch a missing action. The roles still decide which
+# function may do what; this only keeps the VPC's S3 traffic on this bucket.
 data "aws_iam_policy_document" "s3_endpoint" {
   statement {
-    sid       = "ThisStackBucketOnly"
-    actions   = ["s3:GetObject", "s3:PutObject", "s3:ListBucket"]
-    resources = [aws_s3_bucket.models.arn, "${aws_s3_bucket.models.arn}/*"]
+    sid       = "ThisStackObjectsOnly"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    resources = ["${aws_s3_bucket.models.arn}/*"]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+  }
+
+  statement {
+    sid       = "ListThisStackBucketOnly"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.models.arn]
 
     principals {
       type        = "*"
