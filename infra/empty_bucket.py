@@ -40,7 +40,7 @@ def empty_bucket(s3: Any, bucket: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Command line: read the bucket name and region from the stack's outputs, then empty it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stack", type=Path, default=Path("build/stack"))
+    parser.add_argument("--stack", type=Path, default=Path("build/stacks/dev"))
     args = parser.parse_args(argv)
     env = cli_env(args.stack.parent)
     outputs = json.loads(terraform(["output", "-json"], args.stack, env).stdout)

@@ -18,7 +18,7 @@ A message that is not such a record is left in the queue and reported.
 
 Usage::
 
-    python infra/replay_failed_events.py --stack build/stack [--dry-run] [--limit N]
+    python infra/replay_failed_events.py --stack build/stacks/dev [--dry-run] [--limit N]
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def replay(
 def main(argv: list[str] | None = None) -> int:
     """Command line: read the queue URL and region from the stack's outputs, then replay."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stack", type=Path, default=Path("build/stack"))
+    parser.add_argument("--stack", type=Path, default=Path("build/stacks/dev"))
     parser.add_argument("--dry-run", action="store_true", help="list what would be replayed, change nothing")
     parser.add_argument("--limit", type=int, default=None, help="replay at most this many messages")
     args = parser.parse_args(argv)

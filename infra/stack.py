@@ -13,7 +13,7 @@ to one directory that ``terraform init && terraform apply`` deploys as is.
 
 Usage::
 
-    python infra/stack.py --app-dir . --stage dev --build-dir build
+    python infra/stack.py --app-dir . --stage dev --build-dir build   # -> build/stacks/dev
 """
 
 from __future__ import annotations
@@ -88,6 +88,18 @@ SWAGGER_OPERATIONS = frozenset(
     {"get", "put", "post", "delete", "patch", "head", "x-amazon-apigateway-any-method"}
 )  # not "options": CORS preflights carry no API key
 API_KEY_SCHEME = {"type": "apiKey", "name": "x-api-key", "in": "header"}
+
+# One stack directory per stage, <build>/stacks/<stage>: each holds its own
+# Terraform state and tfvars, so packaging or applying one stage never
+# touches another's. Before per-stage folders every stage was packaged into
+# <build>/stack; migrate_legacy_stack moves such a stack to its own folder.
+STACKS_DIR = "stacks"
+LEGACY_STACK_DIR = "stack"
+# Written on every packaging (not a user file): the environment is the stage.
+# *.auto.tfvars.json files take precedence over terraform.tfvars.
+STAGE_VARS_FILE = "stage.auto.tfvars.json"
+_STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}$")  # var.environment's validation
+_ENVIRONMENT_SETTING = re.compile(r'^\s*environment\s*=\s*"([^"]*)"', re.M)
 
 # Files of the person deploying that re-packaging must not delete.
 USER_FILES = (
@@ -650,20 +662,98 @@ def assemble_stack(chalice_dir: Path, infra_dir: Path, stack_dir: Path, max_unzi
     return stack_dir
 
 
+def stage_stack_dir(build_dir: Path, stage: str) -> Path:
+    """Where stage ``stage`` is assembled: ``<build_dir>/stacks/<stage>``."""
+    if not _STAGE_NAME.match(stage):
+        raise StackError(f"stage {stage!r} must be 1-16 lowercase letters, digits or dashes (it is var.environment)")
+    return build_dir / STACKS_DIR / stage
+
+
+def _environment_setting(stack_dir: Path) -> str | None:
+    """The ``environment`` the deployer's own tfvars in ``stack_dir`` set, if any."""
+    found = None
+    for path in sorted(stack_dir.glob("terraform.tfvars")) + sorted(stack_dir.glob("*.auto.tfvars")):
+        match = _ENVIRONMENT_SETTING.search(path.read_text())
+        found = match.group(1) if match else found
+    return found
+
+
+def migrate_legacy_stack(build_dir: Path) -> Path | None:
+    """Move a stack packaged before per-stage folders (``<build>/stack``) to
+    ``<build>/stacks/<its environment>``; return where it went (None: nothing to move).
+
+    Its environment is what its tfvars set, else ``dev`` (var.environment's
+    default): whatever stage was packaged last, that is the environment its
+    state describes. One rename moves state, lock file, providers, tfvars and
+    backend together. Refuses if the target already exists (never merges two states).
+    """
+    legacy = build_dir / LEGACY_STACK_DIR
+    if not legacy.is_dir():
+        return None
+    environment = _environment_setting(legacy) or "dev"
+    target = stage_stack_dir(build_dir, environment)
+    if target.exists():
+        raise StackError(
+            f"{legacy} (environment {environment}) and {target} both exist; "
+            "compare their terraform.tfstate and keep one by hand"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    legacy.rename(target)
+    return target
+
+
+def check_stage_environment(stack_dir: Path, stage: str) -> None:
+    """Refuse when the deployer's tfvars in ``stack_dir`` name another
+    environment than ``stage``: that would rename every resource of the stage."""
+    configured = _environment_setting(stack_dir) if stack_dir.is_dir() else None
+    if configured not in (None, stage):
+        raise StackError(
+            f"{stack_dir} sets environment = {configured!r} but is the stack of stage {stage!r}; "
+            "the environment comes from the stage: remove the setting"
+        )
+
+
+def set_stage(stack_dir: Path, stage: str) -> None:
+    """Make ``stage`` the stack's environment (STAGE_VARS_FILE, which takes precedence over terraform.tfvars)."""
+    check_stage_environment(stack_dir, stage)
+    (stack_dir / STAGE_VARS_FILE).write_text(json.dumps({"environment": stage}, indent=2) + "\n")
+
+
+def package(app_dir: Path, stage: str, build_dir: Path, chalice: str) -> Path:
+    """``chalice package`` stage ``stage`` and assemble it into its own
+    ``<build_dir>/stacks/<stage>``; other stages' folders are not touched."""
+    if stage == "local":
+        raise StackError("the local stage is served by `chalice local`, not packaged")
+    stack_dir = stage_stack_dir(build_dir, stage)
+    if (build_dir / LEGACY_STACK_DIR).is_dir():
+        raise StackError(
+            f"{build_dir / LEGACY_STACK_DIR} holds a stack packaged before per-stage folders; "
+            "run `make migrate-stack` (moves it to stacks/<its environment>, state included) first"
+        )
+    check_stage_environment(stack_dir, stage)
+    chalice_dir = build_dir / "chalice" / stage
+    run_chalice_package(app_dir, stage, chalice_dir, chalice)
+    assemble_stack(chalice_dir, Path(__file__).resolve().parent, stack_dir)
+    set_stage(stack_dir, stage)
+    return stack_dir
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command line: package the app and assemble ``<build-dir>/stack``."""
+    """Command line: package the app and assemble ``<build-dir>/stacks/<stage>``
+    (``--migrate``: move a pre-stage ``<build-dir>/stack`` there first)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--app-dir", type=Path, default=Path("."))
     parser.add_argument("--stage", default="dev")
     parser.add_argument("--build-dir", type=Path, default=Path("build"))
     parser.add_argument("--chalice", default=str(Path(sys.executable).with_name("chalice")))
+    parser.add_argument("--migrate", action="store_true", help="only move <build-dir>/stack to stacks/<environment>")
     args = parser.parse_args(argv)
     try:
-        if args.stage == "local":
-            raise StackError("the local stage is served by `chalice local`, not packaged")
-        chalice_dir = args.build_dir / "chalice"
-        run_chalice_package(args.app_dir, args.stage, chalice_dir, args.chalice)
-        stack_dir = assemble_stack(chalice_dir, Path(__file__).resolve().parent, args.build_dir / "stack")
+        if args.migrate:
+            moved = migrate_legacy_stack(args.build_dir)
+            print(f"stack: {'moved to ' + str(moved) if moved else 'no ' + str(args.build_dir / 'stack') + ' to move'}")
+            return 0
+        stack_dir = package(args.app_dir, args.stage, args.build_dir, args.chalice)
     except StackError as error:
         print(f"stack: {error}", file=sys.stderr)
         return 1

@@ -437,7 +437,7 @@ def rehearse(
 def main(argv: list[str] | None = None) -> int:
     """Command line for ``make deploy-local``."""
     parser = argparse.ArgumentParser(description="Rehearse the packaged stack against moto.")
-    parser.add_argument("--stack", type=Path, default=Path("build/stack"))
+    parser.add_argument("--stack", type=Path, default=Path("build/stacks/dev"))
     parser.add_argument("--work-dir", type=Path, default=Path("build/rehearsal"))
     args = parser.parse_args(argv)
     try:
