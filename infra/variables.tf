@@ -26,6 +26,12 @@ variable "environment" {
   }
 }
 
+variable "region_in_global_names" {
+  description = "Put the region in IAM role, bucket and dashboard names (efs-ml-dev-us-east-1-...). Set false only for a stack deployed before names carried the region: renaming replaces the roles and the buckets, and the models bucket (the system of record) cannot be replaced while it holds objects."
+  type        = bool
+  default     = true
+}
+
 variable "tags" {
   description = "Extra tags applied to every resource through the provider's default_tags."
   type        = map(string)
@@ -33,13 +39,24 @@ variable "tags" {
 }
 
 variable "az_count" {
-  description = "Number of availability zones (one private subnet and one EFS mount target each) the functions run in."
+  description = "Number of availability zones (one private subnet and one EFS mount target each) the functions run in; ignored when az_ids is set."
   type        = number
   default     = 2
 
   validation {
     condition     = var.az_count >= 2 && var.az_count <= 6
     error_message = "az_count must be between 2 and 6: EFS needs a mount target in every AZ a function may run in."
+  }
+}
+
+variable "az_ids" {
+  description = "Availability zone IDs (e.g. [\"use1-az1\", \"use1-az4\"]) of the private subnets, one EFS mount target each; empty: the first az_count zone IDs of the region in sorted order. IDs, unlike zone names, mean the same zone in every account."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = length(var.az_ids) == 0 || (length(var.az_ids) >= 2 && length(var.az_ids) <= 6 && length(distinct(var.az_ids)) == length(var.az_ids))
+    error_message = "az_ids must be empty or 2-6 distinct zone IDs."
   }
 }
 

@@ -244,7 +244,15 @@ def verify_operations(clients: Callable[[str], Any], outputs: dict[str, Any], st
         "efs-ml-dev-api-5xx",
         "efs-ml-dev-api-latency-p99",
     }
+    s3_handler = functions["on_object_created"].split(":")[-1]
+    expected |= {f"{s3_handler}-destination-failures", f"{s3_handler}-events-dropped"}
     _check(report, expected <= set(alarms), f"alarms on every function, the queue and the API: {sorted(expected)}")
+    _check(
+        report,
+        alarms[f"{s3_handler}-destination-failures"]["MetricName"] == "DestinationDeliveryFailures"
+        and alarms[f"{s3_handler}-events-dropped"]["MetricName"] == "AsyncEventsDropped",
+        "the S3 handler alarms on undeliverable and dropped events",
+    )
     queue_name = queue["QueueArn"].split(":")[-1]
     _check(
         report,

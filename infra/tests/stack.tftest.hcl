@@ -3,7 +3,7 @@
 #   cd build/stack && terraform init && terraform test
 mock_provider "aws" {
   mock_data "aws_availability_zones" {
-    defaults = { names = ["us-east-1a", "us-east-1b", "us-east-1c"] }
+    defaults = { names = ["us-east-1a", "us-east-1b", "us-east-1c"], zone_ids = ["use1-az6", "use1-az1", "use1-az4"] }
   }
   mock_data "aws_iam_policy_document" {
     defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
@@ -172,9 +172,9 @@ run "defaults" {
 
   assert {
     condition = (length(aws_subnet.private) == 2
-      && length(distinct(aws_subnet.private[*].availability_zone)) == 2
+      && aws_subnet.private[*].availability_zone_id == ["use1-az1", "use1-az4"]
     && toset(aws_efs_mount_target.this[*].subnet_id) == toset(aws_subnet.private[*].id))
-    error_message = "two AZs by default, and a mount target in every subnet"
+    error_message = "two AZs by default, the first two zone IDs in sorted order, and a mount target in every subnet"
   }
 
   assert {
@@ -334,6 +334,15 @@ run "defaults" {
     error_message = "each role may write only its own functions' log streams"
   }
 
+  # Globally unique names (IAM, S3) and the dashboard carry the region.
+  assert {
+    condition = (aws_iam_role.lambda.name == "efs-ml-dev-us-east-1-lambda" && aws_iam_role.api.name == "efs-ml-dev-us-east-1-api"
+      && aws_iam_role.sweeper.name == "efs-ml-dev-us-east-1-sweeper"
+      && aws_s3_bucket.models.bucket == "efs-ml-dev-us-east-1-models-123456789012"
+    && aws_s3_bucket.artifacts.bucket == "efs-ml-dev-us-east-1-artifacts-123456789012")
+    error_message = "role, bucket and dashboard names must carry the region"
+  }
+
   assert {
     condition = (aws_s3_bucket_public_access_block.models.block_public_acls
       && aws_s3_bucket_public_access_block.models.block_public_policy
@@ -404,12 +413,22 @@ run "defaults" {
       && toset(keys(aws_cloudwatch_metric_alarm.function_throttles)) == toset(keys(local.chalice_function_names))
       && aws_cloudwatch_metric_alarm.api_5xx.metric_name == "5XXError" && aws_cloudwatch_metric_alarm.api_latency.extended_statistic == "p99"
       && length(aws_sns_topic.alarms) == 0 && length(aws_cloudwatch_metric_alarm.api_5xx.alarm_actions) == 0
-    && aws_cloudwatch_dashboard.this.dashboard_name == "efs-ml-dev")
+    && aws_cloudwatch_dashboard.this.dashboard_name == "efs-ml-dev-us-east-1")
     error_message = "alarms on the queue, every function and the API; no topic unless asked; a dashboard"
   }
 
   assert {
-    condition = (strcontains(aws_cloudwatch_dashboard.this.dashboard_body, "{efs-ml-dev,Operation,Service}")
+    condition = (toset(keys(aws_cloudwatch_metric_alarm.s3_event_delivery)) == toset([
+      "on_object_created-destination-failures", "on_object_created-events-dropped"])
+      && aws_cloudwatch_metric_alarm.s3_event_delivery["on_object_created-destination-failures"].metric_name == "DestinationDeliveryFailures"
+      && aws_cloudwatch_metric_alarm.s3_event_delivery["on_object_created-events-dropped"].metric_name == "AsyncEventsDropped"
+      && alltrue([for a in values(aws_cloudwatch_metric_alarm.s3_event_delivery) :
+    a.dimensions.FunctionName == local.chalice_function_names.on_object_created && a.namespace == "AWS/Lambda" && a.threshold == 0]))
+    error_message = "the S3-event function alarms when Lambda cannot deliver a failed event to the queue, or drops one"
+  }
+
+  assert {
+    condition = (strcontains(aws_cloudwatch_dashboard.this.dashboard_body, "SEARCH('{\\\"efs-ml-dev\\\",Operation,Service}")
       && alltrue([for m in ["IngestBytes", "IngestDurationMs", "ModelLoadMs", "ModelCacheHit", "ModelCacheMiss", "ColdStart", "errorCode"] :
       strcontains(aws_cloudwatch_dashboard.this.dashboard_body, m)])
     && alltrue([for f in values(local.chalice_functions) : f.environment[0].variables.METRICS_NAMESPACE == "efs-ml-dev"]))
@@ -482,6 +501,42 @@ run "scaled_out" {
       && aws_lambda_provisioned_concurrency_config.api_handler[0].qualifier == "live"
     && length(aws_lambda_provisioned_concurrency_config.on_object_created) == 0)
     error_message = "provisioned concurrency on the live alias of the listed function only"
+  }
+}
+
+run "chosen_zone_ids" {
+  command = plan
+
+  variables {
+    az_ids = ["use1-az4", "use1-az6", "use1-az2"]
+  }
+
+  assert {
+    condition     = aws_subnet.private[*].availability_zone_id == ["use1-az4", "use1-az6", "use1-az2"] && length(aws_efs_mount_target.this) == 3
+    error_message = "az_ids places one subnet and one mount target in each named zone, in order"
+  }
+}
+
+run "rejects_a_single_zone_id" {
+  command = plan
+
+  variables {
+    az_ids = ["use1-az1"]
+  }
+
+  expect_failures = [var.az_ids]
+}
+
+run "names_without_the_region_for_an_old_stack" {
+  command = plan
+
+  variables {
+    region_in_global_names = false
+  }
+
+  assert {
+    condition     = aws_iam_role.api.name == "efs-ml-dev-api" && aws_s3_bucket.models.bucket == "efs-ml-dev-models-123456789012"
+    error_message = "region_in_global_names = false keeps the names a stack had before they carried the region"
   }
 }
 
