@@ -88,6 +88,30 @@ SWAGGER_OPERATIONS = frozenset(
     {"get", "put", "post", "delete", "patch", "head", "x-amazon-apigateway-any-method"}
 )  # not "options": CORS preflights carry no API key
 API_KEY_SCHEME = {"type": "apiKey", "name": "x-api-key", "in": "header"}
+# Chalice's IAMAuthorizer: SigV4-signed requests, checked by API Gateway
+# against the caller's execute-api:Invoke permission (AWS_IAM on each method).
+SIGV4_SCHEME = {"type": "apiKey", "name": "Authorization", "in": "header", "x-amazon-apigateway-authtype": "awsSigv4"}
+# The REST API's body: the API-key or the SigV4 document, by var.api_auth.
+API_BODY = '${var.api_auth == "iam" ? local.chalice_api_swagger_iam : local.chalice_api_swagger}'
+# The API stage's access log (infra/logs.tf): one JSON line per request,
+# enough to say who (API key id, or the IAM caller under SigV4) did what
+# (method and path, the model name included) with which answer.
+ACCESS_LOG_GROUP_ARN = "${aws_cloudwatch_log_group.api_access.arn}"
+ACCESS_LOG_FIELDS = {
+    "requestId": "$context.requestId",
+    "requestTime": "$context.requestTime",
+    "sourceIp": "$context.identity.sourceIp",
+    "apiKeyId": "$context.identity.apiKeyId",
+    "caller": "$context.identity.caller",
+    "userArn": "$context.identity.userArn",
+    "httpMethod": "$context.httpMethod",
+    "path": "$context.path",
+    "resourcePath": "$context.resourcePath",
+    "status": "$context.status",
+    "responseLength": "$context.responseLength",
+    "integrationLatency": "$context.integrationLatency",
+    "error": "$context.error.message",
+}
 
 # One stack directory per stage, <build>/stacks/<stage>: each holds its own
 # Terraform state and tfvars, so packaging or applying one stage never
@@ -453,6 +477,38 @@ def split_api_stage(template: Template) -> Template:
     )
 
 
+def log_api_access(template: Template) -> Template:
+    """Send the API stage's access log (ACCESS_LOG_FIELDS, one JSON line per
+    request) to the overlay's retained, encrypted ``api_access`` log group.
+
+    API Gateway writes it with the account's CloudWatch role, so the stage
+    waits for ``aws_api_gateway_account.this`` (none when another stack owns
+    that setting: var.manage_api_gateway_account).
+    """
+    if "rest_api" not in template.get("resource", {}).get("aws_api_gateway_stage", {}):
+        return template  # no REST API (split_api_stage makes the stage)
+    stage = template["resource"]["aws_api_gateway_stage"]["rest_api"]
+    if "access_log_settings" in stage:
+        raise StackError("the API stage already has access_log_settings; they come from the overlay")
+    result = merge_patch(
+        template,
+        {
+            "resource": {
+                "aws_api_gateway_stage": {
+                    "rest_api": {
+                        "access_log_settings": {
+                            "destination_arn": ACCESS_LOG_GROUP_ARN,
+                            "format": json.dumps(ACCESS_LOG_FIELDS, separators=(",", ":")),
+                        }
+                    }
+                }
+            }
+        },
+    )
+    _add_depends_on(result["resource"]["aws_api_gateway_stage"]["rest_api"], ["aws_api_gateway_account.this"])
+    return result
+
+
 def add_gateway_responses(template: Template) -> Template:
     """Put API Gateway's own error responses (GATEWAY_RESPONSES) into the API body.
 
@@ -554,6 +610,40 @@ def route_through_alias(template: Template) -> Template:
     return result
 
 
+def offer_iam_auth(template: Template) -> Template:
+    """Offer IAM authorization (SigV4) beside the API key, chosen by ``var.api_auth``.
+
+    ``local.chalice_api_swagger`` (every operation needs the API key, from
+    require_api_key) stays the default; ``local.chalice_api_swagger_iam`` is
+    the same document with Chalice's IAMAuthorizer on every operation but
+    CORS preflights (``authorizationType`` AWS_IAM) and no API key.
+    ``local.api_body`` picks one; the REST API's body and its redeployment
+    trigger use it, so switching redeploys.
+    """
+    swagger_json = template.get("locals", {}).get("chalice_api_swagger")
+    if swagger_json is None:
+        return template
+    swagger = json.loads(swagger_json)
+    swagger.pop("x-amazon-apigateway-api-key-source", None)
+    swagger["securityDefinitions"] = {
+        **{k: v for k, v in swagger.get("securityDefinitions", {}).items() if k != "api_key"},
+        "sigv4": SIGV4_SCHEME,
+    }
+    for path_item in swagger.get("paths", {}).values():
+        for method, operation in path_item.items():
+            if method.lower() in SWAGGER_OPERATIONS:
+                operation["security"] = [{"sigv4": []}]
+    resources = template.get("resource", {})
+    patch: Template = {"locals": {"chalice_api_swagger_iam": json.dumps(swagger), "api_body": API_BODY}}
+    if "rest_api" in resources.get("aws_api_gateway_rest_api", {}):
+        patch["resource"] = {"aws_api_gateway_rest_api": {"rest_api": {"body": "${local.api_body}"}}}
+    if "rest_api" in resources.get("aws_api_gateway_deployment", {}):
+        patch.setdefault("resource", {})["aws_api_gateway_deployment"] = {
+            "rest_api": {"triggers": {"redeployment": "${md5(local.api_body)}"}}
+        }
+    return merge_patch(template, patch)
+
+
 def add_function_outputs(template: Template) -> Template:
     """Add the ``function_arns`` output: Chalice function name -> function ARN."""
     arns = {name: f"${{aws_lambda_function.{name}.arn}}" for name in sorted(_functions(template))}
@@ -580,8 +670,10 @@ TRANSFORMATIONS: tuple[Callable[[Template], Template], ...] = (
     add_gateway_responses,
     configure_rest_api,
     split_api_stage,
+    log_api_access,  # after split_api_stage, which makes the stage
     name_schedules,
     route_through_alias,  # after the steps that match ${aws_lambda_function.X.arn}
+    offer_iam_auth,  # after every step that edits the API body
     add_function_outputs,
 )
 

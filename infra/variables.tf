@@ -107,6 +107,18 @@ variable "log_retention_days" {
   default     = 7
 }
 
+variable "api_access_log_retention_days" {
+  description = "Retention of the API access logs (who called what, when, with which answer), in days; a year by default, an audit trail's usual minimum (about 0.5 KB per request)."
+  type        = number
+  default     = 365
+}
+
+variable "manage_api_gateway_account" {
+  description = "Create API Gateway's CloudWatch role and set it for the account and region (needed for access logs; one setting shared by every API there). Set false where the account already has one, or in every stack but one when several share an account and region."
+  type        = bool
+  default     = true
+}
+
 variable "reserved_concurrency" {
   description = "Reserved concurrency per Chalice function name; functions not listed (api_handler by default) share the account's unreserved pool. The S3-event function is capped so a burst of uploads (up to 1 GiB copies each) cannot starve api_handler of concurrency or EFS throughput; the hourly sweep never runs twice at once. Setting this map replaces the whole default."
   type        = map(number)
@@ -148,6 +160,17 @@ variable "api_quota_per_day" {
   description = "Requests per day allowed per API key; 0 means no quota."
   type        = number
   default     = 0
+}
+
+variable "api_auth" {
+  description = "How API Gateway authenticates callers: api_key (default; the x-api-key header of the issued key, throttled by its usage plan) or iam (SigV4-signed requests of AWS principals allowed execute-api:Invoke, e.g. through the api_invoke_policy_arn output; Chalice's IAMAuthorizer). See infra/README.md, \"Who may call the API\"."
+  type        = string
+  default     = "api_key"
+
+  validation {
+    condition     = contains(["api_key", "iam"], var.api_auth)
+    error_message = "api_auth must be api_key or iam."
+  }
 }
 
 variable "api_endpoint_type" {

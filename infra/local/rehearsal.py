@@ -12,8 +12,8 @@ Build-time code for ``make deploy-local`` and tests/infra.  Steps:
    the one uploaded package; failed S3 events go to the encrypted queue;
    the alarms, the dashboard and the sweep's schedule exist;
 4. a second ``terraform plan -detailed-exitcode`` must find no changes;
-5. put object versions in the bucket and empty it with infra/empty_bucket.py,
-   as ``make destroy`` does (``bucket_force_destroy`` is false, so the
+5. put object versions in the bucket and tear it down with infra/empty_bucket.py
+   (notification off, then every version deleted), as ``make destroy`` does (``bucket_force_destroy`` is false, so the
    destroy fails unless that worked);
 6. ``terraform destroy``, after which moto must hold none of the stack.
 
@@ -373,6 +373,12 @@ def fill_and_empty_bucket(
         report,
         proc.returncode == 0 and "deleted 3 object versions" in proc.stdout,
         f"infra/empty_bucket.py deleted every version and delete marker: {proc.stdout.strip()} {proc.stderr[-2000:]}",
+    )
+    left = s3.get_bucket_notification_configuration(Bucket=bucket)
+    _check(
+        report,
+        not any(left.get(k) for k in ("LambdaFunctionConfigurations", "QueueConfigurations", "TopicConfigurations")),
+        "infra/empty_bucket.py switched the bucket notification off",
     )
 
 

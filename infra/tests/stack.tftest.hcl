@@ -60,6 +60,9 @@ mock_provider "aws" {
   mock_resource "aws_vpc" {
     defaults = { arn = "arn:aws:ec2:us-east-1:123456789012:vpc/vpc-12345678" }
   }
+  mock_resource "aws_kms_key" {
+    defaults = { arn = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555" }
+  }
   mock_resource "aws_api_gateway_rest_api" {
     defaults = { execution_arn = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234" }
   }
@@ -393,7 +396,7 @@ run "defaults" {
   assert {
     condition = (aws_api_gateway_rest_api.rest_api.name == "efs-ml-dev"
       && aws_api_gateway_rest_api.rest_api.endpoint_configuration[0].types == tolist(["REGIONAL"])
-    && aws_api_gateway_deployment.rest_api.triggers.redeployment == md5(local.chalice_api_swagger))
+    && aws_api_gateway_deployment.rest_api.triggers.redeployment == md5(local.api_body))
     error_message = "the API is named per environment, REGIONAL by default, and redeployed when its body changes"
   }
 
@@ -433,6 +436,26 @@ run "defaults" {
       strcontains(aws_cloudwatch_dashboard.this.dashboard_body, m)])
     && alltrue([for f in values(local.chalice_functions) : f.environment[0].variables.METRICS_NAMESPACE == "efs-ml-dev"]))
     error_message = "the dashboard must show the EMF metrics of the namespace the functions emit to"
+  }
+
+  # Who called what: every request of the stage, one JSON line, kept and encrypted.
+  assert {
+    condition = (one(aws_api_gateway_stage.rest_api.access_log_settings).destination_arn == aws_cloudwatch_log_group.api_access.arn
+      && alltrue([for f in ["requestId", "sourceIp", "apiKeyId", "userArn", "httpMethod", "path", "status"] :
+      contains(keys(jsondecode(one(aws_api_gateway_stage.rest_api.access_log_settings).format)), f)])
+      && aws_cloudwatch_log_group.api_access.retention_in_days == 365
+      && aws_cloudwatch_log_group.api_access.kms_key_id == aws_kms_key.logs.arn && aws_kms_key.logs.enable_key_rotation
+      && one([for s in data.aws_iam_policy_document.logs_key.statement : one(s.condition).values if s.sid == "CloudWatchLogsEncryptsTheAccessLog"]) == tolist([
+    "arn:aws:logs:us-east-1:123456789012:log-group:${aws_cloudwatch_log_group.api_access.name}"]))
+    error_message = "the API stage must write its access log to a retained group encrypted with the stack's key, which only that group may use"
+  }
+
+  assert {
+    condition = (length(aws_api_gateway_account.this) == 1
+      && aws_api_gateway_account.this[0].cloudwatch_role_arn == aws_iam_role.api_gateway_logs[0].arn
+      && endswith(aws_iam_role_policy_attachment.api_gateway_logs[0].policy_arn, "service-role/AmazonAPIGatewayPushToCloudWatchLogs")
+    && length(aws_iam_policy.invoke) == 0)
+    error_message = "by default the stack sets API Gateway's CloudWatch role (access logs need it); no invoke policy with API keys"
   }
 
   assert {
@@ -538,6 +561,44 @@ run "names_without_the_region_for_an_old_stack" {
     condition     = aws_iam_role.api.name == "efs-ml-dev-api" && aws_s3_bucket.models.bucket == "efs-ml-dev-models-123456789012"
     error_message = "region_in_global_names = false keeps the names a stack had before they carried the region"
   }
+}
+
+run "iam_auth" {
+  command = apply
+
+  variables {
+    api_auth                   = "iam"
+    manage_api_gateway_account = false
+  }
+
+  assert {
+    condition = (alltrue(flatten([
+      for path, item in jsondecode(aws_api_gateway_rest_api.rest_api.body).paths : [
+        for method, op in item : op.security == [{ sigv4 = [] }] if method != "options"
+      ]
+      ])) && jsondecode(aws_api_gateway_rest_api.rest_api.body).securityDefinitions == {
+      sigv4 = { type = "apiKey", name = "Authorization", in = "header", "x-amazon-apigateway-authtype" = "awsSigv4" } }
+    && aws_api_gateway_deployment.rest_api.triggers.redeployment == md5(local.chalice_api_swagger_iam))
+    error_message = "api_auth = iam must put SigV4 (AWS_IAM) on every operation but preflights, instead of the API key, and redeploy"
+  }
+
+  assert {
+    condition = (length(aws_iam_policy.invoke) == 1
+      && one(one(data.aws_iam_policy_document.invoke.statement).actions) == "execute-api:Invoke"
+      && one(one(data.aws_iam_policy_document.invoke.statement).resources) == "${aws_api_gateway_rest_api.rest_api.execution_arn}/api/*/*"
+    && length(aws_api_gateway_account.this) == 0 && length(aws_iam_role.api_gateway_logs) == 0)
+    error_message = "iam auth comes with a policy to invoke this stage; manage_api_gateway_account = false leaves the account setting alone"
+  }
+}
+
+run "rejects_an_unknown_auth" {
+  command = plan
+
+  variables {
+    api_auth = "none"
+  }
+
+  expect_failures = [var.api_auth]
 }
 
 run "rejects_a_single_az" {
