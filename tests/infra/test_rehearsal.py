@@ -21,6 +21,9 @@ def test_rehearsal_apply_verify_replan_destroy(packaged_stack, build_dir):
     assert "S3 events: 2 retries, 3 h maximum age, then the failed-events queue" in report.checks
     assert "every function runs the uploaded package (CodeSha256)" in report.checks
     assert "gateway responses come from the API body" in report.checks
+    assert "the API stage writes its access log to the retained, KMS-encrypted group" in report.checks
+    assert "the S3 handler alarms on undeliverable and dropped events" in report.checks
+    assert "infra/empty_bucket.py switched the bucket notification off" in report.checks
     assert "the hourly sweep's rule invokes its live alias" in report.checks
     assert any(c.startswith("infra/empty_bucket.py deleted every version") for c in report.checks)
     # demonstration.py --config reads this stack's URL, bucket and key from the real outputs.
