@@ -233,10 +233,12 @@ resource "aws_cloudwatch_dashboard" "this" {
         type = "metric", x = 0, y = 18, width = 12, height = 6
         properties = {
           title = "Functions: errors and throttles", region = var.region, view = "timeSeries", stat = "Sum", period = 300
-          metrics = flatten([for name, fn in local.chalice_function_names : [
+          # concat, not flatten: each metric must stay an array of its own
+          # (flatten made one flat list, which PutDashboard rejects).
+          metrics = concat([for name, fn in local.chalice_function_names : [
             ["AWS/Lambda", "Errors", "FunctionName", fn, { label = "${name} errors" }],
             ["AWS/Lambda", "Throttles", "FunctionName", fn, { label = "${name} throttles" }],
-          ]])
+          ]]...)
         }
       },
       {

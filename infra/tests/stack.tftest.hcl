@@ -438,6 +438,14 @@ run "defaults" {
     error_message = "the dashboard must show the EMF metrics of the namespace the functions emit to"
   }
 
+  # CloudWatch's dashboard schema: "metrics" is an array of arrays, one per metric.
+  assert {
+    condition = alltrue(flatten([for w in jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets : [
+      for m in w.properties.metrics : can(m[0]) && !can(tostring(m))
+    ] if w.type == "metric"]))
+    error_message = "every metric of a dashboard widget must be an array of its own"
+  }
+
   # Who called what: every request of the stage, one JSON line, kept and encrypted.
   assert {
     condition = (one(aws_api_gateway_stage.rest_api.access_log_settings).destination_arn == aws_cloudwatch_log_group.api_access.arn
