@@ -20,7 +20,7 @@ from typing import Any
 import boto3
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tfcli import cli_env, terraform  # noqa: E402
+from tfcli import build_dir_of, cli_env, terraform  # noqa: E402
 
 
 def remove_notifications(s3: Any, bucket: str) -> None:
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stack", type=Path, default=Path("build/stacks/dev"))
     args = parser.parse_args(argv)
-    env = cli_env(args.stack.parent)
+    env = cli_env(build_dir_of(args.stack))
     outputs = json.loads(terraform(["output", "-json"], args.stack, env).stdout)
     if "s3_bucket_name" not in outputs:
         print("empty_bucket: the stack has no s3_bucket_name output (not deployed?); nothing to empty")

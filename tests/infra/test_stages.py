@@ -120,3 +120,10 @@ def test_migrate_never_merges_into_an_existing_stage(tmp_path):
 def test_stage_names_are_environment_names(tmp_path):
     with pytest.raises(stack.StackError, match="lowercase"):
         stack.stage_stack_dir(tmp_path, "Prod/../dev")
+
+
+def test_terraform_config_goes_to_the_build_dir_not_beside_the_stages(tmp_path):
+    import tfcli
+
+    assert tfcli.build_dir_of(tmp_path / "build" / "stacks" / "prod") == tmp_path / "build"
+    assert tfcli.build_dir_of(tmp_path / "elsewhere" / "stack") == tmp_path / "elsewhere"
