@@ -36,11 +36,11 @@ PYTEST_ARGS ?=
 test: $(STAMP)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
-# build/stack is kept: a deployed stack's local Terraform state lives there.
-## remove the virtualenvs, .local and build output (build/stack is kept)
+# build/stacks (and a pre-stage build/stack) are kept: deployed stacks' local Terraform state lives there.
+## remove the virtualenvs, .local and build output (build/stacks is kept)
 clean:
 	rm -rf $(VENV) .local .pytest_cache .hypothesis
-	find build -mindepth 1 -maxdepth 1 ! -name stack -exec rm -rf {} + 2>/dev/null || true
+	find build -mindepth 1 -maxdepth 1 ! -name stack ! -name stacks -exec rm -rf {} + 2>/dev/null || true
 
 # Area-specific targets (deployment, benchmarks, ...) live beside this file.
 include $(wildcard make/*.mk)

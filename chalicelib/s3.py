@@ -17,6 +17,24 @@ from chalicelib import deadline
 from chalicelib.config import Settings, get_settings
 from chalicelib.errors import DeadlineExceeded, S3NotFound, S3ObjectChanged, S3Unavailable
 
+# The IAM actions behind every S3 client method this module calls: the one
+# list the deployment is checked against (tests/infra/test_s3_permissions.py
+# scans the code for client calls and fails on one missing here, then checks
+# each function's role and the VPC's S3 gateway endpoint policy allow what the
+# function can reach). HEAD is authorised as GetObject; without ListBucket S3
+# answers a missing key with 403, not 404. A copy reads the source and writes
+# the target. A presigned URL is sent by the client from outside the VPC:
+# the signing role needs the action, the endpoint never sees the request.
+IAM_ACTIONS: dict[str, tuple[str, ...]] = {
+    "head_object": ("s3:GetObject", "s3:ListBucket"),
+    "get_object": ("s3:GetObject", "s3:ListBucket"),
+    "put_object": ("s3:PutObject",),
+    "copy_object": ("s3:GetObject", "s3:PutObject"),
+    "delete_object": ("s3:DeleteObject",),
+    "generate_presigned_url": ("s3:PutObject",),
+}
+SIGNED_FOR_CLIENTS = frozenset({"generate_presigned_url"})
+
 CHUNK_BYTES = 1024 * 1024
 PART_THREAD_PREFIX = "s3-part"
 

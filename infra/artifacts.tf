@@ -14,8 +14,15 @@ resource "aws_s3_bucket" "artifacts" {
   #checkov:skip=CKV_AWS_18:Server access logs need a second bucket; the only writer is terraform apply (CloudTrail records it)
   #checkov:skip=CKV_AWS_144:A rebuildable build artifact: `make package` recreates it, a replica adds nothing
   #checkov:skip=CKV_AWS_145:SSE-S3 (AES256); SSE-KMS would also need a key grant for Lambda's code fetch
-  bucket        = "${local.name}-artifacts-${local.account_id}"
+  bucket        = "${local.global_name}-artifacts-${local.account_id}"
   force_destroy = true # only rebuildable packages live here
+
+  lifecycle {
+    precondition {
+      condition     = length("${local.global_name}-artifacts-${local.account_id}") <= 63
+      error_message = "S3 bucket names are at most 63 characters: shorten var.prefix or var.environment (or the region is long)."
+    }
+  }
 }
 
 resource "aws_s3_bucket_public_access_block" "artifacts" {

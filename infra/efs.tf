@@ -22,7 +22,7 @@ resource "aws_efs_file_system" "this" {
 
 # One mount target per subnet: a function in an AZ without one cannot mount.
 resource "aws_efs_mount_target" "this" {
-  count = var.az_count
+  count = local.az_count
 
   file_system_id  = aws_efs_file_system.this.id
   subnet_id       = aws_subnet.private[count.index].id

@@ -32,7 +32,7 @@ data "aws_iam_policy_document" "lambda_assume" {
 }
 
 resource "aws_iam_role" "lambda" {
-  name               = "${local.name}-lambda"
+  name               = "${local.global_name}-lambda"
   assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
 }
 
@@ -43,7 +43,7 @@ resource "aws_iam_role_policy" "lambda" {
 }
 
 resource "aws_iam_role" "api" {
-  name               = "${local.name}-api"
+  name               = "${local.global_name}-api"
   assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
 }
 
@@ -54,8 +54,15 @@ resource "aws_iam_role_policy" "api" {
 }
 
 resource "aws_iam_role" "sweeper" {
-  name               = "${local.name}-sweeper"
+  name               = "${local.global_name}-sweeper"
   assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+
+  lifecycle {
+    precondition {
+      condition     = length("${local.global_name}-sweeper") <= 64
+      error_message = "IAM role names are at most 64 characters: shorten var.prefix or var.environment."
+    }
+  }
 }
 
 resource "aws_iam_role_policy" "sweeper" {

@@ -85,6 +85,40 @@ resource "aws_cloudwatch_metric_alarm" "function_throttles" {
   ok_actions          = local.alarm_actions
 }
 
+# The failure path of the failure path: an S3 event Lambda could not deliver
+# to the failed-events queue (DestinationDeliveryFailures: the queue or the
+# role's sqs:SendMessage is broken, the event is lost) or dropped
+# (AsyncEventsDropped: every retry failed or it expired; it also counts the
+# events that did reach the queue, so this fires beside failed-events, and
+# alone when delivery failed too).
+locals {
+  async_delivery_metrics = {
+    DestinationDeliveryFailures = "destination-failures"
+    AsyncEventsDropped          = "events-dropped"
+  }
+  async_delivery_alarms = {
+    for pair in setproduct(local.s3_event_functions, keys(local.async_delivery_metrics)) :
+    "${pair[0]}-${local.async_delivery_metrics[pair[1]]}" => { function = pair[0], metric = pair[1] }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "s3_event_delivery" {
+  for_each            = local.async_delivery_alarms
+  alarm_name          = "${local.chalice_function_names[each.value.function]}-${local.async_delivery_metrics[each.value.metric]}"
+  alarm_description   = "${each.value.function}: ${each.value.metric} > 0. ${each.value.metric == "DestinationDeliveryFailures" ? "S3 events could not be sent to ${aws_sqs_queue.failed_events.name} and are lost: check the queue and the role's sqs:SendMessage, then re-ingest the keys." : "S3 events were given up (retries spent or too old); they should be in ${aws_sqs_queue.failed_events.name}: replay them (infra/README.md)."}"
+  namespace           = "AWS/Lambda"
+  metric_name         = each.value.metric
+  dimensions          = { FunctionName = local.chalice_function_names[each.value.function] }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
 resource "aws_cloudwatch_metric_alarm" "api_5xx" {
   alarm_name          = "${local.name}-api-5xx"
   alarm_description   = "More than ${var.api_5xx_threshold} 5xx answers in 5 minutes (the error codes are on the ${local.name} dashboard)."
@@ -123,12 +157,14 @@ resource "aws_cloudwatch_metric_alarm" "api_latency" {
 # from the per-invocation summary log line (errorCode for HTTP, errorType
 # for events) through Logs Insights.
 locals {
-  emf_search  = "{${local.metrics_namespace},Operation,Service}"
+  # The namespace is quoted: unquoted, SEARCH reads a namespace with a "/" or
+  # a "." (e.g. "Company/ModelServer") as search syntax, not as one name.
+  emf_search  = "{\"${local.metrics_namespace}\",Operation,Service}"
   log_sources = join(" | ", [for name in values(local.chalice_function_names) : "SOURCE '/aws/lambda/${name}'"])
 }
 
 resource "aws_cloudwatch_dashboard" "this" {
-  dashboard_name = local.name
+  dashboard_name = local.global_name
   dashboard_body = jsonencode({
     widgets = [
       {
@@ -197,10 +233,12 @@ resource "aws_cloudwatch_dashboard" "this" {
         type = "metric", x = 0, y = 18, width = 12, height = 6
         properties = {
           title = "Functions: errors and throttles", region = var.region, view = "timeSeries", stat = "Sum", period = 300
-          metrics = flatten([for name, fn in local.chalice_function_names : [
+          # concat, not flatten: each metric must stay an array of its own
+          # (flatten made one flat list, which PutDashboard rejects).
+          metrics = concat([for name, fn in local.chalice_function_names : [
             ["AWS/Lambda", "Errors", "FunctionName", fn, { label = "${name} errors" }],
             ["AWS/Lambda", "Throttles", "FunctionName", fn, { label = "${name} throttles" }],
-          ]])
+          ]]...)
         }
       },
       {

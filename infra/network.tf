@@ -2,7 +2,7 @@
 # through a gateway endpoint, so no NAT gateway (~$33/month each) is needed.
 
 data "aws_availability_zones" "available" {
-  #checkov:skip=CKV_AWS_394:Only the first var.az_count zone names are used (slice below); AWS names new zones with later letters, so the chosen set does not move
+  #checkov:skip=CKV_AWS_394:Zones are chosen by zone ID (var.az_ids, else the first var.az_count IDs in sorted order), which name the same physical zone in every account; a new zone does not move the chosen set
   state = "available"
   # Local Zones and Wavelength Zones have no EFS mount targets.
   filter {
@@ -11,8 +11,13 @@ data "aws_availability_zones" "available" {
   }
 }
 
+# Zones by ID, not name: "us-east-1a" is a different physical zone in each
+# account (names are shuffled per account), zone IDs ("use1-az1") are not, so
+# the stack lands where var.az_ids says, or where another account's
+# resources (a peered VPC, a shared EFS) are.
 locals {
-  azs = slice(data.aws_availability_zones.available.names, 0, var.az_count)
+  az_ids   = length(var.az_ids) > 0 ? var.az_ids : slice(sort(data.aws_availability_zones.available.zone_ids), 0, var.az_count)
+  az_count = length(local.az_ids)
 }
 
 resource "aws_vpc" "this" {
@@ -33,14 +38,14 @@ resource "aws_default_security_group" "this" {
 }
 
 resource "aws_subnet" "private" {
-  count = var.az_count
+  count = local.az_count
 
   vpc_id                  = aws_vpc.this.id
-  availability_zone       = local.azs[count.index]
+  availability_zone_id    = local.az_ids[count.index]
   cidr_block              = cidrsubnet(var.vpc_cidr, 8, count.index)
   map_public_ip_on_launch = false
 
-  tags = { Name = "${local.name}-private-${local.azs[count.index]}" }
+  tags = { Name = "${local.name}-private-${local.az_ids[count.index]}" }
 }
 
 resource "aws_route_table" "private" {
@@ -50,7 +55,7 @@ resource "aws_route_table" "private" {
 }
 
 resource "aws_route_table_association" "private" {
-  count = var.az_count
+  count = local.az_count
 
   subnet_id      = aws_subnet.private[count.index].id
   route_table_id = aws_route_table.private.id
@@ -68,11 +73,30 @@ resource "aws_vpc_endpoint" "s3" {
   tags = { Name = "${local.name}-s3" }
 }
 
+# Every request a function sends to S3 travels this endpoint, so its policy
+# must allow each action the code performs (chalicelib/s3.py IAM_ACTIONS;
+# tests/infra/test_s3_permissions.py checks it): GET and HEAD (GetObject),
+# the outputs/ archive, the async ingest's self-copy (GetObject + PutObject),
+# DELETE /models|inputs/{name} (DeleteObject), and ListBucket so that a
+# missing key is a 404. moto evaluates no endpoint policy: the local
+# rehearsal cannot catch a missing action. The roles still decide which
+# function may do what; this only keeps the VPC's S3 traffic on this bucket.
 data "aws_iam_policy_document" "s3_endpoint" {
   statement {
-    sid       = "ThisStackBucketOnly"
-    actions   = ["s3:GetObject", "s3:PutObject", "s3:ListBucket"]
-    resources = [aws_s3_bucket.models.arn, "${aws_s3_bucket.models.arn}/*"]
+    sid       = "ThisStackObjectsOnly"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    resources = ["${aws_s3_bucket.models.arn}/*"]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+  }
+
+  statement {
+    sid       = "ListThisStackBucketOnly"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.models.arn]
 
     principals {
       type        = "*"

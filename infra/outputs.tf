@@ -76,3 +76,18 @@ output "alarm_topic_arn" {
   description = "SNS topic the alarms notify, when var.alarm_emails created one."
   value       = one(aws_sns_topic.alarms[*].arn)
 }
+
+output "api_auth" {
+  description = "How callers authenticate: api_key (send api_key in x-api-key) or iam (sign with SigV4)."
+  value       = var.api_auth
+}
+
+output "api_invoke_policy_arn" {
+  description = "With api_auth = iam: the policy that lets a role or user call the API; null otherwise."
+  value       = one(aws_iam_policy.invoke[*].arn)
+}
+
+output "api_access_log_group" {
+  description = "CloudWatch log group of the API's access log (one JSON line per request)."
+  value       = aws_cloudwatch_log_group.api_access.name
+}

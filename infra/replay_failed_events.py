@@ -18,7 +18,7 @@ A message that is not such a record is left in the queue and reported.
 
 Usage::
 
-    python infra/replay_failed_events.py --stack build/stack [--dry-run] [--limit N]
+    python infra/replay_failed_events.py --stack build/stacks/dev [--dry-run] [--limit N]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any, Callable
 import boto3
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tfcli import cli_env, terraform  # noqa: E402
+from tfcli import build_dir_of, cli_env, terraform  # noqa: E402
 
 # Long enough to invoke and delete a batch; a message not deleted in time
 # (a crash of this tool) is simply received again later.
@@ -125,11 +125,11 @@ def replay(
 def main(argv: list[str] | None = None) -> int:
     """Command line: read the queue URL and region from the stack's outputs, then replay."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stack", type=Path, default=Path("build/stack"))
+    parser.add_argument("--stack", type=Path, default=Path("build/stacks/dev"))
     parser.add_argument("--dry-run", action="store_true", help="list what would be replayed, change nothing")
     parser.add_argument("--limit", type=int, default=None, help="replay at most this many messages")
     args = parser.parse_args(argv)
-    outputs = json.loads(terraform(["output", "-json"], args.stack, cli_env(args.stack.parent)).stdout)
+    outputs = json.loads(terraform(["output", "-json"], args.stack, cli_env(build_dir_of(args.stack))).stdout)
     if "failed_events_queue_url" not in outputs:
         print("replay: the stack has no failed_events_queue_url output (not deployed?)", file=sys.stderr)
         return 1

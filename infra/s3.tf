@@ -5,7 +5,7 @@ resource "aws_s3_bucket" "models" {
   #checkov:skip=CKV_AWS_18:Server access logs need a second bucket; enable CloudTrail S3 data events where an audit trail is required
   #checkov:skip=CKV_AWS_144:Single-region stack: EFS and the functions live in one region, so a replica could not serve them; versioning covers accidental overwrites
   #checkov:skip=CKV_AWS_145:SSE-S3 (AES256) default encryption; SSE-KMS would bill every GET/PUT and need key grants for presigned uploads
-  bucket        = "${local.name}-models-${data.aws_caller_identity.current.account_id}"
+  bucket        = "${local.global_name}-models-${data.aws_caller_identity.current.account_id}"
   force_destroy = var.bucket_force_destroy
 }
 

@@ -13,7 +13,7 @@ to one directory that ``terraform init && terraform apply`` deploys as is.
 
 Usage::
 
-    python infra/stack.py --app-dir . --stage dev --build-dir build
+    python infra/stack.py --app-dir . --stage dev --build-dir build   # -> build/stacks/dev
 """
 
 from __future__ import annotations
@@ -88,6 +88,42 @@ SWAGGER_OPERATIONS = frozenset(
     {"get", "put", "post", "delete", "patch", "head", "x-amazon-apigateway-any-method"}
 )  # not "options": CORS preflights carry no API key
 API_KEY_SCHEME = {"type": "apiKey", "name": "x-api-key", "in": "header"}
+# Chalice's IAMAuthorizer: SigV4-signed requests, checked by API Gateway
+# against the caller's execute-api:Invoke permission (AWS_IAM on each method).
+SIGV4_SCHEME = {"type": "apiKey", "name": "Authorization", "in": "header", "x-amazon-apigateway-authtype": "awsSigv4"}
+# The REST API's body: the API-key or the SigV4 document, by var.api_auth.
+API_BODY = '${var.api_auth == "iam" ? local.chalice_api_swagger_iam : local.chalice_api_swagger}'
+# The API stage's access log (infra/logs.tf): one JSON line per request,
+# enough to say who (API key id, or the IAM caller under SigV4) did what
+# (method and path, the model name included) with which answer.
+ACCESS_LOG_GROUP_ARN = "${aws_cloudwatch_log_group.api_access.arn}"
+ACCESS_LOG_FIELDS = {
+    "requestId": "$context.requestId",
+    "requestTime": "$context.requestTime",
+    "sourceIp": "$context.identity.sourceIp",
+    "apiKeyId": "$context.identity.apiKeyId",
+    "caller": "$context.identity.caller",
+    "userArn": "$context.identity.userArn",
+    "httpMethod": "$context.httpMethod",
+    "path": "$context.path",
+    "resourcePath": "$context.resourcePath",
+    "status": "$context.status",
+    "responseLength": "$context.responseLength",
+    "integrationLatency": "$context.integrationLatency",
+    "error": "$context.error.message",
+}
+
+# One stack directory per stage, <build>/stacks/<stage>: each holds its own
+# Terraform state and tfvars, so packaging or applying one stage never
+# touches another's. Before per-stage folders every stage was packaged into
+# <build>/stack; migrate_legacy_stack moves such a stack to its own folder.
+STACKS_DIR = "stacks"
+LEGACY_STACK_DIR = "stack"
+# Written on every packaging (not a user file): the environment is the stage.
+# *.auto.tfvars.json files take precedence over terraform.tfvars.
+STAGE_VARS_FILE = "stage.auto.tfvars.json"
+_STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}$")  # var.environment's validation
+_ENVIRONMENT_SETTING = re.compile(r'^\s*environment\s*=\s*"([^"]*)"', re.M)
 
 # Files of the person deploying that re-packaging must not delete.
 USER_FILES = (
@@ -441,6 +477,38 @@ def split_api_stage(template: Template) -> Template:
     )
 
 
+def log_api_access(template: Template) -> Template:
+    """Send the API stage's access log (ACCESS_LOG_FIELDS, one JSON line per
+    request) to the overlay's retained, encrypted ``api_access`` log group.
+
+    API Gateway writes it with the account's CloudWatch role, so the stage
+    waits for ``aws_api_gateway_account.this`` (none when another stack owns
+    that setting: var.manage_api_gateway_account).
+    """
+    if "rest_api" not in template.get("resource", {}).get("aws_api_gateway_stage", {}):
+        return template  # no REST API (split_api_stage makes the stage)
+    stage = template["resource"]["aws_api_gateway_stage"]["rest_api"]
+    if "access_log_settings" in stage:
+        raise StackError("the API stage already has access_log_settings; they come from the overlay")
+    result = merge_patch(
+        template,
+        {
+            "resource": {
+                "aws_api_gateway_stage": {
+                    "rest_api": {
+                        "access_log_settings": {
+                            "destination_arn": ACCESS_LOG_GROUP_ARN,
+                            "format": json.dumps(ACCESS_LOG_FIELDS, separators=(",", ":")),
+                        }
+                    }
+                }
+            }
+        },
+    )
+    _add_depends_on(result["resource"]["aws_api_gateway_stage"]["rest_api"], ["aws_api_gateway_account.this"])
+    return result
+
+
 def add_gateway_responses(template: Template) -> Template:
     """Put API Gateway's own error responses (GATEWAY_RESPONSES) into the API body.
 
@@ -542,6 +610,40 @@ def route_through_alias(template: Template) -> Template:
     return result
 
 
+def offer_iam_auth(template: Template) -> Template:
+    """Offer IAM authorization (SigV4) beside the API key, chosen by ``var.api_auth``.
+
+    ``local.chalice_api_swagger`` (every operation needs the API key, from
+    require_api_key) stays the default; ``local.chalice_api_swagger_iam`` is
+    the same document with Chalice's IAMAuthorizer on every operation but
+    CORS preflights (``authorizationType`` AWS_IAM) and no API key.
+    ``local.api_body`` picks one; the REST API's body and its redeployment
+    trigger use it, so switching redeploys.
+    """
+    swagger_json = template.get("locals", {}).get("chalice_api_swagger")
+    if swagger_json is None:
+        return template
+    swagger = json.loads(swagger_json)
+    swagger.pop("x-amazon-apigateway-api-key-source", None)
+    swagger["securityDefinitions"] = {
+        **{k: v for k, v in swagger.get("securityDefinitions", {}).items() if k != "api_key"},
+        "sigv4": SIGV4_SCHEME,
+    }
+    for path_item in swagger.get("paths", {}).values():
+        for method, operation in path_item.items():
+            if method.lower() in SWAGGER_OPERATIONS:
+                operation["security"] = [{"sigv4": []}]
+    resources = template.get("resource", {})
+    patch: Template = {"locals": {"chalice_api_swagger_iam": json.dumps(swagger), "api_body": API_BODY}}
+    if "rest_api" in resources.get("aws_api_gateway_rest_api", {}):
+        patch["resource"] = {"aws_api_gateway_rest_api": {"rest_api": {"body": "${local.api_body}"}}}
+    if "rest_api" in resources.get("aws_api_gateway_deployment", {}):
+        patch.setdefault("resource", {})["aws_api_gateway_deployment"] = {
+            "rest_api": {"triggers": {"redeployment": "${md5(local.api_body)}"}}
+        }
+    return merge_patch(template, patch)
+
+
 def add_function_outputs(template: Template) -> Template:
     """Add the ``function_arns`` output: Chalice function name -> function ARN."""
     arns = {name: f"${{aws_lambda_function.{name}.arn}}" for name in sorted(_functions(template))}
@@ -568,8 +670,10 @@ TRANSFORMATIONS: tuple[Callable[[Template], Template], ...] = (
     add_gateway_responses,
     configure_rest_api,
     split_api_stage,
+    log_api_access,  # after split_api_stage, which makes the stage
     name_schedules,
     route_through_alias,  # after the steps that match ${aws_lambda_function.X.arn}
+    offer_iam_auth,  # after every step that edits the API body
     add_function_outputs,
 )
 
@@ -650,20 +754,98 @@ def assemble_stack(chalice_dir: Path, infra_dir: Path, stack_dir: Path, max_unzi
     return stack_dir
 
 
+def stage_stack_dir(build_dir: Path, stage: str) -> Path:
+    """Where stage ``stage`` is assembled: ``<build_dir>/stacks/<stage>``."""
+    if not _STAGE_NAME.match(stage):
+        raise StackError(f"stage {stage!r} must be 1-16 lowercase letters, digits or dashes (it is var.environment)")
+    return build_dir / STACKS_DIR / stage
+
+
+def _environment_setting(stack_dir: Path) -> str | None:
+    """The ``environment`` the deployer's own tfvars in ``stack_dir`` set, if any."""
+    found = None
+    for path in sorted(stack_dir.glob("terraform.tfvars")) + sorted(stack_dir.glob("*.auto.tfvars")):
+        match = _ENVIRONMENT_SETTING.search(path.read_text())
+        found = match.group(1) if match else found
+    return found
+
+
+def migrate_legacy_stack(build_dir: Path) -> Path | None:
+    """Move a stack packaged before per-stage folders (``<build>/stack``) to
+    ``<build>/stacks/<its environment>``; return where it went (None: nothing to move).
+
+    Its environment is what its tfvars set, else ``dev`` (var.environment's
+    default): whatever stage was packaged last, that is the environment its
+    state describes. One rename moves state, lock file, providers, tfvars and
+    backend together. Refuses if the target already exists (never merges two states).
+    """
+    legacy = build_dir / LEGACY_STACK_DIR
+    if not legacy.is_dir():
+        return None
+    environment = _environment_setting(legacy) or "dev"
+    target = stage_stack_dir(build_dir, environment)
+    if target.exists():
+        raise StackError(
+            f"{legacy} (environment {environment}) and {target} both exist; "
+            "compare their terraform.tfstate and keep one by hand"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    legacy.rename(target)
+    return target
+
+
+def check_stage_environment(stack_dir: Path, stage: str) -> None:
+    """Refuse when the deployer's tfvars in ``stack_dir`` name another
+    environment than ``stage``: that would rename every resource of the stage."""
+    configured = _environment_setting(stack_dir) if stack_dir.is_dir() else None
+    if configured not in (None, stage):
+        raise StackError(
+            f"{stack_dir} sets environment = {configured!r} but is the stack of stage {stage!r}; "
+            "the environment comes from the stage: remove the setting"
+        )
+
+
+def set_stage(stack_dir: Path, stage: str) -> None:
+    """Make ``stage`` the stack's environment (STAGE_VARS_FILE, which takes precedence over terraform.tfvars)."""
+    check_stage_environment(stack_dir, stage)
+    (stack_dir / STAGE_VARS_FILE).write_text(json.dumps({"environment": stage}, indent=2) + "\n")
+
+
+def package(app_dir: Path, stage: str, build_dir: Path, chalice: str) -> Path:
+    """``chalice package`` stage ``stage`` and assemble it into its own
+    ``<build_dir>/stacks/<stage>``; other stages' folders are not touched."""
+    if stage == "local":
+        raise StackError("the local stage is served by `chalice local`, not packaged")
+    stack_dir = stage_stack_dir(build_dir, stage)
+    if (build_dir / LEGACY_STACK_DIR).is_dir():
+        raise StackError(
+            f"{build_dir / LEGACY_STACK_DIR} holds a stack packaged before per-stage folders; "
+            "run `make migrate-stack` (moves it to stacks/<its environment>, state included) first"
+        )
+    check_stage_environment(stack_dir, stage)
+    chalice_dir = build_dir / "chalice" / stage
+    run_chalice_package(app_dir, stage, chalice_dir, chalice)
+    assemble_stack(chalice_dir, Path(__file__).resolve().parent, stack_dir)
+    set_stage(stack_dir, stage)
+    return stack_dir
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command line: package the app and assemble ``<build-dir>/stack``."""
+    """Command line: package the app and assemble ``<build-dir>/stacks/<stage>``
+    (``--migrate``: move a pre-stage ``<build-dir>/stack`` there first)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--app-dir", type=Path, default=Path("."))
     parser.add_argument("--stage", default="dev")
     parser.add_argument("--build-dir", type=Path, default=Path("build"))
     parser.add_argument("--chalice", default=str(Path(sys.executable).with_name("chalice")))
+    parser.add_argument("--migrate", action="store_true", help="only move <build-dir>/stack to stacks/<environment>")
     args = parser.parse_args(argv)
     try:
-        if args.stage == "local":
-            raise StackError("the local stage is served by `chalice local`, not packaged")
-        chalice_dir = args.build_dir / "chalice"
-        run_chalice_package(args.app_dir, args.stage, chalice_dir, args.chalice)
-        stack_dir = assemble_stack(chalice_dir, Path(__file__).resolve().parent, args.build_dir / "stack")
+        if args.migrate:
+            moved = migrate_legacy_stack(args.build_dir)
+            print(f"stack: {'moved to ' + str(moved) if moved else 'no ' + str(args.build_dir / 'stack') + ' to move'}")
+            return 0
+        stack_dir = package(args.app_dir, args.stage, args.build_dir, args.chalice)
     except StackError as error:
         print(f"stack: {error}", file=sys.stderr)
         return 1

@@ -39,6 +39,13 @@ def cli_env(build_dir: Path, mirror: str | None = None) -> dict[str, str]:
     return env
 
 
+def build_dir_of(stack_dir: Path) -> Path:
+    """The build directory a stack folder lives in: ``<build>/stacks/<stage>`` -> ``<build>``
+    (the CLI config and plugin cache go there, not beside the stages)."""
+    stack_dir = Path(stack_dir)
+    return stack_dir.parent.parent if stack_dir.parent.name == "stacks" else stack_dir.parent
+
+
 def terraform(
     args: list[str], cwd: Path, env: dict[str, str], check: bool = True, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:

@@ -26,6 +26,12 @@ variable "environment" {
   }
 }
 
+variable "region_in_global_names" {
+  description = "Put the region in IAM role, bucket and dashboard names (efs-ml-dev-us-east-1-...). Set false only for a stack deployed before names carried the region: renaming replaces the roles and the buckets, and the models bucket (the system of record) cannot be replaced while it holds objects."
+  type        = bool
+  default     = true
+}
+
 variable "tags" {
   description = "Extra tags applied to every resource through the provider's default_tags."
   type        = map(string)
@@ -33,13 +39,24 @@ variable "tags" {
 }
 
 variable "az_count" {
-  description = "Number of availability zones (one private subnet and one EFS mount target each) the functions run in."
+  description = "Number of availability zones (one private subnet and one EFS mount target each) the functions run in; ignored when az_ids is set."
   type        = number
   default     = 2
 
   validation {
     condition     = var.az_count >= 2 && var.az_count <= 6
     error_message = "az_count must be between 2 and 6: EFS needs a mount target in every AZ a function may run in."
+  }
+}
+
+variable "az_ids" {
+  description = "Availability zone IDs (e.g. [\"use1-az1\", \"use1-az4\"]) of the private subnets, one EFS mount target each; empty: the first az_count zone IDs of the region in sorted order. IDs, unlike zone names, mean the same zone in every account."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = length(var.az_ids) == 0 || (length(var.az_ids) >= 2 && length(var.az_ids) <= 6 && length(distinct(var.az_ids)) == length(var.az_ids))
+    error_message = "az_ids must be empty or 2-6 distinct zone IDs."
   }
 }
 
@@ -90,6 +107,18 @@ variable "log_retention_days" {
   default     = 7
 }
 
+variable "api_access_log_retention_days" {
+  description = "Retention of the API access logs (who called what, when, with which answer), in days; a year by default, an audit trail's usual minimum (about 0.5 KB per request)."
+  type        = number
+  default     = 365
+}
+
+variable "manage_api_gateway_account" {
+  description = "Create API Gateway's CloudWatch role and set it for the account and region (needed for access logs; one setting shared by every API there). Set false where the account already has one, or in every stack but one when several share an account and region."
+  type        = bool
+  default     = true
+}
+
 variable "reserved_concurrency" {
   description = "Reserved concurrency per Chalice function name; functions not listed (api_handler by default) share the account's unreserved pool. The S3-event function is capped so a burst of uploads (up to 1 GiB copies each) cannot starve api_handler of concurrency or EFS throughput; the hourly sweep never runs twice at once. Setting this map replaces the whole default."
   type        = map(number)
@@ -131,6 +160,17 @@ variable "api_quota_per_day" {
   description = "Requests per day allowed per API key; 0 means no quota."
   type        = number
   default     = 0
+}
+
+variable "api_auth" {
+  description = "How API Gateway authenticates callers: api_key (default; the x-api-key header of the issued key, throttled by its usage plan) or iam (SigV4-signed requests of AWS principals allowed execute-api:Invoke, e.g. through the api_invoke_policy_arn output; Chalice's IAMAuthorizer). See infra/README.md, \"Who may call the API\"."
+  type        = string
+  default     = "api_key"
+
+  validation {
+    condition     = contains(["api_key", "iam"], var.api_auth)
+    error_message = "api_auth must be api_key or iam."
+  }
 }
 
 variable "api_endpoint_type" {

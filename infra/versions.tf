@@ -36,6 +36,10 @@ data "aws_region" "current" {}
 locals {
   # Prefix of every overlay resource name, e.g. "efs-ml-dev".
   name = "${var.prefix}-${var.environment}"
+  # Names unique beyond the region (IAM roles and policies per account, S3
+  # buckets per partition) and the dashboard carry the region too, so one
+  # prefix and environment can be deployed in two regions.
+  global_name = var.region_in_global_names ? "${local.name}-${var.region}" : local.name
   # Where the functions' EMF metrics go (METRICS_NAMESPACE, set by the build
   # step) and where the dashboard reads them: one namespace per environment.
   metrics_namespace = var.metrics_namespace != "" ? var.metrics_namespace : local.name

@@ -1,12 +1,14 @@
 # Deployment: `chalice package` -> Terraform stack (infra/README.md).
-#   make package [STAGE=prod]   build/stack: transformed chalice.tf.json + infra/*.tf + deployment.zip
-#   make deploy-local           rehearse build/stack against moto: apply, verify, no-change plan, destroy
-#   make destroy                empty the bucket (all versions), then terraform destroy build/stack
+#   make package [STAGE=prod]   build/stacks/<stage>: transformed chalice.tf.json + infra/*.tf + deployment.zip
+#   make migrate-stack          move a build/stack packaged before per-stage folders to build/stacks/<env>
+#   make deploy-local           rehearse build/stacks/<stage> against moto: apply, verify, no-change plan, destroy
+#   make destroy                remove the bucket notification, empty the bucket (all versions), terraform destroy
 #   make replay-failed          re-invoke the S3 events in the failed-events queue (DRY_RUN=1: list only)
 #   make test-infra             only the infra checks (also part of `make test`)
 STAGE ?= dev
 BUILD ?= build
-STACK := $(BUILD)/stack
+# One folder (state, tfvars) per stage: switching STAGE never touches another stage's.
+STACK = $(BUILD)/stacks/$(STAGE)
 # Offline provider mirror; used only when the directory exists (infra/tfcli.py).
 TF_PLUGIN_MIRROR ?= /opt/tf-plugins
 export TF_PLUGIN_MIRROR
@@ -16,7 +18,7 @@ INFRA_STAMP := $(INFRA_VENV)/.installed
 TF_ENV = $(if $(TF_RC),TF_CLI_CONFIG_FILE=$(TF_RC))
 TF_RC = $(shell $(PY) infra/tfcli.py $(BUILD))
 
-.PHONY: package deploy-local destroy replay-failed test-infra infra-venv infra-init infra-clean
+.PHONY: package migrate-stack deploy-local destroy replay-failed test-infra infra-venv infra-init infra-clean
 
 ## create .venv-infra (checkov) for the infra checks
 infra-venv: $(INFRA_STAMP)
@@ -29,22 +31,26 @@ $(INFRA_STAMP): infra/requirements-infra.txt
 # `make test` runs tests/infra, whose scan needs checkov.
 test: $(INFRA_STAMP)
 
-## `chalice package` + the infra overlay into build/stack (STAGE=dev|prod)
+## `chalice package` + the infra overlay into build/stacks/$(STAGE) (STAGE=dev|prod)
 package: $(STAMP)
 	$(PY) infra/stack.py --stage $(STAGE) --build-dir $(BUILD)
 
-## rehearse build/stack against moto: apply, verify, no-change plan, destroy
+## move build/stack (packaged before per-stage folders; state included) to build/stacks/<its environment>
+migrate-stack: $(STAMP)
+	$(PY) infra/stack.py --migrate --build-dir $(BUILD)
+
+## rehearse build/stacks/$(STAGE) against moto: apply, verify, no-change plan, destroy
 deploy-local: package
 	$(PY) infra/local/rehearsal.py --stack $(STACK) --work-dir $(BUILD)/rehearsal
 
-## terraform init build/stack (from the local provider mirror when there is one)
+## terraform init build/stacks/$(STAGE) (from the local provider mirror when there is one)
 infra-init: $(STAMP)
 	@test -f $(STACK)/chalice.tf.json || { echo "run 'make package' first"; exit 1; }
 	cd $(STACK) && $(TF_ENV) terraform init -input=false
 
 # force_destroy is off by default, so the bucket is emptied first; see
 # infra/README.md ("Cleanup") for ENIs that Lambda releases late.
-## empty the bucket, then terraform destroy a deployed build/stack
+## remove the bucket notification, empty the bucket, then terraform destroy build/stacks/$(STAGE)
 destroy: infra-init
 	$(PY) infra/empty_bucket.py --stack $(STACK)
 	cd $(STACK) && $(TF_ENV) terraform destroy -input=false

@@ -1,26 +1,111 @@
 #!/usr/bin/env python3
-"""Monthly cost estimate for this stack, in the seed README's table format.
+"""Monthly cost estimate of the stack as it deploys, in the seed README's table format.
 
-    python scripts/cost.py                        # the seed's own usage -> ~$4.37/month
-    python scripts/cost.py --consumer-invocations 200000 --throughput-mode elastic --efs-read-gb 500
+    python scripts/cost.py                        # the seed's usage on the stack's defaults
+    python scripts/cost.py --throughput-mode bursting --consumer-invocations 200000
     make cost COST_ARGS="--efs-gb 50 --free-tier"
 
-Unit prices come from scripts/prices.json only. Each line is rounded to the
-cent as in the seed's table, and the total is the sum of the rounded lines
-(the seed's ~$4.37); ``--json`` also gives the unrounded amounts.
+The lines are what the stack's defaults create (infra/): Lambda (the API,
+the S3-event function, the hourly sweep), EFS with elastic throughput
+(bursting and provisioned are options), S3, API Gateway, CloudWatch Logs
+(function logs and the API access log), the EMF custom metrics the code
+emits (counted from chalicelib and app.py), the alarms infra/ defines
+(counted from infra/monitoring.tf), the access log's KMS key, the
+failed-events SQS queue and the S3 gateway endpoint. Unit prices come from
+scripts/prices.json only: on-demand list prices of one region and date,
+printed under the table. Each line is rounded to the cent as in the seed's
+table, and the total is the sum of the rounded lines; ``--json`` also gives
+the unrounded amounts.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
+import re
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Callable, get_type_hints
 
 PRICES_PATH = Path(__file__).resolve().with_name("prices.json")
+ROOT = Path(__file__).resolve().parents[1]
+# EMF metrics (chalicelib/observability.py): one dimension set {Service,
+# Operation} per invocation, so a series is one metric of one operation.
+# Operation is "<METHOD> <route>" for HTTP (chalicelib/http.py) and
+# "s3:ObjectCreated" for S3 events (chalicelib/events.py). Which operations
+# emit which metric: ColdStart every one (on a process's first invocation);
+# the ingest metrics (chalicelib/ingest.py record_ingest) POST /ingest and
+# S3 events; the model-cache metrics (chalicelib/predict.py) POST /predict.
+# tests/unit/test_cost.py checks the names against the code's metric calls.
+S3_EVENT_OPERATION = "s3:ObjectCreated"
+EMF_METRICS: dict[str, tuple[str, ...] | None] = {  # None: every operation
+    "ColdStart": None,
+    "IngestBytes": ("POST /ingest", S3_EVENT_OPERATION),
+    "IngestDurationMs": ("POST /ingest", S3_EVENT_OPERATION),
+    "ModelCacheHit": ("POST /predict",),
+    "ModelCacheMiss": ("POST /predict",),
+    "ModelLoadMs": ("POST /predict",),
+}
+# How each alarm resource of infra/monitoring.tf multiplies (its for_each).
+ALARM_FOR_EACH = {
+    None: lambda functions, s3_functions: 1,
+    "local.chalice_function_names": lambda functions, s3_functions: functions,
+    "local.async_delivery_alarms": lambda functions, s3_functions: 2 * s3_functions,
+}
+
+
+def operations(app_path: Path = ROOT / "app.py") -> list[str]:
+    """The EMF operations of the app: each route's "<METHOD> <path>", and the
+    S3 event if there is an S3 handler (the sweep is not an observed invocation)."""
+    ops: list[str] = []
+    for node in ast.parse(app_path.read_text()).body:
+        for dec in getattr(node, "decorator_list", []):
+            if not (isinstance(dec, ast.Call) and isinstance(dec.func, ast.Attribute)):
+                continue
+            if dec.func.attr == "route":
+                path = ast.literal_eval(dec.args[0])
+                methods = next((ast.literal_eval(k.value) for k in dec.keywords if k.arg == "methods"), ["GET"])
+                ops += [f"{m} {path}" for m in methods]
+            elif dec.func.attr == "on_s3_event" and S3_EVENT_OPERATION not in ops:
+                ops.append(S3_EVENT_OPERATION)
+    return ops
+
+
+def metric_series(ops: list[str]) -> int:
+    """Custom metric series: each metric times the operations that emit it."""
+    return sum(len(ops) if emitters is None else len(set(emitters) & set(ops)) for emitters in EMF_METRICS.values())
+
+
+def functions(app_path: Path = ROOT / "app.py") -> tuple[int, int]:
+    """(Lambda functions, S3-event functions) Chalice packages from app.py:
+    one for all routes, one per event handler."""
+    kinds = [
+        dec.func.attr
+        for node in ast.parse(app_path.read_text()).body
+        for dec in getattr(node, "decorator_list", [])
+        if isinstance(dec, ast.Call) and isinstance(dec.func, ast.Attribute)
+    ]
+    handlers = [k for k in kinds if k in ("on_s3_event", "schedule", "on_sqs_message", "lambda_function")]
+    return (1 if "route" in kinds else 0) + len(handlers), kinds.count("on_s3_event")
+
+
+def alarms(monitoring_tf: Path = ROOT / "infra" / "monitoring.tf", app_path: Path = ROOT / "app.py") -> int:
+    """The CloudWatch alarms the stack defines, for the app's functions."""
+    n_functions, n_s3 = functions(app_path)
+    text = monitoring_tf.read_text()
+    total = 0
+    for match in re.finditer(r'^resource "aws_cloudwatch_metric_alarm" "(\w+)" \{\n(.*?)^\}', text, re.M | re.S):
+        for_each = re.search(r"^\s*for_each\s*=\s*(\S+)", match.group(2), re.M)
+        key = for_each.group(1) if for_each else None
+        if key not in ALARM_FOR_EACH:
+            raise ValueError(f"alarm {match.group(1)}: teach scripts/cost.py how for_each = {key} multiplies")
+        total += ALARM_FOR_EACH[key](n_functions, n_s3)
+    return total
+
+
 THROUGHPUT_MODES = ("bursting", "elastic", "provisioned")
 GIB_PER_GB = 1.0  # AWS bills storage in GB-months; the seed does not distinguish GB and GiB
 
@@ -49,16 +134,27 @@ class Usage:
     consumer_duration_s: float = _opt(2.0, "average seconds per prediction")
     consumer_memory_mb: int = _opt(2048, "memory of the predict function in MB")
     api_requests: int | None = _opt(None, "API Gateway requests per month (default: all invocations)")
+    sweep_invocations: int = _opt(730, "runs of the hourly debris sweep per month")
+    sweep_duration_s: float = _opt(1.0, "average seconds per sweep")
+    sweep_memory_mb: int = _opt(512, "memory of the sweep function in MB")
     efs_gb: float = _opt(10.0, "EFS Standard GB stored")
-    throughput_mode: str = _opt("bursting", "EFS throughput mode")
-    efs_read_gb: float = _opt(0.0, "elastic mode: GB read per month")
-    efs_write_gb: float = _opt(0.0, "elastic mode: GB written per month")
+    # The stack's default (infra/variables.tf efs_throughput_mode).
+    throughput_mode: str = _opt("elastic", "EFS throughput mode")
+    # Assumed: each ingest writes its object once (1,000 x ~10 MB), and cold
+    # model loads read the stored set about twice a month.
+    efs_read_gb: float = _opt(20.0, "elastic mode: GB read per month")
+    efs_write_gb: float = _opt(10.0, "elastic mode: GB written per month")
     provisioned_mibps: float = _opt(0.0, "provisioned mode: MiB/s provisioned")
     s3_gb: float = _opt(20.0, "S3 Standard GB stored")
     # The seed prices its '~6000 PUT/GET' at the PUT rate ($0.03).
     s3_put_requests: int = _opt(6000, "S3 PUT/COPY/POST/LIST requests per month")
     s3_get_requests: int = _opt(0, "S3 GET requests per month")
-    log_gb: float = _opt(1.0, "CloudWatch Logs GB ingested per month")
+    log_gb: float = _opt(1.0, "CloudWatch Logs GB ingested per month (function logs and EMF)")
+    access_log_kb_per_request: float = _opt(0.5, "API access log KB per request (one JSON line)")
+    access_log_retention_days: int = _opt(365, "API access log retention (infra: api_access_log_retention_days)")
+    metric_series: int | None = _opt(None, "EMF custom metric series (default: counted from the code)")
+    alarm_count: int | None = _opt(None, "CloudWatch alarms (default: counted from infra/monitoring.tf)")
+    failed_events: int = _opt(0, "S3 events that land in the failed-events queue per month")
     free_tier: bool = _opt(False, "deduct the monthly free-tier allowances")
 
     @property
@@ -170,9 +266,87 @@ def estimate(u: Usage, prices: dict[str, Any]) -> list[Line]:
             max(0.0, u.log_gb - allowance("cloudwatch_logs_gb")) * prices["cloudwatch_logs_ingest_per_gb"],
             f"{ft['cloudwatch_logs_gb']} GB ingestion free",
         ),
-        Line("VPC (S3 Endpoint)", "1 gateway endpoint", "Free", prices["vpc_s3_gateway_endpoint_month"], "Always free"),
     ]
+    lines += _stack_lines(u, prices, allowance)
+    lines.append(
+        Line("VPC (S3 Endpoint)", "1 gateway endpoint", "Free", prices["vpc_s3_gateway_endpoint_month"], "Always free")
+    )
     return lines
+
+
+def _stack_lines(u: Usage, prices: dict[str, Any], allowance: Callable[[str], float]) -> list[Line]:
+    """What the stack adds beyond the seed's table: the sweep, the access log,
+    custom metrics, alarms, the log key, the failed-events queue, the dashboard."""
+    ft = prices["free_tier"]
+    series = u.metric_series if u.metric_series is not None else metric_series(operations())
+    n_alarms = u.alarm_count if u.alarm_count is not None else alarms()
+    gbs = prices["lambda_gb_second"]
+    sweep_gb_s = u.sweep_invocations * u.sweep_duration_s * u.sweep_memory_mb / 1024
+    # The Lambda allowance left after the producer and consumer (estimate's order).
+    used_gb_s = (
+        u.producer_invocations * u.producer_duration_s * u.producer_memory_mb
+        + u.consumer_invocations * u.consumer_duration_s * u.consumer_memory_mb
+    ) / 1024
+    free_gb_s = max(0.0, allowance("lambda_gb_seconds") - used_gb_s)
+    free_requests = max(0.0, allowance("lambda_requests") - u.invocations)
+    access_gb = u.requests * u.access_log_kb_per_request / 1024**2
+    # Steady state: the retention window holds that many months of the log.
+    stored_gb = access_gb * u.access_log_retention_days / 30
+    sqs_requests = u.failed_events  # Lambda's SendMessage; nothing polls the queue until a replay
+    return [
+        Line(
+            "Lambda (sweep)",
+            f"{_count(u.sweep_invocations)} runs x {u.sweep_duration_s:g}s x {u.sweep_memory_mb}MB",
+            f"{_money(gbs)}/GB-second + requests",
+            max(0.0, sweep_gb_s - free_gb_s) * gbs
+            + max(0.0, u.sweep_invocations - free_requests) * prices["lambda_requests_per_million"] / 1e6,
+            "same allowance",
+        ),
+        Line(
+            "API Access Logs",
+            f"{access_gb:.4f} GB/month, {stored_gb:.3f} GB kept {u.access_log_retention_days} days",
+            f"${prices['cloudwatch_logs_ingest_per_gb']:.2f}/GB"
+            f" + ${prices['cloudwatch_logs_storage_gb_month']}/GB-month",
+            access_gb * prices["cloudwatch_logs_ingest_per_gb"]
+            + stored_gb * prices["cloudwatch_logs_storage_gb_month"],
+            "shares the Logs allowance",
+        ),
+        Line(
+            "KMS Key (access log)",
+            "1 customer-managed key",
+            f"${prices['kms_key_month']:.2f}/key-month",
+            prices["kms_key_month"],
+            "No free tier",
+        ),
+        Line(
+            "CloudWatch Metrics (EMF)",
+            f"{series} custom metric series",
+            f"${prices['cloudwatch_metric_month']:.2f}/metric-month",
+            max(0, series - allowance("cloudwatch_metrics")) * prices["cloudwatch_metric_month"],
+            f"{ft['cloudwatch_metrics']} metrics free",
+        ),
+        Line(
+            "CloudWatch Alarms",
+            f"{n_alarms} standard alarms",
+            f"${prices['cloudwatch_alarm_month']:.2f}/alarm-month",
+            max(0, n_alarms - allowance("cloudwatch_alarms")) * prices["cloudwatch_alarm_month"],
+            f"{ft['cloudwatch_alarms']} alarms free",
+        ),
+        Line(
+            "CloudWatch Dashboard",
+            "1 dashboard",
+            f"${prices['cloudwatch_dashboard_month']:.2f}/dashboard-month beyond 3",
+            0.0,
+            "first 3 per account free",
+        ),
+        Line(
+            "SQS (failed events)",
+            f"{_count(sqs_requests)} requests",
+            f"${prices['sqs_requests_per_million']:.2f}/1M requests",
+            max(0, sqs_requests - allowance("sqs_requests")) * prices["sqs_requests_per_million"] / 1e6,
+            f"{_count(ft['sqs_requests'])} requests free",
+        ),
+    ]
 
 
 def bursting_baseline_mibps(efs_gb: float, prices: dict[str, Any]) -> float:
@@ -209,6 +383,9 @@ def _efs_throughput(u: Usage, prices: dict[str, Any]) -> Line:
     )
 
 
+PRICE_NOTE = "{region} list, {date}"
+
+
 def total(lines: list[Line]) -> Decimal:
     """The seed's total: the sum of the lines as rounded in the table."""
     return sum((line.rounded for line in lines), Decimal("0.00"))
@@ -219,6 +396,7 @@ def render(lines: list[Line], u: Usage) -> str:
     rows = [("Service", "Usage", "Unit Cost", "Monthly Cost", "Free Tier"), ("---",) * 5]
     rows += [(f"**{l.service}**", l.usage, l.unit_cost, f"${l.rounded}", l.free_tier) for l in lines]
     rows.append(("", "", "**Total**", f"**~${total(lines)}/month**", "applied" if u.free_tier else "not applied"))
+    rows.append(("", "", "Prices", PRICE_NOTE.format(**load_prices()["_as_of"]), ""))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     out = []
     for r in rows:
@@ -284,9 +462,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{usage.efs_gb:g} GB stored once burst credits are spent; loading large models "
             "often needs --throughput-mode elastic."
         )
+    as_of = prices["_as_of"]
     print(
-        f"Unit prices: {PRICES_PATH.name} ({load_prices()['_updated']}); "
-        f"unrounded total ${sum(l.amount for l in lines):.4f}."
+        f"Unit prices: on-demand list prices of {as_of['region']} as published {as_of['date']} "
+        f"({PRICES_PATH.name}, {as_of['checked']}); unrounded total ${sum(l.amount for l in lines):.4f}."
     )
     return 0
 

@@ -12,8 +12,8 @@ Build-time code for ``make deploy-local`` and tests/infra.  Steps:
    the one uploaded package; failed S3 events go to the encrypted queue;
    the alarms, the dashboard and the sweep's schedule exist;
 4. a second ``terraform plan -detailed-exitcode`` must find no changes;
-5. put object versions in the bucket and empty it with infra/empty_bucket.py,
-   as ``make destroy`` does (``bucket_force_destroy`` is false, so the
+5. put object versions in the bucket and tear it down with infra/empty_bucket.py
+   (notification off, then every version deleted), as ``make destroy`` does (``bucket_force_destroy`` is false, so the
    destroy fails unless that worked);
 6. ``terraform destroy``, after which moto must hold none of the stack.
 
@@ -194,6 +194,15 @@ def verify(
     )
 
 
+def _stack_name(stack_dir: Path) -> str:
+    """``local.name`` of the rehearsed stack: the default prefix and the
+    packaged stage's environment (stage.auto.tfvars.json; the rehearsal
+    leaves terraform.tfvars out)."""
+    stage_vars = stack_dir / "stage.auto.tfvars.json"
+    environment = json.loads(stage_vars.read_text())["environment"] if stage_vars.exists() else "dev"
+    return f"efs-ml-{environment}"
+
+
 def _package_sha256(stack_dir: Path) -> str:
     """The package's SHA-256 as Lambda reports it (CodeSha256: base64)."""
     return base64.b64encode(hashlib.sha256((stack_dir / "deployment.zip").read_bytes()).digest()).decode()
@@ -204,6 +213,7 @@ def verify_operations(clients: Callable[[str], Any], outputs: dict[str, Any], st
     lam = clients("lambda")
     functions = outputs["function_arns"]
     code = _package_sha256(stack_dir)
+    name = _stack_name(stack_dir)
     s3 = clients("s3")
     package = s3.head_object(Bucket=outputs["artifacts_bucket_name"], Key="lambda/deployment.zip")
     _check(
@@ -240,15 +250,23 @@ def verify_operations(clients: Callable[[str], Any], outputs: dict[str, Any], st
     alarms = {a["AlarmName"]: a for a in cloudwatch.describe_alarms()["MetricAlarms"]}
     names = {arn.split(":")[-1] for arn in functions.values()}
     expected = {f"{n}-{kind}" for n in names for kind in ("errors", "throttles")} | {
-        "efs-ml-dev-failed-events",
-        "efs-ml-dev-api-5xx",
-        "efs-ml-dev-api-latency-p99",
+        f"{name}-failed-events",
+        f"{name}-api-5xx",
+        f"{name}-api-latency-p99",
     }
+    s3_handler = functions["on_object_created"].split(":")[-1]
+    expected |= {f"{s3_handler}-destination-failures", f"{s3_handler}-events-dropped"}
     _check(report, expected <= set(alarms), f"alarms on every function, the queue and the API: {sorted(expected)}")
+    _check(
+        report,
+        alarms[f"{s3_handler}-destination-failures"]["MetricName"] == "DestinationDeliveryFailures"
+        and alarms[f"{s3_handler}-events-dropped"]["MetricName"] == "AsyncEventsDropped",
+        "the S3 handler alarms on undeliverable and dropped events",
+    )
     queue_name = queue["QueueArn"].split(":")[-1]
     _check(
         report,
-        alarms["efs-ml-dev-failed-events"]["Dimensions"] == [{"Name": "QueueName", "Value": queue_name}],
+        alarms[f"{name}-failed-events"]["Dimensions"] == [{"Name": "QueueName", "Value": queue_name}],
         "the failed-events alarm watches the queue",
     )
     body = json.loads(cloudwatch.get_dashboard(DashboardName=outputs["dashboard_name"])["DashboardBody"])
@@ -266,7 +284,7 @@ def verify_operations(clients: Callable[[str], Any], outputs: dict[str, Any], st
     rest = api.get_rest_api(restApiId=outputs["rest_api_id"])
     _check(
         report,
-        rest["name"] == "efs-ml-dev" and rest["endpointConfiguration"]["types"] == ["REGIONAL"],
+        rest["name"] == name and rest["endpointConfiguration"]["types"] == ["REGIONAL"],
         "REST API named per environment, REGIONAL",
     )
     responses = {r["responseType"]: r for r in api.get_gateway_responses(restApiId=outputs["rest_api_id"])["items"]}
@@ -280,8 +298,19 @@ def verify_operations(clients: Callable[[str], Any], outputs: dict[str, Any], st
         "gateway responses come from the API body",
     )
 
+    stage = api.get_stage(restApiId=outputs["rest_api_id"], stageName="api")
+    (group,) = clients("logs").describe_log_groups(logGroupNamePrefix=outputs["api_access_log_group"])["logGroups"]
+    _check(
+        report,
+        (stage.get("accessLogSettings") or {}).get("destinationArn", "").rstrip(":*") == group["arn"].rstrip(":*")
+        and "$context.identity.sourceIp" in stage["accessLogSettings"]["format"]
+        and group.get("kmsKeyId")
+        and group.get("retentionInDays") == 365,
+        "the API stage writes its access log to the retained, KMS-encrypted group",
+    )
+
     events = clients("events")
-    rules = [r for r in events.list_rules(NamePrefix="efs-ml-dev-")["Rules"]]
+    rules = [r for r in events.list_rules(NamePrefix=f"{name}-")["Rules"]]
     targets = {t["Arn"] for r in rules for t in events.list_targets_by_rule(Rule=r["Name"])["Targets"]}
     _check(
         report,
@@ -366,6 +395,12 @@ def fill_and_empty_bucket(
         proc.returncode == 0 and "deleted 3 object versions" in proc.stdout,
         f"infra/empty_bucket.py deleted every version and delete marker: {proc.stdout.strip()} {proc.stderr[-2000:]}",
     )
+    left = s3.get_bucket_notification_configuration(Bucket=bucket)
+    _check(
+        report,
+        not any(left.get(k) for k in ("LambdaFunctionConfigurations", "QueueConfigurations", "TopicConfigurations")),
+        "infra/empty_bucket.py switched the bucket notification off",
+    )
 
 
 def rehearse(
@@ -437,7 +472,7 @@ def rehearse(
 def main(argv: list[str] | None = None) -> int:
     """Command line for ``make deploy-local``."""
     parser = argparse.ArgumentParser(description="Rehearse the packaged stack against moto.")
-    parser.add_argument("--stack", type=Path, default=Path("build/stack"))
+    parser.add_argument("--stack", type=Path, default=Path("build/stacks/dev"))
     parser.add_argument("--work-dir", type=Path, default=Path("build/rehearsal"))
     args = parser.parse_args(argv)
     try:

@@ -3,7 +3,7 @@
 #   cd build/stack && terraform init && terraform test
 mock_provider "aws" {
   mock_data "aws_availability_zones" {
-    defaults = { names = ["us-east-1a", "us-east-1b", "us-east-1c"] }
+    defaults = { names = ["us-east-1a", "us-east-1b", "us-east-1c"], zone_ids = ["use1-az6", "use1-az1", "use1-az4"] }
   }
   mock_data "aws_iam_policy_document" {
     defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
@@ -59,6 +59,9 @@ mock_provider "aws" {
   }
   mock_resource "aws_vpc" {
     defaults = { arn = "arn:aws:ec2:us-east-1:123456789012:vpc/vpc-12345678" }
+  }
+  mock_resource "aws_kms_key" {
+    defaults = { arn = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555" }
   }
   mock_resource "aws_api_gateway_rest_api" {
     defaults = { execution_arn = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234" }
@@ -172,9 +175,9 @@ run "defaults" {
 
   assert {
     condition = (length(aws_subnet.private) == 2
-      && length(distinct(aws_subnet.private[*].availability_zone)) == 2
+      && aws_subnet.private[*].availability_zone_id == ["use1-az1", "use1-az4"]
     && toset(aws_efs_mount_target.this[*].subnet_id) == toset(aws_subnet.private[*].id))
-    error_message = "two AZs by default, and a mount target in every subnet"
+    error_message = "two AZs by default, the first two zone IDs in sorted order, and a mount target in every subnet"
   }
 
   assert {
@@ -334,6 +337,15 @@ run "defaults" {
     error_message = "each role may write only its own functions' log streams"
   }
 
+  # Globally unique names (IAM, S3) and the dashboard carry the region.
+  assert {
+    condition = (aws_iam_role.lambda.name == "efs-ml-dev-us-east-1-lambda" && aws_iam_role.api.name == "efs-ml-dev-us-east-1-api"
+      && aws_iam_role.sweeper.name == "efs-ml-dev-us-east-1-sweeper"
+      && aws_s3_bucket.models.bucket == "efs-ml-dev-us-east-1-models-123456789012"
+    && aws_s3_bucket.artifacts.bucket == "efs-ml-dev-us-east-1-artifacts-123456789012")
+    error_message = "role, bucket and dashboard names must carry the region"
+  }
+
   assert {
     condition = (aws_s3_bucket_public_access_block.models.block_public_acls
       && aws_s3_bucket_public_access_block.models.block_public_policy
@@ -384,7 +396,7 @@ run "defaults" {
   assert {
     condition = (aws_api_gateway_rest_api.rest_api.name == "efs-ml-dev"
       && aws_api_gateway_rest_api.rest_api.endpoint_configuration[0].types == tolist(["REGIONAL"])
-    && aws_api_gateway_deployment.rest_api.triggers.redeployment == md5(local.chalice_api_swagger))
+    && aws_api_gateway_deployment.rest_api.triggers.redeployment == md5(local.api_body))
     error_message = "the API is named per environment, REGIONAL by default, and redeployed when its body changes"
   }
 
@@ -404,16 +416,54 @@ run "defaults" {
       && toset(keys(aws_cloudwatch_metric_alarm.function_throttles)) == toset(keys(local.chalice_function_names))
       && aws_cloudwatch_metric_alarm.api_5xx.metric_name == "5XXError" && aws_cloudwatch_metric_alarm.api_latency.extended_statistic == "p99"
       && length(aws_sns_topic.alarms) == 0 && length(aws_cloudwatch_metric_alarm.api_5xx.alarm_actions) == 0
-    && aws_cloudwatch_dashboard.this.dashboard_name == "efs-ml-dev")
+    && aws_cloudwatch_dashboard.this.dashboard_name == "efs-ml-dev-us-east-1")
     error_message = "alarms on the queue, every function and the API; no topic unless asked; a dashboard"
   }
 
   assert {
-    condition = (strcontains(aws_cloudwatch_dashboard.this.dashboard_body, "{efs-ml-dev,Operation,Service}")
+    condition = (toset(keys(aws_cloudwatch_metric_alarm.s3_event_delivery)) == toset([
+      "on_object_created-destination-failures", "on_object_created-events-dropped"])
+      && aws_cloudwatch_metric_alarm.s3_event_delivery["on_object_created-destination-failures"].metric_name == "DestinationDeliveryFailures"
+      && aws_cloudwatch_metric_alarm.s3_event_delivery["on_object_created-events-dropped"].metric_name == "AsyncEventsDropped"
+      && alltrue([for a in values(aws_cloudwatch_metric_alarm.s3_event_delivery) :
+    a.dimensions.FunctionName == local.chalice_function_names.on_object_created && a.namespace == "AWS/Lambda" && a.threshold == 0]))
+    error_message = "the S3-event function alarms when Lambda cannot deliver a failed event to the queue, or drops one"
+  }
+
+  assert {
+    condition = (strcontains(aws_cloudwatch_dashboard.this.dashboard_body, "SEARCH('{\\\"efs-ml-dev\\\",Operation,Service}")
       && alltrue([for m in ["IngestBytes", "IngestDurationMs", "ModelLoadMs", "ModelCacheHit", "ModelCacheMiss", "ColdStart", "errorCode"] :
       strcontains(aws_cloudwatch_dashboard.this.dashboard_body, m)])
     && alltrue([for f in values(local.chalice_functions) : f.environment[0].variables.METRICS_NAMESPACE == "efs-ml-dev"]))
     error_message = "the dashboard must show the EMF metrics of the namespace the functions emit to"
+  }
+
+  # CloudWatch's dashboard schema: "metrics" is an array of arrays, one per metric.
+  assert {
+    condition = alltrue(flatten([for w in jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets : [
+      for m in w.properties.metrics : can(m[0]) && !can(tostring(m))
+    ] if w.type == "metric"]))
+    error_message = "every metric of a dashboard widget must be an array of its own"
+  }
+
+  # Who called what: every request of the stage, one JSON line, kept and encrypted.
+  assert {
+    condition = (one(aws_api_gateway_stage.rest_api.access_log_settings).destination_arn == aws_cloudwatch_log_group.api_access.arn
+      && alltrue([for f in ["requestId", "sourceIp", "apiKeyId", "userArn", "httpMethod", "path", "status"] :
+      contains(keys(jsondecode(one(aws_api_gateway_stage.rest_api.access_log_settings).format)), f)])
+      && aws_cloudwatch_log_group.api_access.retention_in_days == 365
+      && aws_cloudwatch_log_group.api_access.kms_key_id == aws_kms_key.logs.arn && aws_kms_key.logs.enable_key_rotation
+      && one([for s in data.aws_iam_policy_document.logs_key.statement : one(s.condition).values if s.sid == "CloudWatchLogsEncryptsTheAccessLog"]) == tolist([
+    "arn:aws:logs:us-east-1:123456789012:log-group:${aws_cloudwatch_log_group.api_access.name}"]))
+    error_message = "the API stage must write its access log to a retained group encrypted with the stack's key, which only that group may use"
+  }
+
+  assert {
+    condition = (length(aws_api_gateway_account.this) == 1
+      && aws_api_gateway_account.this[0].cloudwatch_role_arn == aws_iam_role.api_gateway_logs[0].arn
+      && endswith(aws_iam_role_policy_attachment.api_gateway_logs[0].policy_arn, "service-role/AmazonAPIGatewayPushToCloudWatchLogs")
+    && length(aws_iam_policy.invoke) == 0)
+    error_message = "by default the stack sets API Gateway's CloudWatch role (access logs need it); no invoke policy with API keys"
   }
 
   assert {
@@ -483,6 +533,80 @@ run "scaled_out" {
     && length(aws_lambda_provisioned_concurrency_config.on_object_created) == 0)
     error_message = "provisioned concurrency on the live alias of the listed function only"
   }
+}
+
+run "chosen_zone_ids" {
+  command = plan
+
+  variables {
+    az_ids = ["use1-az4", "use1-az6", "use1-az2"]
+  }
+
+  assert {
+    condition     = aws_subnet.private[*].availability_zone_id == ["use1-az4", "use1-az6", "use1-az2"] && length(aws_efs_mount_target.this) == 3
+    error_message = "az_ids places one subnet and one mount target in each named zone, in order"
+  }
+}
+
+run "rejects_a_single_zone_id" {
+  command = plan
+
+  variables {
+    az_ids = ["use1-az1"]
+  }
+
+  expect_failures = [var.az_ids]
+}
+
+run "names_without_the_region_for_an_old_stack" {
+  command = plan
+
+  variables {
+    region_in_global_names = false
+  }
+
+  assert {
+    condition     = aws_iam_role.api.name == "efs-ml-dev-api" && aws_s3_bucket.models.bucket == "efs-ml-dev-models-123456789012"
+    error_message = "region_in_global_names = false keeps the names a stack had before they carried the region"
+  }
+}
+
+run "iam_auth" {
+  command = apply
+
+  variables {
+    api_auth                   = "iam"
+    manage_api_gateway_account = false
+  }
+
+  assert {
+    condition = (alltrue(flatten([
+      for path, item in jsondecode(aws_api_gateway_rest_api.rest_api.body).paths : [
+        for method, op in item : op.security == [{ sigv4 = [] }] if method != "options"
+      ]
+      ])) && jsondecode(aws_api_gateway_rest_api.rest_api.body).securityDefinitions == {
+      sigv4 = { type = "apiKey", name = "Authorization", in = "header", "x-amazon-apigateway-authtype" = "awsSigv4" } }
+    && aws_api_gateway_deployment.rest_api.triggers.redeployment == md5(local.chalice_api_swagger_iam))
+    error_message = "api_auth = iam must put SigV4 (AWS_IAM) on every operation but preflights, instead of the API key, and redeploy"
+  }
+
+  assert {
+    condition = (length(aws_iam_policy.invoke) == 1
+      && one(one(data.aws_iam_policy_document.invoke.statement).actions) == "execute-api:Invoke"
+      && one(one(data.aws_iam_policy_document.invoke.statement).resources) == "${aws_api_gateway_rest_api.rest_api.execution_arn}/api/*/*"
+    && length(aws_api_gateway_account.this) == 0 && length(aws_iam_role.api_gateway_logs) == 0)
+    error_message = "iam auth comes with a policy to invoke this stage; manage_api_gateway_account = false leaves the account setting alone"
+  }
+}
+
+run "rejects_an_unknown_auth" {
+  command = plan
+
+  variables {
+    api_auth = "none"
+  }
+
+  expect_failures = [var.api_auth]
 }
 
 run "rejects_a_single_az" {

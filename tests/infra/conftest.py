@@ -1,6 +1,6 @@
 """Infra fixtures: package the real app once per session into a temp build dir.
 
-The packaged stack never goes to build/stack, which may hold the state of a
+The packaged stack never goes to build/stacks, which may hold the state of a
 real deployment.
 """
 

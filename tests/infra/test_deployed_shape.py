@@ -79,6 +79,18 @@ def test_every_api_operation_needs_an_api_key(stack):
     assert re.search(r'key_type\s*=\s*"API_KEY"', block(api, r'resource "aws_api_gateway_usage_plan_key" "\w+"'))
 
 
+def test_iam_auth_signs_every_api_operation(stack):
+    """var.api_auth = "iam": the SigV4 body (Chalice's IAMAuthorizer) covers every operation the key body does."""
+    template = json.loads(tf(stack, "chalice.tf.json"))
+    keyed = json.loads(template["locals"]["chalice_api_swagger"])
+    signed = json.loads(template["locals"]["chalice_api_swagger_iam"])
+    assert signed["paths"].keys() == keyed["paths"].keys()
+    ops = [(p, m, op) for p, ops in signed["paths"].items() for m, op in ops.items() if m != "options"]
+    assert ops and all(op["security"] == [{"sigv4": []}] for _, _, op in ops)
+    assert set(signed["securityDefinitions"]) == {"sigv4"}
+    assert template["resource"]["aws_api_gateway_rest_api"]["rest_api"]["body"] == "${local.api_body}"
+
+
 def test_local_stage_is_never_packaged():
     # Only `chalice local` serves the open local stage.
     proc = subprocess.run(

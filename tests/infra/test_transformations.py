@@ -318,6 +318,48 @@ def test_split_api_stage_moves_the_stage_out_of_the_deployment(template):
     assert result["output"]["RestAPIId"] == template["output"]["RestAPIId"]
 
 
+def test_log_api_access_sends_one_json_line_per_request_to_the_overlay_group(template):
+    result = stack.log_api_access(stack.split_api_stage(template))
+    stage = result["resource"]["aws_api_gateway_stage"]["rest_api"]
+    settings = stage["access_log_settings"]
+    assert settings["destination_arn"] == "${aws_cloudwatch_log_group.api_access.arn}"
+    fields = json.loads(settings["format"])  # API Gateway substitutes inside a JSON document
+    assert {"requestId", "sourceIp", "apiKeyId", "userArn", "httpMethod", "path", "status"} <= set(fields)
+    assert all(v.startswith("$context.") for v in fields.values())
+    assert "${" not in settings["format"]  # nothing Terraform would interpolate
+    assert stage["depends_on"] == ["aws_api_gateway_account.this"]
+    with pytest.raises(stack.StackError, match="already has access_log_settings"):
+        stack.log_api_access(result)
+    no_api = {"resource": {"aws_lambda_function": {}}}
+    assert stack.log_api_access(no_api) == no_api
+
+
+def test_offer_iam_auth_adds_a_sigv4_body_chosen_by_a_variable(template):
+    keyed = stack.split_api_stage(stack.require_api_key(template))
+    result = stack.offer_iam_auth(keyed)
+    locals_ = result["locals"]
+    assert locals_["chalice_api_swagger"] == keyed["locals"]["chalice_api_swagger"]  # the default is untouched
+    assert locals_["api_body"] == '${var.api_auth == "iam" ? local.chalice_api_swagger_iam : local.chalice_api_swagger}'
+    assert result["resource"]["aws_api_gateway_rest_api"]["rest_api"]["body"] == "${local.api_body}"
+    deployment = result["resource"]["aws_api_gateway_deployment"]["rest_api"]
+    assert deployment["triggers"] == {"redeployment": "${md5(local.api_body)}"}
+    iam = json.loads(locals_["chalice_api_swagger_iam"])
+    # What Chalice writes for authorizer=IAMAuthorizer(): API Gateway's AWS_IAM authorization type.
+    assert iam["securityDefinitions"] == {
+        "sigv4": {"type": "apiKey", "name": "Authorization", "in": "header", "x-amazon-apigateway-authtype": "awsSigv4"}
+    }
+    assert "x-amazon-apigateway-api-key-source" not in iam
+    assert iam["paths"]["/health"]["get"]["security"] == [{"sigv4": []}]
+    assert iam["paths"]["/ingest"]["post"]["security"] == [{"sigv4": []}]
+    assert "security" not in iam["paths"]["/ingest"]["options"]  # CORS preflights carry no signature
+    assert (
+        iam["paths"]["/ingest"]["post"]["x-amazon-apigateway-integration"]
+        == json.loads(keyed["locals"]["chalice_api_swagger"])["paths"]["/ingest"]["post"][
+            "x-amazon-apigateway-integration"
+        ]
+    )
+
+
 def _redeploy_hash(template: dict) -> str:
     """What the redeployment trigger ``md5(local.chalice_api_swagger)`` evaluates to."""
     return hashlib.md5(template["locals"]["chalice_api_swagger"].encode()).hexdigest()

@@ -1,10 +1,15 @@
-"""scripts/cost.py against the seed's own cost table (000_*.txt, 'Cost Estimation')."""
+"""scripts/cost.py: the seed's own cost table (000_*.txt, 'Cost Estimation')
+for the lines it had, and the stack as it deploys for the rest."""
 
+import ast
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from scripts import cost
+
+ROOT = Path(__file__).resolve().parents[2]
 
 PRICES = cost.load_prices()
 # The seed's table: service -> monthly cost, for its stated usage.
@@ -19,6 +24,16 @@ SEED_TABLE = {
     "API Gateway": "0.02",
     "CloudWatch Logs": "0.50",
     "VPC (S3 Endpoint)": "0.00",
+}
+# What the stack deploys beyond the seed's table, at the seed's usage.
+STACK_LINES = {
+    "Lambda (sweep)": "0.01",
+    "API Access Logs": "0.00",
+    "KMS Key (access log)": "1.00",
+    "CloudWatch Metrics (EMF)": "5.10",  # 17 series
+    "CloudWatch Alarms": "1.10",  # 11 alarms
+    "CloudWatch Dashboard": "0.00",
+    "SQS (failed events)": "0.00",
 }
 
 
@@ -42,14 +57,65 @@ def seed_usage(**overrides):
     return cost.Usage(**values)
 
 
-def test_seed_usage_reproduces_every_line_and_the_total():
-    lines = cost.estimate(seed_usage(), PRICES)
-    assert {l.service: str(l.rounded) for l in lines} == SEED_TABLE
-    assert cost.total(lines) == Decimal("4.37")
+def test_seed_usage_reproduces_every_seed_line_and_adds_what_the_stack_deploys():
+    lines = {l.service: str(l.rounded) for l in cost.estimate(seed_usage(), PRICES)}
+    assert {k: v for k, v in lines.items() if k in SEED_TABLE} == SEED_TABLE
+    assert {k: v for k, v in lines.items() if k not in SEED_TABLE} == STACK_LINES
+    # The seed's $4.37 plus the stack's own lines.
+    assert cost.total(cost.estimate(seed_usage(), PRICES)) == Decimal("4.37") + Decimal("7.21")
 
 
-def test_defaults_are_the_seed_usage():
-    assert cost.estimate(cost.Usage(), PRICES) == cost.estimate(seed_usage(), PRICES)
+def test_defaults_price_the_stack_as_it_deploys():
+    """Elastic throughput (the stack's default), the metrics and the alarms:
+    the seed's usage on what deploys lands in the review's $7-21/month."""
+    lines = {l.service: l for l in cost.estimate(cost.Usage(), PRICES)}
+    assert "EFS Throughput (elastic)" in lines and "EFS Throughput (bursting)" not in lines
+    assert lines["EFS Throughput (elastic)"].amount == pytest.approx(20 * 0.03 + 10 * 0.06)
+    assert lines["CloudWatch Metrics (EMF)"].usage == f"{cost.metric_series(cost.operations())} custom metric series"
+    assert lines["CloudWatch Alarms"].usage == f"{cost.alarms()} standard alarms"
+    total = cost.total(list(lines.values()))
+    assert Decimal("7") <= total <= Decimal("21"), total
+    bursting = cost.total(cost.estimate(cost.Usage(throughput_mode="bursting"), PRICES))
+    assert bursting == total - Decimal("1.20")  # the option: no per-GB throughput charge
+
+
+def test_the_emf_metric_table_names_exactly_the_metrics_the_code_emits():
+    emitted = set()
+    for path in [ROOT / "app.py", *(ROOT / "chalicelib").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+                func = node.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                if name == "metric" and isinstance(node.args[0].value, str):
+                    emitted.add(node.args[0].value)
+    assert emitted and emitted == set(cost.EMF_METRICS), emitted ^ set(cost.EMF_METRICS)
+    ops = cost.operations()
+    for emitters in cost.EMF_METRICS.values():
+        assert emitters is None or set(emitters) <= set(ops), (emitters, ops)
+
+
+def test_series_and_alarms_are_counted_from_the_app_and_infra():
+    ops = cost.operations()
+    assert {"POST /ingest", "POST /predict", "DELETE /models/{name}", "GET /health", "s3:ObjectCreated"} <= set(ops)
+    # ColdStart for every operation, two ingest metrics for two operations, three predict metrics.
+    assert cost.metric_series(ops) == len(ops) + 2 * 2 + 3
+    assert cost.functions() == (3, 1)  # api_handler, on_object_created, reclaim_debris
+    # failed-events, api-5xx, api-latency; errors and throttles per function; two delivery alarms.
+    assert cost.alarms() == 3 + 2 * 3 + 2
+
+
+def test_an_alarm_the_counter_does_not_know_is_refused(tmp_path):
+    tf = tmp_path / "monitoring.tf"
+    tf.write_text('resource "aws_cloudwatch_metric_alarm" "x" {\n  for_each = toset(var.names)\n}\n')
+    with pytest.raises(ValueError, match="teach scripts/cost.py"):
+        cost.alarms(tf)
+
+
+def test_the_table_says_which_region_and_date_its_prices_are():
+    table = cost.render(cost.estimate(cost.Usage(), PRICES), cost.Usage())
+    as_of = PRICES["_as_of"]
+    assert as_of["region"] == "us-east-1" and as_of["date"]
+    assert "| Prices " in table and f"{as_of['region']} list, {as_of['date']}" in table
 
 
 def test_lambda_cost_is_gb_seconds_times_price():
@@ -66,7 +132,10 @@ def test_free_tier_deducts_allowances_but_not_efs():
     assert lines["S3 Storage"].amount == pytest.approx(15 * 0.023)
     assert lines["S3 Requests"].amount == pytest.approx(4000 * 0.005 / 1000)
     assert lines["CloudWatch Logs"].amount == 0
-    assert cost.total(list(lines.values())) == Decimal("3.37")
+    assert lines["CloudWatch Metrics (EMF)"].amount == pytest.approx(7 * 0.30)  # 17 series, 10 free
+    assert lines["CloudWatch Alarms"].amount == pytest.approx(1 * 0.10)  # 11 alarms, 10 free
+    assert lines["Lambda (sweep)"].amount == 0 and lines["KMS Key (access log)"].amount == 1.00
+    assert cost.total(list(lines.values())) == Decimal("3.37") + Decimal("3.20")  # metrics, an alarm, the key
 
 
 def test_free_gb_seconds_cover_the_producer_first():
@@ -108,11 +177,12 @@ def test_unknown_throughput_mode_is_refused():
         cost.estimate(seed_usage(throughput_mode="turbo"), PRICES)
 
 
-def test_cli_prints_the_seed_table(capsys):
-    assert cost.main([]) == 0
+def test_cli_prints_the_table(capsys):
+    assert cost.main(["--throughput-mode", "bursting"]) == 0
     out = capsys.readouterr().out
-    assert "**~$4.37/month**" in out
+    assert "**~$11.58/month**" in out
     assert "| **EFS Storage**" in out and "$3.00" in out
+    assert "us-east-1" in out
 
 
 def test_cli_rejects_negative_usage(capsys):
