@@ -12,7 +12,7 @@ import json
 from typing import Any, Callable
 
 from chalicelib.codecs.cast import cast
-from chalicelib.codecs.spec import TensorSpec, too_large
+from chalicelib.codecs.spec import TensorSpec, datatype_of, element_count, parse_shape, too_large
 from chalicelib.errors import InvalidRequest
 from chalicelib.runners import InputFile
 
@@ -108,32 +108,18 @@ def oip_array(name: str, datatype_name: Any, shape: Any, data: Any, budget: int,
     as a numpy array of that datatype and shape, cast without changing meaning."""
     import numpy as np
 
-    from chalicelib.datatypes import BY_OIP
-
-    datatype = BY_OIP.get(datatype_name) if isinstance(datatype_name, str) else None
-    if datatype is None:
-        raise InvalidRequest(f"Input '{name}' has datatype {str(datatype_name)[:20]!r}; one of {', '.join(BY_OIP)}")
+    datatype = datatype_of(name, datatype_name)
     dims = parse_shape(name, shape)
     spec = TensorSpec(name, datatype.onnx, datatype.numpy, dims)
-    count = 1
-    for d in dims:
-        count *= d
+    count = element_count(dims)
     if count > budget:
         raise too_large(spec, budget, limit)
     if not isinstance(data, list):
-        data = [data]
+        raise InvalidRequest(f"Input '{name}' needs 'data' (a list of values) or parameters.binary_data_size")
     try:
         array = np.asarray(data)
     except (ValueError, TypeError, OverflowError, RecursionError):
         raise InvalidRequest(f"Input '{name}' data is not a rectangular array (ragged or mixed nesting)") from None
     if array.size != count:
         raise InvalidRequest(f"Input '{name}' has {array.size} values in 'data' but shape {list(dims)} holds {count}")
-    array = cast(spec, array, lambda: f"datatype {datatype.oip}")
-    return array.reshape(dims)
-
-
-def parse_shape(name: str, shape: Any) -> tuple[int, ...]:
-    """A request's ``shape``: a list of at most 32 non-negative integers."""
-    if not isinstance(shape, list) or len(shape) > 32 or not all(type(d) is int and 0 <= d < 2**40 for d in shape):
-        raise InvalidRequest(f"Input '{name}' needs 'shape': a list of at most 32 non-negative integers")
-    return tuple(shape)
+    return cast(spec, array, lambda: f"its datatype is {datatype.oip}").reshape(dims)

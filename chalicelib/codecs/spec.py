@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.datatypes import BY_ONNX, Datatype
+from chalicelib.datatypes import BY_OIP, BY_ONNX, Datatype
 from chalicelib.errors import InvalidRequest
 from chalicelib.signature import TensorInfo
 
@@ -56,3 +56,28 @@ def too_large(spec: TensorSpec, budget: int, limit: int) -> InvalidRequest:
         f"Inputs are too large: at most {limit} elements per request (MAX_TENSOR_ELEMENTS); "
         f"input '{spec.name}' exceeds the {max(budget, 0)} left"
     )
+
+
+def datatype_of(name: str, datatype_name: Any) -> Datatype:
+    """The protocol datatype a request's tensor names, or InvalidRequest listing them."""
+    datatype = BY_OIP.get(datatype_name) if isinstance(datatype_name, str) else None
+    if datatype is None:
+        raise InvalidRequest(
+            f"Tensor '{name}' has datatype {str(datatype_name)[:20]!r}; the datatypes are {', '.join(BY_OIP)}"
+        )
+    return datatype
+
+
+def parse_shape(name: str, shape: Any) -> tuple[int, ...]:
+    """A request's ``shape``: a list of at most 32 non-negative integers."""
+    if not isinstance(shape, list) or len(shape) > 32 or not all(type(d) is int and 0 <= d < 2**40 for d in shape):
+        raise InvalidRequest(f"Tensor '{name}' needs 'shape': a list of at most 32 non-negative integers")
+    return tuple(shape)
+
+
+def element_count(dims: tuple[int, ...]) -> int:
+    """Elements in a tensor of shape ``dims`` (Python ints: no overflow)."""
+    count = 1
+    for d in dims:
+        count *= d
+    return count

@@ -146,3 +146,39 @@ def big_mlp(target_bytes: int, *, width: int = 1024, seed: int = 0) -> tuple[byt
     model.ir_version = IR_VERSION
     # check_model refuses protos over 2 GiB only; skip it for speed here.
     return model.SerializeToString(), width
+
+
+def identity_model(datatype: str, dims: tuple[int | str, ...] = ("n", 2)) -> bytes:
+    """``y = Identity(x)`` for one protocol datatype (``FP32``, ``BYTES``, ...), shape ``dims``."""
+    from chalicelib.datatypes import BY_OIP
+
+    elem = BY_OIP[datatype].onnx_elem
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        f"identity_{datatype.lower()}",
+        [helper.make_tensor_value_info("x", elem, list(dims))],
+        [helper.make_tensor_value_info("y", elem, list(dims))],
+    )
+    return _model(graph)
+
+
+def conv_model(channels: int = 8, *, seed: int = 0) -> bytes:
+    """A small image model: 3x3 Conv (3 -> ``channels``), Relu, global average
+    pool, flatten: float32 ``image`` [n, 3, 224, 224] -> ``features`` [n, channels]."""
+    rng = np.random.default_rng(seed)
+    weight = (rng.standard_normal((channels, 3, 3, 3)) * 0.1).astype(np.float32)
+    bias = np.zeros(channels, dtype=np.float32)
+    nodes = [
+        helper.make_node("Conv", ["image", "w", "b"], ["conv"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["conv"], ["relu"]),
+        helper.make_node("GlobalAveragePool", ["relu"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["features"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "conv",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, 224, 224])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", channels])],
+        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")],
+    )
+    return _model(graph)
