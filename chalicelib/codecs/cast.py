@@ -46,7 +46,10 @@ def cast(spec: TensorSpec, array: Any, signature: Callable[[], str]) -> Any:
                 f"Input '{spec.name}' must hold integers ({spec.dtype}), got fractional numbers; {signature()}"
             )
         info = np.iinfo(target)
-        if array.size and (array.min() < info.min or array.max() > info.max):
+        # Compared as floats, 2**64 - 1 would equal 2**64 (float64 rounds it):
+        # a float source must stay below the exact power of two past the range.
+        low, high = (float(info.min), float(info.max + 1)) if kind == "f" else (info.min, info.max + 1)
+        if array.size and (array.min() < low or array.max() >= high):
             raise InvalidRequest(f"Input '{spec.name}' has values outside the {spec.dtype} range; {signature()}")
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked just below
         converted = array.astype(target)

@@ -120,6 +120,22 @@ def oip_array(name: str, datatype_name: Any, shape: Any, data: Any, budget: int,
         array = np.asarray(data)
     except (ValueError, TypeError, OverflowError, RecursionError):
         raise InvalidRequest(f"Input '{name}' data is not a rectangular array (ragged or mixed nesting)") from None
+    if array.dtype.kind == "f" and datatype.numpy[:3] in ("int", "uin"):
+        array = _exact_integers(name, data, datatype.numpy, array)
     if array.size != count:
         raise InvalidRequest(f"Input '{name}' has {array.size} values in 'data' but shape {list(dims)} holds {count}")
     return cast(spec, array, lambda: f"its datatype is {datatype.oip}").reshape(dims)
+
+
+def _exact_integers(name: str, data: list[Any], numpy_name: str, inferred: Any) -> Any:
+    """Integers beyond 2**53 that numpy inferred as float64 (losing their low
+    bits), read again exactly; ``inferred`` as it was if any value is not an integer."""
+    import numpy as np
+
+    values = np.array(data, dtype=object).reshape(-1)
+    if not all(type(v) is int for v in values):
+        return inferred  # genuine floats: the cast checks them
+    try:
+        return np.array(values.tolist(), dtype=numpy_name).reshape(inferred.shape)
+    except OverflowError:
+        raise InvalidRequest(f"Input '{name}' has values outside the {numpy_name} range") from None
