@@ -24,6 +24,7 @@ from chalicelib.codecs import binary, json_tensors
 from chalicelib.config import Settings, human_size
 from chalicelib.datatypes import BY_OIP, Datatype, of_numpy
 from chalicelib.errors import FileTooLarge, InvalidRequest, NotFound, ProcessingFailed, ResourceExhausted
+from chalicelib.model_cache import CachedModel
 from chalicelib.names import MODELS, ObjectRef, parse_path_name
 from chalicelib.signature import Signature, TensorInfo
 from chalicelib.store import Manifest, Store
@@ -100,6 +101,17 @@ def _manifest(store: Store, ref: ObjectRef, version: int | None) -> Manifest:
     return manifest
 
 
+def _resolve(store: Store, ref: ObjectRef, version: int | None) -> CachedModel:
+    try:
+        cached, _ = inference.resolve(store, ref, version)
+    except NotFound as exc:
+        # /predict's message stays the seed's; the protocol's names the model.
+        if exc.message == NotFound.DEFAULT_MESSAGE:
+            raise NotFound(None, f"Model '{ref.name}' not found") from None
+        raise
+    return cached
+
+
 def model_ready(store: Store, ref: ObjectRef, version: int | None) -> dict[str, Any]:
     """200 with ``ready`` for a stored model (and version); 404 NOT_FOUND otherwise."""
     manifest = _manifest(store, ref, version)
@@ -114,7 +126,7 @@ def model_metadata(store: Store, ref: ObjectRef, version: int | None) -> dict[st
     if isinstance(recorded, dict):
         signature = Signature.from_json(recorded)
     else:
-        cached, _ = inference.resolve(store, ref, version)
+        cached = _resolve(store, ref, version)
         signature = cached.runner.metadata()
         manifest = cached.manifest
     return {
@@ -208,9 +220,7 @@ def parse_infer(raw: bytes, header_length: Any) -> InferRequest:
         ) from None
     if not isinstance(doc, dict):
         raise InvalidRequest("Request body must be a JSON object")
-    unknown = sorted(k for k in doc if k not in ("id", "parameters", "inputs", "outputs"))
-    if unknown:
-        raise InvalidRequest(f"Unknown field(s): {', '.join(repr(k[:40]) for k in unknown[:5])}")
+    # Other fields are ignored: clients add their own (kserve sends "model_name").
     rid = doc.get("id")
     if rid is not None and not isinstance(rid, str):
         raise InvalidRequest("'id' must be a string")
@@ -279,7 +289,7 @@ def infer(store: Store, settings: Settings, ref: ObjectRef, version: int | None,
     """Parse, resolve, infer, encode: the protocol's infer response (JSON, or
     JSON header plus binary outputs). Nothing is stored."""
     req = parse_infer(body.raw, body.header_length)
-    cached, _ = inference.resolve(store, ref, version)
+    cached = _resolve(store, ref, version)
     feeds = decode_inputs(req, settings.max_tensor_elements, settings.max_tensor_elements)
     names = None if req.outputs is None else [name for name, _ in req.outputs]
     outputs = inference.infer(cached, feeds, names)

@@ -191,7 +191,6 @@ def test_binary_inputs_mixed_with_json_and_decoded_in_order(client):
         (b'{"inputs": [{"name": "a", "datatype": "FP32", "shape": [2], "data": ["x", "y"]}]}', {}, 400, "numbers"),
         (b'{"inputs": [{"name": "a", "datatype": "INT64", "shape": [1], "data": [1.5]}]}', {}, 400, "fractional"),
         (b'{"inputs": [{"name": "a", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]}', {}, 400, "'ids'"),
-        (b'{"inputs": [], "extra": 1}', {}, 400, "'extra'"),
         (
             b'{"inputs": [{"name": "a", "datatype": "FP32", "shape": [1, 3], "parameters": {"binary_data_size": 12}}]}',
             {HEADER: "999"},
