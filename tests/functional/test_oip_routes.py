@@ -262,3 +262,36 @@ def test_unknown_model_and_opaque_model(client):
     inputs = [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]
     body = protocol_error(post(client, "/v2/models/blob.bin/infer", {"inputs": inputs}), 400, "INVALID_REQUEST")
     assert "opaque" in body["error"]
+
+
+def test_five_images_fit_one_binary_request(client, efs_root):
+    """Issue 18, finding 6: one 1x3x224x224 float32 image is 3 MB as JSON (one
+    per request); as binary it is 0.6 MB, so five fit in one request, answered
+    as session.run answers them."""
+    import onnxruntime as ort
+
+    from tests.support.onnx_models import conv_model
+
+    model = conv_model((8, 16))
+    ingest(client, "conv.onnx", model)
+    images = np.random.default_rng(1).standard_normal((5, 3, 224, 224)).astype(np.float32)
+    raw, headers = binary_body(
+        {
+            "inputs": [
+                {
+                    "name": "image",
+                    "datatype": "FP32",
+                    "shape": [5, 3, 224, 224],
+                    "parameters": {"binary_data_size": images.nbytes},
+                }
+            ],
+            "outputs": [{"name": "features", "parameters": {"binary_data": True}}],
+        },
+        images.tobytes(),
+    )
+    assert len(raw) < 4 * 1024 * 1024  # MAX_BINARY_BODY_BYTES
+    response = client.http.post("/v2/models/conv.onnx/infer", body=raw, headers=headers)
+    assert response.status_code == 200, response.body
+    header, rest = split_binary(response)
+    (want,) = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"image": images})
+    np.testing.assert_allclose(np.frombuffer(rest, "<f4").reshape(header["outputs"][0]["shape"]), want, rtol=1e-5)
