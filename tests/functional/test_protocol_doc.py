@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.processes import start_local, stop, wait_ready
+from tests.support.stack import running_stack
 
 PROJECT = Path(__file__).resolve().parents[2]
 DOC = PROJECT / "docs" / "protocol.md"
@@ -27,12 +27,8 @@ def examples() -> list[tuple[str, str]]:
 @pytest.fixture(scope="module")
 def api_url(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("protocol-doc")
-    with open(workdir / "server.log", "wb") as log:
-        proc = start_local(log, workdir)
-    try:
-        yield wait_ready(proc, workdir / ".local" / "endpoints.json", timeout=60)["api_url"], workdir
-    finally:
-        assert stop(proc, set()) == []
+    with running_stack(workdir) as endpoints:
+        yield endpoints["api_url"], workdir
 
 
 def test_every_curl_example_answers_what_the_doc_shows(api_url):

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from devstack.processes import start_local, stop, wait_ready
 from tests.clients.stock_clients import DATATYPES, MODEL
 from tests.support.onnx_models import identity_model, multi_io_model
+from tests.support.stack import running_stack
 
 PROJECT = Path(__file__).resolve().parents[2]
 CLIENTS_PYTHON = PROJECT / ".venv-clients" / "bin" / "python"
@@ -51,10 +51,8 @@ def _post(url: str, path: str, body: dict) -> None:
 def results(tmp_path_factory):
     assert CLIENTS_PYTHON.exists(), "the stock clients' venv is missing: `make test` builds it (make clients-venv)"
     workdir = tmp_path_factory.mktemp("stock-clients")
-    with open(workdir / "server.log", "wb") as log:
-        proc = start_local(log, workdir)
-    try:
-        url = wait_ready(proc, workdir / ".local" / "endpoints.json", timeout=60)["api_url"]
+    with running_stack(workdir) as endpoints:
+        url = endpoints["api_url"]
         models = {MODEL: multi_io_model(), **{f"id-{d}.onnx": identity_model(d) for d in DATATYPES}}
         for name, data in models.items():
             _post(url, "/ingest", {"data": base64.b64encode(data).decode(), "encoding": "base64", "filename": name})
@@ -68,8 +66,6 @@ def results(tmp_path_factory):
         assert run.returncode == 0, run.stderr[-3000:]
         lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
         yield {line["check"]: line for line in lines}
-    finally:
-        assert stop(proc, set()) == []
 
 
 @pytest.mark.parametrize("check", TRITON + KSERVE)
