@@ -26,13 +26,15 @@ from chalicelib.datatypes import BY_OIP, Datatype, of_numpy
 from chalicelib.errors import FileTooLarge, InvalidRequest, NotFound, ProcessingFailed, ResourceExhausted
 from chalicelib.model_cache import CachedModel
 from chalicelib.names import MODELS, ObjectRef, parse_path_name
-from chalicelib.signature import Signature, TensorInfo
+from chalicelib.runners import runner_module
+from chalicelib.signature import OPAQUE, Signature, TensorInfo
 from chalicelib.store import Manifest, Store
 
 SERVER_NAME = "efs-ml"
 PROTOCOL_VERSION = "2"
 EXTENSIONS = ("binary_tensor_data",)
 JSON_HEADERS = {"Content-Type": "application/json"}
+OPAQUE_RUNNER = "chalicelib.runners.opaque"
 
 
 def endpoint(app: Chalice) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
@@ -125,6 +127,9 @@ def model_metadata(store: Store, ref: ObjectRef, version: int | None) -> dict[st
     recorded = getattr(manifest, "signature", None)
     if isinstance(recorded, dict):
         signature = Signature.from_json(recorded)
+    elif runner_module(ref.name).__name__ == OPAQUE_RUNNER:
+        # Nothing to read from a file of unknown format: no load (it may be 1 GiB).
+        signature = OPAQUE
     else:
         cached = _resolve(store, ref, version)
         signature = cached.runner.metadata()
