@@ -91,6 +91,17 @@ def triton_checks(url: str) -> dict[str, Callable[[], Any]]:
         assert same(result.as_numpy("y"), x), (result.as_numpy("y"), x)
         return out
 
+    def binary_without_headers() -> Any:
+        # tritonclient's defaults: no Content-Type, no Accept. The binary input
+        # still arrives (chalice local passes bytes); outputs fall back to JSON.
+        x = sample("FP32")
+        tensor = th.InferInput("x", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x, binary_data=True)
+        result = client.infer("id-FP32.onnx", [tensor], outputs=[th.InferRequestedOutput("y", binary_data=True)])
+        out = result.get_output("y")
+        assert "data" in out and same(result.as_numpy("y"), x), out
+        return out
+
     def selection() -> Any:
         a = th.InferInput("a", [2, 3], "FP32")
         a.set_data_from_numpy(np.arange(6, dtype=np.float32).reshape(2, 3))
@@ -157,6 +168,7 @@ def triton_checks(url: str) -> dict[str, Callable[[], Any]]:
         "triton model metadata": metadata,
         "triton model ready": model_ready,
         "triton output selection and id": selection,
+        "triton binary input without headers": binary_without_headers,
         "triton error: bad shape": bad_shape,
         "triton error: unknown model": unknown_model,
         "triton error: other version": other_version,

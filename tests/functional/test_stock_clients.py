@@ -28,6 +28,7 @@ TRITON = [
     "triton model metadata",
     "triton model ready",
     "triton output selection and id",
+    "triton binary input without headers",
     "triton error: bad shape",
     "triton error: unknown model",
     "triton error: other version",
