@@ -295,3 +295,49 @@ def test_five_images_fit_one_binary_request(client, efs_root):
     header, rest = split_binary(response)
     (want,) = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"image": images})
     np.testing.assert_allclose(np.frombuffer(rest, "<f4").reshape(header["outputs"][0]["shape"]), want, rtol=1e-5)
+
+
+def test_lambda_gets_and_returns_binary_bodies_base64_encoded_as_api_gateway_carries_them(client):
+    """API Gateway (binaryMediaTypes from app.api.binary_types) hands Lambda a
+    binary body base64-encoded and decodes a base64 answer: the app's side of both."""
+    import app
+
+    ingest(client, "my model.onnx", multi_io_model())
+    assert "application/octet-stream" in app.app.api.binary_types
+    a = np.arange(3, dtype=np.float32).reshape(1, 3)
+    raw, headers = binary_body(
+        {
+            "inputs": [
+                {"name": "a", "datatype": "FP32", "shape": [1, 3], "parameters": {"binary_data_size": 12}},
+                {"name": "ids", "datatype": "INT64", "shape": [1], "data": [4]},
+            ],
+            "outputs": [{"name": "sum", "parameters": {"binary_data": True}}],
+        },
+        a.tobytes(),
+    )
+    event = {
+        "resource": "/v2/models/{name}/infer",
+        "path": f"/v2/models/{MODEL}/infer",
+        "httpMethod": "POST",
+        "headers": {k.lower(): v for k, v in headers.items()},
+        "multiValueHeaders": {},
+        "pathParameters": {"name": MODEL},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": "/v2/models/{name}/infer",
+            "httpMethod": "POST",
+            "requestId": "rid-1",
+            "stage": "api",
+        },
+        "body": base64.b64encode(raw).decode(),
+        "isBase64Encoded": True,
+    }
+    from chalice.local import LambdaContext
+
+    answer = app.app(event, LambdaContext("api_handler", 1024, 30_000))
+    assert answer["statusCode"] == 200 and answer["isBase64Encoded"] is True, answer
+    body = base64.b64decode(answer["body"])
+    length = int(answer["headers"][HEADER])
+    assert np.frombuffer(body[length:], "<f4").tolist() == [1, 2, 3]
