@@ -14,7 +14,7 @@ import pytest
 from chalicelib.datatypes import DATATYPES
 from chalicelib.errors import registry
 from tests.support.onnx_models import identity_model, multi_io_model
-from tests.support.routes import ok, post
+from tests.support.routes import ok, post, proxy_event
 
 HEADER = "Inference-Header-Content-Length"
 BINARY = {"Accept": "application/octet-stream", "Content-Type": "application/octet-stream"}
@@ -315,25 +315,8 @@ def test_lambda_gets_and_returns_binary_bodies_base64_encoded_as_api_gateway_car
         },
         a.tobytes(),
     )
-    event = {
-        "resource": "/v2/models/{name}/infer",
-        "path": f"/v2/models/{MODEL}/infer",
-        "httpMethod": "POST",
-        "headers": {k.lower(): v for k, v in headers.items()},
-        "multiValueHeaders": {},
-        "pathParameters": {"name": MODEL},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": "/v2/models/{name}/infer",
-            "httpMethod": "POST",
-            "requestId": "rid-1",
-            "stage": "api",
-        },
-        "body": base64.b64encode(raw).decode(),
-        "isBase64Encoded": True,
-    }
+    event = proxy_event("POST", "/v2/models/{name}/infer", f"/v2/models/{MODEL}/infer", {"name": MODEL}, raw, headers)
+    assert event["isBase64Encoded"]
     from chalice.local import LambdaContext
 
     answer = app.app(event, LambdaContext("api_handler", 1024, 30_000))
