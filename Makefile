@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test demo local bench clean s3-put
+.PHONY: help venv clients-venv test demo local bench clean s3-put
 
 ## list every target with what it does
 help:
@@ -25,6 +25,19 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PIP) install -q -r requirements-dev.txt
 	@touch $@
 
+# The stock inference clients (tritonclient, kserve) that the protocol's tests
+# drive: a venv of their own, since kserve's pins clash with the service's.
+CLIENTS_VENV := .venv-clients
+CLIENTS_STAMP := $(CLIENTS_VENV)/.installed
+
+## create .venv-clients with tritonclient and kserve for the protocol tests (make test does this itself)
+clients-venv: $(CLIENTS_STAMP)
+
+$(CLIENTS_STAMP): requirements-clients.txt
+	@test -x $(CLIENTS_VENV)/bin/python || $(PYTHON) -m venv $(CLIENTS_VENV)
+	$(CLIENTS_VENV)/bin/pip install -q -r requirements-clients.txt
+	@touch $@
+
 # pytest-xdist workers: on the shared 2-core machine (load average ~12 for
 # both runs), `make test` took 301 s with 2 workers and 466 s in one process.
 # loadgroup: every infra test on one worker (tests/infra/conftest.py).
@@ -33,13 +46,13 @@ TEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 
 ## the full test suite: unit, routes, S3, infra, reliability (TEST_WORKERS=1 for one process)
-test: $(STAMP)
+test: $(STAMP) $(CLIENTS_STAMP)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # build/stacks (and a pre-stage build/stack) are kept: deployed stacks' local Terraform state lives there.
 ## remove the virtualenvs, .local and build output (build/stacks is kept)
 clean:
-	rm -rf $(VENV) .local .pytest_cache .hypothesis
+	rm -rf $(VENV) $(CLIENTS_VENV) .local .pytest_cache .hypothesis
 	find build -mindepth 1 -maxdepth 1 ! -name stack ! -name stacks -exec rm -rf {} + 2>/dev/null || true
 
 # Area-specific targets (deployment, benchmarks, ...) live beside this file.

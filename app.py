@@ -4,7 +4,7 @@ import os
 
 from chalice import Chalice, Rate, Response
 
-from chalicelib import catalog, events, http, observability, removal, versions
+from chalicelib import catalog, events, http, observability, oip, removal, versions
 from chalicelib.config import ConfigError, get_settings
 from chalicelib.errors import EfsWriteFailed
 from chalicelib.ingest import Accepted, ingest_bytes, ingest_s3
@@ -137,6 +137,55 @@ def health():
         response.body["store"] = report
         return response
     return {"status": "ok", "store": report, "bucket": bool(get_settings().bucket)}
+
+
+# The Open Inference Protocol (KServe V2) REST API, with Triton's binary
+# tensor extension: stateless inference beside /predict (docs/protocol.md).
+# A binary body is application/octet-stream, one of Chalice's binary types,
+# so API Gateway hands it to Lambda base64-encoded and Chalice decodes it.
+if oip.binary.CONTENT_TYPE not in app.api.binary_types:
+    app.api.binary_types.append(oip.binary.CONTENT_TYPE)
+
+
+@app.route("/v2/health/live", methods=["GET"])
+@oip.endpoint(app)
+def v2_live():
+    return oip.live()
+
+
+@app.route("/v2/health/ready", methods=["GET"])
+@oip.endpoint(app)
+def v2_ready():
+    return oip.ready(get_store())
+
+
+@app.route("/v2", methods=["GET"])
+@oip.endpoint(app)
+def v2_server_metadata():
+    return oip.server_metadata()
+
+
+@app.route("/v2/models/{name}", methods=["GET"])
+@app.route("/v2/models/{name}/versions/{version}", methods=["GET"])
+@oip.endpoint(app)
+def v2_model_metadata(name, version=None):
+    return oip.model_metadata(get_store(), oip.model_ref(name), oip.parse_version(version))
+
+
+@app.route("/v2/models/{name}/ready", methods=["GET"])
+@app.route("/v2/models/{name}/versions/{version}/ready", methods=["GET"])
+@oip.endpoint(app)
+def v2_model_ready(name, version=None):
+    return oip.model_ready(get_store(), oip.model_ref(name), oip.parse_version(version))
+
+
+@app.route("/v2/models/{name}/infer", methods=["POST"], content_types=ANY)
+@app.route("/v2/models/{name}/versions/{version}/infer", methods=["POST"], content_types=ANY)
+@oip.endpoint(app)
+def v2_infer(name, version=None):
+    settings = get_settings()
+    ref, number = oip.model_ref(name), oip.parse_version(version)
+    return oip.infer(get_store(), settings, ref, number, oip.read_body(app, settings))
 
 
 # The bucket name is resolved at package time; the deployment step points the

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-from bench import cold, efs_rpcs, imports, ingest_ranged, keepalive, warm
+from bench import cold, efs_rpcs, imports, ingest_ranged, keepalive, protocol, warm
 from bench.common import Benchmark, Context, Row, log, quiet_stdout
 from bench.table import render
 
@@ -26,6 +26,7 @@ from bench.table import render
 BENCHMARKS: tuple[Benchmark, ...] = (
     imports.BENCHMARK,
     warm.BENCHMARK,
+    protocol.BENCHMARK,
     cold.BENCHMARK,
     keepalive.BENCHMARK,
     efs_rpcs.BENCHMARK,

@@ -120,6 +120,11 @@ class Settings:
     """Most tensor elements (all outputs together) one /predict may return."""
     max_response_bytes: int = _setting(5 * MIB)
     """Largest result document; Lambda's synchronous response limit is 6 MB."""
+    max_binary_body_bytes: int = _setting(4 * MIB)
+    """Largest binary body (``/v2`` infer with binary tensors), request or
+    response. API Gateway carries a binary body to and from Lambda
+    base64-encoded (4/3 of its size): 4 MiB becomes 5.6 MB, within Lambda's
+    6 MB with room for the event's envelope."""
     inference_memory_bytes: int = _setting(512 * MIB)
     """Cap of onnxruntime's allocator for the tensors of one run (and the
     extra memory a run may take before it is stopped)."""

@@ -121,7 +121,8 @@ def observe_requests(app: Chalice) -> Callable[[Any, Callable[[Any], Response]],
             inv.outcome["status"] = response.status_code
             body = response.body
             if isinstance(body, dict) and isinstance(body.get("error"), str):
-                inv.outcome["errorCode"] = body["error"]
+                # /v2 errors carry the message in "error" and our code in "code".
+                inv.outcome["errorCode"] = body["code"] if isinstance(body.get("code"), str) else body["error"]
             return response
 
     return middleware

@@ -1,4 +1,10 @@
-"""Predict: warm-cached model + inputs -> result, stored atomically and archived."""
+"""Predict (the seed's edge): resolve, infer, store, respond.
+
+Resolving and running the model is the use case every edge shares
+(:mod:`chalicelib.inference`); what is ``/predict``'s own is the seed's JSON
+inputs, the result document stored atomically and archived to S3, and the
+documented response body.
+"""
 
 from __future__ import annotations
 
@@ -6,32 +12,20 @@ import contextvars
 import json
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from functools import lru_cache
+from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import observability, s3
-from chalicelib.config import Settings, get_settings
+from chalicelib import inference, observability, s3
+from chalicelib.config import Settings
 from chalicelib.errors import InvalidRequest, NotFound
-from chalicelib.model_cache import ModelCache
+from chalicelib.inference import model_cache, record_model_lookup
+from chalicelib.model_cache import CachedModel
 from chalicelib.names import INPUTS, OUTPUTS, ObjectRef
-from chalicelib.runners import Limits
 from chalicelib.store import Store
 from chalicelib.validation import PredictRequest
 
-
-@lru_cache(maxsize=1)
-def model_cache() -> ModelCache:
-    """The process's warm model cache (lives as long as the Lambda container)."""
-    settings = get_settings()
-    return ModelCache(settings.model_cache_bytes, Limits.from_settings(settings))
-
-
-def record_model_lookup(hit: bool, load_ms: float) -> None:
-    """Metrics of one model lookup in the warm cache (load time on a miss)."""
-    observability.metric("ModelCacheHit", 1 if hit else 0)
-    observability.metric("ModelCacheMiss", 0 if hit else 1)
-    if not hit:
-        observability.metric("ModelLoadMs", round(load_ms, 3), observability.MILLISECONDS)
+# Older callers (tests, bench) find the cache here too.
+__all__ = ["model_cache", "predict", "record_model_lookup", "store_and_archive"]
 
 
 def output_ref(file_id: str) -> ObjectRef:
@@ -94,9 +88,36 @@ def by_reference(document: bytes, settings: Settings) -> bool:
     return len(document) > settings.max_response_bytes
 
 
+@dataclass(frozen=True)
+class Inferred:
+    """What one /predict ran: the resolved model and its JSON-ready result."""
+
+    file_id: str
+    model: ObjectRef
+    cached: CachedModel
+    hit: bool
+    result: dict[str, Any]
+
+
 def predict(store: Store, settings: Settings, req: PredictRequest) -> dict[str, Any]:
     """Run ``req.model`` and return the documented /predict response body."""
     started = time.perf_counter()
+    inputs, input_source, file_id = request_inputs(store, req)
+    cached, hit = inference.resolve(store, req.model, req.version, file_id)
+    if inputs is None and cached.runner.takes_inputs:  # the seed's opaque predict ignores an input's fileId
+        found = stored_input(store, file_id)
+        if found is not None:
+            inputs, input_source = found, found.name
+    done = Inferred(file_id, req.model, cached, hit, cached.runner.predict(inputs, input_source))
+    document = result_document(done)
+    ref = output_ref(file_id)
+    s3_key = store_and_archive(store, settings, ref, document, source=f"predict:{req.model.key}")
+    return respond(store, settings, done, ref, s3_key, document, started)
+
+
+def request_inputs(store: Store, req: PredictRequest) -> tuple[Any, str | None, str]:
+    """The request's inputs (inline JSON, a named ingested input or none yet),
+    where they came from, and the fileId the result is stored under."""
     inputs: Any = req.inputs
     input_source = "inline" if inputs is not None else None
     file_id = req.file_id
@@ -106,40 +127,48 @@ def predict(store: Store, settings: Settings, req: PredictRequest) -> dict[str, 
         file_id = file_id or input_id
     if file_id is None:  # parse_predict requires fileId unless input is given
         raise InvalidRequest("Request body must contain 'fileId' and 'model' fields")
-    cached, hit = model_cache().get(store, req.model, file_id, version=req.version)
-    record_model_lookup(hit, cached.load_ms)
-    if inputs is None and cached.runner.takes_inputs:  # the seed's opaque predict ignores an input's fileId
-        found = stored_input(store, file_id)
-        if found is not None:
-            inputs, input_source = found, found.name
-    result = cached.runner.predict(inputs, input_source)
-    manifest = cached.manifest
-    # No timings in the stored document: the same request always produces
-    # the same bytes, so a repeat is an idempotent no-op on the store.
-    document = json.dumps(
+    return inputs, input_source, file_id
+
+
+def result_document(done: Inferred) -> bytes:
+    """The stored result: no timings, so the same request always produces
+    the same bytes and a repeat is an idempotent no-op on the store."""
+    manifest = done.cached.manifest
+    return json.dumps(
         {
-            "fileId": file_id,
-            "model": req.model.name,
+            "fileId": done.file_id,
+            "model": done.model.name,
             "modelVersion": manifest.version,
             "modelSha256": manifest.sha256,
-            "result": result,
+            "result": done.result,
         },
         sort_keys=True,
         separators=(",", ":"),
     ).encode()
-    ref = output_ref(file_id)
-    s3_key = store_and_archive(store, settings, ref, document, source=f"predict:{req.model.key}")
+
+
+def respond(
+    store: Store,
+    settings: Settings,
+    done: Inferred,
+    ref: ObjectRef,
+    s3_key: str | None,
+    document: bytes,
+    started: float,
+) -> dict[str, Any]:
+    """The documented /predict response body (the result by reference when too big)."""
+    manifest = done.cached.manifest
     referenced = by_reference(document, settings)
     if referenced:
         observability.annotate(resultByReference=True)
     return {
-        "fileId": file_id,
+        "fileId": done.file_id,
         "efsPath": store.path(ref),
         "s3Key": s3_key,
         "durationMs": round((time.perf_counter() - started) * 1000, 3),
-        "cache": "hit" if hit else "miss",
-        "model": {"name": req.model.name, "version": manifest.version, "sha256": manifest.sha256},
-        "result": None if referenced else result,
+        "cache": "hit" if done.hit else "miss",
+        "model": {"name": done.model.name, "version": manifest.version, "sha256": manifest.sha256},
+        "result": None if referenced else done.result,
         "resultByReference": referenced,
         "resultBytes": len(document),
     }

@@ -20,6 +20,7 @@ from chalicelib.store import Manifest
 
 if TYPE_CHECKING:
     from chalicelib.config import Settings
+    from chalicelib.signature import Signature
 
 _BY_SUFFIX = {
     ".onnx": "chalicelib.runners.onnx_runner",
@@ -84,7 +85,8 @@ class LoadedModel:
 
 
 class Runner(ABC):
-    """A model ready to answer predictions, kept warm between invocations."""
+    """A model ready to answer predictions, kept warm between invocations
+    (as MLServer's ``MLModel``: load, predict, metadata)."""
 
     #: approximate memory held by this runner, for the cache's byte budget
     nbytes: int = 0
@@ -94,8 +96,19 @@ class Runner(ABC):
     @abstractmethod
     def predict(self, inputs: Any, input_source: str | None = None) -> dict[str, Any]:
         """Run the model on inline ``inputs`` (JSON), an :class:`InputFile`
-        (read lazily, only if needed) or ``None``. Bad inputs raise
-        ``InvalidRequest``."""
+        (read lazily, only if needed) or ``None``; JSON-ready outputs for
+        ``/predict``. Bad inputs raise ``InvalidRequest``."""
+
+    @abstractmethod
+    def metadata(self) -> Signature:
+        """What the model takes and returns, read from the loaded model."""
+
+    @abstractmethod
+    def infer(self, feeds: dict[str, Any], output_names: list[str] | None = None) -> dict[str, Any]:
+        """Run the model on ``feeds`` (input name -> numpy array, checked
+        against the signature here); the outputs named (``None``: all, in
+        declared order) as numpy arrays or sequences, not JSON. Bad inputs
+        or unknown output names raise ``InvalidRequest``."""
 
 
 def runner_module(model_name: str, model_format: str | None = None) -> Any:

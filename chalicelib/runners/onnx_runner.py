@@ -4,32 +4,21 @@ numpy and onnxruntime are imported when the first ``.onnx`` model loads,
 never by ``import app``: the S3-event function and cold starts of routes
 that do not predict never pay for them.
 
-Inputs, all checked against the model's declared signature before any
-inference runs (every mismatch is a 400 naming what the model expects):
-
-* inline ``inputs``: a JSON object mapping each input name to a nested list
-  (or a bare number for a rank-0 input);
-* a stored ``inputs/<name>.json``: the same object, as a file;
-* a stored ``inputs/<name>.npy``: one array, for models with exactly one
-  input (an ``.npy`` file carries no input name).
-
-Values are cast to the declared dtype only within a kind that keeps their
-meaning: integers may feed float inputs, integral floats may feed integer
-inputs (within range), nothing else crosses kinds (strings never feed
-numbers, numbers never feed booleans).
+This module creates sessions and runs them; checking inputs against the
+signature and encoding tensors is format-neutral (:mod:`.tensor_runner`,
+:mod:`chalicelib.codecs`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from typing import Any
 
 from chalicelib import deadline
+from chalicelib.codecs.spec import spec_of as _spec
 from chalicelib.errors import (
     InferenceTimeout,
     InvalidRequest,
@@ -38,37 +27,18 @@ from chalicelib.errors import (
     ResourceExhausted,
 )
 from chalicelib.runners import (
-    InputFile,
     Limits,
     LoadedModel,
-    Runner,
     bounded_run,
     onnx_scan,
     ort_env,
 )
+from chalicelib.runners.tensor_runner import TensorRunner
 from chalicelib.scrub import scrub
+from chalicelib.signature import ONNX_PLATFORM
 
 log = logging.getLogger(__name__)
 
-# ONNX tensor element types -> numpy dtype names (strings: numpy is lazy).
-_DTYPES = {
-    "tensor(float)": "float32",
-    "tensor(double)": "float64",
-    "tensor(float16)": "float16",
-    "tensor(int8)": "int8",
-    "tensor(int16)": "int16",
-    "tensor(int32)": "int32",
-    "tensor(int64)": "int64",
-    "tensor(uint8)": "uint8",
-    "tensor(uint16)": "uint16",
-    "tensor(uint32)": "uint32",
-    "tensor(uint64)": "uint64",
-    "tensor(bool)": "bool",
-    "tensor(string)": "str",
-}
-# Source numpy kinds each target kind accepts (see the module docstring).
-_ACCEPTS = {"f": "fiu", "i": "iuf", "u": "iuf", "b": "b", "U": "U"}
-_KIND_WORDS = {"f": "numbers", "i": "integers", "u": "non-negative integers", "b": "booleans", "U": "strings"}
 # What onnxruntime (BFC arena, CPU allocator) says when memory runs out.
 _ALLOCATION_MARKERS = (
     "Available memory of",
@@ -80,24 +50,6 @@ _ALLOCATION_MARKERS = (
 )
 _WATCH_INTERVAL = 0.02  # seconds between the watchdog's clock and RSS checks
 _STOP_GRACE = 0.5  # how long past its limit a run may take to notice terminate
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One declared input: its name, numpy dtype (or None) and shape."""
-
-    name: str
-    onnx_type: str
-    dtype: str | None
-    shape: tuple[int | str | None, ...] | None  # None: rank unknown
-
-    def describe(self) -> str:
-        dims = (
-            "any shape"
-            if self.shape is None
-            else "[" + ", ".join(str(d) if d is not None else "?" for d in self.shape) + "]"
-        )
-        return f"'{self.name}' {self.dtype or self.onnx_type} {dims}"
 
 
 def session_options() -> Any:
@@ -214,8 +166,10 @@ def model_name(model: LoadedModel) -> str:
     return model.manifest.key.split("/", 1)[-1]
 
 
-class OnnxRunner(Runner):
+class OnnxRunner(TensorRunner):
     """A loaded InferenceSession plus the signature requests are checked against."""
+
+    platform = ONNX_PLATFORM
 
     def __init__(self, name: str, session: Any, nbytes: int, limits: Limits | None = None) -> None:
         self.name = name
@@ -226,21 +180,7 @@ class OnnxRunner(Runner):
         self.outputs = [_spec(o) for o in session.get_outputs()]
         self.output_names = [o.name for o in self.outputs]
 
-    def signature(self) -> str:
-        """What the model expects, for error messages."""
-        return f"model '{self.name}' expects inputs " + "; ".join(s.describe() for s in self.inputs)
-
-    def predict(self, inputs: Any, input_source: str | None = None) -> dict[str, Any]:
-        """Validate ``inputs`` against the signature, run (bounded in time and
-        memory), check the outputs' size, return them as JSON-ready values."""
-        symbols: dict[str, tuple[int, str]] = {}
-        feeds = self.feeds(inputs, input_source, symbols)
-        self._check_declared_outputs(symbols)
-        results = self._run(feeds)
-        self._check_outputs(results)
-        return {name: _tensor_json(value) for name, value in zip(self.output_names, results)}
-
-    def _run(self, feeds: dict[str, Any]) -> list[Any]:
+    def _run(self, feeds: dict[str, Any], output_names: list[str] | None = None) -> list[Any]:
         """``session.run`` under a watchdog: past the time limit (or the
         request's deadline), or past the memory a run may add, the run is
         terminated through ``RunOptions.terminate`` (checked by onnxruntime
@@ -261,7 +201,7 @@ class OnnxRunner(Runner):
         # period more, then answers TIMEOUT and leaves the terminated run to
         # finish (its memory stays within the shared, capped arena).
         outcome = bounded_run.run(
-            lambda: self.session.run(self.output_names, feeds, options),
+            lambda: self.session.run(output_names, feeds, options),
             timeout=timeout,
             grace=_STOP_GRACE,
             tick=_WATCH_INTERVAL,
@@ -295,147 +235,6 @@ class OnnxRunner(Runner):
         # inside the graph) is still the caller's input, not our fault.
         raise InvalidRequest(f"The model rejected the inputs ({scrub(str(exc))}); {self.signature()}")
 
-    def _check_declared_outputs(self, symbols: dict[str, tuple[int, str]]) -> None:
-        """Refuse before running when the outputs' declared shapes, with the
-        inputs' dimensions filled in, already exceed MAX_OUTPUT_ELEMENTS."""
-        total = 0
-        for spec in self.outputs:
-            if spec.shape is None:
-                return
-            count = 1
-            for dim in spec.shape:
-                if isinstance(dim, int) and dim >= 0:
-                    count *= dim
-                elif isinstance(dim, str) and dim in symbols:
-                    count *= symbols[dim][0]
-                else:
-                    return  # not known before the run: checked after it
-            total += count
-        if total > self.limits.max_output_elements:
-            raise self._too_many_outputs(total)
-
-    def _check_outputs(self, results: list[Any]) -> None:
-        limit = self.limits.max_output_elements
-        elements, text = _output_size(results, limit, self.limits.max_response_bytes)
-        if elements > limit:
-            raise self._too_many_outputs(elements)
-        if text > self.limits.max_response_bytes:
-            raise ResourceExhausted(
-                f"Model '{self.name}' returned more than {self.limits.max_response_bytes} bytes of text "
-                "(MAX_RESPONSE_BYTES)"
-            )
-
-    def _too_many_outputs(self, count: int) -> ResourceExhausted:
-        return ResourceExhausted(
-            f"Model '{self.name}' would return {'more than ' if count > 10**15 else ''}{min(count, 10**15)} "
-            f"output elements; at most {self.limits.max_output_elements} are allowed (MAX_OUTPUT_ELEMENTS)"
-        )
-
-    def feeds(
-        self, inputs: Any, input_source: str | None, symbols: dict[str, tuple[int, str]] | None = None
-    ) -> dict[str, Any]:
-        """Inputs as numpy arrays of the declared dtypes and shapes, or InvalidRequest."""
-        named = self._named(inputs, input_source)
-        given, expected = set(named), {s.name for s in self.inputs}
-        missing, unknown = sorted(expected - given), sorted(given - expected)
-        if missing or unknown:
-            problems = []
-            if missing:
-                problems.append("missing " + ", ".join(repr(n) for n in missing))
-            if unknown:
-                problems.append("unknown " + ", ".join(repr(n[:60]) for n in unknown[:5]))
-            raise InvalidRequest(f"Input names do not match ({'; '.join(problems)}): {self.signature()}")
-        budget = self.limits.max_tensor_elements
-        feeds: dict[str, Any] = {}
-        symbols = {} if symbols is None else symbols
-        for spec in self.inputs:
-            array = self._array(spec, named[spec.name], budget)
-            budget -= array.size
-            self._check_shape(spec, array.shape, symbols)
-            feeds[spec.name] = array
-        return feeds
-
-    def _named(self, inputs: Any, input_source: str | None) -> dict[str, Any]:
-        if inputs is None:
-            raise InvalidRequest(f"No inputs: send 'inputs' or a fileId naming an ingested input; {self.signature()}")
-        if isinstance(inputs, (bytes, bytearray, memoryview)):
-            return self._from_file(_BytesInput(input_source or "", bytes(inputs)))
-        if not isinstance(inputs, dict):
-            if hasattr(inputs, "head") and hasattr(inputs, "read"):
-                return self._from_file(inputs)
-            raise InvalidRequest(f"'inputs' must be a JSON object mapping input names to arrays; {self.signature()}")
-        return inputs
-
-    def _from_file(self, source: InputFile) -> dict[str, Any]:
-        lowered = source.name.lower()
-        if lowered.endswith(".npy"):
-            if len(self.inputs) != 1:
-                raise InvalidRequest(
-                    f"An .npy input holds one unnamed array, but {self.signature()}; "
-                    "use a .json input file naming each input"
-                )
-            return {self.inputs[0].name: _NpyArray(source)}
-        if lowered.endswith(".json"):
-            # Same shape and the same size limit as an inline body: JSON
-            # numbers cost ~10x their binary size to parse; big tensors go in .npy.
-            limit = self.limits.max_input_json_bytes
-            if source.size > limit:
-                raise InvalidRequest(
-                    f"Input file '{source.name}' is larger than {limit} bytes; store large tensors as .npy"
-                )
-            try:
-                parsed = json.loads(source.read())
-            except (ValueError, RecursionError):
-                raise InvalidRequest(f"Input file '{source.name}' is not valid JSON") from None
-            if not isinstance(parsed, dict):
-                raise InvalidRequest(
-                    f"Input file '{source.name}' must hold a JSON object mapping input names to arrays; "
-                    f"{self.signature()}"
-                )
-            return parsed
-        raise InvalidRequest(f"Input file '{source.name}' must be .json or .npy to feed an ONNX model")
-
-    def _array(self, spec: TensorSpec, value: Any, budget: int) -> Any:
-        import numpy as np
-
-        if spec.dtype is None:
-            raise InvalidRequest(f"Input {spec.describe()} has a type this service cannot feed")
-        if isinstance(value, _NpyArray):
-            array = value.array(spec, budget, self.limits.max_tensor_elements)
-        else:
-            if isinstance(value, (dict, bytes)) or value is None:
-                raise InvalidRequest(f"Input '{spec.name}' must be a nested list of values; {self.signature()}")
-            try:
-                array = np.asarray(value)
-            except (ValueError, TypeError, OverflowError, RecursionError):
-                # numpy >= 1.24 refuses ragged nesting outright.
-                raise InvalidRequest(
-                    f"Input '{spec.name}' is not a rectangular array (ragged or mixed nesting); {self.signature()}"
-                ) from None
-            if array.size > budget:
-                raise _too_large(spec, budget, self.limits.max_tensor_elements)
-        return _cast(spec, array, self.signature)
-
-    def _check_shape(self, spec: TensorSpec, shape: tuple[int, ...], symbols: dict[str, tuple[int, str]]) -> None:
-        if spec.shape is None:
-            return
-        got = "[" + ", ".join(map(str, shape)) + "]"
-        if len(shape) != len(spec.shape):
-            raise InvalidRequest(f"Input '{spec.name}' has rank {len(shape)} (shape {got}); {self.signature()}")
-        for axis, (want, have) in enumerate(zip(spec.shape, shape)):
-            if isinstance(want, int) and want >= 0 and want != have:
-                raise InvalidRequest(
-                    f"Input '{spec.name}' has shape {got}, dimension {axis} must be {want}; {self.signature()}"
-                )
-            if isinstance(want, str) and want:
-                # Inputs that share a symbolic dimension must agree on it.
-                seen = symbols.setdefault(want, (have, spec.name))
-                if seen[0] != have:
-                    raise InvalidRequest(
-                        f"Dimension '{want}' is {seen[0]} in input '{seen[1]}' but {have} in "
-                        f"input '{spec.name}'; {self.signature()}"
-                    )
-
 
 def deadline_error(budget: float, limits: Limits, waited: float | None = None) -> InferenceTimeout:
     """The TIMEOUT error for a run stopped by the clock, naming which clock."""
@@ -444,191 +243,6 @@ def deadline_error(budget: float, limits: Limits, waited: float | None = None) -
             f"Inference ran longer than {limits.predict_timeout_seconds:g} s (PREDICT_TIMEOUT_SECONDS) and was stopped"
         )
     return InferenceTimeout("Inference was stopped at the request's deadline")
-
-
-@dataclass
-class _BytesInput:
-    """An in-memory input file (tests, and callers that already hold the bytes)."""
-
-    name: str
-    data: bytes
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    def head(self, n: int) -> bytes:
-        return self.data[:n]
-
-    def read(self) -> bytes:
-        return self.data
-
-
-# numpy's own cap on .npy header length (format.py), plus magic and length fields.
-_NPY_HEAD = 10_000 + 12
-_NPY_KINDS = "biufU"
-
-
-class _NpyArray:
-    """An .npy input: the header is checked before the body is read."""
-
-    def __init__(self, source: InputFile) -> None:
-        self.source = source
-
-    def array(self, spec: TensorSpec, budget: int, limit: int) -> Any:
-        """The array, after its header passed every check (else InvalidRequest)."""
-        import io
-
-        import numpy as np
-
-        stream = io.BytesIO(self.source.head(_NPY_HEAD))
-        try:
-            version = np.lib.format.read_magic(stream)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
-            else:
-                raise ValueError(f"unsupported .npy version {version}")
-        except Exception as exc:  # noqa: BLE001 - numpy raises ValueError, SyntaxError, TypeError, ...
-            raise InvalidRequest(f"The .npy input is not a valid NumPy array file ({scrub(str(exc))})") from None
-        if (
-            not isinstance(shape, tuple)
-            or not all(type(d) is int and d >= 0 for d in shape)
-            or not isinstance(fortran, bool)
-            or len(shape) > 32
-        ):
-            raise InvalidRequest(
-                "The .npy input has an invalid header: shape must be a tuple of at most 32 "
-                "non-negative integers and fortran_order a boolean"
-            )
-        if dtype.hasobject:
-            raise InvalidRequest("The .npy input holds Python objects; only numeric and string arrays are accepted")
-        if dtype.kind not in _NPY_KINDS or dtype.subdtype is not None or dtype.names is not None or dtype.itemsize == 0:
-            raise InvalidRequest(
-                f"The .npy input has dtype {str(dtype)[:40]!r}; only booleans, numbers and strings are accepted"
-            )
-        count = 1
-        for dim in shape:
-            count *= dim  # Python ints: no overflow
-        if count > budget:
-            raise _too_large(spec, budget, limit)
-        offset = stream.tell()
-        if self.source.size - offset != count * dtype.itemsize:
-            raise InvalidRequest(
-                f"The .npy input is truncated or padded: its header announces shape {list(shape)} {dtype}"
-            )
-        data = self.source.read()
-        if len(data) != offset + count * dtype.itemsize:
-            raise InvalidRequest("The .npy input changed while it was read")
-        try:
-            flat = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
-            return flat.reshape(shape, order="F" if fortran else "C")
-        except (ValueError, TypeError) as exc:
-            raise InvalidRequest(f"The .npy input is not a valid NumPy array file ({scrub(str(exc))})") from None
-
-
-def _spec(arg: Any) -> TensorSpec:
-    shape = arg.shape
-    dims = None if shape is None else tuple(d if isinstance(d, int) or d is None else str(d) for d in shape)
-    return TensorSpec(arg.name, arg.type, _DTYPES.get(arg.type), dims)
-
-
-def _cast(spec: TensorSpec, array: Any, signature: Any) -> Any:
-    """``array`` as ``spec.dtype``, refusing casts that change meaning."""
-    import numpy as np
-
-    target = np.dtype(spec.dtype)
-    kind = array.dtype.kind
-    if kind in "SU" and target.kind == "U":
-        return array.astype(object) if kind == "S" else array
-    if kind not in _ACCEPTS[target.kind]:
-        found = "non-numeric or out-of-range values" if kind in "OSUV" else f"{array.dtype} values"
-        raise InvalidRequest(
-            f"Input '{spec.name}' must hold {_KIND_WORDS[target.kind]} ({spec.dtype}), got {found}; {signature()}"
-        )
-    if array.dtype == target:
-        return np.asarray(array, order="C")  # ascontiguousarray would turn 0-d into 1-d
-    if target.kind in "iu":
-        if kind == "f" and not np.all(np.isfinite(array) & (np.mod(array, 1) == 0)):
-            raise InvalidRequest(
-                f"Input '{spec.name}' must hold integers ({spec.dtype}), got fractional numbers; {signature()}"
-            )
-        info = np.iinfo(target)
-        if array.size and (array.min() < info.min or array.max() > info.max):
-            raise InvalidRequest(f"Input '{spec.name}' has values outside the {spec.dtype} range; {signature()}")
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked just below
-        cast = array.astype(target)
-    if target.kind == "f" and kind == "f" and target.itemsize < array.dtype.itemsize:
-        # float64 -> float32 turns values beyond the range into inf silently.
-        if not np.array_equal(np.isfinite(cast), np.isfinite(array)):
-            raise InvalidRequest(f"Input '{spec.name}' has values outside the {spec.dtype} range; {signature()}")
-    return np.asarray(cast, order="C")
-
-
-def _too_large(spec: TensorSpec, budget: int, limit: int) -> InvalidRequest:
-    return InvalidRequest(
-        f"Inputs are too large: at most {limit} elements per request (MAX_TENSOR_ELEMENTS); "
-        f"input '{spec.name}' exceeds the {max(budget, 0)} left"
-    )
-
-
-def _tensor_json(value: Any) -> dict[str, Any]:
-    import numpy as np
-
-    if isinstance(value, np.ndarray):
-        out = {"data": value.tolist(), "shape": list(value.shape), "dtype": str(value.dtype)}
-        if value.dtype.kind in "fc" and not np.isfinite(value).all():
-            # JSON has no NaN/Infinity (strict parsers reject Python's
-            # spelling): such values are null, with their positions flagged.
-            # numpy's stubs lack None as a fill value (it gives an object array).
-            out["data"] = np.where(np.isfinite(value), value, None).tolist()  # type: ignore[call-overload]
-            out["nonFinite"] = True
-        return out
-    # Sequence or map outputs (e.g. classifier probabilities): plain JSON.
-    return {"data": _plain(value), "shape": None, "dtype": type(value).__name__}
-
-
-def _plain(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {str(_plain(k)): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _output_size(value: Any, element_limit: int, text_limit: int) -> tuple[int, int]:
-    """Elements and characters of text in outputs (tensors, sequences, maps),
-    counted without copying and stopping as soon as either limit is passed."""
-    import numpy as np
-
-    elements = text = 0
-    pending = [value]
-    while pending and elements <= element_limit and text <= text_limit:
-        item = pending.pop()
-        if isinstance(item, np.ndarray):
-            elements += item.size
-            if item.dtype.kind in "OUS" and elements <= element_limit:
-                text += sum(len(str(v)) for v in item.flat)
-        elif isinstance(item, dict):
-            elements += len(item)
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            elements += 0 if item is value else len(item)
-            pending.extend(item)
-        elif isinstance(item, (str, bytes)):
-            elements += 1
-            text += len(item)
-        else:
-            elements += 1
-    return elements, text
 
 
 def load(model: LoadedModel) -> OnnxRunner:

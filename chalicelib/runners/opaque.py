@@ -12,6 +12,7 @@ from typing import Any
 
 from chalicelib.errors import InvalidRequest
 from chalicelib.runners import LoadedModel, Runner
+from chalicelib.signature import OPAQUE, Signature
 
 _CHUNK = 1024 * 1024
 
@@ -35,6 +36,16 @@ class OpaqueRunner(Runner):
                 "'inputs' or 'input', or ingest the model as ONNX"
             )
         return {"modelSize": self.size, "checksum": self.checksum, "processed": True}
+
+    def metadata(self) -> Signature:
+        return OPAQUE
+
+    def infer(self, feeds: dict[str, Any], output_names: list[str] | None = None) -> dict[str, Any]:
+        # A file of unknown format takes no tensors: feeding it is the client's mistake.
+        raise InvalidRequest(
+            "This model is not in a format the service can run (platform 'opaque'): it takes no inputs; "
+            "POST /predict without inputs answers its size and checksum"
+        )
 
 
 def load(model: LoadedModel) -> OpaqueRunner:

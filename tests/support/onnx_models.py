@@ -146,3 +146,44 @@ def big_mlp(target_bytes: int, *, width: int = 1024, seed: int = 0) -> tuple[byt
     model.ir_version = IR_VERSION
     # check_model refuses protos over 2 GiB only; skip it for speed here.
     return model.SerializeToString(), width
+
+
+def identity_model(datatype: str, dims: tuple[int | str, ...] = ("n", 2)) -> bytes:
+    """``y = Identity(x)`` for one protocol datatype (``FP32``, ``BYTES``, ...), shape ``dims``."""
+    from chalicelib.datatypes import BY_OIP
+
+    elem = BY_OIP[datatype].onnx_elem
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        f"identity_{datatype.lower()}",
+        [helper.make_tensor_value_info("x", elem, list(dims))],
+        [helper.make_tensor_value_info("y", elem, list(dims))],
+    )
+    return _model(graph)
+
+
+def conv_model(channels: tuple[int, int] = (64, 512), *, seed: int = 0) -> bytes:
+    """A small image model (two 3x3 convolutions, stride 2, with Relu, then a
+    global average pool; ~300k weights): float32 ``image`` [n, 3, 224, 224] ->
+    ``features`` [n, channels[1]]. About 10 ms a run on this machine when it is
+    quiet, like the light SqueezeNet of issue 18."""
+    rng = np.random.default_rng(seed)
+    first, second = channels
+    w1 = (rng.standard_normal((first, 3, 3, 3)) * 0.1).astype(np.float32)
+    w2 = (rng.standard_normal((second, first, 3, 3)) * 0.1).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["image", "w1"], ["c1"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("GlobalAveragePool", ["r2"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["features"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "conv",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, 224, 224])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", second])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
+    )
+    return _model(graph)

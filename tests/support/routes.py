@@ -58,3 +58,27 @@ def error(response: Any, status: int, code: str) -> dict[str, Any]:
     body = check_error_body(status, response.body)
     assert body["error"] == code, body
     return body
+
+
+def proxy_event(
+    method: str, resource: str, path: str, params: dict[str, str], body: bytes, headers: dict[str, str]
+) -> dict[str, Any]:
+    """An API Gateway (REST, proxy) event as Lambda receives it: a body of a
+    binary media type base64-encoded (``isBase64Encoded``), any other as text."""
+    import base64
+
+    binary = headers.get("Content-Type", headers.get("content-type", "")) == "application/octet-stream"
+    return {
+        "resource": resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": {k.lower(): v for k, v in headers.items()},
+        "multiValueHeaders": {},
+        "pathParameters": params,
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "stageVariables": None,
+        "requestContext": {"resourcePath": resource, "httpMethod": method, "requestId": "proxy-event", "stage": "api"},
+        "body": base64.b64encode(body).decode() if binary else body.decode(),
+        "isBase64Encoded": binary,
+    }
