@@ -65,9 +65,10 @@ def create_upload():
 @app.route("/models", methods=["GET"])
 @http.endpoint(app)
 def list_models():
-    """Every model with its state: ready ones with their manifest, pending and
-    failed ingests (S3 keys whose names cannot be stored included)."""
-    return catalog.list_models(get_store())
+    """A page of models with their state (``?limit=``, ``?next=``): ready ones
+    with their manifest, pending and failed ingests (S3 keys whose names
+    cannot be stored included)."""
+    return catalog.list_models(get_store(), request=catalog.page_request(http.query_params(app)))
 
 
 @app.route("/models/{name}", methods=["GET"])

@@ -52,6 +52,12 @@ def json_body(app: Chalice, max_bytes: int) -> dict[str, Any]:
     return parse_json_object(raw, request.headers.get("content-type"), max_bytes)
 
 
+def query_params(app: Chalice) -> Any:
+    """The current request's query parameters (Chalice's MultiDict), or ``None``."""
+    request = app.current_request
+    return None if request is None else request.query_params
+
+
 def request_seconds(app: Chalice) -> float | None:
     """The request's time budget: API Gateway's (REQUEST_TIMEOUT_SECONDS),
     never past Lambda's remaining time less DEADLINE_MARGIN_SECONDS."""

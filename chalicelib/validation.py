@@ -10,7 +10,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from chalicelib.config import human_size
 from chalicelib.errors import FileTooLarge, InvalidRequest
@@ -40,11 +40,13 @@ def parse_json_object(raw: bytes, content_type: str | None, max_bytes: int) -> d
     return body
 
 
-def _reject_unknown(body: Mapping[str, Any], allowed: set[str]) -> None:
+def reject_unknown(body: Mapping[str, Any], allowed: Iterable[str], what: str = "field", hint: str = "") -> None:
+    """InvalidRequest naming (a few of) the keys of ``body`` not in ``allowed``."""
+    allowed = set(allowed)
     unknown = sorted(k for k in body if k not in allowed)
     if unknown:
         shown = ", ".join(repr(k[:40]) for k in unknown[:5])
-        raise InvalidRequest(f"Unknown field(s): {shown}")
+        raise InvalidRequest(f"Unknown {what}(s): {shown}{hint}")
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class S3Ingest:
 
 def parse_ingest(body: Mapping[str, Any], max_bytes: int) -> InlineIngest | S3Ingest:
     """Validate an /ingest body."""
-    _reject_unknown(body, {"data", "filename", "encoding", "key"})
+    reject_unknown(body, {"data", "filename", "encoding", "key"})
     has_data, has_key = "data" in body, "key" in body
     if has_data == has_key:
         raise InvalidRequest(
@@ -129,7 +131,7 @@ def _object_ref(value: Any, field: str, kind: str) -> ObjectRef:
 
 def parse_predict(body: Mapping[str, Any]) -> PredictRequest:
     """Validate a /predict body. ``inputs`` is checked by the model's runner."""
-    _reject_unknown(body, {"fileId", "model", "inputs", "input"})
+    reject_unknown(body, {"fileId", "model", "inputs", "input"})
     if "model" not in body or ("fileId" not in body and "input" not in body):
         raise InvalidRequest(
             "Request body must contain 'fileId' and 'model' fields (or 'model' and 'input', an ingested input by name)"
@@ -146,7 +148,7 @@ def parse_predict(body: Mapping[str, Any]) -> PredictRequest:
 
 def parse_upload(body: Mapping[str, Any], max_bytes: int) -> tuple[ObjectRef, int]:
     """Validate a /uploads body: ``{"key": "models/<name>"|"inputs/<name>", "sizeBytes": N}``."""
-    _reject_unknown(body, {"key", "sizeBytes"})
+    reject_unknown(body, {"key", "sizeBytes"})
     if "key" not in body or "sizeBytes" not in body:
         raise InvalidRequest("Request body must contain 'key' and 'sizeBytes' fields")
     ref = parse_key(body["key"], "key")
