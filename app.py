@@ -111,6 +111,10 @@ def health():
     return {"status": "ok", "store": report, "bucket": bool(get_settings().bucket)}
 
 
+# Last of the routes: HEAD for every GET route, OPTIONS for every path (generic over app.routes).
+http.answer_head_and_options(app)
+
+
 # The bucket name is resolved at package time; the deployment step points the
 # notification at the stack's own bucket. inputs/ is added there as a second
 # filter on this same function. One function for both event types: one

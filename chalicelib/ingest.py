@@ -11,10 +11,11 @@ from urllib.parse import quote
 
 from chalicelib import observability, s3
 from chalicelib.config import Settings
-from chalicelib.errors import FileTooLarge, InvalidRequest, S3NotFound, S3ObjectChanged, ServiceError
+from chalicelib.errors import EmptyObject, FileTooLarge, InvalidRequest, S3NotFound, S3ObjectChanged, ServiceError
 from chalicelib.names import ObjectRef
 from chalicelib.store import Manifest, PutResult, SizeMismatch, Store, status
 from chalicelib.store.status import StatusRecord
+from chalicelib.validation import check_object_size
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,7 @@ def ingest_bytes(
 ) -> IngestResult:
     """Store inline data under ``ref``. A failure past validation is
     recorded as the name's ``failed`` state; a success settles it."""
-    if len(data) > settings.max_ingest_bytes:
-        raise FileTooLarge(settings.max_ingest_bytes)
+    check_object_size(len(data), settings.max_ingest_bytes)
     started = time.perf_counter()
     attempt = status.stamp()
     try:
@@ -180,8 +180,7 @@ def ingest_s3(
     attempt = status.stamp()
     try:
         info = s3.head(bucket, key)
-        if info.size > settings.max_ingest_bytes:
-            raise FileTooLarge(settings.max_ingest_bytes)
+        check_object_size(info.size, settings.max_ingest_bytes)
         current = store.manifest(ref)
         if (
             current is not None
@@ -197,7 +196,7 @@ def ingest_s3(
         if not handed_off:
             result = _copy(store, settings, bucket, ref, key, info, source)
     except ServiceError as exc:
-        if not (sync and isinstance(exc, (S3NotFound, FileTooLarge))):
+        if not (sync and isinstance(exc, (S3NotFound, FileTooLarge, EmptyObject))):
             _record_failure(store, ref, key, exc, attempt, request_id)
         raise
     if handed_off:  # records its own outcome
