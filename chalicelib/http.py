@@ -144,8 +144,9 @@ def answer_head_and_options(app: Chalice) -> None:
     """
     for path, methods in list(app.routes.items()):
         if "GET" in methods and "HEAD" not in methods:
-            # The GET's own view; reshape_framework_errors drops the body.
-            app.route(path, methods=["HEAD"], content_types=["*/*"])(methods["GET"].view_function)
+            # The GET's own view and content types; reshape_framework_errors drops the body.
+            get = methods["GET"]
+            app.route(path, methods=["HEAD"], content_types=list(get.content_types))(get.view_function)
         if "OPTIONS" not in methods:
             app.route(path, methods=["OPTIONS"], content_types=["*/*"])(_options(app, path))
 
