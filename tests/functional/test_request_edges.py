@@ -127,6 +127,15 @@ def test_a_wrong_method_is_405_with_allow(client):
     check_error_body(405, json.loads(r.body), "wrong method")
 
 
+def test_every_route_of_the_app_has_head_and_options():
+    """A route defined after http.answer_head_and_options(app) in app.py would miss them: caught here."""
+    import app
+
+    for path, methods in app.app.routes.items():
+        assert "OPTIONS" in methods, f"{path}: no OPTIONS (defined after answer_head_and_options?)"
+        assert "HEAD" in methods or "GET" not in methods, f"{path}: a GET without HEAD"
+
+
 def test_the_rule_covers_routes_defined_later():
     """Generic over app.routes: a route a later change adds (/v2/...) gets HEAD and OPTIONS too."""
     from chalice.test import Client

@@ -92,6 +92,7 @@ def test_every_documented_error_has_its_status():
         "NOT_FOUND": 404,
         "PROCESSING_FAILED": 500,
         "TIMEOUT": 504,
+        "UNSUPPORTED_MEDIA_TYPE": 415,
     }
     assert contract.ERROR_FIELD["TIMEOUT"] == "stage" and "PROCESSING_FAILED" not in contract.ERROR_FIELD
 
