@@ -72,9 +72,10 @@ def create_upload():
 @app.route("/models", methods=["GET"])
 @http.endpoint(app)
 def list_models():
-    """Every model with its state: ready ones with their manifest, pending and
-    failed ingests (S3 keys whose names cannot be stored included)."""
-    return catalog.list_models(get_store())
+    """A page of models with their state (``?limit=``, ``?next=``): ready ones
+    with their manifest, pending and failed ingests (S3 keys whose names
+    cannot be stored included)."""
+    return catalog.list_models(get_store(), request=catalog.page_request(http.query_params(app)))
 
 
 @app.route("/models/{name}", methods=["GET"])
@@ -186,6 +187,10 @@ def v2_infer(name, version=None):
     settings = get_settings()
     ref, number = oip.model_ref(name), oip.parse_version(version)
     return oip.infer(get_store(), settings, ref, number, oip.read_body(app, settings))
+
+
+# Last of the routes: HEAD for every GET route, OPTIONS for every path (generic over app.routes).
+http.answer_head_and_options(app)
 
 
 # The bucket name is resolved at package time; the deployment step points the

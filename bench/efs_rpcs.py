@@ -66,6 +66,8 @@ WRITE_MS = 2.7
 READ_MS = 1.0
 S3_DELAY_S = 0.020  # per S3 request, through the delaying proxy
 MARK = "/efs-rpc-mark"
+LIST_NAMES = 2000  # names in the store for the list-page route
+LIST_LIMIT = 100
 BUCKET = "rpc-bench"
 
 
@@ -128,6 +130,16 @@ ROUTES = [
         5,
         2,
         "lock; manifest open+close; unlink manifest, index entry, object; unlock",
+        False,
+    ),
+    Route(
+        "list-page",
+        f"GET /models?limit={LIST_LIMIT} of {LIST_NAMES:,} names",
+        250.0,
+        0,
+        2 * LIST_LIMIT + 8,
+        f"the page's {LIST_LIMIT} manifests open+close; listing the manifests' directory (3 reads of entries "
+        "here, and the close of its descriptor) and the two status-record directories' (1 read + close each)",
         False,
     ),
     Route(
@@ -222,6 +234,7 @@ def child(route: str, root: str, n: int, latency: tuple[float, float] | None = N
         "ingest-new": lambda i: post("/ingest", {"filename": f"obj-{i}.bin", "data": f"object {i}"}),
         "ingest-same": lambda i: post("/ingest", {"filename": "same.bin", "data": "same content"}),
         "get-model": lambda i: get("/models/m.bin"),
+        "list-page": lambda i: get(f"/models?limit={LIST_LIMIT}"),
         "delete": lambda i: delete(f"/models/del-{i}.bin"),
         "ingest-replace": lambda i: post("/ingest", {"filename": "rep.bin", "data": f"replacement {i}"}),
         "rollback": lambda i: post("/models/rb.bin/rollback", {"version": 1 + i % 2}),
@@ -243,6 +256,10 @@ def child(route: str, root: str, n: int, latency: tuple[float, float] | None = N
         for name in ("rep.bin", "rb.bin"):
             for v in (1, 2, 3):
                 post("/ingest", {"filename": name, "data": f"{name} version {v}"})
+    if route == "list-page":
+        from tests.support.listing import seed
+
+        seed(root, (f"listed-{i:05d}.bin" for i in range(LIST_NAMES)))
     if route == "delete":
         for i in range(-1, n):
             post("/ingest", {"filename": f"del-{i}.bin", "data": f"to delete {i}"})

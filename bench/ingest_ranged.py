@@ -167,9 +167,10 @@ def _peak_rss_mib() -> float:
 
 
 def child(mode: str, endpoint: str, dest: str) -> dict[str, Any]:
-    """One transfer in this (fresh) process: ``ours`` or ``plain``."""
+    """One transfer in this (fresh) process: ``ours``, ``fixed`` (ours with the
+    parts of before issue 16: S3_PART_BYTES whatever the object's size) or ``plain``."""
     os.environ["AWS_ENDPOINT_URL_S3"] = endpoint
-    if mode == "ours":
+    if mode in ("ours", "fixed"):
         from chalicelib import s3
         from chalicelib.config import load_settings
         from chalicelib.ingest import ingest_s3
@@ -180,6 +181,8 @@ def child(mode: str, endpoint: str, dest: str) -> dict[str, Any]:
             {**os.environ, "EFS_ROOT": dest, "MODEL_BUCKET": BUCKET, "MAX_INGEST_BYTES": str(4 * GIB)}
         )
         s3.client(settings)
+        if mode == "fixed":
+            s3.MIN_PART_BYTES = settings.s3_part_bytes  # part_size() is then S3_PART_BYTES for every object
         store, ref = Store(dest), parse_key(KEY)
         cpu, started = _cpu(), time.perf_counter()
         result = ingest_s3(store, settings, ref)
@@ -270,6 +273,30 @@ def rows(moto_endpoint: str, work: str, size: int, rounds: int, cap: float = DEF
     ]
 
 
+def part_sizing(moto_endpoint: str, work: str, size: int, rounds: int, cap: float) -> dict[str, float]:
+    """Median MB/s of one plain GET, of fixed 16 MiB parts and of parts sized
+    to the object, for one ``size``-byte key through the same cap, the three
+    interleaved round by round in one run (issue 16, finding 10)."""
+    import shutil
+
+    upload_object(moto_endpoint, size)
+    proxy = ThrottleProxy(moto_endpoint, cap).start()
+    seconds: dict[str, list[float]] = {"plain": [], "fixed": [], "ours": []}
+    try:
+        for i in range(rounds):
+            for mode, sink in seconds.items():
+                dest = os.path.join(work, f"parts-{mode}-{i}")
+                os.makedirs(dest)
+                result = _run_child(mode, proxy.endpoint, dest)
+                shutil.rmtree(dest)
+                assert result["bytes"] == size, result
+                sink.append(result["seconds"])
+                log(f"part sizing: {mode} {size / result['seconds'] / 1e6:.1f} MB/s")
+    finally:
+        proxy.stop()
+    return {mode: statistics.median(size / t for t in times) / 1e6 for mode, times in seconds.items()}
+
+
 NOTES = (
     "1: retired (issue 11): 0.9x an uncapped moto stream measured CPU contention with moto on 2 shared cores,",
     "   not the product; rows 6-7 replace it.",
@@ -301,5 +328,34 @@ BENCHMARK = Benchmark(
 )
 
 
+def _compare_part_sizing(argv: list[str]) -> None:
+    """``python -m bench.ingest_ranged --part-sizing [MiB] [rounds] [cap MB/s]``: the
+    finding 10 comparison against a fresh local moto (defaults: 64 MiB, 3, 15 MB/s)."""
+    import tempfile
+
+    from devstack.moto import MotoServer
+
+    mib, rounds, cap = (int(argv[0]) if argv else 64), (int(argv[1]) if len(argv) > 1 else 3), 15.0
+    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        os.environ.pop(var, None)
+    if len(argv) > 2:
+        cap = float(argv[2])
+    moto = MotoServer().start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="parts-") as work:
+            got = part_sizing(moto.endpoint, work, mib * MIB, rounds, cap * 1e6)
+    finally:
+        moto.stop()
+    plain = got["plain"]
+    print(f"{mib} MiB key, {cap:.0f} MB/s per connection, median of {rounds} (interleaved):")
+    for mode in ("plain", "fixed", "ours"):
+        print(f"  {mode:6} {got[mode]:6.1f} MB/s  {got[mode] / plain:.2f}x one stream")
+    print(f"  sized / fixed: {got['ours'] / got['fixed']:.2f}x")
+
+
 if __name__ == "__main__":
-    print(json.dumps(child(*sys.argv[1:4])))
+    if sys.argv[1:2] == ["--part-sizing"]:
+        _compare_part_sizing(sys.argv[2:])
+    else:
+        print(json.dumps(child(*sys.argv[1:4])))

@@ -13,13 +13,17 @@ are there too, and ``readyVersion`` says which it is (``null``: none yet).
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Mapping
 
-from chalicelib import model_check
+from chalicelib import model_check, paging
 from chalicelib.errors import NotFound
-from chalicelib.names import MODELS, ObjectRef, parse_path_name
+from chalicelib.names import MODELS, ObjectRef, is_valid_name, parse_path_name
 from chalicelib.store import Manifest, Store
 from chalicelib.store.status import READY, StatusRecord
+
+# The sections of a listing, in order: storable names, then rejected keys.
+NAMED, REJECTED_KEYS = 0, 1
 
 
 def describe(manifest: Manifest) -> dict[str, Any]:
@@ -58,16 +62,46 @@ def entry(manifest: Manifest | None, record: StatusRecord | None) -> dict[str, A
     return body
 
 
-def list_models(store: Store, kind: str = MODELS) -> dict[str, Any]:
-    """Every name with its state (the GET /models body): ready objects by name
-    (with any newer pending or failed attempt), names that never landed, then
-    S3 keys whose names could not be stored (``name`` null, ``id`` a hash)."""
-    manifests = {m.key.split("/", 1)[1]: m for m in store.list(kind)}
-    records = store.status.list(kind)
-    named = {r.name: r for r in records if r.name is not None}
-    models = [entry(manifests.get(name), named.get(name)) for name in sorted(manifests.keys() | named.keys())]
-    models += [entry(None, r) for r in records if r.name is None]
-    return {"models": models, "count": len(models)}
+def _valid_cursor(section: int, key: str) -> bool:
+    if section == NAMED:
+        return is_valid_name(key)
+    return section == REJECTED_KEYS and re.fullmatch(r"[0-9a-f]{40}", key) is not None
+
+
+def page_request(params: Mapping[str, Any] | None, kind: str = MODELS) -> paging.PageRequest:
+    """``GET /models``' query parameters (``limit``, ``next``), or InvalidRequest."""
+    return paging.parse(params, kind, _valid_cursor)
+
+
+def list_models(store: Store, kind: str = MODELS, request: paging.PageRequest | None = None) -> dict[str, Any]:
+    """One page of names with their state (the GET /models body): names by
+    code point (ready ones with any newer pending or failed attempt, and names
+    that never landed), then S3 keys whose names could not be stored (``name``
+    null, ``id`` a hash). ``next`` is there when more may follow.
+
+    The names come from directory listings (the manifests' and the status
+    records'), so a page reads only the manifests and records it shows.
+    """
+    request = request or paging.PageRequest(paging.DEFAULT_LIMIT, None)
+    with_manifest, with_record = set(store.names(kind)), set(store.status.names(kind))
+
+    def load(section: int, key: str) -> dict[str, Any] | None:
+        if section == REJECTED_KEYS:
+            rejected = store.status.rejected_by_id(key)
+            return entry(None, rejected) if rejected is not None and rejected.key.startswith(kind + "/") else None
+        if not is_valid_name(key):
+            return None  # not a name the store writes (debris, or planted)
+        ref = ObjectRef(kind, key)
+        manifest = store.manifest(ref) if key in with_manifest else None
+        record = store.status.get(ref) if key in with_record else None
+        return entry(manifest, record) if manifest is not None or record is not None else None
+
+    named = sorted(with_manifest | with_record)
+    page = paging.paginate(kind, (named, store.status.rejected_ids()), load, request)
+    body: dict[str, Any] = {"models": page.items, "count": len(page.items)}
+    if page.next is not None:
+        body["next"] = page.next
+    return body
 
 
 def get_model(store: Store, name: str, kind: str = MODELS) -> dict[str, Any]:

@@ -100,7 +100,9 @@ class Settings:
     s3_connect_timeout: float = _setting(5.0)
     s3_read_timeout: float = _setting(30.0)
     s3_part_bytes: int = _setting(16 * MIB, minimum=64 * KIB)
-    """Size of one ranged GET when an object is read in parallel parts. 16 MiB:
+    """Largest ranged GET when an object is read in parallel parts (an object
+    is spread over every connection in parts of 8 MiB up to this:
+    ``chalicelib.s3.part_size``). 16 MiB:
     each request costs ~3 ms of CPU (botocore), 64 of them per GiB (measured:
     8 MiB parts +0.3 CPU-s/GiB; 24 MiB x 5 or 32 MiB x 4 save <0.1 but take
     peak RSS to 195-211 MiB)."""

@@ -201,3 +201,18 @@ class ModelInvalid(InvalidRequest):
     STATUS_CODE = 400
     CODE = "MODEL_INVALID"
     DEFAULT_MESSAGE = "The model cannot be served"
+
+
+class UnsupportedMediaType(ServiceError):
+    """The body is not declared as JSON in UTF-8 (``Content-Type`` missing, not
+    JSON, or with another charset)."""
+
+    STATUS_CODE = 415
+    CODE = "UNSUPPORTED_MEDIA_TYPE"
+    DEFAULT_MESSAGE = "Content-Type must be application/json (charset utf-8, or none)"
+
+
+class EmptyObject(InvalidRequest):
+    """A 0-byte object, on any path (inline, by key, S3 event, /uploads): never stored."""
+
+    DEFAULT_MESSAGE = "An object must not be empty: a model or input needs at least one byte"

@@ -16,7 +16,7 @@ from chalice.app import Chalice, Response
 
 from chalicelib import deadline, observability
 from chalicelib.config import ConfigError, get_settings
-from chalicelib.errors import InvalidRequest, ProcessingFailed, ServiceError
+from chalicelib.errors import InvalidRequest, ProcessingFailed, ServiceError, UnsupportedMediaType
 from chalicelib.validation import parse_json_object
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,12 @@ def json_body(app: Chalice, max_bytes: int) -> dict[str, Any]:
     if isinstance(raw, str):
         raw = raw.encode("utf-8")
     return parse_json_object(raw, request.headers.get("content-type"), max_bytes)
+
+
+def query_params(app: Chalice) -> Any:
+    """The current request's query parameters (Chalice's MultiDict), or ``None``."""
+    request = app.current_request
+    return None if request is None else request.query_params
 
 
 def request_seconds(app: Chalice) -> float | None:
@@ -91,19 +97,66 @@ def endpoint(app: Chalice) -> Callable[[Callable[..., Any]], Callable[..., Respo
 
 
 def reshape_framework_errors(app: Chalice) -> Callable[[Any, Callable[[Any], Response]], Response]:
-    """HTTP middleware: Chalice's own errors (405, 404, 500) in our shape."""
+    """HTTP middleware: Chalice's own errors (405, 404, 500) in our shape; a
+    405 names the path's methods in ``Allow`` (RFC 9110 asks for it); and a
+    ``HEAD`` answer, error or not, has no body."""
 
     def middleware(event: Any, get_response: Callable[[Any], Response]) -> Response:
         response = get_response(event)
         body = response.body
         if response.status_code >= 400 and isinstance(body, dict) and "Code" in body and "error" not in body:
             status = response.status_code
-            error = ProcessingFailed() if status >= 500 else InvalidRequest(str(body.get("Message", "Invalid request")))
+            message = str(body.get("Message", "Invalid request"))
+            error: ServiceError = ProcessingFailed() if status >= 500 else InvalidRequest(message)
+            if status == 415:  # a route's own content_types (ours take */* and check in validation)
+                error = UnsupportedMediaType()
             response.body = error.to_body(request_id(app))
             response.headers = {**(response.headers or {}), **JSON_HEADERS}
+            if status == 405:
+                path = (getattr(event, "context", None) or {}).get("resourcePath")
+                if path in app.routes:
+                    response.headers["Allow"] = allowed_methods(app, path)
+        if getattr(event, "method", None) == "HEAD":
+            response.body = ""
         return response
 
     return middleware
+
+
+def allowed_methods(app: Chalice, path: str) -> str:
+    """The ``Allow`` header of one route path: its methods, sorted."""
+    return ", ".join(sorted(app.routes[path]))
+
+
+def answer_head_and_options(app: Chalice) -> None:
+    """Give every route path ``OPTIONS`` (``200``, no body, ``Allow`` naming
+    its methods) and every path with a ``GET`` a ``HEAD`` (the GET's status
+    and headers, no body), as an HTTP server would.
+
+    Call it once, after the last route is defined: it is generic over
+    ``app.routes``, so routes added later in ``app.py`` (``/v2/...``) are
+    covered as long as they come before the call. They are real routes, so
+    API Gateway sends them to the function as it does every other method;
+    without them it answers HEAD and OPTIONS itself (403 "Missing
+    Authentication Token"; OPTIONS has no CORS here), while ``chalice
+    local`` answers OPTIONS 200 without asking the app: the routes make the
+    two agree.
+    """
+    for path, methods in list(app.routes.items()):
+        if "GET" in methods and "HEAD" not in methods:
+            # The GET's own view and content types; reshape_framework_errors drops the body.
+            get = methods["GET"]
+            app.route(path, methods=["HEAD"], content_types=list(get.content_types))(get.view_function)
+        if "OPTIONS" not in methods:
+            app.route(path, methods=["OPTIONS"], content_types=["*/*"])(_options(app, path))
+
+
+def _options(app: Chalice, path: str) -> Callable[..., Response]:
+    def options(**_params: Any) -> Response:
+        return Response(body="", status_code=200, headers={"Allow": allowed_methods(app, path)})
+
+    options.__name__ = "options_" + (path.strip("/").replace("/", "_").replace("{", "").replace("}", "") or "root")
+    return options
 
 
 def observe_requests(app: Chalice) -> Callable[[Any, Callable[[Any], Response]], Response]:

@@ -11,11 +11,12 @@ from urllib.parse import quote
 
 from chalicelib import model_check, observability, s3
 from chalicelib.config import Settings
-from chalicelib.errors import FileTooLarge, InvalidRequest, S3NotFound, S3ObjectChanged, ServiceError
+from chalicelib.errors import EmptyObject, FileTooLarge, InvalidRequest, S3NotFound, S3ObjectChanged, ServiceError
 from chalicelib.names import MODELS, ObjectRef
 from chalicelib.store import Manifest, PutResult, SizeMismatch, Store, status
 from chalicelib.store.core import Describe
 from chalicelib.store.status import StatusRecord
+from chalicelib.validation import check_object_size
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,7 @@ def ingest_bytes(
 ) -> IngestResult:
     """Store inline data under ``ref``. A failure past validation is
     recorded as the name's ``failed`` state; a success settles it."""
-    if len(data) > settings.max_ingest_bytes:
-        raise FileTooLarge(settings.max_ingest_bytes)
+    check_object_size(len(data), settings.max_ingest_bytes)
     started = time.perf_counter()
     attempt = status.stamp()
     try:
@@ -198,8 +198,7 @@ def ingest_s3(
     attempt = status.stamp()
     try:
         info = s3.head(bucket, key)
-        if info.size > settings.max_ingest_bytes:
-            raise FileTooLarge(settings.max_ingest_bytes)
+        check_object_size(info.size, settings.max_ingest_bytes)
         current = store.manifest(ref)
         if current is not None and store.unchanged(ref, current, source=source, etag=info.etag, size=info.size):
             _settle(store, ref, attempt)
@@ -215,7 +214,7 @@ def ingest_s3(
     except ServiceError as exc:
         if not sync and isinstance(exc, S3NotFound):
             _settle(store, ref, attempt, key)  # a late event for a deleted key: no ghost, nor one left
-        elif not (sync and isinstance(exc, (S3NotFound, FileTooLarge))):
+        elif not (sync and isinstance(exc, (S3NotFound, FileTooLarge, EmptyObject))):
             _record_failure(store, ref, key, exc, attempt, request_id)
         raise
     if handed_off:  # records its own outcome

@@ -189,6 +189,28 @@ def head(bucket: str, key: str) -> ObjectInfo:
     return ObjectInfo(size=int(r["ContentLength"]), etag=r["ETag"])
 
 
+# S3's guidance: parallel byte ranges of 8-16 MB. An object is spread over
+# every connection in parts of at least this much (and at most S3_PART_BYTES).
+MIN_PART_BYTES = 8 * 1024 * 1024
+
+
+def part_size(size: int, max_part: int, connections: int) -> int:
+    """Bytes per ranged GET for an object of ``size`` bytes.
+
+    The object spread evenly over ``connections`` (rounded up to whole
+    chunks), kept within ``MIN_PART_BYTES``..``max_part``: an object of at
+    least ``connections`` x 8 MiB (48 MiB by default) uses every connection
+    (64 MiB: six parts of 11 MiB, where fixed 16 MiB parts used four), a
+    smaller one as many 8 MiB parts as it fills, and a large one 16 MiB parts.
+    The buffers stay bounded: ``connections + 1`` of at most ``max_part``.
+    An object no larger than the result is one plain GET.
+    """
+    floor = min(MIN_PART_BYTES, max_part)
+    spread = -(-size // max(1, connections))
+    spread = -(-spread // CHUNK_BYTES) * CHUNK_BYTES
+    return max(floor, min(max_part, spread))
+
+
 def stream(
     bucket: str,
     key: str,
@@ -205,9 +227,10 @@ def stream(
     into reused buffers; a buffer is reused only once no chunk of it is
     held, so keeping chunks is safe, just costlier in memory).
 
-    An object larger than one part (``S3_PART_BYTES``) is read with up to
-    ``S3_CONNECTIONS`` parallel ranged GETs, because S3 serves about
-    85-90 MB/s per connection; a smaller one with a single GET. Either way
+    An object larger than one part (:func:`part_size`: 8 MiB up to
+    ``S3_PART_BYTES``) is read with up to ``S3_CONNECTIONS`` parallel ranged
+    GETs, because S3 serves about 85-90 MB/s per connection; a smaller one
+    with a single GET. Either way
     every request carries ``IfMatch`` with the HEAD's ETag (a replaced object
     is refused with :class:`S3ObjectChanged`, never mixed), and a stream that
     ends early raises rather than yielding a short file. The caller hashes
@@ -219,9 +242,10 @@ def stream(
         part_bytes = part_bytes or s.s3_part_bytes
         connections = connections or s.s3_connections
         attempts = attempts or s.s3_max_attempts
-    if info.size <= part_bytes or connections <= 1:
+    part = part_size(info.size, part_bytes, connections)
+    if info.size <= part or connections <= 1:
         return _single(bucket, key, info, chunk_bytes)
-    return _ranged(bucket, key, info, part_bytes, connections, max(1, attempts))
+    return _ranged(bucket, key, info, part, connections, max(1, attempts))
 
 
 def _single(bucket: str, key: str, info: ObjectInfo, chunk_bytes: int) -> Generator[bytes, None, None]:

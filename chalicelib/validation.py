@@ -10,20 +10,36 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from chalicelib.config import human_size
-from chalicelib.errors import FileTooLarge, InvalidRequest
+from chalicelib.errors import EmptyObject, FileTooLarge, InvalidRequest, UnsupportedMediaType
 from chalicelib.names import ObjectRef, parse_filename, parse_key, validate_name
 
 JSON_TYPES = ("application/json",)
+# RFC 8259: JSON between systems is UTF-8; "utf8" is the common misspelling.
+UTF8_CHARSETS = ("utf-8", "utf8")
+
+
+def check_json_content_type(content_type: str | None) -> None:
+    """:class:`UnsupportedMediaType` (415) unless ``content_type`` declares JSON
+    (``application/json`` or ``application/*+json``) with charset UTF-8 or no
+    charset. A missing header is refused too: the body's type is not guessed."""
+    if content_type is None or not content_type.strip():
+        raise UnsupportedMediaType("Content-Type is missing; send application/json")
+    media, *params = (part.strip() for part in content_type.split(";"))
+    media = media.lower()
+    if media not in JSON_TYPES and not (media.startswith("application/") and media.endswith("+json")):
+        raise UnsupportedMediaType("Content-Type must be application/json")
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in UTF8_CHARSETS:
+            raise UnsupportedMediaType("Content-Type charset must be utf-8 (or left out)")
 
 
 def parse_json_object(raw: bytes, content_type: str | None, max_bytes: int) -> dict[str, Any]:
-    """Decode a request body that must be one JSON object."""
-    media = (content_type or "application/json").split(";")[0].strip().lower()
-    if media not in JSON_TYPES and not media.endswith("+json"):
-        raise InvalidRequest("Content-Type must be application/json")
+    """Decode a request body that must be one JSON object, in UTF-8."""
+    check_json_content_type(content_type)
     if len(raw) > max_bytes:
         raise FileTooLarge(
             max_bytes,
@@ -31,7 +47,15 @@ def parse_json_object(raw: bytes, content_type: str | None, max_bytes: int) -> d
             "payload limit); upload larger files with POST /uploads",
         )
     try:
-        body = json.loads(raw)
+        # Decoded here, not by json.loads: given bytes, it would also take UTF-16 and UTF-32.
+        # A NUL is never in JSON text (nor escaped in a string): it is UTF-16/32 that decoded.
+        text = raw.decode("utf-8")
+        if "\x00" in text:
+            raise UnicodeError
+    except UnicodeError:
+        raise InvalidRequest("Request body must be UTF-8 JSON (not UTF-16 or UTF-32)") from None
+    try:
+        body = json.loads(text)
     except (ValueError, RecursionError):
         # RecursionError: absurdly deep nesting is malformed input, not a crash.
         raise InvalidRequest("Request body must be valid JSON") from None
@@ -40,11 +64,13 @@ def parse_json_object(raw: bytes, content_type: str | None, max_bytes: int) -> d
     return body
 
 
-def _reject_unknown(body: Mapping[str, Any], allowed: set[str]) -> None:
+def reject_unknown(body: Mapping[str, Any], allowed: Iterable[str], what: str = "field", hint: str = "") -> None:
+    """InvalidRequest naming (a few of) the keys of ``body`` not in ``allowed``."""
+    allowed = set(allowed)
     unknown = sorted(k for k in body if k not in allowed)
     if unknown:
         shown = ", ".join(repr(k[:40]) for k in unknown[:5])
-        raise InvalidRequest(f"Unknown field(s): {shown}")
+        raise InvalidRequest(f"Unknown {what}(s): {shown}{hint}")
 
 
 @dataclass(frozen=True)
@@ -65,7 +91,7 @@ class S3Ingest:
 
 def parse_ingest(body: Mapping[str, Any], max_bytes: int) -> InlineIngest | S3Ingest:
     """Validate an /ingest body."""
-    _reject_unknown(body, {"data", "filename", "encoding", "key"})
+    reject_unknown(body, {"data", "filename", "encoding", "key"})
     has_data, has_key = "data" in body, "key" in body
     if has_data == has_key:
         raise InvalidRequest(
@@ -97,12 +123,19 @@ def parse_ingest(body: Mapping[str, Any], max_bytes: int) -> InlineIngest | S3In
             raw = data.encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidRequest("'data' is not valid UTF-8 text") from None
-    if not raw:
-        # A 0-byte model or input is never what a client meant to store.
-        raise InvalidRequest("'data' must not be empty")
-    if len(raw) > max_bytes:
-        raise FileTooLarge(max_bytes)
+    check_object_size(len(raw), max_bytes)
     return InlineIngest(ref, raw)
+
+
+def check_object_size(size: int, max_bytes: int) -> None:
+    """The one size rule of every ingest path (inline, by key, S3 event,
+    /uploads): at least one byte (:class:`EmptyObject`, a 400: a 0-byte model
+    or input is never what a client meant to store) and at most ``max_bytes``
+    (:class:`FileTooLarge`)."""
+    if size <= 0:
+        raise EmptyObject()
+    if size > max_bytes:
+        raise FileTooLarge(max_bytes)
 
 
 @dataclass(frozen=True)
@@ -131,7 +164,7 @@ def _object_ref(value: Any, field: str, kind: str) -> ObjectRef:
 
 def parse_predict(body: Mapping[str, Any]) -> PredictRequest:
     """Validate a /predict body. ``inputs`` is checked by the model's runner."""
-    _reject_unknown(body, {"fileId", "model", "inputs", "input", "version"})
+    reject_unknown(body, {"fileId", "model", "inputs", "input", "version"})
     if "model" not in body or ("fileId" not in body and "input" not in body):
         raise InvalidRequest(
             "Request body must contain 'fileId' and 'model' fields (or 'model' and 'input', an ingested input by name)"
@@ -167,7 +200,7 @@ def parse_version_param(query: Mapping[str, str] | None) -> int | None:
 
 def parse_rollback(body: Mapping[str, Any]) -> int:
     """Validate a rollback body: ``{"version": n}``."""
-    _reject_unknown(body, {"version"})
+    reject_unknown(body, {"version"})
     if "version" not in body:
         raise InvalidRequest("Request body must contain 'version' (the kept version to make current)")
     return parse_version(body["version"])
@@ -175,7 +208,7 @@ def parse_rollback(body: Mapping[str, Any]) -> int:
 
 def parse_upload(body: Mapping[str, Any], max_bytes: int) -> tuple[ObjectRef, int]:
     """Validate a /uploads body: ``{"key": "models/<name>"|"inputs/<name>", "sizeBytes": N}``."""
-    _reject_unknown(body, {"key", "sizeBytes"})
+    reject_unknown(body, {"key", "sizeBytes"})
     if "key" not in body or "sizeBytes" not in body:
         raise InvalidRequest("Request body must contain 'key' and 'sizeBytes' fields")
     ref = parse_key(body["key"], "key")
@@ -183,6 +216,5 @@ def parse_upload(body: Mapping[str, Any], max_bytes: int) -> tuple[ObjectRef, in
     # bool is an int subclass; true is not a size.
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise InvalidRequest("'sizeBytes' must be a non-negative integer")
-    if size > max_bytes:
-        raise FileTooLarge(max_bytes)
+    check_object_size(size, max_bytes)
     return ref, size

@@ -271,6 +271,14 @@ class Store:
                     out.append(m)
         return out
 
+    def names(self, kind: str) -> builtins.list[str]:
+        """Names of one kind that have a manifest, sorted by code point, from
+        one directory listing (no manifest is read: the listing is the index
+        a page of ``GET /models`` starts from). Not validated here (the
+        caller checks the few it shows: 100,000 checks would take seconds)."""
+        suffix = commit.manifest_name("")
+        return sorted(e[: -len(suffix)] for e in self._dirs.listdir((META, kind)) if e.endswith(suffix) and e[0] != ".")
+
     def lookup_file_id(self, file_id: str) -> ObjectRef | None:
         """The object a fileId was issued for, if any."""
         if not is_valid_name(file_id):

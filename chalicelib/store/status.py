@@ -151,6 +151,19 @@ class StatusRecords:
                     out.append(record)
         return out
 
+    def names(self, kind: str) -> tuple[str, ...]:
+        """Names of one kind with a record, sorted, from one directory listing (no record read)."""
+        entries = self._dirs.listdir(self._parts(kind))
+        return tuple(sorted(e[:-5] for e in entries if e.endswith(".json") and e[0] != "."))
+
+    def rejected_ids(self) -> tuple[str, ...]:
+        """Ids of the rejected keys' records (of every kind), sorted, from one directory listing."""
+        return self.names(REJECTED)
+
+    def rejected_by_id(self, record_id: str) -> StatusRecord | None:
+        """The record of a rejected key by its id (what a listing pages by), if any."""
+        return self._lookup(self._parts(REJECTED), record_id + ".json")
+
     # -- writing -------------------------------------------------------------
     def pending(self, ref: ObjectRef, key: str, started: int, request_id: str | None) -> StatusRecord:
         """Record that an ingest of ``ref`` was accepted and has not landed yet."""

@@ -100,6 +100,49 @@ def test_parts_arrive_in_order_each_with_if_match(client, ranged, s3_client, efs
     assert {g["thread"].split("_")[0] for g in gets} == {"s3-part"} and part_threads() == []
 
 
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "size,part",
+    [
+        (64 * MIB, 11 * MIB),  # fixed 16 MiB parts: 4 streams of 6
+        (48 * MIB, 8 * MIB),  # the threshold: 6 x 8 MiB
+        (20 * MIB, 8 * MIB),  # under it: as many 8 MiB parts as it fills
+        (8 * MIB, 8 * MIB),  # one part: a plain GET
+        (1024 * MIB, 16 * MIB),  # large: S3_PART_BYTES, the buffers' bound
+        (70 * 64 * 1024, 64 * 1024),  # S3_PART_BYTES under 8 MiB is the part, as configured
+    ],
+)
+def test_parts_are_sized_to_the_object(size, part):
+    from chalicelib.s3 import part_size
+
+    max_part = 64 * 1024 if part == 64 * 1024 else 16 * MIB
+    assert part_size(size, max_part, 6) == part
+
+
+def test_an_object_over_the_threshold_uses_every_connection(bucket, s3_client, gets, monkeypatch):
+    """Parts of 8 MiB up to S3_PART_BYTES (16 MiB, the default), 3 connections
+    (6 by default: 3 halve the test's memory): a 25 MiB key is three ranged
+    GETs of 8-16 MiB (one per connection: all are submitted at once), not
+    two of 16 and 9 MiB."""
+    from chalicelib import s3
+
+    monkeypatch.setenv("S3_CONNECTIONS", "3")
+    _reset()
+    data = os.urandom(25 * MIB)
+    s3_client.put_object(Bucket=bucket, Key=KEY, Body=data)
+    info = s3.head(bucket, KEY)
+    digest = hashlib.sha256()
+    for chunk in s3.stream(bucket, KEY, info):
+        digest.update(chunk)
+    assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
+    ranges = sorted((int(a), int(b)) for a, b in (g["Range"][len("bytes=") :].split("-") for g in gets))
+    assert len(ranges) == 3 and ranges[-1][1] == len(data) - 1
+    assert all(8 * MIB <= b - a + 1 <= 16 * MIB for a, b in ranges[:-1])
+    _reset()
+
+
 def test_small_object_is_one_plain_get(client, ranged, s3_client, gets):
     s3_client.put_object(Bucket=ranged, Key="models/small.bin", Body=b"s" * PART)  # exactly one part
     assert ok(post(client, "/ingest", {"key": "models/small.bin"}))["sizeBytes"] == PART

@@ -68,11 +68,11 @@ def test_oversized_bodies_are_413(caps, http, efs_root):
         "json",
     ],
 )
-def test_wrong_content_types_are_400(http, ctype):
+def test_wrong_content_types_are_415(http, ctype):
     for path, body in (("/ingest", {"data": "x", "filename": "a.bin"}), ("/predict", {"fileId": "f", "model": "a"})):
         status, resp = http.post(path, body, content_type=ctype)
         check_error_body(status, resp, "content type")
-        assert resp["error"] == "INVALID_REQUEST" and "Content-Type" in resp["message"]
+        assert status == 415 and resp["error"] == "UNSUPPORTED_MEDIA_TYPE" and "Content-Type" in resp["message"]
 
 
 @pytest.mark.parametrize("shape", ["array", "object", "in-field", "in-inputs"])

@@ -93,6 +93,7 @@ def test_every_documented_error_has_its_status():
         "PROCESSING_FAILED": 500,
         "TIMEOUT": 504,
         "MODEL_INVALID": 400,
+        "UNSUPPORTED_MEDIA_TYPE": 415,
     }
     assert contract.ERROR_FIELD["TIMEOUT"] == "stage" and "PROCESSING_FAILED" not in contract.ERROR_FIELD
 
