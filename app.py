@@ -8,6 +8,9 @@ from chalicelib import catalog, events, http, observability, removal
 from chalicelib.config import ConfigError, get_settings
 from chalicelib.errors import EfsWriteFailed
 from chalicelib.ingest import Accepted, ingest_bytes, ingest_s3
+from chalicelib.jobs import service as jobs
+from chalicelib.jobs.plan import parse_job
+from chalicelib.jobs.worker import handle_records
 from chalicelib.names import INPUTS, MODELS
 from chalicelib.predict import predict as run_predict
 from chalicelib.store import get_store
@@ -108,6 +111,48 @@ def health():
         response.body["store"] = report
         return response
     return {"status": "ok", "store": report, "bucket": bool(get_settings().bucket)}
+
+
+# -- batch jobs (docs/jobs.md) ------------------------------------------------
+@app.route("/jobs", methods=["POST"], content_types=ANY)
+@http.endpoint(app)
+def create_job():
+    """Split a stored input into blocks, one SQS message each: 202 with the job's statusUrl."""
+    settings = get_settings()
+    req = parse_job(http.json_body(app, settings.max_request_bytes))
+    body = jobs.create_job(get_store(), settings, req, http.request_id(app))
+    return Response(body=body, status_code=202, headers=dict(http.JSON_HEADERS))
+
+
+@app.route("/jobs", methods=["GET"])
+@http.endpoint(app)
+def list_jobs():
+    """Jobs, newest first: ?limit=N (<= 100) and ?next=<token from the previous page>."""
+    params = app.current_request.query_params or {}
+    return jobs.list_jobs(get_store(), get_settings(), params.get("limit"), params.get("next"))
+
+
+@app.route("/jobs/{job_id}", methods=["GET"])
+@http.endpoint(app)
+def get_job(job_id):
+    """A job's state, progress, per-block errors and, once succeeded, its results."""
+    return jobs.job_status(get_store(), get_settings(), job_id)
+
+
+@app.route("/jobs/{job_id}", methods=["DELETE"])
+@http.endpoint(app)
+def cancel_job(job_id):
+    """Cancel a job: blocks not yet started are skipped."""
+    return jobs.cancel_job(get_store(), get_settings(), job_id)
+
+
+# One block per invocation: a block's run is bounded by the function's
+# timeout, and a failure returns only that message (ReportBatchItemFailures,
+# set on the mapping by infra/stack.py). The queue's ARN and the mapping's
+# maximum concurrency are set at deployment (infra/jobs.tf, infra/stack.py).
+@app.on_sqs_message(queue=os.environ.get("JOB_QUEUE_NAME", "efs-ml-jobs"), batch_size=1)
+def run_job_blocks(event):
+    return handle_records(get_store(), get_settings(), event.to_dict()["Records"])
 
 
 # The bucket name is resolved at package time; the deployment step points the

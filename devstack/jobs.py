@@ -1,0 +1,164 @@
+"""The local stand-in for Lambda's SQS event source mapping (``make local``).
+
+* :func:`create_queues`: the jobs queue and its dead-letter queue on the
+  local moto server (which serves SQS as well as S3), with the same redrive
+  policy as infra/jobs.tf: after ``maxReceiveCount`` receives, moto moves a
+  message to the DLQ, as SQS does.
+* :class:`Poller`: receives a batch (long polling), invokes the real
+  ``run_job_blocks`` handler with the event Lambda would send (message
+  attributes included: the worker reads ``ApproximateReceiveCount``), deletes
+  the messages that succeeded, and leaves the ``batchItemFailures`` (or the
+  whole batch, if the handler raised) to become visible again after the
+  visibility timeout.
+* ``python -m devstack.jobs --endpoints .local/endpoints.json``: one worker
+  process, as one Lambda execution environment is; ``make local`` starts
+  JOB_WORKERS of them, each pinned to one CPU (a Lambda function's vCPUs
+  are its own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+QUEUE_NAME = "efs-ml-jobs"
+HANDLER = "run_job_blocks"
+log = logging.getLogger(__name__)
+
+
+def create_queues(sqs: Any, max_receive_count: int, visibility_timeout: int, name: str = QUEUE_NAME) -> dict[str, str]:
+    """Create the queue and its DLQ (idempotent); their URLs and ARNs."""
+    dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)})
+    url = sqs.create_queue(
+        QueueName=name,
+        Attributes={"VisibilityTimeout": str(visibility_timeout), "RedrivePolicy": redrive},
+    )["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return {"job_queue_url": url, "job_queue_arn": arn, "job_dlq_url": dlq_url, "job_dlq_arn": dlq_arn}
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
+    """The event Lambda's SQS mapping delivers for ``messages`` (ReceiveMessage's shape)."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": m.get("MessageAttributes", {}),
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            }
+            for m in messages
+        ]
+    }
+
+
+class Poller:
+    """Drives ``run_job_blocks`` from the queue as the event source mapping does."""
+
+    def __init__(self, app_obj: Any, queue_url: str, queue_arn: str, batch_size: int = 1, wait: int = 1) -> None:
+        import boto3
+        from chalice.test import Client
+
+        self.sqs = boto3.client("sqs")
+        self.queue_url, self.queue_arn = queue_url, queue_arn
+        self.batch_size, self.wait = batch_size, wait
+        self.client = Client(app_obj, stage_name="local", project_dir=str(PROJECT_DIR))
+        self.stopping = threading.Event()
+
+    def poll_once(self) -> int:
+        """One receive and its invocation; how many messages were handled (deleted)."""
+        got = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=self.batch_size,
+            WaitTimeSeconds=self.wait,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not got:
+            return 0
+        event = sqs_event(got, self.queue_arn, self.sqs.meta.region_name)
+        try:
+            payload = self.client.lambda_.invoke(HANDLER, event).payload
+        except Exception:  # the whole batch fails: every message comes back
+            log.exception("job worker invocation failed; %d message(s) will be redelivered", len(got))
+            return 0
+        failed = {f["itemIdentifier"] for f in (payload or {}).get("batchItemFailures", [])}
+        done = [m for m in got if m["MessageId"] not in failed]
+        if done:
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+            )
+        return len(done)
+
+    def run(self) -> None:
+        """Poll until :attr:`stopping` is set."""
+        while not self.stopping.is_set():
+            try:
+                self.poll_once()
+            except Exception:  # SQS unreachable for a moment: try again
+                log.exception("job poller receive failed")
+                self.stopping.wait(1.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """One local worker process: poll the jobs queue of a running ``make local`` until SIGTERM."""
+    parser = argparse.ArgumentParser(prog="devstack.jobs", description="a local job worker (make local starts these)")
+    parser.add_argument("--endpoints", type=Path, default=Path(".local/endpoints.json"))
+    parser.add_argument("--cpu", type=int, default=None, help="pin this worker to one CPU (a Lambda's own vCPU)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    endpoints = json.loads(args.endpoints.read_text())
+    if args.cpu is not None and hasattr(os, "sched_setaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpus[args.cpu % len(cpus)]})
+    os.chdir(endpoints.get("workdir", os.getcwd()))
+    os.environ.update(
+        AWS_ENDPOINT_URL_S3=endpoints["s3_endpoint"],
+        AWS_ENDPOINT_URL_SQS=endpoints["s3_endpoint"],
+        JOB_QUEUE_URL=endpoints["job_queue_url"],
+    )
+    for var, value in (
+        ("AWS_ACCESS_KEY_ID", "local"),
+        ("AWS_SECRET_ACCESS_KEY", "local"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
+        os.environ.setdefault(var, value)
+    from chalice.cli.factory import CLIFactory
+
+    config = CLIFactory(str(PROJECT_DIR), environ=os.environ).create_config_obj(chalice_stage_name="local")
+    os.environ["EFS_ROOT"] = endpoints["efs_root"]
+    from chalicelib.config import get_settings
+    from chalicelib.store import get_store
+
+    get_settings.cache_clear()  # app.py read them at import, before the lines above
+    get_store.cache_clear()
+    poller = Poller(config.chalice_app, endpoints["job_queue_url"], endpoints["job_queue_arn"])
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        poller.stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    poller.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
