@@ -4,7 +4,7 @@ import os
 
 from chalice import Chalice, Rate, Response
 
-from chalicelib import catalog, events, http, observability, removal
+from chalicelib import catalog, events, http, observability, removal, retention
 from chalicelib.config import ConfigError, get_settings
 from chalicelib.errors import EfsWriteFailed
 from chalicelib.ingest import Accepted, ingest_bytes, ingest_s3
@@ -13,6 +13,7 @@ from chalicelib.jobs.plan import parse_job
 from chalicelib.jobs.worker import handle_records
 from chalicelib.names import INPUTS, MODELS
 from chalicelib.predict import predict as run_predict
+from chalicelib.predict import result_link
 from chalicelib.store import get_store
 from chalicelib.uploads import presign_upload
 from chalicelib.validation import InlineIngest, parse_ingest, parse_predict, parse_upload
@@ -146,6 +147,13 @@ def cancel_job(job_id):
     return jobs.cancel_job(get_store(), get_settings(), job_id)
 
 
+@app.route("/results/{file_id}", methods=["GET"])
+@http.endpoint(app)
+def get_result(file_id):
+    """A stored result's place and a presigned GET URL of its S3 archive."""
+    return result_link(get_store(), get_settings(), file_id)
+
+
 # One block per invocation: a block's run is bounded by the function's
 # timeout, and a failure returns only that message (ReportBatchItemFailures,
 # set on the mapping by infra/stack.py). The queue's ARN and the mapping's
@@ -179,4 +187,6 @@ def reclaim_debris(event):
     """Sweep what crashed writers left behind, for every name, without waiting
     for the next writer of that name (names being written are skipped, and
     only files older than DEBRIS_MIN_AGE_SECONDS are touched)."""
-    return {"removed": get_store().reclaim(min_age=get_settings().debris_min_age_seconds)}
+    removed = get_store().reclaim(min_age=get_settings().debris_min_age_seconds)
+    # Beside it, RESULT_RETENTION_DAYS: results and finished jobs expire (S3: a lifecycle rule).
+    return {"removed": removed, "expired": retention.expire(get_store(), get_settings())}

@@ -118,6 +118,8 @@ class PredictRequest:
     model: ObjectRef
     inputs: Any = None
     input: ObjectRef | None = None
+    store: bool = True
+    """``"store": false``: answer without storing or archiving the result."""
 
 
 def _object_ref(value: Any, field: str, kind: str) -> ObjectRef:
@@ -129,7 +131,7 @@ def _object_ref(value: Any, field: str, kind: str) -> ObjectRef:
 
 def parse_predict(body: Mapping[str, Any]) -> PredictRequest:
     """Validate a /predict body. ``inputs`` is checked by the model's runner."""
-    _reject_unknown(body, {"fileId", "model", "inputs", "input"})
+    _reject_unknown(body, {"fileId", "model", "inputs", "input", "store"})
     if "model" not in body or ("fileId" not in body and "input" not in body):
         raise InvalidRequest(
             "Request body must contain 'fileId' and 'model' fields (or 'model' and 'input', an ingested input by name)"
@@ -141,7 +143,10 @@ def parse_predict(body: Mapping[str, Any]) -> PredictRequest:
     input_ref = _object_ref(body["input"], "input", "inputs") if "input" in body else None
     if "inputs" in body and not isinstance(body["inputs"], dict):
         raise InvalidRequest("'inputs' must be a JSON object mapping input names to arrays")
-    return PredictRequest(file_id, ref, body.get("inputs"), input_ref)
+    store = body.get("store", True)
+    if not isinstance(store, bool):
+        raise InvalidRequest("'store' must be true or false")
+    return PredictRequest(file_id, ref, body.get("inputs"), input_ref, store)
 
 
 def parse_upload(body: Mapping[str, Any], max_bytes: int) -> tuple[ObjectRef, int]:
