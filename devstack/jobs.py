@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -117,6 +118,69 @@ class Poller:
                 self.stopping.wait(1.0)
 
 
+#: Local defaults: a short visibility timeout, so a failed block returns in seconds (Lambda: 6x the timeout).
+VISIBILITY_TIMEOUT = int(os.environ.get("JOB_VISIBILITY_TIMEOUT") or 5)
+DEFAULT_WORKERS = 2
+
+
+def job_workers() -> int:
+    """How many worker processes ``make local`` starts (JOB_WORKERS, default 2)."""
+    raw = os.environ.get("JOB_WORKERS") or str(DEFAULT_WORKERS)
+    if not raw.isdigit():
+        raise ValueError(f"JOB_WORKERS must be a non-negative integer, got {raw!r}")
+    return int(raw)
+
+
+def configure_local_queues(endpoint: str) -> dict[str, str]:
+    """Create the local queues on moto and point this process (the API) at them."""
+    import boto3
+
+    from chalicelib.config import get_settings
+
+    os.environ["AWS_ENDPOINT_URL_SQS"] = endpoint
+    max_receive = int(os.environ.get("JOB_MAX_RECEIVE_COUNT") or 3)
+    queues = create_queues(boto3.client("sqs"), max_receive, VISIBILITY_TIMEOUT)
+    os.environ["JOB_QUEUE_URL"] = queues["job_queue_url"]
+    get_settings.cache_clear()  # app.py read them at import, before the queue existed
+    return queues
+
+
+class WorkerProcesses:
+    """``count`` processes of ``python -m devstack.jobs``, worker i pinned to CPU i."""
+
+    def __init__(self, endpoints_file: Path, count: int) -> None:
+        self.endpoints_file, self.count = endpoints_file, count
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> WorkerProcesses:
+        """Start the workers (their output goes to ours)."""
+        from devstack.moto import _die_with_parent
+
+        for i in range(self.count):
+            self.procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "devstack.jobs", "--endpoints", str(self.endpoints_file), "--cpu", str(i)],
+                    cwd=PROJECT_DIR,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # a Ctrl-C of ours is delivered by stop(), after the API stops
+                    preexec_fn=_die_with_parent,
+                )
+            )
+        return self
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM every worker (a block in progress finishes), SIGKILL after ``grace``."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 def main(argv: list[str] | None = None) -> int:
     """One local worker process: poll the jobs queue of a running ``make local`` until SIGTERM."""
     parser = argparse.ArgumentParser(prog="devstack.jobs", description="a local job worker (make local starts these)")
@@ -128,7 +192,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         cpus = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {cpus[args.cpu % len(cpus)]})
-    os.chdir(endpoints.get("workdir", os.getcwd()))
     os.environ.update(
         AWS_ENDPOINT_URL_S3=endpoints["s3_endpoint"],
         AWS_ENDPOINT_URL_SQS=endpoints["s3_endpoint"],
@@ -143,13 +206,16 @@ def main(argv: list[str] | None = None) -> int:
     from chalice.cli.factory import CLIFactory
 
     config = CLIFactory(str(PROJECT_DIR), environ=os.environ).create_config_obj(chalice_stage_name="local")
-    os.environ["EFS_ROOT"] = endpoints["efs_root"]
+    app_obj = config.chalice_app
+    # The stage's EFS_ROOT (.local/efs) is relative, and chalice.test.Client
+    # applies it again around every invocation: resolve it where the stack does.
+    os.chdir(args.endpoints.resolve().parent.parent)
     from chalicelib.config import get_settings
     from chalicelib.store import get_store
 
     get_settings.cache_clear()  # app.py read them at import, before the lines above
     get_store.cache_clear()
-    poller = Poller(config.chalice_app, endpoints["job_queue_url"], endpoints["job_queue_arn"])
+    poller = Poller(app_obj, endpoints["job_queue_url"], endpoints["job_queue_arn"])
 
     def stop(signum: int, frame: FrameType | None) -> None:
         poller.stopping.set()

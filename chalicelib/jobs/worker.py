@@ -31,7 +31,7 @@ from typing import Any
 
 from chalicelib import observability
 from chalicelib.config import Settings
-from chalicelib.errors import InvalidRequest, NotFound, ServiceError
+from chalicelib.errors import InvalidRequest, ServiceError
 from chalicelib.jobs import assemble as assembly
 from chalicelib.jobs.inference import infer_rows
 from chalicelib.jobs.state import JobFiles, is_job_id, iso
@@ -72,15 +72,15 @@ def _rows(store: Store, plan: dict[str, Any], block: dict[str, Any]) -> Any:
 
 def run_block(store: Store, settings: Settings, job_id: str, index: int) -> str:
     """Run block ``index`` of ``job_id`` unless it is done or the job is
-    cancelled; returns ``ran``, ``repeat``, ``skipped`` or ``gone`` (the job
-    expired or never existed: nothing to do)."""
+    cancelled; returns ``ran``, ``repeat`` or ``skipped``.
+
+    A job that is not on the store is an error, not a no-op: a worker
+    mounted on the wrong store must not swallow every message (they end in
+    the DLQ and its alarm instead)."""
     import numpy as np
 
     files = JobFiles(store.root)
-    try:
-        plan = _plan(store.root, job_id)
-    except NotFound:
-        return "gone"
+    plan = _plan(store.root, job_id)
     if not 0 <= index < len(plan["blocks"]):
         raise InvalidRequest(f"Job '{job_id}' has no block {index}")
     if files.exists(job_id, "blocks", f"{index}.npz"):
@@ -90,6 +90,7 @@ def run_block(store: Store, settings: Settings, job_id: str, index: int) -> str:
         return "skipped"
     files.create_once(job_id, "started", {"at": iso(time.time())})
     block = plan["blocks"][index]
+    log.info("job %s block %d: started", job_id, index)
     model = plan["model"]
     rows = _rows(store, plan, block)
     outputs = tuple(plan["outputs"]) if plan.get("outputs") else None
