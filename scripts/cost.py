@@ -59,6 +59,12 @@ class Usage:
     s3_put_requests: int = _opt(6000, "S3 PUT/COPY/POST/LIST requests per month")
     s3_get_requests: int = _opt(0, "S3 GET requests per month")
     log_gb: float = _opt(1.0, "CloudWatch Logs GB ingested per month")
+    sqs_requests: int = _opt(
+        0, "batch jobs: SQS requests per month (each block's message is sent, received and deleted: ~3 per block)"
+    )
+    sqs_endpoint_azs: int = _opt(
+        0, "batch jobs: AZs of the SQS interface endpoint (the stack's az_count, 2 by default)"
+    )
     free_tier: bool = _opt(False, "deduct the monthly free-tier allowances")
 
     @property
@@ -172,6 +178,28 @@ def estimate(u: Usage, prices: dict[str, Any]) -> list[Line]:
         ),
         Line("VPC (S3 Endpoint)", "1 gateway endpoint", "Free", prices["vpc_s3_gateway_endpoint_month"], "Always free"),
     ]
+    # Batch jobs (infra/jobs.tf): listed when the usage has them.
+    if u.sqs_requests:
+        lines.append(
+            Line(
+                "SQS Requests",
+                f"{_count(u.sqs_requests)} requests",
+                f"${prices['sqs_standard_per_million']:.2f}/1M requests",
+                max(0, u.sqs_requests - allowance("sqs_requests")) * prices["sqs_standard_per_million"] / 1e6,
+                f"{_count(ft['sqs_requests'])} requests/month",
+            )
+        )
+    if u.sqs_endpoint_azs:
+        hours = prices["hours_per_month"]
+        lines.append(
+            Line(
+                "VPC (SQS Endpoint)",
+                f"1 interface endpoint x {u.sqs_endpoint_azs} AZ x {hours} h",
+                f"${prices['vpc_interface_endpoint_az_hour']}/AZ-hour",
+                u.sqs_endpoint_azs * hours * prices["vpc_interface_endpoint_az_hour"],
+                "No free tier",
+            )
+        )
     return lines
 
 

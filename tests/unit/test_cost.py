@@ -135,3 +135,14 @@ def test_every_option_has_a_help_text_and_every_usage_field_an_option():
         assert action.help, f"{action.option_strings} has no help text"
     dests = {a.dest for a in parser._actions}
     assert {f.name for f in fields(cost.Usage)} <= dests
+
+
+def test_batch_jobs_add_sqs_requests_and_the_interface_endpoint():
+    lines = {l.service: l for l in cost.estimate(seed_usage(sqs_requests=3_000_000, sqs_endpoint_azs=2), PRICES)}
+    # 3M requests, the first 1M free only with --free-tier; 2 AZs x 730 h x $0.01.
+    assert lines["SQS Requests"].amount == pytest.approx(3_000_000 * 0.40 / 1e6)
+    assert str(lines["VPC (SQS Endpoint)"].rounded) == "14.60"
+    free = {l.service: l for l in cost.estimate(seed_usage(sqs_requests=3_000_000, free_tier=True), PRICES)}
+    assert free["SQS Requests"].amount == pytest.approx(2_000_000 * 0.40 / 1e6)
+    assert "VPC (SQS Endpoint)" not in free  # not asked for: the seed's table stays as it was
+    assert cost.total(cost.estimate(seed_usage(sqs_endpoint_azs=2), PRICES)) == Decimal("18.97")
