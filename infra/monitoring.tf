@@ -130,7 +130,7 @@ locals {
 resource "aws_cloudwatch_dashboard" "this" {
   dashboard_name = local.name
   dashboard_body = jsonencode({
-    widgets = [
+    widgets = concat([
       {
         type = "metric", x = 0, y = 0, width = 12, height = 6
         properties = {
@@ -214,6 +214,6 @@ resource "aws_cloudwatch_dashboard" "this" {
           ]
         }
       },
-    ]
+    ], local.job_dashboard_widgets) # infra/jobs.tf
   })
 }

@@ -76,3 +76,13 @@ output "alarm_topic_arn" {
   description = "SNS topic the alarms notify, when var.alarm_emails created one."
   value       = one(aws_sns_topic.alarms[*].arn)
 }
+
+output "job_queue_url" {
+  description = "URL of the batch jobs queue (one message per block)."
+  value       = aws_sqs_queue.jobs.url
+}
+
+output "job_dlq_url" {
+  description = "URL of the jobs' dead-letter queue (blocks that failed every attempt)."
+  value       = aws_sqs_queue.jobs_dlq.url
+}
