@@ -58,7 +58,11 @@ def infer_rows(
         raise InvalidRequest(f"Model '{model_ref.name}' is not an ONNX model: jobs run ONNX models")
     if len(runner.inputs) != 1:
         raise InvalidRequest(f"An .npy input holds one unnamed array, but {runner.signature()}")
-    feeds = runner.feeds({runner.inputs[0].name: rows}, None)
+    symbols: dict[str, tuple[int, str]] = {}
+    feeds = runner.feeds({runner.inputs[0].name: rows}, None, symbols)
+    # A block's outputs are bounded as one /predict's are (MAX_OUTPUT_ELEMENTS):
+    # before the run where the declared shapes tell, after it otherwise.
+    runner._check_declared_outputs(symbols)
     names = list(outputs) if outputs is not None else list(runner.output_names)
     unknown = [n for n in names if n not in runner.output_names]
     if unknown:
@@ -67,5 +71,6 @@ def infer_rows(
             f"it has {', '.join(map(repr, runner.output_names))}"
         )
     results = runner._run(feeds)
+    runner._check_outputs(results)
     by_name = dict(zip(runner.output_names, results))
     return Inferred({n: by_name[n] for n in names}, cached.manifest.sha256, cached.manifest.version)

@@ -187,3 +187,19 @@ def test_bad_job_requests_get_documented_errors(client, queues, cnn_input):
         error(post(client, "/jobs", body), code, name)
     error(client.http.get("/jobs/20260101T000000Z-000000000000"), 404, "NOT_FOUND")
     error(client.http.get("/jobs/..%2F..%2Fetc"), 404, "NOT_FOUND")
+
+
+def test_a_block_whose_outputs_exceed_max_output_elements_fails_naming_the_setting(
+    client, poller, cnn_input, monkeypatch
+):
+    from tests.support.env import reset_caches
+
+    # 10 rows x (3 logits + 4 features) = 70 output values per block, over a limit of 50.
+    monkeypatch.setenv("MAX_OUTPUT_ELEMENTS", "50")
+    reset_caches()
+    job = json.loads(post(client, "/jobs", {"model": "cnn.onnx", "input": "inputs/rows.npy", "batchSize": 10}).body)
+    for _ in range(4):
+        drain(poller)
+    failed = status(client, job["jobId"])
+    assert failed["state"] == "failed" and failed["blocks"]["failed"] == 5, failed
+    assert all("MAX_OUTPUT_ELEMENTS" in e["message"] for e in failed["errors"])
