@@ -187,3 +187,35 @@ def conv_model(channels: tuple[int, int] = (64, 512), *, seed: int = 0) -> bytes
         [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
     )
     return _model(graph)
+
+
+def small_cnn(*, channels: int = 4, size: int = 8, classes: int = 3, seed: int = 0) -> bytes:
+    """A small CNN for batch jobs: x [batch, 1, size, size] -> Conv 3x3 (``channels``
+    filters) -> Relu -> GlobalAveragePool -> Flatten -> ``features`` [batch, channels]
+    and ``logits`` = features @ w + b [batch, classes]. Two outputs, batch axis first."""
+    rng = np.random.default_rng(seed)
+    weights = [
+        numpy_helper.from_array(rng.standard_normal((channels, 1, 3, 3)).astype(np.float32), "k"),
+        numpy_helper.from_array(rng.standard_normal(channels).astype(np.float32), "kb"),
+        numpy_helper.from_array(rng.standard_normal((channels, classes)).astype(np.float32), "w"),
+        numpy_helper.from_array(rng.standard_normal(classes).astype(np.float32), "b"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "k", "kb"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["features"]),
+        helper.make_node("MatMul", ["features", "w"], ["m"]),
+        helper.make_node("Add", ["m", "b"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "small_cnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, size, size])],
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes]),
+            helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", channels]),
+        ],
+        weights,
+    )
+    return _model(graph)
