@@ -189,3 +189,10 @@ class StoreCorrupt(ProcessingFailed):
     """A stored object does not match its manifest."""
 
     DEFAULT_MESSAGE = "Stored object does not match its manifest"
+
+
+class WorkerCrashed(ProcessingFailed):
+    """The inference worker process died without answering (not at a bound):
+    it is replaced, and a retry runs on a fresh one."""
+
+    DEFAULT_MESSAGE = "The inference worker stopped unexpectedly; retry"

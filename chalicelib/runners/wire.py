@@ -19,7 +19,8 @@ import struct
 from typing import Any
 
 _PREFIX = struct.Struct("<II")  # pickle header bytes, out-of-band buffer count
-_SMALL = 64 * 1024  # frames under this go out in one sendmsg of joined parts
+_SMALL = 64 * 1024  # frames under this go out joined, in one send
+_IOV = 512  # parts per sendmsg
 
 
 class ChannelClosed(EOFError):
@@ -37,16 +38,19 @@ def send(sock: socket.socket, message: Any) -> None:
     if total <= _SMALL:
         sock.sendall(b"".join(parts))
         return
-    # Large frames: sendmsg gathers the parts without joining them; a
-    # partial send (socket buffer full) is finished part by part.
-    sent = sock.sendmsg(parts)
-    for part in parts:
-        view = memoryview(part).cast("B")
-        if sent >= view.nbytes:
-            sent -= view.nbytes
-            continue
-        sock.sendall(view[sent:])
-        sent = 0
+    # Large frames: sendmsg gathers the parts without joining them, at most
+    # _IOV parts per call (the kernel's IOV_MAX is 1024); a partial send
+    # (socket buffer full) is finished part by part.
+    for first in range(0, len(parts), _IOV):
+        group = parts[first : first + _IOV]
+        sent = sock.sendmsg(group)
+        for part in group:
+            view = memoryview(part).cast("B")
+            if sent >= view.nbytes:
+                sent -= view.nbytes
+                continue
+            sock.sendall(view[sent:])
+            sent = 0
 
 
 def recv(sock: socket.socket) -> Any:

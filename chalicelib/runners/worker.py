@@ -164,6 +164,9 @@ def main(argv: list[str]) -> None:
         serve(sock)
     except (wire.ChannelClosed, BrokenPipeError, ConnectionResetError):
         pass
+    except BaseException as exc:  # noqa: BLE001 - the parent reports the death; say why here
+        print(f"inference worker failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        os._exit(70)
     finally:
         os._exit(0)
 

@@ -320,4 +320,6 @@ def test_inference_is_bounded_by_the_request_deadline(tmp_path):
 def test_deeply_nested_subgraphs_are_refused_by_the_bounded_scan(tmp_path):
     report = run_hostile(tmp_path, hm.deep_if(25), [predict_body({"x": [1.0]})])
     response = report["responses"][0]
-    assert response["status"] == 500 and "nests subgraphs deeper" in body(response)["message"], response
+    # Over MAX_MODEL_NESTING (16): the model is client input, so a 400 naming the limit.
+    assert response["status"] == 400 and "MAX_MODEL_NESTING" in body(response)["message"], response
+    assert "hostile.onnx" in body(response)["message"]
