@@ -27,6 +27,7 @@ import os
 import pickle
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,12 +165,16 @@ def create_session(model: LoadedModel, options: Any = None) -> tuple[Any, int]:
     sizing = _sizing(limits)
     workers.prestart(sizing)  # its imports overlap the hash and the scan
     deadline.check("model load")
+    # The load's clock starts here: reading, scanning and session creation
+    # together take at most MODEL_LOAD_TIMEOUT_SECONDS.
+    budget = deadline.remaining(limits.load_timeout_seconds)
+    clock = (time.monotonic() + budget, budget >= limits.load_timeout_seconds)
     native = getattr(model.file, "native_path", None)
     path = native() if native is not None else None
     if path is None:
         data: Any = model.file.read()
         _scan(name, data, limits)
-        return _remote_session(workers, model, name, pickle.PickleBuffer(data), sizing)
+        return _remote_session(workers, model, name, pickle.PickleBuffer(data), sizing, clock)
     _scan(name, model.file.mapped(), limits)  # type: ignore[attr-defined]
     if path.startswith("/proc/self/"):
         # The worker opens the descriptor this process holds (same user).
@@ -178,7 +183,7 @@ def create_session(model: LoadedModel, options: Any = None) -> tuple[Any, int]:
     try:
         link = os.path.join(private, "model.onnx")
         os.symlink(path, link)
-        return _remote_session(workers, model, name, link, sizing)
+        return _remote_session(workers, model, name, link, sizing, clock)
     finally:
         shutil.rmtree(private, ignore_errors=True)
 
@@ -188,13 +193,21 @@ def _sizing(limits: Limits) -> supervisor.Sizing:
 
 
 def _remote_session(
-    workers: supervisor.Supervisor, model: LoadedModel, name: str, source: Any, sizing: supervisor.Sizing
+    workers: supervisor.Supervisor,
+    model: LoadedModel,
+    name: str,
+    source: Any,
+    sizing: supervisor.Sizing,
+    clock: tuple[float, bool],
 ) -> tuple[Any, int]:
-    """Load ``source`` (a path, or the bytes) in the worker, bounded in time and memory."""
+    """Load ``source`` (a path, or the bytes) in the worker, bounded in time
+    and memory. ``clock``: when the load must end (monotonic) and whether
+    that is MODEL_LOAD_TIMEOUT_SECONDS (else the request's deadline)."""
     limits = model.limits
     ceiling = limits.model_memory_bytes
     cap = limits.load_timeout_seconds
-    timeout = deadline.remaining(cap)
+    ends, own_clock = clock
+    timeout = max(0.0, ends - time.monotonic())
     sid = f"{model.manifest.key}@{model.manifest.sha256}"
     try:
         reply, generation = workers.call(
@@ -206,7 +219,7 @@ def _remote_session(
     except supervisor.Stopped as stopped:
         log.warning("loading '%s' stopped the inference worker (%s)", name, stopped)
         if stopped.reason == "time":
-            which = f"{cap:g} s (MODEL_LOAD_TIMEOUT_SECONDS)" if timeout >= cap else "the request's deadline"
+            which = f"{cap:g} s (MODEL_LOAD_TIMEOUT_SECONDS)" if own_clock else "the request's deadline"
             raise DeadlineExceeded("load", f"Loading model '{name}' took longer than {which} and was stopped") from None
         if stopped.reason == "memory":
             raise ModelRefused(_too_big(name, None, ceiling)) from None
