@@ -188,6 +188,9 @@ def create_session(model: LoadedModel, options: Any = None) -> tuple[Any, int]:
         shutil.rmtree(private, ignore_errors=True)
 
 
+_WORKER_START_SECONDS = 10.0  # most a fresh worker's start may add to a load without a request deadline
+
+
 def _sizing(limits: Limits) -> supervisor.Sizing:
     return supervisor.Sizing(limits.model_memory_bytes, limits.inference_memory_bytes)
 
@@ -215,6 +218,7 @@ def _remote_session(
             sizing=sizing,
             timeout=timeout,
             allowance=ceiling + limits.inference_memory_bytes,
+            within=deadline.remaining(cap + _WORKER_START_SECONDS),
         )
     except supervisor.Stopped as stopped:
         log.warning("loading '%s' stopped the inference worker (%s)", name, stopped)

@@ -180,20 +180,34 @@ class Supervisor:
             if generation == self._generation:
                 self._drops.append(sid)
 
-    def call(self, request: tuple[Any, ...], *, sizing: Sizing, timeout: float, allowance: int) -> tuple[Any, int]:
+    def call(
+        self,
+        request: tuple[Any, ...],
+        *,
+        sizing: Sizing,
+        timeout: float,
+        allowance: int,
+        within: float | None = None,
+    ) -> tuple[Any, int]:
         """Send ``request`` (op, args...) and return (the worker's reply, its generation).
 
         Raises :class:`Stopped` if no answer comes within ``timeout`` seconds
-        (waiting for another call included), if the worker's RSS grows more
-        than ``allowance`` bytes over what it held when the call began, or
-        past its sizing, or if it dies; the worker is then gone."""
-        ends = time.monotonic() + max(0.0, timeout)
-        if not self._lock.acquire(timeout=max(0.0, timeout)):
+        of the worker being free and ready, or within ``within`` seconds of
+        this call (waiting for another call and for a fresh worker's start
+        included; default ``timeout``), if the worker's RSS grows more than
+        ``allowance`` bytes over what it held when the call began, or past
+        its sizing, or if it dies; the worker is then gone. A fresh worker's
+        start is the service's cost, not the model's: it does not count
+        against ``timeout``, only against ``within``."""
+        started = time.monotonic()
+        outer = started + max(0.0, timeout if within is None else within)
+        if not self._lock.acquire(timeout=max(0.0, outer - started)):
             raise Stopped("time", "waited for another call to the worker")
         try:
             proc = self._current(sizing)
             if not proc.ready:
-                self._await_ready(proc, ends)
+                self._await_ready(proc, outer)
+            ends = min(outer, time.monotonic() + max(0.0, timeout))
             with self._state:
                 drops, self._drops = self._drops, []
             start = proc.rss()
@@ -285,8 +299,8 @@ class Supervisor:
         )
         # A worker that died near its memory bound was stopped by it (the
         # kernel's OOM killer, or an allocation failing past RLIMIT_DATA).
-        near = proc.baseline + proc.bound_bytes()
-        if allowance and (peak >= start + allowance // 2 or peak >= near * 0.9):
+        limit = min(start + allowance, proc.baseline + proc.bound_bytes())
+        if allowance and peak - start >= 0.9 * (limit - start):
             return Stopped("memory", f"{detail}, peak RSS {peak} bytes")
         return Stopped("crash", detail)
 

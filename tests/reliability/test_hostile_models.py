@@ -350,7 +350,10 @@ def test_deeply_nested_subgraphs_are_refused_by_the_bounded_scan(tmp_path):
 # small session: ~75 MiB), measured ~180 MiB.
 TREE_BASE_MIB = 260
 SMALL = 256 * MIB
-MARGIN = 1.5  # seconds past a deadline an answer may take on this loaded 2-core machine
+# Seconds past a deadline an answer may take on this loaded 2-core machine
+# (load average 12-16 from other work): the answer after a kill includes a
+# fresh worker's start (0.2 s unloaded) and the model's reload.
+MARGIN = 2.0
 IDLE_CPU = 0.1  # CPU seconds the tree may use in the second after settling
 SMALL_ENV = {
     "INFERENCE_MEMORY_BYTES": str(SMALL),
@@ -384,7 +387,9 @@ def attack(tmp_path, model, requests, *, env=None, timeout=60.0, **kwargs):
     *hostile, last = report["responses"]
     assert last["status"] == 200, last  # the next request runs normally
     assert len(body(last)["result"]["y"]["data"][0]) == 3
-    bound = TREE_BASE_MIB * MIB + 2 * SMALL
+    settings = {**SMALL_ENV, **(env or {})}
+    bound = TREE_BASE_MIB * MIB + int(settings["INFERENCE_MEMORY_BYTES"]) + int(settings["MODEL_CACHE_BYTES"])
+    print(f"peak RSS of the tree {report['peak_rss'] / MIB:.0f} MiB (bound {bound / MIB:.0f} MiB)")
     assert report["peak_rss"] < bound, (report["peak_rss"] / MIB, bound / MIB)
     for response in hostile:
         assert_no_internals(response["body"])
@@ -430,7 +435,8 @@ def test_node_chain_over_the_node_limit_is_refused_before_load(tmp_path):
 @pytest.mark.parametrize("model", ["function_bomb", "node_chain"])
 def test_a_load_bomb_the_scan_misses_is_a_504_at_the_load_deadline(tmp_path, model):
     # The node limit raised out of the way: session creation itself is bounded.
-    data = hm.function_bomb(16) if model == "function_bomb" else hm.node_chain(90_000)
+    # 50k nodes: ~2 s of session creation here, 0.2 s of scan.
+    data = hm.function_bomb(16) if model == "function_bomb" else hm.node_chain(50_000)
     report = attack(
         tmp_path,
         data,
@@ -472,8 +478,15 @@ def test_string_tile_outside_the_arena_is_stopped_at_the_memory_bound(tmp_path):
 
 
 def test_tree_ensemble_with_100m_targets_is_stopped_at_the_memory_bound(tmp_path):
-    # ai.onnx.ml TreeEnsembleRegressor, n_targets = 100M: on main 1.24 GB.
-    report = attack(tmp_path, hm.tree_ensemble_targets(100_000_000), [predict_body({"x": [[1.0]]})])
+    # ai.onnx.ml TreeEnsembleRegressor, n_targets = 100M: on main 1.24 GB
+    # with a 512 MiB cap (its 400 MB output fits the arena; the kernel's own
+    # per-target vector does not live there).
+    report = attack(
+        tmp_path,
+        hm.tree_ensemble_targets(100_000_000),
+        [predict_body({"x": [[1.0]]})],
+        env={"INFERENCE_MEMORY_BYTES": str(512 * MIB)},
+    )
     assert_refused(report["hostile"][0], "INFERENCE_MEMORY_BYTES", seconds=5.0)
 
 
