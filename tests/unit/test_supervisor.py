@@ -203,3 +203,26 @@ def test_wire_sends_more_buffers_than_one_sendmsg_takes():
     arrays = [np.full(600, i, np.float32) for i in range(2000)]
     back = roundtrip(("ok", arrays))
     assert len(back[1]) == 2000 and all((a == i).all() for i, a in enumerate(back[1]))
+
+
+def test_rlimit_data_stops_what_the_watchdog_would_miss(tmp_path):
+    # The watchdog effectively off (one check per 100 s): the worker's own
+    # RLIMIT_DATA (data at start + sizing + DATA_SLACK) fails the string
+    # Tile's allocations inside onnxruntime, an error the worker survives.
+    lazy = supervisor.Supervisor(tick=100.0)
+    small = supervisor.Sizing(64 * MIB, 64 * MIB)
+    try:
+        path = tmp_path / "tile.onnx"
+        path.write_bytes(hm.string_tile(3000))
+        reply, _ = lazy.call(("load", "t", str(path), "t", 64 * MIB, 300), sizing=small, timeout=30, allowance=1 << 40)
+        assert reply[0] == "ok"
+        pid = lazy.pid()
+        feeds = {"s": np.array(["x" * MIB], dtype=object)}
+        reply, _ = lazy.call(("run", "t", None, feeds), sizing=small, timeout=60, allowance=1 << 40)
+        assert reply[:2] == ("err", "memory")
+        with open(f"/proc/{pid}/status") as f:
+            peak = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+        assert peak < 128 * MIB + supervisor.DATA_SLACK + 150 * MIB  # 3 GB without the limit
+        assert lazy.pid() == pid  # the worker survived its failed run
+    finally:
+        lazy.stop()
