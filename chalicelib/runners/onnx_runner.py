@@ -191,6 +191,14 @@ def create_session(model: LoadedModel, options: Any = None) -> tuple[Any, int]:
 _WORKER_START_SECONDS = 10.0  # most a fresh worker's start may add to a load without a request deadline
 
 
+def _reply_limit(limits: Limits) -> int:
+    """Most bytes a run's outputs may take on the way back from the worker: 16
+    bytes per allowed element (complex128) plus twice the text a response
+    may hold (pickled strings). Anything more fails the exact checks anyway,
+    so it is refused in the worker and never held by the service."""
+    return 16 * limits.max_output_elements + 2 * limits.max_response_bytes + 64 * 1024
+
+
 def _sizing(limits: Limits) -> supervisor.Sizing:
     return supervisor.Sizing(limits.model_memory_bytes, limits.inference_memory_bytes)
 
@@ -333,7 +341,13 @@ class OnnxRunner(Runner):
             raise deadline_error(budget, limits)
         names = self.output_names if output_names is None else output_names
         try:
-            reply = self.session.run(names, feeds, timeout=timeout, allowance=limits.inference_memory_bytes)
+            reply = self.session.run(
+                names,
+                feeds,
+                timeout=timeout,
+                allowance=limits.inference_memory_bytes,
+                reply_limit=_reply_limit(limits),
+            )
         except supervisor.Stopped as stopped:
             log.warning("onnxruntime run of '%s' stopped the inference worker (%s)", self.name, stopped)
             if stopped.reason == "time":
@@ -351,6 +365,12 @@ class OnnxRunner(Runner):
         log.warning("onnxruntime run of '%s' failed (%s): %s", self.name, kind, scrub(text))
         if kind == "memory":
             raise self._out_of_memory()
+        if kind == "outputs":
+            raise ResourceExhausted(
+                f"Model '{self.name}' returned {text} bytes of outputs, more than a response may carry "
+                f"(MAX_OUTPUT_ELEMENTS = {limits.max_output_elements}, MAX_RESPONSE_BYTES = "
+                f"{limits.max_response_bytes} bytes)"
+            )
         if kind in ("gone", "failed"):
             raise WorkerCrashed(f"Model '{self.name}' was unloaded while the request ran; retry")
         # What validation cannot see (e.g. inner dims that disagree

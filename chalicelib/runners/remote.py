@@ -59,14 +59,26 @@ class RemoteSession:
         """Whether the worker holding this session still runs."""
         return self.generation == self.supervisor.generation
 
-    def run(self, output_names: list[str] | None, feeds: dict[str, Any], *, timeout: float, allowance: int) -> Any:
-        """The worker's reply to one run: ``("ok", outputs)`` or ``("err", kind, text)``.
+    def run(
+        self,
+        output_names: list[str] | None,
+        feeds: dict[str, Any],
+        *,
+        timeout: float,
+        allowance: int,
+        reply_limit: int = 0,
+    ) -> Any:
+        """The worker's reply to one run: ``("ok", outputs)`` or ``("err", kind, text)``
+        (``"outputs"``: more than ``reply_limit`` bytes, never sent).
 
         Raises :class:`~chalicelib.runners.supervisor.Stopped` when the run
         was stopped (time, memory) or the worker died."""
         if not self.alive():
             return ("err", "gone", "the worker holding this session was replaced")
         reply, _ = self.supervisor.call(
-            ("run", self.sid, output_names, feeds), sizing=self.sizing, timeout=timeout, allowance=allowance
+            ("run", self.sid, output_names, feeds, reply_limit),
+            sizing=self.sizing,
+            timeout=timeout,
+            allowance=allowance,
         )
         return reply

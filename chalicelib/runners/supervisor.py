@@ -150,7 +150,9 @@ class Supervisor:
         self.command = command or [sys.executable, "-m", "chalicelib.runners.worker"]
         self.tick = tick
         self._lock = threading.Lock()  # held by the call in flight
-        self._state = threading.Lock()  # guards the fields below, briefly
+        # Guards the fields below, briefly; re-entrant because a session's
+        # finalizer (release) may run from the garbage collector while held.
+        self._state = threading.RLock()
         self._proc: _Process | None = None
         self._generation = 0
         self._drops: list[str] = []

@@ -27,14 +27,25 @@ class ChannelClosed(EOFError):
     """The other end closed the socket (or died) before a whole message arrived."""
 
 
-def send(sock: socket.socket, message: Any) -> None:
-    """Send ``message``: a picklable object whose buffers go out of band."""
+class TooLarge(ValueError):
+    """A message is larger than the sender was allowed to send (nothing was sent)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"message of {size} bytes")
+        self.size = size
+
+
+def send(sock: socket.socket, message: Any, limit: int = 0) -> None:
+    """Send ``message``: a picklable object whose buffers go out of band.
+    Over ``limit`` bytes (0: no limit) nothing is sent: :class:`TooLarge`."""
     buffers: list[pickle.PickleBuffer] = []
     header = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
     raws = [b.raw() for b in buffers]
     sizes = struct.pack(f"<{len(raws)}Q", *(r.nbytes for r in raws))
     parts: list[Any] = [_PREFIX.pack(len(header), len(raws)) + sizes, header, *raws]
     total = sum(memoryview(p).nbytes for p in parts)
+    if limit and total > limit:
+        raise TooLarge(total)
     if total <= _SMALL:
         sock.sendall(b"".join(parts))
         return

@@ -15,9 +15,10 @@ decides to stop a run. What it does keep by itself:
   the run).
 
 Requests: ``("load", drops, sid, source, name, ceiling, size)`` ->
-``("ok", inputs, outputs, footprint)``; ``("run", drops, sid, names, feeds)``
--> ``("ok", outputs)``; any failure -> ``("err", kind, text)`` with kind
-``refused``, ``failed``, ``memory`` or ``invalid``. ``drops`` lists session
+``("ok", inputs, outputs, footprint)``; ``("run", drops, sid, names, feeds,
+limit)`` -> ``("ok", outputs)``, unless the reply would be over ``limit``
+bytes; any failure -> ``("err", kind, text)`` with kind ``refused``,
+``failed``, ``memory``, ``invalid`` or ``outputs`` (too large to send). ``drops`` lists session
 ids the parent no longer holds. Sessions are keyed by model key and sha256
 (``sid``) and counted, so two holders of one model share one session.
 """
@@ -139,17 +140,22 @@ def serve(sock: socket.socket) -> None:
             continue
         op, drops = request[0], request[1]
         host.drop(drops)
+        limit = 0
         try:
             if op == "load":
                 reply = host.load(*request[2:])
             elif op == "run":
-                reply = host.run(*request[2:])
+                *args, limit = request[2:]
+                reply = host.run(*args)
             else:
                 reply = ("ok",)
         except MemoryError:
             reply = ("err", "memory", "out of memory")
         try:
-            wire.send(sock, reply)
+            # Outputs no response could carry never reach the service's memory.
+            wire.send(sock, reply, limit)
+        except wire.TooLarge as exc:
+            wire.send(sock, ("err", "outputs", str(exc.size)))
         except MemoryError:
             wire.send(sock, ("err", "memory", "the outputs do not fit in the worker's memory"))
         del request, reply

@@ -87,7 +87,7 @@ def load(sup, tmp_path, name, model, timeout=30.0):
 
 
 def run(sup, name, feeds, timeout=5.0, allowance=64 * MIB):
-    return sup.call(("run", f"{name}@sha", None, feeds), sizing=SIZING, timeout=timeout, allowance=allowance)
+    return sup.call(("run", f"{name}@sha", None, feeds, 0), sizing=SIZING, timeout=timeout, allowance=allowance)
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -146,7 +146,7 @@ def test_a_worker_that_never_starts_is_stopped_at_the_deadline(tmp_path):
     sleeper = supervisor.Supervisor(command=[sys.executable, "-c", "import time; time.sleep(60)"])
     started = time.monotonic()
     with pytest.raises(supervisor.Stopped) as stopped:
-        sleeper.call(("run", "x", None, {}), sizing=SIZING, timeout=0.5, allowance=MIB)
+        sleeper.call(("run", "x", None, {}, 0), sizing=SIZING, timeout=0.5, allowance=MIB)
     assert stopped.value.reason == "time" and time.monotonic() - started < 1.5
     assert sleeper.pid() is None
 
@@ -218,7 +218,7 @@ def test_rlimit_data_stops_what_the_watchdog_would_miss(tmp_path):
         assert reply[0] == "ok"
         pid = lazy.pid()
         feeds = {"s": np.array(["x" * MIB], dtype=object)}
-        reply, _ = lazy.call(("run", "t", None, feeds), sizing=small, timeout=60, allowance=1 << 40)
+        reply, _ = lazy.call(("run", "t", None, feeds, 0), sizing=small, timeout=60, allowance=1 << 40)
         assert reply[:2] == ("err", "memory")
         with open(f"/proc/{pid}/status") as f:
             peak = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
@@ -226,3 +226,12 @@ def test_rlimit_data_stops_what_the_watchdog_would_miss(tmp_path):
         assert lazy.pid() == pid  # the worker survived its failed run
     finally:
         lazy.stop()
+
+
+def test_outputs_too_large_to_send_stay_in_the_worker(sup, tmp_path):
+    load(sup, tmp_path, "mlp.onnx", Mlp.random(4, 8, 3).onnx_bytes())
+    feeds = {"x": np.ones((1000, 4), np.float32)}  # 12 KB of outputs
+    reply, _ = sup.call(("run", "mlp.onnx@sha", None, feeds, 4096), sizing=SIZING, timeout=10, allowance=64 * MIB)
+    assert reply[:2] == ("err", "outputs") and int(reply[2]) > 12_000
+    reply, _ = sup.call(("run", "mlp.onnx@sha", None, feeds, 0), sizing=SIZING, timeout=10, allowance=64 * MIB)
+    assert reply[0] == "ok" and reply[1][0].shape == (1000, 3)
