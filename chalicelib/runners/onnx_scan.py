@@ -186,9 +186,9 @@ def _scan(buf: memoryview, limits: ScanLimits) -> ScanReport:
                     if number == _DATA_TYPE:
                         data_type = value
                     elif number == _DIMS:
-                        dims.append(value)
+                        _append_dim(dims, value)
                 elif kind == _SPARSE and number == _SPARSE_DIMS:
-                    dims.append(value)
+                    _append_dim(dims, value)
             elif wire == _I64:
                 pos += 8
             elif wire == _I32:
@@ -333,13 +333,20 @@ def _product(dims: list[int]) -> int:
     return count
 
 
+_MAX_RANK = 64
+
+
+def _append_dim(dims: list[int], value: int) -> None:
+    dims.append(value)
+    if len(dims) > _MAX_RANK:
+        raise ScanError(f"declares a tensor of more than {_MAX_RANK} dimensions")
+
+
 def _packed(buf: memoryview, pos: int, end: int) -> list[int]:
-    values = []
+    values: list[int] = []
     while pos < end:
         value, pos = _varint(buf, pos, end)
-        values.append(value)
-        if len(values) > 64:
-            raise ScanError("declares a tensor of more than 64 dimensions")
+        _append_dim(values, value)
     return values
 
 
