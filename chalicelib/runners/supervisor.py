@@ -49,10 +49,13 @@ log = logging.getLogger(__name__)
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 TICK = 0.01  # seconds between the watchdog's clock and RSS checks
-DATA_SLACK = 256 * 1024 * 1024
+DATA_SLACK = 64 * 1024 * 1024
 """What ``RLIMIT_DATA`` allows beyond the worker's sizing: thread stacks and
-malloc arenas onnxruntime creates at its first session, and the pickled
-messages in flight (measured with test_supervisor's models)."""
+malloc arenas onnxruntime creates at its first session (measured: +10 MiB of
+``VmData`` for the first session, ~8 MiB per intra-op thread), and the
+messages in flight (inputs <= 8 MB at the default MAX_TENSOR_ELEMENTS; a
+reply is refused past its limit). Small, so the hard limit stays close to
+the watchdog's bound when the watchdog is late (a loaded machine)."""
 
 
 class Stopped(Exception):
@@ -212,7 +215,8 @@ class Supervisor:
             ends = min(outer, time.monotonic() + max(0.0, timeout))
             with self._state:
                 drops, self._drops = self._drops, []
-            start = proc.rss()
+            # A worker already dead reads as 0 RSS: its baseline is the floor.
+            start = max(proc.rss(), proc.baseline)
             limit = min(start + allowance, proc.baseline + proc.bound_bytes())
             try:
                 wire.send(proc.sock, (request[0], drops, *request[1:]))
@@ -301,6 +305,8 @@ class Supervisor:
         )
         # A worker that died near its memory bound was stopped by it (the
         # kernel's OOM killer, or an allocation failing past RLIMIT_DATA).
+        # A worker already dead when the call began reads as 0 RSS: its baseline is the floor.
+        start = max(start, proc.baseline)
         limit = min(start + allowance, proc.baseline + proc.bound_bytes())
         if allowance and peak - start >= 0.9 * (limit - start):
             return Stopped("memory", f"{detail}, peak RSS {peak} bytes")
