@@ -9,8 +9,8 @@ is the watchdog: while it waits for the worker's answer it wakes every
 its ``/proc/<pid>/statm``), and kills the worker (``SIGKILL``) when the
 deadline passes (:class:`Stopped` ``"time"``), when the worker grows past
 what the call may add or past the worker's whole size (``"memory"``), or
-reports how it died (``"crash"``, or ``"memory"`` when its peak RSS says the
-kernel or the allocator stopped it there). A killed worker is reaped at
+reports how it died (``"crash"``, or ``"memory"`` when it died on its way
+to its bound). A killed worker is reaped at
 once, so no CPU is spent on its run after the answer, and the next call
 starts a fresh one.
 
@@ -19,7 +19,7 @@ here: numpy + onnxruntime import in 0.18-0.23 s; a fork of an
 onnxruntime-imported process in 6 ms, but that process already runs 2-3
 threads after the import (OpenBLAS, onnxruntime), which is the
 multi-threaded fork that Python 3.12 warns may deadlock, and its children
-would belong to the fork server (no ``wait4`` peak RSS here). The spawn is
+would belong to the fork server (which the supervisor could not reap). The spawn is
 started before the first load needs it (overlapping the hash and scan of
 the model) and after a kill only when the next call needs it, so nothing
 spends CPU once an answer is given. The parent never imports onnxruntime.
@@ -221,7 +221,7 @@ class Supervisor:
             try:
                 wire.send(proc.sock, (request[0], drops, *request[1:]))
             except OSError:
-                raise self._died(proc, start, allowance) from None
+                raise self._died(proc, start) from None
             return self._await_reply(proc, ends, limit, start, allowance), proc.generation
         finally:
             self._lock.release()
@@ -266,7 +266,7 @@ class Supervisor:
         try:
             reply = wire.recv(proc.sock)
         except (wire.ChannelClosed, OSError):
-            raise self._died(proc, 0, 0) from None
+            raise self._died(proc, 0) from None
         if reply[0] != "ready":
             self._retire(proc)
             proc.kill()
@@ -275,41 +275,43 @@ class Supervisor:
         proc.baseline = proc.rss()
 
     def _await_reply(self, proc: _Process, ends: float, limit: int, start: int, allowance: int) -> Any:
+        seen = start  # the largest RSS the watchdog saw during this call
         while True:
             left = ends - time.monotonic()
             if proc.wait_readable(min(self.tick, max(0.0, left))):
                 try:
                     return wire.recv(proc.sock)
                 except (wire.ChannelClosed, OSError):
-                    raise self._died(proc, start, allowance) from None
+                    raise self._died(proc, start, seen, limit) from None
             if time.monotonic() >= ends:
                 self._retire(proc)
                 proc.kill()
                 raise Stopped("time")
             rss = proc.rss()
+            seen = max(seen, rss)
             if rss > limit:
                 self._retire(proc)
                 proc.kill()
                 raise Stopped("memory", f"RSS {rss} bytes past {limit}")
 
-    def _died(self, proc: _Process, start: int, allowance: int) -> Stopped:
+    def _died(self, proc: _Process, start: int, seen: int = 0, limit: int = 0) -> Stopped:
         """The worker closed its end without answering: reap it and say why."""
         self._retire(proc)
-        status, peak = proc.kill()  # it may be closing still; reap it either way
-        return self._death_reason(proc, status, peak, start, allowance)
+        status, _ = proc.kill()  # it may be closing still; reap it either way
+        return self._death_reason(status, start, seen, limit)
 
     @staticmethod
-    def _death_reason(proc: _Process, status: int, peak: int, start: int, allowance: int) -> Stopped:
-        detail = (
-            f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {os.waitstatus_to_exitcode(status)}"
-        )
-        # A worker that died near its memory bound was stopped by it (the
-        # kernel's OOM killer, or an allocation failing past RLIMIT_DATA).
-        # A worker already dead when the call began reads as 0 RSS: its baseline is the floor.
-        start = max(start, proc.baseline)
-        limit = min(start + allowance, proc.baseline + proc.bound_bytes())
-        if allowance and peak - start >= 0.9 * (limit - start):
-            return Stopped("memory", f"{detail}, peak RSS {peak} bytes")
+    def _death_reason(status: int, start: int, seen: int, limit: int) -> Stopped:
+        """Memory when the worker died on its way to its bound: the kernel's
+        OOM killer (SIGKILL, which this supervisor sends only after retiring
+        a worker) or the watchdog's last reading past half the call's
+        allowance. Not ``wait4``'s peak RSS: a spawned child's starts at its
+        parent's (the exec replaces a memory map shared with the parent)."""
+        signalled = os.WIFSIGNALED(status)
+        detail = f"signal {os.WTERMSIG(status)}" if signalled else f"exit {os.waitstatus_to_exitcode(status)}"
+        oom = signalled and os.WTERMSIG(status) == signal.SIGKILL
+        if limit and (oom or seen - start >= (limit - start) // 2):
+            return Stopped("memory", f"{detail}, last RSS seen {seen} bytes")
         return Stopped("crash", detail)
 
 

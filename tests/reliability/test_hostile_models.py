@@ -345,15 +345,19 @@ def test_deeply_nested_subgraphs_are_refused_by_the_bounded_scan(tmp_path):
 # INFERENCE_MEMORY_BYTES + MODEL_CACHE_BYTES + TREE_BASE_MIB, answer time
 # against the deadline + MARGIN, CPU in the second after the answer.
 
-# The tree before any attack: the service (interpreter, numpy, chalice, the
-# app: ~100 MiB) plus an idle worker (interpreter, numpy, onnxruntime and one
-# small session: ~75 MiB), measured ~180 MiB.
-TREE_BASE_MIB = 260
+# The tree's baseline, stated: the service (interpreter, numpy, chalice, the
+# app: ~60 MiB idle, up to ~140 MiB holding a request's own copies of a
+# 1 MiB input) plus the worker outside its sizing (~30 MiB of mapped
+# libraries, ~75 MiB of data at start, and the 64 MiB of RLIMIT_DATA slack
+# it may fill when a loaded machine delays the RSS watchdog). Idle, the tree
+# measures ~120 MiB.
+TREE_BASE_MIB = 320
 SMALL = 256 * MIB
 # Seconds past a deadline an answer may take on this loaded 2-core machine
-# (load average 12-16 from other work): the answer after a kill includes a
-# fresh worker's start (0.2 s unloaded) and the model's reload.
-MARGIN = 2.0
+# (load average 12-16 from other work, more under `make test`): the answer
+# after a kill includes a fresh worker's start (0.2 s unloaded, over 1 s
+# here under load) and the model's reload.
+MARGIN = 2.5
 IDLE_CPU = 0.1  # CPU seconds the tree may use in the second after settling
 SMALL_ENV = {
     "INFERENCE_MEMORY_BYTES": str(SMALL),

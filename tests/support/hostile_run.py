@@ -11,7 +11,9 @@ stuck suite.
 Peak RSS is the whole process tree's: this process's peak plus the largest
 peak of any inference worker it ran (reaped workers through
 ``RUSAGE_CHILDREN``, the live one through its ``VmHWM``); one worker runs at
-a time, so the sum bounds the tree at any instant. With ``"idle_after":
+a time, so the sum bounds the tree at any instant (from above: a spawned
+child's ``ru_maxrss`` starts at its parent's peak at the spawn, as the exec
+replaces a memory map it shared with the parent). With ``"idle_after":
 true`` each response is followed by a one-second settle and then one
 second in which the tree's CPU time is measured (``idle_cpu``): work that
 outlived its answer shows there. ``"concurrent": true`` sends the requests
