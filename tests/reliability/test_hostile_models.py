@@ -393,7 +393,10 @@ def attack(tmp_path, model, requests, *, env=None, timeout=60.0, **kwargs):
     assert len(body(last)["result"]["y"]["data"][0]) == 3
     settings = {**SMALL_ENV, **(env or {})}
     bound = TREE_BASE_MIB * MIB + int(settings["INFERENCE_MEMORY_BYTES"]) + int(settings["MODEL_CACHE_BYTES"])
-    print(f"peak RSS of the tree {report['peak_rss'] / MIB:.0f} MiB (bound {bound / MIB:.0f} MiB)")
+    print(
+        f"peak RSS of the tree {report['peak_rss'] / MIB:.0f} MiB (bound {bound / MIB:.0f} MiB; "
+        f"service {report['own_peak_rss'] / MIB:.0f} MiB)"
+    )
     assert report["peak_rss"] < bound, (report["peak_rss"] / MIB, bound / MIB)
     for response in hostile:
         assert_no_internals(response["body"])

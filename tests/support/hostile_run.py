@@ -11,9 +11,12 @@ stuck suite.
 Peak RSS is the whole process tree's: this process's peak plus the largest
 peak of any inference worker it ran (reaped workers through
 ``RUSAGE_CHILDREN``, the live one through its ``VmHWM``); one worker runs at
-a time, so the sum bounds the tree at any instant (from above: a spawned
-child's ``ru_maxrss`` starts at its parent's peak at the spawn, as the exec
-replaces a memory map it shared with the parent). With ``"idle_after":
+a time, so the sum bounds the tree at any instant. This process's own
+peak is its ``VmHWM``: its ``ru_maxrss`` starts at the test runner's peak
+when it was spawned (the exec replaces a memory map shared with the
+spawner), which under ``make test`` is hundreds of MiB that were never this
+process's. A reaped worker's ``ru_maxrss`` starts at this process's peak at
+its spawn in the same way: an upper bound. With ``"idle_after":
 true`` each response is followed by a one-second settle and then one
 second in which the tree's CPU time is measured (``idle_cpu``): work that
 outlived its answer shows there. ``"concurrent": true`` sends the requests
@@ -41,19 +44,30 @@ def _worker_pid() -> int | None:
     return supervisor.shared().pid() if supervisor.shared.cache_info().currsize else None
 
 
+def _hwm(pid: int | str) -> int:
+    """``VmHWM``: a process's own peak RSS (per memory map, so unlike
+    ``ru_maxrss`` not inherited from whoever spawned it)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def _live_worker(field: str) -> int:
     pid = _worker_pid()
     if pid is None:
         return 0
+    if field == "hwm":
+        return _hwm(pid)
     try:
         if field == "cpu":
             with open(f"/proc/{pid}/stat") as f:
                 parts = f.read().rsplit(")", 1)[1].split()
             return int(parts[11]) + int(parts[12])
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
     except OSError:
         pass
     return 0
@@ -68,7 +82,7 @@ def tree_cpu_seconds() -> float:
 
 def tree_peak_rss() -> int:
     """This process's peak RSS plus the largest peak of any worker."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    own = _hwm("self")
     reaped = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     return own + max(reaped, _live_worker("hwm"))
 
@@ -146,7 +160,7 @@ def main(spec_path: str) -> None:
             {
                 "responses": responses,
                 "peak_rss": tree_peak_rss(),
-                "own_peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                "own_peak_rss": _hwm("self"),
                 "baseline_rss": baseline,
                 "idle_cpu": idle,
                 "seconds": round(time.monotonic() - started, 3),
