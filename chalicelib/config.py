@@ -154,6 +154,17 @@ class Settings:
     lifecycle rule) and on the store (the hourly sweep); 0 keeps them forever."""
     result_url_expires_seconds: int = _setting(3600)
     """Lifetime of presigned GET URLs of results (jobs, /predict by reference)."""
+    model_load_timeout_seconds: float = _setting(20.0)
+    """Longest one model load (onnxruntime's session creation, in the
+    inference worker) may take before the worker is killed (TIMEOUT, stage
+    ``load``); the request's deadline bounds it too."""
+    max_model_nodes: int = _setting(100_000)
+    """Most graph nodes a model may have, counted with its model-local
+    functions inlined as onnxruntime inlines them (a function called twice
+    counts twice), subgraphs included; checked before load."""
+    max_model_nesting: int = _setting(16)
+    """Deepest nesting a model may have: subgraph levels (``If``, ``Loop``,
+    ``Scan`` bodies) plus function-call levels; checked before load."""
 
 
 def env_name(f: Field[Any]) -> str:

@@ -219,3 +219,26 @@ def small_cnn(*, channels: int = 4, size: int = 8, classes: int = 3, seed: int =
         weights,
     )
     return _model(graph)
+
+
+def small_conv(channels: int = 16, seed: int = 0) -> bytes:
+    """An image model for 1x3x224x224 float32: two 3x3 convolutions (the
+    second with stride 2), ReLU, global average pooling: ``y`` [1, channels]."""
+    rng = np.random.default_rng(seed)
+    w1 = rng.standard_normal((channels, 3, 3, 3)).astype(np.float32) * 0.1
+    w2 = rng.standard_normal((channels, channels, 3, 3)).astype(np.float32) * 0.1
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c1"], ["r1"]),
+            helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+            helper.make_node("Relu", ["c2"], ["r2"]),
+            helper.make_node("GlobalAveragePool", ["r2"], ["p"]),
+            helper.make_node("Flatten", ["p"], ["y"]),
+        ],
+        "small_conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 224, 224])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
+    )
+    return _model(graph)
