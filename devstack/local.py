@@ -49,6 +49,7 @@ from chalice.local import (
     ThreadedHTTPServer,
 )
 
+from chalicelib import http
 from devstack.moto import MotoServer
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -88,12 +89,11 @@ class GatewayShapedHandler(ChaliceRequestHandler):
 
     def _allowed(self) -> str | None:
         """The ``Allow`` header of the request's route path, if it names a route."""
-        routes = self.app_object.routes
         try:
-            route = RouteMatcher(list(routes)).match_route(self.path).route
+            route = RouteMatcher(list(self.app_object.routes)).match_route(self.path).route
         except ValueError:
             return None
-        return ", ".join(sorted(routes[route]))
+        return http.allowed_methods(self.app_object, route)
 
     def _send_error_response(self, error: LocalGatewayException) -> None:
         # Unknown route (403 "Missing Authentication Token") and authorizer

@@ -10,7 +10,7 @@ from openapi_spec_validator import validate
 
 import app
 from chalicelib.errors import registry
-from tests.support.openapi import JOBS_PATHS, JOBS_ROUTES_MERGED, document, operations, resolve
+from tests.support.openapi import DOCUMENT, JOBS_PATHS, JOBS_ROUTES_MERGED, document, operations, resolve
 
 
 def app_operations():
@@ -69,3 +69,13 @@ def test_v2_errors_are_documented_in_the_protocol_shape():
                         continue  # not ready is the protocol's {"ready": false}
                     schema = resolve(response)["content"]["application/json"]["schema"]
                     assert schema["required"] == ["error", "code", "requestId"], (path, method, status)
+
+
+def test_the_python_snippet_of_docs_api_md_lists_every_path(capsys, monkeypatch):
+    text = (DOCUMENT.parent / "api.md").read_text()
+    snippet = text.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(DOCUMENT.parents[1])
+    exec(compile(snippet, "docs/api.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split(" ", 1)[0] for line in printed] == list(document()["paths"])
+    assert "/ingest ['OPTIONS', 'POST']" in printed
