@@ -5,7 +5,7 @@ server error (5xx) and no response the document does not describe (status,
 content type, headers, body schema).
 
 The store is seeded first with what the document's examples name (``mlp.onnx``
-in two versions, the input ``x.json``), so the examples and part of the
+in two versions, the inputs ``x.json`` and ``rows.npy``), so the examples and part of the
 generated cases reach the models, not only validation. Two runs: every
 operation but DELETE, then the DELETEs (which remove the seeded objects).
 ``OPENAPI_FUZZ_EXAMPLES`` raises the bound; ``OPENAPI_FUZZ_SEED`` changes the seed.
@@ -14,6 +14,7 @@ operation but DELETE, then the DELETEs (which remove the seeded objects).
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import subprocess
@@ -21,6 +22,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+import numpy
 
 from tests.support.onnx_models import Mlp
 from tests.support.openapi import DOCUMENT, JOBS_PATHS, JOBS_ROUTES_MERGED, operations
@@ -54,6 +57,9 @@ def seed(url: str) -> None:
     for version in (0, 1):
         _ingest(url, "mlp.onnx", Mlp.random(seed=version).onnx_bytes())
     _ingest(url, "inputs/x.json", json.dumps({"x": [[0.1, 0.2, 0.3, 0.4]]}).encode())
+    rows = io.BytesIO()
+    numpy.save(rows, numpy.arange(32, dtype=numpy.float32).reshape(8, 4))
+    _ingest(url, "inputs/rows.npy", rows.getvalue())  # the job example's input
 
 
 def fuzz(url: str, report: Path, *select: str) -> subprocess.CompletedProcess[str]:
