@@ -8,7 +8,8 @@ The store is seeded first with what the document's examples name (``mlp.onnx``
 in two versions, the inputs ``x.json`` and ``rows.npy``), so the examples and part of the
 generated cases reach the models, not only validation. Two runs: every
 operation but DELETE, then the DELETEs (which remove the seeded objects).
-``OPENAPI_FUZZ_EXAMPLES`` raises the bound; ``OPENAPI_FUZZ_SEED`` changes the seed.
+``OPENAPI_FUZZ_EXAMPLES`` raises the bound, ``OPENAPI_FUZZ_SEED`` changes the
+seed, ``OPENAPI_FUZZ_PHASES`` picks schemathesis' phases (``stateful``).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def fuzz(url: str, report: Path, *select: str) -> subprocess.CompletedProcess[st
         "--checks",
         ",".join(CHECKS),
         "--phases",
-        "examples,coverage,fuzzing",
+        os.environ.get("OPENAPI_FUZZ_PHASES", "examples,coverage,fuzzing"),
         "--max-examples",
         str(EXAMPLES),
         "--seed",
