@@ -41,8 +41,15 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from chalice.cli.factory import CLIFactory
-from chalice.local import ChaliceRequestHandler, LocalDevServer, LocalGatewayException, ThreadedHTTPServer
+from chalice.local import (
+    ChaliceRequestHandler,
+    LocalDevServer,
+    LocalGatewayException,
+    RouteMatcher,
+    ThreadedHTTPServer,
+)
 
+from chalicelib import http
 from devstack import jobs
 from devstack.moto import MotoServer
 
@@ -76,6 +83,19 @@ def error_body(status: int, message: str, request_id: str | None = None) -> byte
 class GatewayShapedHandler(ChaliceRequestHandler):
     """chalice local's handler, with the gateway's own errors in our shape."""
 
+    def __init__(self, request: Any, client_address: Any, server: Any, app_object: Any, config: Any) -> None:
+        # Set before the base class handles the request (it does so in __init__).
+        self.app_object = app_object
+        super().__init__(request, client_address, server, app_object, config)
+
+    def _allowed(self) -> str | None:
+        """The ``Allow`` header of the request's route path, if it names a route."""
+        try:
+            route = RouteMatcher(list(self.app_object.routes)).match_route(self.path).route
+        except ValueError:
+            return None
+        return http.allowed_methods(self.app_object, route)
+
     def _send_error_response(self, error: LocalGatewayException) -> None:
         # Unknown route (403 "Missing Authentication Token") and authorizer
         # refusals: keep the status and message, use the documented body.
@@ -94,11 +114,15 @@ class GatewayShapedHandler(ChaliceRequestHandler):
         A method no route has (TRACE, CONNECT, ...) is answered like a wrong
         method on a known route: 405 INVALID_REQUEST.
         """
+        allow = None
         if code == 501:
             code, message = 405, f"Method {self.command} is not allowed"
+            allow = self._allowed()  # RFC 9110: a 405 names the methods the path has
         body = error_body(code, message or "Invalid request")
         self.log_error("code %d, message %s", code, message)
         self.send_response(code, message)
+        if allow is not None:
+            self.send_header("Allow", allow)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         # The request (and any body) may be unread or unparseable: close.

@@ -107,3 +107,18 @@ def test_s3_put_refuses_clearly_without_a_running_stack_or_with_a_bad_key(tmp_pa
     assert missing.returncode == 1 and "no running `make local`" in missing.stderr
     bad = run("-m", "scripts.s3_put", str(model), "outputs/m.bin", "--endpoints", str(tmp_path / "none.json"))
     assert bad.returncode == 1 and "prefix" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_method_no_route_has_is_405_naming_the_paths_methods_in_allow(stack):
+    """RFC 9110 asks a 405 for Allow; the contract run (test_openapi_contract.py) found TRACE without it."""
+    _, endpoints, _ = stack
+    port = int(endpoints["api_url"].rsplit(":", 1)[1])
+    for path, allow in (("/health", "GET, HEAD, OPTIONS"), ("/models/m.onnx", "DELETE, GET, HEAD, OPTIONS")):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("TRACE", path)
+            response = conn.getresponse()
+            assert response.status == 405 and response.getheader("Allow") == allow, (path, response.getheaders())
+            documented_error(response.read(), "INVALID_REQUEST")
+        finally:
+            conn.close()
