@@ -1,0 +1,170 @@
+"""The client and CLI (efsml_client, docs/client.md) against a real local stack.
+
+One stack for the module (moto S3, the S3 watcher, `chalice local`): pushes
+go through `POST /uploads` and a presigned PUT, and land by the S3 event,
+as on AWS. The CLI runs as `python -m efsml_client` in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from efsml_client import Client, ServiceError
+from tests.support.onnx_models import Mlp
+from tests.support.stack import running_stack
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    with running_stack(tmp_path_factory.mktemp("client-stack")) as endpoints:
+        yield endpoints["api_url"]
+
+
+def cli(url, *args, env=None, timeout=60):
+    """`python -m efsml_client --url URL ARGS`: (exit code, stdout as JSON or text, stderr)."""
+    run = subprocess.run(
+        [sys.executable, "-m", "efsml_client", "--url", url, *map(str, args)],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+    try:
+        out = json.loads(run.stdout)
+    except ValueError:
+        out = run.stdout
+    assert "Traceback" not in run.stderr, run.stderr
+    return run.returncode, out, run.stderr
+
+
+def error_line(stderr):
+    """The one JSON error line the CLI prints on stderr."""
+    lines = [l for l in stderr.splitlines() if l.startswith("{")]
+    assert len(lines) == 1, stderr
+    return json.loads(lines[0])
+
+
+def reference(model_bytes, x):
+    return ort.InferenceSession(model_bytes).run(None, {"x": x})[0]
+
+
+def test_push_predict_versions_rollback_delete(url, tmp_path):
+    first, second = Mlp.random(seed=1), Mlp.random(seed=2)
+    model = tmp_path / "mlp.onnx"
+    model.write_bytes(first.onnx_bytes())
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+
+    code, pushed, stderr = cli(url, "push", model, "--name", "client mlp.onnx")
+    assert code == 0, stderr
+    assert pushed["name"] == "client mlp.onnx" and pushed["version"] == 1 and pushed["format"] == "onnx"
+    assert [i["name"] for i in pushed["signature"]["inputs"]] == ["x"]
+    assert pushed["signature"]["inputs"][0]["datatype"] == "FP32"
+    assert stderr == ""  # no bar: stderr is not a terminal and --progress was not given
+
+    code, pushed_input, stderr = cli(url, "push", "--input", tmp_path / "x.npy")
+    assert code == 0, stderr
+    assert pushed_input["key"] == "inputs/x.npy" and pushed_input["sizeBytes"] == (tmp_path / "x.npy").stat().st_size
+
+    code, answer, stderr = cli(url, "predict", "client mlp.onnx", tmp_path / "x.npy", "--save", tmp_path / "y.npz")
+    assert code == 0, stderr
+    (y,) = answer["outputs"]
+    assert y["name"] == "y" and y["datatype"] == "FP32" and y["shape"] == [5, 3]
+    expected = reference(first.onnx_bytes(), x)
+    np.testing.assert_allclose(np.array(y["data"], dtype=np.float32), expected, rtol=1e-6)
+    # Outputs came as binary tensors: the saved array is bit for bit onnxruntime's.
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npz")["y"], expected)
+
+    code, answer, _ = cli(url, "predict", "client mlp.onnx", json.dumps({"x": x[:2].tolist()}))
+    assert code == 0 and np.allclose(answer["outputs"][0]["data"], expected[:2], rtol=1e-6)
+
+    model.write_bytes(second.onnx_bytes())
+    code, pushed, _ = cli(url, "push", model, "--name", "client mlp.onnx")
+    assert code == 0 and pushed["version"] == 2
+    code, versions, _ = cli(url, "versions", "client mlp.onnx")
+    assert code == 0 and [(v["version"], v["current"]) for v in versions["versions"]] == [(2, True), (1, False)]
+    code, answer, _ = cli(url, "predict", "client mlp.onnx", tmp_path / "x.npy")
+    np.testing.assert_allclose(answer["outputs"][0]["data"], reference(second.onnx_bytes(), x), rtol=1e-6)
+
+    code, rolled, _ = cli(url, "rollback", "client mlp.onnx", 1)
+    assert code == 0 and rolled["status"] == "rolledBack" and rolled["version"] == 1
+    code, answer, _ = cli(url, "predict", "client mlp.onnx", tmp_path / "x.npy")
+    np.testing.assert_allclose(answer["outputs"][0]["data"], expected, rtol=1e-6)
+
+    code, deleted, _ = cli(url, "delete", "client mlp.onnx")
+    assert code == 0 and deleted["status"] == "deleted"
+    code, _, stderr = cli(url, "predict", "client mlp.onnx", tmp_path / "x.npy")
+    assert code == 1 and error_line(stderr)["code"] == "NOT_FOUND"
+
+
+def test_errors_come_in_the_services_shape_with_documented_exit_codes(url, tmp_path):
+    code, out, stderr = cli(url, "versions", "no-such-model.onnx")
+    assert code == 1 and out == ""
+    assert error_line(stderr) == {**error_line(stderr), "error": "NOT_FOUND", "status": 404}
+    assert "not found" in error_line(stderr)["message"]
+
+    fake = tmp_path / "fake.onnx"
+    fake.write_bytes(b"these bytes are not an ONNX model")
+    code, _, stderr = cli(url, "push", fake)
+    assert code == 3
+    failure = error_line(stderr)
+    assert failure["error"] == "MODEL_INVALID" and "ONNX" in failure["message"]
+
+    code, _, stderr = cli(url, "push", tmp_path / "missing.onnx")
+    assert code == 2 and error_line(stderr)["error"] == "CLIENT_ERROR"
+    code, _, stderr = cli("http://127.0.0.1:9", "models", "--timeout", "2")
+    assert code == 5 and error_line(stderr)["error"] == "UNREACHABLE"
+
+
+def test_a_failed_push_is_told_apart_from_an_earlier_failure_of_the_same_name(url, tmp_path):
+    fake = tmp_path / "twice.onnx"
+    fake.write_bytes(b"not onnx, once")
+    assert cli(url, "push", fake)[0] == 3
+    fake.write_bytes(b"not onnx, twice")
+    code, _, stderr = cli(url, "push", fake, "--wait", "20")
+    assert code == 3 and error_line(stderr)["error"] == "MODEL_INVALID"
+    # ...and a good push after failures waits for its own bytes, not the failure it finds.
+    fake.write_bytes(Mlp.random(seed=3).onnx_bytes())
+    code, pushed, stderr = cli(url, "push", fake)
+    assert code == 0 and pushed["format"] == "onnx", stderr
+    # A bad input: not JSON (the CLI's own 2), or the wrong shape (the service's 400, exit 1).
+    code, _, stderr = cli(url, "predict", "twice.onnx", "{not json")
+    assert code == 2 and "neither a .npy" in error_line(stderr)["message"]
+    code, _, stderr = cli(url, "predict", "twice.onnx", json.dumps({"x": [[1, 2]]}))
+    assert code == 1 and error_line(stderr)["code"] == "INVALID_REQUEST" and error_line(stderr)["status"] == 400
+
+
+def test_progress_bar_on_upload_when_asked(url, tmp_path):
+    model = tmp_path / "bar.onnx"
+    model.write_bytes(Mlp.random(n_in=64, hidden=512, seed=4).onnx_bytes())
+    code, _, stderr = cli(url, "push", model, "--progress")
+    assert code == 0, stderr
+    assert "bar.onnx" in stderr and "100%" in stderr, stderr
+
+
+def test_models_follows_next_across_pages(url, tmp_path):
+    for i in range(3):
+        (tmp_path / f"page{i}.bin").write_bytes(f"opaque model {i}".encode())
+        Client(url).push(tmp_path / f"page{i}.bin", wait=30)
+    names = [m["name"] for m in Client(url).models(limit=1)]
+    assert {"page0.bin", "page1.bin", "page2.bin"} <= set(names) and len(names) == len(set(names))
+    code, listed, _ = cli(url, "models", "--limit", "2")
+    assert code == 0 and [m["name"] for m in listed] == names
+
+
+def test_library_errors_carry_the_service_body(url):
+    with pytest.raises(ServiceError) as raised:
+        Client(url).infer("nope.onnx", {"x": np.zeros((1, 4), np.float32)})
+    assert raised.value.status == 404 and raised.value.code == "NOT_FOUND"
+    assert raised.value.body()["error"] == "Model 'nope.onnx' not found"
