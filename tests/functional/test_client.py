@@ -7,10 +7,15 @@ as on AWS. The CLI runs as `python -m efsml_client` in a subprocess.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +23,7 @@ import onnxruntime as ort
 import pytest
 
 from efsml_client import Client, ServiceError
+from scripts.s3_put import local_s3
 from tests.support.onnx_models import Mlp
 from tests.support.stack import running_stack
 
@@ -25,9 +31,14 @@ PROJECT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory):
-    with running_stack(tmp_path_factory.mktemp("client-stack")) as endpoints:
-        yield endpoints["api_url"]
+def endpoints(tmp_path_factory):
+    with running_stack(tmp_path_factory.mktemp("client-stack")) as found:
+        yield found
+
+
+@pytest.fixture(scope="module")
+def url(endpoints):
+    return endpoints["api_url"]
 
 
 def cli(url, *args, env=None, timeout=60):
@@ -168,3 +179,58 @@ def test_library_errors_carry_the_service_body(url):
         Client(url).infer("nope.onnx", {"x": np.zeros((1, 4), np.float32)})
     assert raised.value.status == 404 and raised.value.code == "NOT_FOUND"
     assert raised.value.body()["error"] == "Model 'nope.onnx' not found"
+
+
+def test_progress_bar_by_itself_on_a_terminal(url, tmp_path):
+    """Without --progress, the bar is drawn when stderr is a terminal (a pty here), and only then."""
+    model = tmp_path / "tty.bin"
+    model.write_bytes(b"opaque bytes, pushed from a terminal")
+    master, slave = pty.openpty()
+    # A terminal of 100 columns (a new pty has 0, and a bar 0 columns wide draws nothing).
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    seen = bytearray()
+
+    def drain():
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO once the child closed its side
+                return
+            if not chunk:
+                return
+            seen.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    run = subprocess.run(
+        [sys.executable, "-m", "efsml_client", "--url", url, "push", str(model)],
+        cwd=PROJECT,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        timeout=60,
+    )
+    os.close(slave)
+    reader.join(10)
+    os.close(master)
+    assert run.returncode == 0 and json.loads(run.stdout)["name"] == "tty.bin"
+    assert b"tty.bin" in seen and b"100%" in seen, bytes(seen)
+    # --no-progress silences it on a terminal too (and nothing is drawn off one: the tests above).
+    assert "100%" not in cli(url, "push", model, "--no-progress")[2]
+
+
+def test_download_streams_a_presigned_get_with_a_bar_and_leaves_nothing_on_failure(endpoints, tmp_path, capsys):
+    s3 = local_s3(endpoints)
+    data = np.arange(300_000, dtype=np.float32)
+    np.save(tmp_path / "result.npy", data)
+    s3.upload_file(str(tmp_path / "result.npy"), endpoints["bucket"], "outputs/client-result.npy")
+    presign = lambda key: s3.generate_presigned_url(  # noqa: E731
+        "get_object", Params={"Bucket": endpoints["bucket"], "Key": key}, ExpiresIn=60
+    )
+    target = tmp_path / "got.npy"
+    Client(endpoints["api_url"], progress=True).download(presign("outputs/client-result.npy"), target)
+    np.testing.assert_array_equal(np.load(target), data)
+    assert "got.npy" in capsys.readouterr().err
+    with pytest.raises(ServiceError) as raised:
+        Client(endpoints["api_url"]).download(presign("outputs/none.npy"), tmp_path / "none.npy")
+    assert raised.value.status == 404
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["got.npy", "result.npy"]
