@@ -162,7 +162,7 @@ def _kind(args: argparse.Namespace) -> str:
 def _push(service: api.Client, args: argparse.Namespace) -> int:
     entry = service.push(args.file, args.name, _kind(args), wait=args.wait)
     shown = ("name", "key", "version", "sizeBytes", "sha256", "format", "signature")
-    _print({k: entry[k] for k in shown if k in entry})
+    _print({k: entry[k] for k in shown if entry.get(k) is not None})  # an input has no format
     return 0
 
 

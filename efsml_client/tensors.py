@@ -110,6 +110,8 @@ def decode_response(body: bytes, header_length: str | None) -> dict[str, Any]:
         else:
             output["data"] = np.frombuffer(raw, dtype=NUMPY_OF[output["datatype"]]).reshape(shape)
         output["parameters"].pop("binary_data_size")
+        if not output["parameters"]:
+            del output["parameters"]
     return doc
 
 

@@ -1,0 +1,105 @@
+"""The CLI's configuration and error edges against a loopback HTTP server that records what it gets.
+
+EFSML_URL / EFSML_API_KEY (sent as x-api-key, as the deployed API wants),
+--timeout, and error bodies that are not the service's (a gateway's HTML).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+class Recorder(BaseHTTPRequestHandler):
+    seen: list[dict[str, str]] = []
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        Recorder.seen.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
+        if self.path.startswith("/slow"):
+            time.sleep(3)
+        if self.path.startswith("/models/gateway"):
+            body, status, kind = b"<html>502 Bad Gateway</html>", 502, "text/html"
+        elif self.path.startswith("/models?") and "next=p2" in self.path:
+            body, status, kind = json.dumps({"models": [{"name": "b"}], "count": 1}).encode(), 200, "application/json"
+        else:
+            page = {"models": [{"name": "a"}], "count": 1, "next": "p2"}
+            body, status, kind = json.dumps(page).encode(), 200, "application/json"
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except BrokenPipeError:  # the timed-out client has gone
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    Recorder.seen = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    httpd.daemon_threads, httpd.block_on_close = True, False  # a sleeping handler does not hold up teardown
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def cli(*args, **env):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("EFSML_")}
+    return subprocess.run(
+        [sys.executable, "-m", "efsml_client", *args],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**environ, **env},
+    )
+
+
+def test_url_and_api_key_from_the_environment_and_pages_followed(server):
+    run = cli("models", EFSML_URL=server, EFSML_API_KEY="k-123")
+    assert run.returncode == 0, run.stderr
+    assert [m["name"] for m in json.loads(run.stdout)] == ["a", "b"]
+    assert [r["path"] for r in Recorder.seen] == ["/models", "/models?next=p2"]
+    assert all(r["x-api-key"] == "k-123" for r in Recorder.seen)
+
+
+def test_options_win_over_the_environment_before_or_after_the_command(server):
+    run = cli("models", "--url", server, "--api-key", "opt", EFSML_URL="http://127.0.0.1:9", EFSML_API_KEY="env")
+    assert run.returncode == 0, run.stderr
+    run = cli("--api-key", "first", "models", "--url", server)
+    assert run.returncode == 0, run.stderr
+    assert [r["x-api-key"] for r in Recorder.seen] == ["opt", "opt", "first", "first"]
+
+
+def test_no_key_no_header(server):
+    assert cli("models", "--url", server).returncode == 0
+    assert all("x-api-key" not in r for r in Recorder.seen)
+
+
+def test_a_slow_answer_is_exit_5_after_timeout(server):
+    started = time.monotonic()
+    run = cli("show", "x", "--url", server + "/slow", "--timeout", "0.5")
+    assert run.returncode == 5 and json.loads(run.stderr)["error"] == "UNREACHABLE"
+    assert time.monotonic() - started < 2.9  # not the server's 3 s
+
+
+def test_an_error_body_that_is_not_the_services_is_still_one_json_line(server):
+    run = cli("show", "gateway", "--url", server)
+    assert run.returncode == 1
+    assert json.loads(run.stderr) == {"error": "HTTP_502", "message": "<html>502 Bad Gateway</html>", "status": 502}
