@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -149,6 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except api.ClientError as e:
         print(json.dumps(e.body()), file=sys.stderr)
         return next(code for kind, code in EXIT_CODES.items() if type(e) is kind)
+    except BrokenPipeError:
+        # stdout closed early (`... | head`): not an error of the command; keep Python's
+        # exit-time flush from raising again on the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _print(doc: Any) -> None:
@@ -262,7 +268,7 @@ def _finished(service: api.Client, status: dict[str, Any], download: Path | None
         download.mkdir(parents=True, exist_ok=True)
         for result in (status.get("results") or {}).values():
             target = download / Path(result["s3Key"]).name
-            service.download(result["url"], target, result.get("sizeBytes"))
+            service.download(result["url"], target, result.get("sizeBytes"), result.get("sha256"))
             result["downloaded"] = str(target)
     _print(status)
     return 0 if status.get("state") == "succeeded" else EXIT_JOB_FAILED

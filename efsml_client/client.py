@@ -271,9 +271,13 @@ class Client:
                 raise WaitTimedOut(f"job {job_id} still {status.get('state')} after {timeout:g} s")
             time.sleep(self.poll_interval)
 
-    def download(self, url: str, target: Path, size: int | None = None) -> Path:
-        """Stream a presigned GET ``url`` (a job's result) to ``target``, written whole or not at all."""
+    def download(self, url: str, target: Path, size: int | None = None, sha256: str | None = None) -> Path:
+        """Stream a presigned GET ``url`` (a job's result) to ``target``, written whole or not at all.
+
+        With ``sha256`` (a job result's), bytes that do not match are refused and nothing is kept.
+        """
         partial = target.with_name(target.name + ".part")
+        digest = hashlib.sha256()
         try:
             with requests.get(url, stream=True, timeout=self.timeout) as response:
                 if response.status_code >= 400:
@@ -284,7 +288,10 @@ class Client:
                 with open(partial, "wb") as out, progress.bar(total, target.name, self.progress) as bar:
                     for chunk in response.iter_content(CHUNK):
                         out.write(chunk)
+                        digest.update(chunk)
                         bar.update(len(chunk))
+            if sha256 is not None and digest.hexdigest() != sha256:
+                raise ClientError(f"{target.name}: downloaded bytes do not match sha256 {sha256}")
             os.replace(partial, target)
         except requests.RequestException as e:
             raise Unreachable(f"download of {target.name} failed: {e}") from None

@@ -22,7 +22,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from efsml_client import Client, ServiceError
+from efsml_client import Client, ClientError, ServiceError
 from scripts.s3_put import local_s3
 from tests.support.onnx_models import Mlp
 from tests.support.stack import running_stack
@@ -233,4 +233,8 @@ def test_download_streams_a_presigned_get_with_a_bar_and_leaves_nothing_on_failu
     with pytest.raises(ServiceError) as raised:
         Client(endpoints["api_url"]).download(presign("outputs/none.npy"), tmp_path / "none.npy")
     assert raised.value.status == 404
+    with pytest.raises(ClientError, match="do not match sha256"):
+        Client(endpoints["api_url"]).download(
+            presign("outputs/client-result.npy"), tmp_path / "bad.npy", sha256="0" * 64
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["got.npy", "result.npy"]

@@ -59,12 +59,13 @@ def server():
     httpd.server_close()
 
 
-def cli(*args, **env):
+def cli(*args, stdout=subprocess.PIPE, **env):
     environ = {k: v for k, v in os.environ.items() if not k.startswith("EFSML_")}
     return subprocess.run(
         [sys.executable, "-m", "efsml_client", *args],
         cwd=PROJECT,
-        capture_output=True,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
         text=True,
         timeout=60,
         env={**environ, **env},
@@ -103,3 +104,12 @@ def test_an_error_body_that_is_not_the_services_is_still_one_json_line(server):
     run = cli("show", "gateway", "--url", server)
     assert run.returncode == 1
     assert json.loads(run.stderr) == {"error": "HTTP_502", "message": "<html>502 Bad Gateway</html>", "status": 502}
+
+
+def test_a_closed_stdout_is_no_traceback(server):
+    """`... | head` closes the pipe early: the command ends quietly, with no traceback on stderr."""
+    read, write = os.pipe()
+    os.close(read)
+    run = cli("models", "--url", server, stdout=write)
+    os.close(write)
+    assert run.returncode == 0 and run.stderr == "", run.stderr
