@@ -24,6 +24,7 @@ import pytest
 
 from efsml_client import Client, ClientError, ServiceError
 from scripts.s3_put import local_s3
+from tests.support.efsml_cli import cli, error_line
 from tests.support.onnx_models import Mlp
 from tests.support.stack import running_stack
 
@@ -39,31 +40,6 @@ def endpoints(tmp_path_factory):
 @pytest.fixture(scope="module")
 def url(endpoints):
     return endpoints["api_url"]
-
-
-def cli(url, *args, env=None, timeout=60):
-    """`python -m efsml_client --url URL ARGS`: (exit code, stdout as JSON or text, stderr)."""
-    run = subprocess.run(
-        [sys.executable, "-m", "efsml_client", "--url", url, *map(str, args)],
-        cwd=PROJECT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
-    try:
-        out = json.loads(run.stdout)
-    except ValueError:
-        out = run.stdout
-    assert "Traceback" not in run.stderr, run.stderr
-    return run.returncode, out, run.stderr
-
-
-def error_line(stderr):
-    """The one JSON error line the CLI prints on stderr."""
-    lines = [l for l in stderr.splitlines() if l.startswith("{")]
-    assert len(lines) == 1, stderr
-    return json.loads(lines[0])
 
 
 def reference(model_bytes, x):
