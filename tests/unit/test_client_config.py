@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from efsml_client.cli import main
+
 PROJECT = Path(__file__).resolve().parents[2]
 
 
@@ -52,64 +54,69 @@ def server():
     Recorder.seen = []
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     httpd.daemon_threads, httpd.block_on_close = True, False  # a sleeping handler does not hold up teardown
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
     httpd.server_close()
 
 
-def cli(*args, stdout=subprocess.PIPE, **env):
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("EFSML_")}
-    return subprocess.run(
-        [sys.executable, "-m", "efsml_client", *args],
-        cwd=PROJECT,
-        stdout=stdout,
-        stderr=subprocess.PIPE,
-        text=True,
-        timeout=60,
-        env={**environ, **env},
-    )
+@pytest.fixture
+def run(monkeypatch, capsys):
+    """The CLI in this process (main(argv)), with no EFSML_* of the test's environment: (code, stdout, stderr)."""
+    for name in ("EFSML_URL", "EFSML_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+    def call(*args, **env):
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return call
 
 
-def test_url_and_api_key_from_the_environment_and_pages_followed(server):
-    run = cli("models", EFSML_URL=server, EFSML_API_KEY="k-123")
-    assert run.returncode == 0, run.stderr
-    assert [m["name"] for m in json.loads(run.stdout)] == ["a", "b"]
+def test_url_and_api_key_from_the_environment_and_pages_followed(server, run):
+    code, out, err = run("models", EFSML_URL=server, EFSML_API_KEY="k-123")
+    assert code == 0, err
+    assert [m["name"] for m in json.loads(out)] == ["a", "b"]
     assert [r["path"] for r in Recorder.seen] == ["/models", "/models?next=p2"]
     assert all(r["x-api-key"] == "k-123" for r in Recorder.seen)
 
 
-def test_options_win_over_the_environment_before_or_after_the_command(server):
-    run = cli("models", "--url", server, "--api-key", "opt", EFSML_URL="http://127.0.0.1:9", EFSML_API_KEY="env")
-    assert run.returncode == 0, run.stderr
-    run = cli("--api-key", "first", "models", "--url", server)
-    assert run.returncode == 0, run.stderr
+def test_options_win_over_the_environment_before_or_after_the_command(server, run):
+    code, _, err = run("models", "--url", server, "--api-key", "opt", EFSML_URL="http://127.0.0.1:9", EFSML_API_KEY="e")
+    assert code == 0, err
+    code, _, err = run("--api-key", "first", "models", "--url", server)
+    assert code == 0, err
     assert [r["x-api-key"] for r in Recorder.seen] == ["opt", "opt", "first", "first"]
 
 
-def test_no_key_no_header(server):
-    assert cli("models", "--url", server).returncode == 0
+def test_no_key_no_header(server, run):
+    assert run("models", "--url", server)[0] == 0
     assert all("x-api-key" not in r for r in Recorder.seen)
 
 
-def test_a_slow_answer_is_exit_5_after_timeout(server):
+def test_a_slow_answer_is_exit_5_after_timeout(server, run):
     started = time.monotonic()
-    run = cli("show", "x", "--url", server + "/slow", "--timeout", "0.5")
-    assert run.returncode == 5 and json.loads(run.stderr)["error"] == "UNREACHABLE"
+    code, _, err = run("show", "x", "--url", server + "/slow", "--timeout", "0.5")
+    assert code == 5 and json.loads(err)["error"] == "UNREACHABLE"
     assert time.monotonic() - started < 2.9  # not the server's 3 s
 
 
-def test_an_error_body_that_is_not_the_services_is_still_one_json_line(server):
-    run = cli("show", "gateway", "--url", server)
-    assert run.returncode == 1
-    assert json.loads(run.stderr) == {"error": "HTTP_502", "message": "<html>502 Bad Gateway</html>", "status": 502}
+def test_an_error_body_that_is_not_the_services_is_still_one_json_line(server, run):
+    code, _, err = run("show", "gateway", "--url", server)
+    assert code == 1
+    assert json.loads(err) == {"error": "HTTP_502", "message": "<html>502 Bad Gateway</html>", "status": 502}
 
 
 def test_a_closed_stdout_is_no_traceback(server):
     """`... | head` closes the pipe early: the command ends quietly, with no traceback on stderr."""
     read, write = os.pipe()
     os.close(read)
-    run = cli("models", "--url", server, stdout=write)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("EFSML_")}
+    argv = [sys.executable, "-m", "efsml_client", "models", "--url", server]
+    run = subprocess.run(argv, cwd=PROJECT, stdout=write, stderr=subprocess.PIPE, text=True, timeout=60, env=environ)
     os.close(write)
     assert run.returncode == 0 and run.stderr == "", run.stderr
