@@ -26,7 +26,7 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 #: Seconds for one HTTP request (connect and each read), not for a whole wait.
 DEFAULT_TIMEOUT = 30.0
 #: Chunk read from a file per send and per download write.
-CHUNK = 1024 * 1024
+CHUNK = progress.CHUNK
 
 
 class ClientError(Exception):

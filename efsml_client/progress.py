@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from types import TracebackType
 from typing import IO, Any
 
 from tqdm import tqdm
+
+#: Bytes read from a file per chunk sent.
+CHUNK = 1024 * 1024
 
 
 def wanted(flag: bool | None) -> bool:
@@ -34,6 +38,7 @@ class ReadingFile:
 
     It has a length, so ``requests`` sends ``Content-Length`` and streams the
     body instead of using chunked encoding, which a presigned S3 PUT refuses.
+    Chunks are 1 MiB, not http.client's 16 KiB reads: 64 times fewer bar updates.
     """
 
     def __init__(self, file: IO[bytes], size: int, progress: tqdm[Any]) -> None:
@@ -42,11 +47,11 @@ class ReadingFile:
     def __len__(self) -> int:
         return self._size
 
-    def read(self, n: int = -1) -> bytes:
-        """The next chunk of the file, counted."""
-        chunk = self._file.read(n)
-        self._bar.update(len(chunk))
-        return chunk
+    def __iter__(self) -> Iterator[bytes]:
+        """The file in chunks of CHUNK bytes, each counted (requests sends each as it comes)."""
+        while chunk := self._file.read(CHUNK):
+            self._bar.update(len(chunk))
+            yield chunk
 
     def __enter__(self) -> ReadingFile:
         return self
