@@ -6,7 +6,7 @@ service's shape (``{"error": CODE, "message": ...}``), with these exit codes:
 0 done; 1 the service answered an error; 2 bad usage or a local file that
 cannot be read; 3 an ingest failed (``push``) or a job failed or was
 cancelled (``jobs wait``); 4 a wait ran past ``--wait``; 5 the service (or
-S3) could not be reached or did not answer within ``--timeout``.
+S3) could not be reached or did not answer within ``--timeout``; 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ EXIT_CODES: dict[type[api.ClientError], int] = {
     api.Unreachable: 5,
 }
 EXIT_JOB_FAILED = 3
+EXIT_INTERRUPTED = 130
 
 
 def _common(parser: argparse.ArgumentParser, top: bool) -> None:
@@ -150,6 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except api.ClientError as e:
         print(json.dumps(e.body()), file=sys.stderr)
         return next(code for kind, code in EXIT_CODES.items() if type(e) is kind)
+    except KeyboardInterrupt:
+        # Ctrl-C: a push already uploaded still lands (its S3 event ingests it); only the wait stops.
+        print(json.dumps({"error": "INTERRUPTED", "message": "interrupted"}), file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # stdout closed early (`... | head`): not an error of the command; keep Python's
         # exit-time flush from raising again on the closed pipe.
@@ -202,10 +207,11 @@ def read_inputs(source: str, meta: dict[str, Any]) -> dict[str, np.ndarray]:
                 raise api.ClientError(
                     f"a .npy feeds a model of one input; this one has {sorted(declared)}: use a .npz or JSON"
                 )
-            return {next(iter(declared)): np.load(path, allow_pickle=False)}
+            ((name, spec),) = declared.items()
+            return {name: _to_float_input(np.load(path, allow_pickle=False), spec)}
         if source.endswith(".npz"):
             with np.load(path, allow_pickle=False) as archive:
-                return {name: archive[name] for name in archive.files}
+                return {name: _to_float_input(archive[name], declared.get(name, {})) for name in archive.files}
         text = path.read_text() if source.endswith(".json") else source
     except (OSError, ValueError) as e:
         raise api.ClientError(f"cannot read input {source}: {e}") from None
@@ -221,6 +227,16 @@ def read_inputs(source: str, meta: dict[str, Any]) -> dict[str, np.ndarray]:
         dtype = object if datatype == "BYTES" else tensors.NUMPY_OF.get(datatype or "", None)
         arrays[name] = np.asarray(data, dtype=dtype)
     return arrays
+
+
+def _to_float_input(array: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    """Numbers for a float input sent as its own dtype: a float64 .npy for an FP32 input
+    travels as half the bytes. The service would cast them the same way; other casts
+    (to integers, with their range checks) are left to it."""
+    dtype = tensors.NUMPY_OF.get(spec.get("datatype") or "")
+    if dtype is not None and np.dtype(dtype).kind == "f" and array.dtype.kind in "fiu":
+        return array.astype(dtype, copy=False)
+    return array
 
 
 def _versions(service: api.Client, args: argparse.Namespace) -> int:

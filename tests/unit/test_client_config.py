@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -120,3 +121,15 @@ def test_a_closed_stdout_is_no_traceback(server):
     run = subprocess.run(argv, cwd=PROJECT, stdout=write, stderr=subprocess.PIPE, text=True, timeout=60, env=environ)
     os.close(write)
     assert run.returncode == 0 and run.stderr == "", run.stderr
+
+
+def test_ctrl_c_is_exit_130_without_a_traceback(server):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("EFSML_")}
+    argv = [sys.executable, "-m", "efsml_client", "show", "x", "--url", server + "/slow"]
+    proc = subprocess.Popen(argv, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ)
+    deadline = time.monotonic() + 20
+    while not Recorder.seen and time.monotonic() < deadline:  # the request is out: the CLI waits on it
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130 and json.loads(err)["error"] == "INTERRUPTED", err

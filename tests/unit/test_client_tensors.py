@@ -76,3 +76,16 @@ def test_json_outputs_decode_and_print_with_null_for_non_finite():
 def test_a_dtype_the_protocol_lacks_is_a_clear_error():
     with pytest.raises(ValueError, match="complex64"):
         tensors.encode_request({"c": np.zeros(2, np.complex64)})
+
+
+def test_a_float64_npy_for_an_fp32_input_is_sent_as_fp32(tmp_path):
+    from efsml_client.cli import read_inputs
+
+    np.save(tmp_path / "x.npy", np.array([[1.5, 2.0]], np.float64))
+    meta = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}]}
+    (x,) = read_inputs(str(tmp_path / "x.npy"), meta).values()
+    assert x.dtype == np.float32 and x.tolist() == [[1.5, 2.0]]
+    np.savez(tmp_path / "in.npz", ids=np.array([3], np.float64), x=np.array([[1, 2]], np.int64))
+    meta["inputs"].append({"name": "ids", "datatype": "INT64", "shape": [-1]})
+    got = read_inputs(str(tmp_path / "in.npz"), meta)
+    assert got["x"].dtype == np.float32 and got["ids"].dtype == np.float64  # integer targets: the service casts
