@@ -4,12 +4,16 @@ import os
 
 from chalice import Chalice, Rate, Response
 
-from chalicelib import catalog, events, http, observability, oip, removal, versions
+from chalicelib import catalog, events, http, observability, oip, removal, retention, versions
 from chalicelib.config import ConfigError, get_settings
 from chalicelib.errors import EfsWriteFailed
 from chalicelib.ingest import Accepted, ingest_bytes, ingest_s3
+from chalicelib.jobs import service as jobs
+from chalicelib.jobs.plan import parse_job
+from chalicelib.jobs.worker import handle_records
 from chalicelib.names import INPUTS, MODELS
 from chalicelib.predict import predict as run_predict
+from chalicelib.predict import result_link
 from chalicelib.store import get_store
 from chalicelib.uploads import presign_upload
 from chalicelib.validation import (
@@ -189,8 +193,57 @@ def v2_infer(name, version=None):
     return oip.infer(get_store(), settings, ref, number, oip.read_body(app, settings))
 
 
+# -- batch jobs (docs/jobs.md) ------------------------------------------------
+@app.route("/jobs", methods=["POST"], content_types=ANY)
+@http.endpoint(app)
+def create_job():
+    """Split a stored input into blocks, one SQS message each: 202 with the job's statusUrl."""
+    settings = get_settings()
+    req = parse_job(http.json_body(app, settings.max_request_bytes))
+    body = jobs.create_job(get_store(), settings, req, http.request_id(app))
+    return Response(body=body, status_code=202, headers=dict(http.JSON_HEADERS))
+
+
+@app.route("/jobs", methods=["GET"])
+@http.endpoint(app)
+def list_jobs():
+    """Jobs, newest first: ?limit=N (<= 100) and ?next=<token from the previous page>."""
+    params = app.current_request.query_params or {}
+    return jobs.list_jobs(get_store(), get_settings(), params.get("limit"), params.get("next"))
+
+
+@app.route("/jobs/{job_id}", methods=["GET"])
+@http.endpoint(app)
+def get_job(job_id):
+    """A job's state, progress, per-block errors and, once succeeded, its results."""
+    return jobs.job_status(get_store(), get_settings(), job_id)
+
+
+@app.route("/jobs/{job_id}", methods=["DELETE"])
+@http.endpoint(app)
+def cancel_job(job_id):
+    """Cancel a job: blocks not yet started are skipped."""
+    return jobs.cancel_job(get_store(), get_settings(), job_id)
+
+
+@app.route("/results/{file_id}", methods=["GET"])
+@http.endpoint(app)
+def get_result(file_id):
+    """A stored result's place and a presigned GET URL of its S3 archive."""
+    return result_link(get_store(), get_settings(), file_id)
+
+
 # Last of the routes: HEAD for every GET route, OPTIONS for every path (generic over app.routes).
 http.answer_head_and_options(app)
+
+
+# One block per invocation: a block's run is bounded by the function's
+# timeout, and a failure returns only that message (ReportBatchItemFailures,
+# set on the mapping by infra/stack.py). The queue's ARN and the mapping's
+# maximum concurrency are set at deployment (infra/jobs.tf, infra/stack.py).
+@app.on_sqs_message(queue=os.environ.get("JOB_QUEUE_NAME", "efs-ml-jobs"), batch_size=1)
+def run_job_blocks(event):
+    return handle_records(get_store(), get_settings(), event.to_dict()["Records"])
 
 
 # The bucket name is resolved at package time; the deployment step points the
@@ -217,4 +270,6 @@ def reclaim_debris(event):
     """Sweep what crashed writers left behind, for every name, without waiting
     for the next writer of that name (names being written are skipped, and
     only files older than DEBRIS_MIN_AGE_SECONDS are touched)."""
-    return {"removed": get_store().reclaim(min_age=get_settings().debris_min_age_seconds)}
+    removed = get_store().reclaim(min_age=get_settings().debris_min_age_seconds)
+    # Beside it, RESULT_RETENTION_DAYS: results and finished jobs expire (S3: a lifecycle rule).
+    return {"removed": removed, "expired": retention.expire(get_store(), get_settings())}

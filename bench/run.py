@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-from bench import cold, efs_rpcs, imports, ingest_ranged, keepalive, protocol, warm
+from bench import cold, efs_rpcs, imports, ingest_ranged, jobs, keepalive, protocol, warm
 from bench.common import Benchmark, Context, Row, log, quiet_stdout
 from bench.table import render
 
@@ -31,12 +31,13 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     keepalive.BENCHMARK,
     efs_rpcs.BENCHMARK,
     ingest_ranged.BENCHMARK,
+    jobs.BENCHMARK,
 )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="make bench", description=(__doc__ or "").splitlines()[0])
-    numbers = ",".join(sorted(b.number for b in BENCHMARKS))
+    numbers = ",".join(sorted((b.number for b in BENCHMARKS), key=lambda n: (len(n), n)))
     parser.add_argument("--rows", default=numbers, help="comma-separated rows to run (default: %(default)s)")
     for bench in BENCHMARKS:
         bench.add_arguments(parser.add_argument_group(f"row {bench.number}: {bench.title}"))  # type: ignore[arg-type]
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             moto.stop()
         shutil.rmtree(disk, ignore_errors=True)
         shutil.rmtree(shm, ignore_errors=True)
-    rows.sort(key=lambda r: r.number)
+    rows.sort(key=lambda r: (len(r.number), r.number))  # 2 before 10
     notes = [n for b in sorted(chosen, key=lambda b: b.number) for n in b.notes]
     print(render(rows, notes, time.perf_counter() - started, load_before))
     return 0 if all(r.ok is not False for r in rows) else 1

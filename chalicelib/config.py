@@ -136,6 +136,35 @@ class Settings:
     """Deadline of an HTTP request: API Gateway gives up at 29 s."""
     deadline_margin_seconds: float = _setting(1.0)
     """Kept free before Lambda's own timeout to answer with our error."""
+    job_queue_url: str | None = _setting(None)
+    """The SQS queue batch jobs send one message per block to (``None``:
+    ``POST /jobs`` answers that jobs are not configured)."""
+    job_batch_size: int = _setting(64)
+    """Rows per block when ``POST /jobs`` gives no ``batchSize`` (lowered to
+    what MAX_TENSOR_ELEMENTS allows for the input's row size)."""
+    job_max_blocks: int = _setting(10_000)
+    """Most blocks one job may have: its messages are sent within the request
+    (10 per SQS call, in parallel), well inside API Gateway's 29 s."""
+    job_max_receive_count: int = _setting(3)
+    """Attempts of one block before SQS moves its message to the dead-letter
+    queue; the same number as the queue's redrive policy (infra), so the
+    worker knows an attempt is the last and records the block as failed."""
+    result_retention_days: int = _setting(30, minimum=0)
+    """Days results (``outputs/``) and finished jobs are kept, in S3 (a
+    lifecycle rule) and on the store (the hourly sweep); 0 keeps them forever."""
+    result_url_expires_seconds: int = _setting(3600)
+    """Lifetime of presigned GET URLs of results (jobs, /predict by reference)."""
+    model_load_timeout_seconds: float = _setting(20.0)
+    """Longest one model load (onnxruntime's session creation, in the
+    inference worker) may take before the worker is killed (TIMEOUT, stage
+    ``load``); the request's deadline bounds it too."""
+    max_model_nodes: int = _setting(100_000)
+    """Most graph nodes a model may have, counted with its model-local
+    functions inlined as onnxruntime inlines them (a function called twice
+    counts twice), subgraphs included; checked before load."""
+    max_model_nesting: int = _setting(16)
+    """Deepest nesting a model may have: subgraph levels (``If``, ``Loop``,
+    ``Scan`` bodies) plus function-call levels; checked before load."""
 
 
 def env_name(f: Field[Any]) -> str:

@@ -216,3 +216,10 @@ class EmptyObject(InvalidRequest):
     """A 0-byte object, on any path (inline, by key, S3 event, /uploads): never stored."""
 
     DEFAULT_MESSAGE = "An object must not be empty: a model or input needs at least one byte"
+
+
+class WorkerCrashed(ProcessingFailed):
+    """The inference worker process died without answering (not at a bound):
+    it is replaced, and a retry runs on a fresh one."""
+
+    DEFAULT_MESSAGE = "The inference worker stopped unexpectedly; retry"

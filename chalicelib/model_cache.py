@@ -9,9 +9,14 @@
 * A model is verified against its manifest while it is loaded (the bytes
   are hashed as the runner reads them), so a half-written or mismatching
   file is never served.
-* Concurrent first requests for one model in one process load it once.
+* Concurrent first requests for one model in one process load it once; a
+  request waiting for another's load waits no longer than its own deadline
+  (or ``MODEL_LOAD_TIMEOUT_SECONDS`` and a margin without one).
 * Entries are keyed by (model, version) and checked by sha256, so a pinned
   version (``"version": n``) and the current one are both served warm.
+* Models run in the inference worker (:mod:`chalicelib.runners.supervisor`):
+  when a bound kills that worker its sessions are gone, so an entry whose
+  runner is no longer valid is dropped and reloaded on demand.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from chalicelib.errors import NotFound, StoreCorrupt
+from chalicelib import deadline
+from chalicelib.errors import DeadlineExceeded, NotFound, StoreCorrupt
 from chalicelib.names import ObjectRef
 from chalicelib.runners import Limits, LoadedModel, Runner, runner_module
 from chalicelib.store import Manifest, Store
@@ -33,6 +39,8 @@ from chalicelib.versions import manifest_at, not_kept
 
 # A cached runner's key: the model and the version number it was loaded from.
 Key = tuple[ObjectRef, int]
+
+_LOAD_WAIT_MARGIN = 2.0  # seconds past another load's own bound before a waiter gives up
 
 
 @dataclass
@@ -66,7 +74,13 @@ class ModelCache:
         with self._lock:
             load_lock = self._loading.setdefault((ref, current.version), threading.Lock())
         if not load_lock.acquire(blocking=False):
-            load_lock.acquire()
+            # Bounded like the load itself: the other request's load stops
+            # at its own deadline, this one never waits past its own.
+            wait = deadline.remaining(self.limits.load_timeout_seconds + _LOAD_WAIT_MARGIN)
+            if not load_lock.acquire(timeout=wait):
+                raise DeadlineExceeded(
+                    "load", f"Model '{ref.name}' is still being loaded by another request; retry later"
+                )
             # Another thread loaded it while we waited, perhaps a newer version
             # (an uncontended load skips this EFS read: the manifest is fresh).
             current = manifest_at(store, ref, current.version if version is not None else None, file_id)
@@ -83,6 +97,9 @@ class ModelCache:
     def _lookup(self, key: Key, current: Manifest) -> CachedModel | None:
         with self._lock:
             entry = self._entries.get(key)
+            if entry is not None and not entry.runner.valid():
+                del self._entries[key]  # its worker was replaced: reload
+                return None
             if entry is not None and entry.manifest.sha256 == current.sha256:
                 self._entries.move_to_end(key)
                 return entry

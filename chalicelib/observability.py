@@ -244,16 +244,25 @@ def configure_logging(level: str = "INFO", logger: logging.Logger | None = None)
 def invocation(request_id: str, operation: str) -> Iterator[Invocation]:
     """Run a request or event as one observed invocation.
 
-    On exit: the ``ColdStart`` metric (first invocation of the process), a
-    summary log line with ``durationMs`` and ``inv.outcome``, and the EMF
-    document. An escaping exception is logged as ``outcome: error`` and
+    On entry, the first invocation of the process writes the ``ColdStart``
+    metric in a document of its own, dimensioned by function, not by
+    operation: a cold start belongs to the container, and one series per
+    route would cost a custom metric for every route. On exit: a summary
+    log line with ``durationMs`` and ``inv.outcome``, and the invocation's
+    EMF document. An escaping exception is logged as ``outcome: error`` and
     re-raised.
     """
     inv = Invocation(request_id=request_id, operation=operation, cold_start=_take_cold_start())
+    if inv.cold_start:
+        _write(
+            emf_document(
+                {"ColdStart": (COUNT, [1])},
+                {"Service": SERVICE, "Function": os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")},
+                {"requestId": request_id, "operation": operation},
+            )
+        )
     token = _current.set(inv)
     try:
-        if inv.cold_start:
-            metric("ColdStart", 1, COUNT)
         try:
             yield inv
         except BaseException as exc:

@@ -17,10 +17,10 @@ from typing import Any
 
 from chalicelib import inference, observability, s3
 from chalicelib.config import Settings
-from chalicelib.errors import InvalidRequest, NotFound
+from chalicelib.errors import InvalidRequest, NotFound, ResourceExhausted
 from chalicelib.inference import model_cache, record_model_lookup
 from chalicelib.model_cache import CachedModel
-from chalicelib.names import INPUTS, OUTPUTS, ObjectRef
+from chalicelib.names import INPUTS, OUTPUTS, ObjectRef, validate_name
 from chalicelib.store import Store
 from chalicelib.validation import PredictRequest
 
@@ -80,6 +80,37 @@ def named_input(store: Store, ref: ObjectRef) -> tuple[StoredInput, str]:
     return StoredInput(store, ref, manifest.size), manifest.fileId
 
 
+def result_url(settings: Settings, s3_key: str | None) -> dict[str, Any]:
+    """``{"url", "expiresIn"}``: a presigned GET of an archived result (``url`` None if not archived)."""
+    if s3_key is None or not settings.bucket:
+        return {"url": None, "expiresIn": None}
+    expires = settings.result_url_expires_seconds
+    return {"url": s3.presign_get(settings.bucket, s3_key, expires), "expiresIn": expires}
+
+
+def result_link(store: Store, settings: Settings, file_id: str) -> dict[str, Any]:
+    """``GET /results/{fileId}``: where a stored result is, and a presigned GET of its archive.
+
+    ``fileId`` is a /predict result's fileId or the name of a job's output
+    file (``<jobId>.<output>.npy``); 404 if neither is stored.
+    """
+    validate_name(file_id, "fileId")
+    for ref in (output_ref(file_id), ObjectRef(OUTPUTS, file_id)):
+        manifest = store.manifest(ref)
+        if manifest is not None:
+            s3_key = ref.key if settings.bucket else None
+            return {
+                "fileId": file_id,
+                "efsPath": store.path(ref),
+                "s3Key": s3_key,
+                "sizeBytes": manifest.size,
+                "sha256": manifest.sha256,
+                "updated": manifest.updated,
+                **result_url(settings, s3_key),
+            }
+    raise NotFound(file_id, f"No stored result '{file_id}'")
+
+
 def by_reference(document: bytes, settings: Settings) -> bool:
     """Whether a result document is too big to answer with (Lambda's 6 MB
     response limit, MAX_RESPONSE_BYTES): it is then stored and archived as
@@ -109,10 +140,7 @@ def predict(store: Store, settings: Settings, req: PredictRequest) -> dict[str, 
         if found is not None:
             inputs, input_source = found, found.name
     done = Inferred(file_id, req.model, cached, hit, cached.runner.predict(inputs, input_source))
-    document = result_document(done)
-    ref = output_ref(file_id)
-    s3_key = store_and_archive(store, settings, ref, document, source=f"predict:{req.model.key}")
-    return respond(store, settings, done, ref, s3_key, document, started)
+    return respond(store, settings, req, done, result_document(done), started)
 
 
 def request_inputs(store: Store, req: PredictRequest) -> tuple[Any, str | None, str]:
@@ -150,21 +178,35 @@ def result_document(done: Inferred) -> bytes:
 def respond(
     store: Store,
     settings: Settings,
+    req: PredictRequest,
     done: Inferred,
-    ref: ObjectRef,
-    s3_key: str | None,
     document: bytes,
     started: float,
 ) -> dict[str, Any]:
-    """The documented /predict response body (the result by reference when too big)."""
+    """Store and archive the result (unless ``"store": false``) and return the
+    documented /predict response body (the result by reference when too big,
+    with a presigned GET ``url`` of its archive)."""
     manifest = done.cached.manifest
+    ref = output_ref(done.file_id)
     referenced = by_reference(document, settings)
+    if not req.store and referenced:
+        raise ResourceExhausted(
+            f"The result is {len(document)} bytes, more than one answer may carry (MAX_RESPONSE_BYTES = "
+            f'{settings.max_response_bytes}); it can only be answered by reference: send "store": true'
+        )
+    s3_key = None
+    if req.store:
+        s3_key = store_and_archive(store, settings, ref, document, source=f"predict:{req.model.key}")
+    extra: dict[str, Any] = {}
     if referenced:
         observability.annotate(resultByReference=True)
+        # Readable by anyone who holds the API key, not only by AWS principals.
+        extra = result_url(settings, s3_key)
     return {
         "fileId": done.file_id,
-        "efsPath": store.path(ref),
+        "efsPath": store.path(ref) if req.store else None,
         "s3Key": s3_key,
+        **extra,
         "durationMs": round((time.perf_counter() - started) * 1000, 3),
         "cache": "hit" if done.hit else "miss",
         "model": {"name": done.model.name, "version": manifest.version, "sha256": manifest.sha256},

@@ -525,3 +525,24 @@ def delete(bucket: str, key: str) -> None:
         s3.delete_object(Bucket=bucket, Key=key)
     except (BotoCoreError, ClientError) as exc:
         raise _failed(exc, key, cut_short) from None
+
+
+def presign_get(bucket: str, key: str, expires: int) -> str:
+    """A SigV4 presigned GET URL of ``key`` (no S3 call): results anyone with the API can read."""
+    url: str = client().generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires, HttpMethod="GET"
+    )
+    return url
+
+
+def upload_file(bucket: str, path: str, key: str) -> None:
+    """Archive a (large) file: a streamed multipart upload of bounded memory."""
+    from boto3.s3.transfer import TransferConfig
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        client().upload_file(path, bucket, key, Config=TransferConfig(max_concurrency=4))
+    except (BotoCoreError, ClientError) as exc:
+        raise _failed(exc, key, False) from None
+    except Exception as exc:  # noqa: BLE001 - s3transfer wraps botocore errors in its own
+        raise S3Unavailable(f"S3 upload of '{key}' failed ({type(exc).__name__})") from None

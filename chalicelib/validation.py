@@ -153,6 +153,8 @@ class PredictRequest:
     inputs: Any = None
     input: ObjectRef | None = None
     version: int | None = None
+    store: bool = True
+    """``"store": false``: answer without storing or archiving the result."""
 
 
 def _object_ref(value: Any, field: str, kind: str) -> ObjectRef:
@@ -164,7 +166,7 @@ def _object_ref(value: Any, field: str, kind: str) -> ObjectRef:
 
 def parse_predict(body: Mapping[str, Any]) -> PredictRequest:
     """Validate a /predict body. ``inputs`` is checked by the model's runner."""
-    reject_unknown(body, {"fileId", "model", "inputs", "input", "version"})
+    reject_unknown(body, {"fileId", "model", "inputs", "input", "version", "store"})
     if "model" not in body or ("fileId" not in body and "input" not in body):
         raise InvalidRequest(
             "Request body must contain 'fileId' and 'model' fields (or 'model' and 'input', an ingested input by name)"
@@ -177,7 +179,10 @@ def parse_predict(body: Mapping[str, Any]) -> PredictRequest:
     if "inputs" in body and not isinstance(body["inputs"], dict):
         raise InvalidRequest("'inputs' must be a JSON object mapping input names to arrays")
     version = parse_version(body["version"], "version") if "version" in body else None
-    return PredictRequest(file_id, ref, body.get("inputs"), input_ref, version)
+    store = body.get("store", True)
+    if not isinstance(store, bool):
+        raise InvalidRequest("'store' must be true or false")
+    return PredictRequest(file_id, ref, body.get("inputs"), input_ref, version, store)
 
 
 def parse_version(value: Any, field: str = "version") -> int:

@@ -618,6 +618,79 @@ class Demonstration:
             self.step(
                 f"predict ONNX model (warm {i})", "predict", predict, needs={"the ONNX model": self.state.onnx_file_id}
             )
+        self.job_steps(name)
+
+    def job_steps(self, model: str) -> None:
+        """A small batch job on the ONNX model: 100 rows in blocks of 10, results downloaded by URL."""
+        import io
+
+        import numpy as np
+
+        rows = np.arange(300, dtype=np.float32).reshape(100, 3) / 100
+        w = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], np.float32)
+        expected = rows @ w + np.array([0.5, -0.5], np.float32)
+        buf = io.BytesIO()
+        np.save(buf, rows)
+        data, input_name = buf.getvalue(), self.name("rows.npy")
+        job: dict[str, Any] = {}
+
+        def ingest_rows() -> StepResult:
+            body = {"data": base64.b64encode(data).decode(), "encoding": "base64", "filename": f"inputs/{input_name}"}
+            a = self.call("POST", "/ingest", body)
+            require(contract.check_ingest(a.status, a.body, size=len(data), statuses=("created",)), a)
+            return StepResult("", PASS, a.latency_ms, a.status, f"{len(data)} bytes, 100 rows")
+
+        def submit() -> StepResult:
+            a = self.call("POST", "/jobs", {"model": model, "input": f"inputs/{input_name}", "batchSize": 10})
+            problems = [] if a.status == 202 else [f"POST /jobs: HTTP {a.status}: {a.body}"]
+            if not problems and (a.body.get("blocks") != 10 or a.body.get("state") != "pending"):
+                problems.append(f"POST /jobs: expected 10 pending blocks, got {a.body}")
+            require(problems, a)
+            job.update(a.body)
+            return StepResult("", PASS, a.latency_ms, a.status, f"job {a.body['jobId']}: 10 blocks")
+
+        def finish() -> StepResult:
+            started, polls, done_seen = time.perf_counter(), 0, []
+            while True:
+                a = self.call("GET", job["statusUrl"])
+                polls += 1
+                require([] if a.status == 200 else [f"GET {job['statusUrl']}: HTTP {a.status}"], a)
+                done_seen.append(a.body["rows"]["done"])
+                if a.body["state"] in ("succeeded", "failed", "cancelled") or time.perf_counter() - started > 120:
+                    break
+                time.sleep(0.25)
+            problems = [] if a.body["state"] == "succeeded" else [f"job ended {a.body['state']}: {a.body['errors']}"]
+            if done_seen != sorted(done_seen):
+                problems.append(f"progress went backwards: {done_seen}")
+            require(problems, a)
+            job["results"] = a.body["results"]
+            waited = (time.perf_counter() - started) * 1000
+            return StepResult("", PASS, waited, a.status, f"succeeded after {polls} polls", metrics={"polls": polls})
+
+        def download() -> StepResult:
+            import requests
+
+            started = time.perf_counter()
+            r = requests.get(job["results"]["y"]["url"], timeout=30)
+            got = np.load(io.BytesIO(r.content)) if r.status_code == 200 else None
+            problems = [] if got is not None else [f"presigned GET: HTTP {r.status_code}"]
+            if got is not None and not np.allclose(got, expected, atol=1e-5):
+                problems.append("the assembled output differs from x @ W + b")
+            require(problems)
+            return StepResult(
+                "", PASS, (time.perf_counter() - started) * 1000, r.status_code, f"{got.shape} rows match"
+            )
+
+        self.step(
+            "job: ingest a 100-row .npy input", "job", ingest_rows, needs={"the ONNX model": self.state.onnx_file_id}
+        )
+        self.step(
+            "job: POST /jobs splits it into 10 blocks", "job", submit, needs={"the ONNX model": self.state.onnx_file_id}
+        )
+        self.step("job: GET /jobs/{id} until succeeded", "job", finish, needs={"the job": job.get("statusUrl")})
+        self.step(
+            "job: the presigned result URL downloads x @ W + b", "job", download, needs={"results": job.get("results")}
+        )
 
     def catalogue(self) -> StepResult:
         a = self.call("GET", "/models")

@@ -43,6 +43,7 @@ from urllib.parse import quote_plus
 from chalice.cli.factory import CLIFactory
 from chalice.local import ChaliceRequestHandler, LocalDevServer, LocalGatewayException, ThreadedHTTPServer
 
+from devstack import jobs
 from devstack.moto import MotoServer
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -273,6 +274,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="where .local/ (endpoints file, store) lives (default: the project)",
     )
     parser.add_argument(
+        "--job-workers",
+        type=int,
+        default=jobs.job_workers(),
+        help=f"batch job worker processes (default: $JOB_WORKERS or {jobs.DEFAULT_WORKERS})",
+    )
+    parser.add_argument(
         "--stock-server", action="store_true", help="serve with chalice's stock server class (Nagle on), for comparison"
     )
     return parser.parse_args(argv)
@@ -306,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     moto: MotoServer | None = None
     watcher = None
+    workers = None
     try:
         moto = MotoServer(args.s3_port or None).start()
         os.environ["AWS_ENDPOINT_URL_S3"] = moto.endpoint
@@ -318,14 +326,17 @@ def main(argv: list[str] | None = None) -> int:
         boto3.client("s3").create_bucket(Bucket=bucket)
         watcher = S3EventWatcher(app_obj, bucket)
         watcher.start()
+        queues = jobs.configure_local_queues(moto.endpoint)  # batch jobs: moto's SQS too
         endpoints = {
             "api_url": f"http://{args.host}:{server.server.server_address[1]}",
             "s3_endpoint": moto.endpoint,
             "bucket": bucket,
             "efs_root": os.path.abspath(os.environ["EFS_ROOT"]),
             "pid": os.getpid(),
+            **queues,
         }
         endpoints_file.write_text(json.dumps(endpoints, indent=2))
+        workers = jobs.WorkerProcesses(endpoints_file, args.job_workers).start()
 
         def stop(signum: int, frame: FrameType | None) -> None:
             threading.Thread(target=server.shutdown, daemon=True).start()
@@ -333,12 +344,14 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         print(
-            f"API on {endpoints['api_url']}; local S3 (moto) on {moto.endpoint}, bucket {bucket}; "
-            f"store at {endpoints['efs_root']}",
+            f"API on {endpoints['api_url']}; local S3 and SQS (moto) on {moto.endpoint}, bucket {bucket}; "
+            f"store at {endpoints['efs_root']}; {args.job_workers} job worker(s)",
             flush=True,
         )
         server.serve_forever()
     finally:
+        if workers is not None:
+            workers.stop()
         if watcher is not None:
             watcher.stopping.set()
             watcher.join(timeout=10)
@@ -346,5 +359,5 @@ def main(argv: list[str] | None = None) -> int:
         if moto is not None:
             moto.stop()
         _remove_if_ours(endpoints_file)
-        print("Stopped local API and S3.", flush=True)
+        print("Stopped local API, S3, SQS and job workers.", flush=True)
     return 0

@@ -103,7 +103,7 @@ data "aws_iam_policy_document" "efs" {
 
     principals {
       type        = "AWS"
-      identifiers = [aws_iam_role.lambda.arn, aws_iam_role.api.arn, aws_iam_role.sweeper.arn]
+      identifiers = [aws_iam_role.lambda.arn, aws_iam_role.api.arn, aws_iam_role.sweeper.arn, aws_iam_role.jobs.arn]
     }
 
     condition {

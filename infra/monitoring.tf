@@ -159,14 +159,18 @@ resource "aws_cloudwatch_metric_alarm" "api_latency" {
 locals {
   # The namespace is quoted: unquoted, SEARCH reads a namespace with a "/" or
   # a "." (e.g. "Company/ModelServer") as search syntax, not as one name.
-  emf_search  = "{\"${local.metrics_namespace}\",Operation,Service}"
-  log_sources = join(" | ", [for name in values(local.chalice_function_names) : "SOURCE '/aws/lambda/${name}'"])
+  emf_search = "{\"${local.metrics_namespace}\",Operation,Service}"
+  # ColdStart is dimensioned by function (chalicelib/observability.py); metrics
+  # emitted outside an HTTP or S3 invocation (the jobs worker) by Service alone.
+  emf_search_function = "{\"${local.metrics_namespace}\",Function,Service}"
+  emf_search_service  = "{\"${local.metrics_namespace}\",Service}"
+  log_sources         = join(" | ", [for name in values(local.chalice_function_names) : "SOURCE '/aws/lambda/${name}'"])
 }
 
 resource "aws_cloudwatch_dashboard" "this" {
   dashboard_name = local.global_name
   dashboard_body = jsonencode({
-    widgets = [
+    widgets = concat([
       {
         type = "metric", x = 0, y = 0, width = 12, height = 6
         properties = {
@@ -210,7 +214,7 @@ resource "aws_cloudwatch_dashboard" "this" {
         type = "metric", x = 16, y = 6, width = 8, height = 6
         properties = {
           title   = "Cold starts (per operation)", region = var.region, view = "timeSeries", period = 300
-          metrics = [[{ expression = "SEARCH('${local.emf_search} MetricName=\"ColdStart\"', 'Sum', 300)", id = "cold" }]]
+          metrics = [[{ expression = "SEARCH('${local.emf_search_function} MetricName=\"ColdStart\"', 'Sum', 300)", id = "cold" }]]
         }
       },
       {
@@ -252,6 +256,6 @@ resource "aws_cloudwatch_dashboard" "this" {
           ]
         }
       },
-    ]
+    ], local.job_dashboard_widgets) # infra/jobs.tf
   })
 }

@@ -91,3 +91,13 @@ output "api_access_log_group" {
   description = "CloudWatch log group of the API's access log (one JSON line per request)."
   value       = aws_cloudwatch_log_group.api_access.name
 }
+
+output "job_queue_url" {
+  description = "URL of the batch jobs queue (one message per block)."
+  value       = aws_sqs_queue.jobs.url
+}
+
+output "job_dlq_url" {
+  description = "URL of the jobs' dead-letter queue (blocks that failed every attempt)."
+  value       = aws_sqs_queue.jobs_dlq.url
+}

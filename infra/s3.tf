@@ -70,6 +70,28 @@ resource "aws_s3_bucket_lifecycle_configuration" "models" {
     }
   }
 
+  # RESULT_RETENTION_DAYS on S3's side: results and job documents expire
+  # (infra/jobs.tf; the hourly sweep does the same on EFS).
+  dynamic "rule" {
+    for_each = var.result_retention_days > 0 ? ["outputs/", "jobs/"] : []
+    content {
+      id     = "expire-${trimsuffix(rule.value, "/")}"
+      status = "Enabled"
+
+      filter {
+        prefix = rule.value
+      }
+
+      expiration {
+        days = var.result_retention_days
+      }
+
+      abort_incomplete_multipart_upload {
+        days_after_initiation = 7
+      }
+    }
+  }
+
   depends_on = [aws_s3_bucket_versioning.models]
 }
 

@@ -57,12 +57,19 @@ FUNCTION_DEPENDENCIES = (
     "aws_iam_role_policy.lambda",
     "aws_iam_role_policy.api",
     "aws_iam_role_policy.sweeper",
+    "aws_iam_role_policy.jobs",  # run_job_blocks (infra/jobs.tf)
+    "aws_iam_role_policy.api_jobs",
 )
 # The deployment package, uploaded once by the overlay (infra/artifacts.tf).
 PACKAGE_OBJECT = "aws_s3_object.deployment"
 PACKAGE_HASH = '${filebase64sha256("${path.module}/deployment.zip")}'
 # Where a failed S3 event goes (infra/monitoring.tf), and how hard Lambda tries first.
 FAILED_EVENTS_QUEUE_ARN = "${aws_sqs_queue.failed_events.arn}"
+# The batch jobs' queue (infra/jobs.tf), which `@app.on_sqs_message` names
+# by its local name only, and the settings of its event source mapping.
+JOB_QUEUE_NAME = "efs-ml-jobs"
+JOB_QUEUE_ARN = "${aws_sqs_queue.jobs.arn}"
+JOB_MAX_CONCURRENCY = "${var.job_max_concurrency}"
 # Set in every function's environment: one namespace per environment, so
 # dev and prod metrics (same Service/Operation dimensions) never mix.
 METRICS_NAMESPACE = "${local.metrics_namespace}"
@@ -416,6 +423,38 @@ def catch_failed_s3_events(template: Template) -> Template:
     return merge_patch(result, {"locals": {"s3_event_functions": targets}})
 
 
+def wire_job_queue(template: Template) -> Template:
+    """Point the jobs' SQS event source mapping at the overlay's queue, bounded and with partial failures.
+
+    Chalice builds the queue's ARN from the name in ``@app.on_sqs_message``
+    (``efs-ml-jobs``); the overlay's queue is per environment. The mapping
+    runs at most ``var.job_max_concurrency`` workers (sized against EFS
+    throughput, docs/jobs.md), reports failed messages one by one
+    (``ReportBatchItemFailures``: the handler returns ``batchItemFailures``,
+    which Chalice 1.34 cannot declare), and waits for the role that lets it
+    receive. It invokes the function itself, not its ``live`` alias: the
+    workers need no provisioned concurrency (a queue waits), and moto, which
+    the rehearsal applies to, drops an alias qualifier from a mapping.
+    """
+    result = copy.deepcopy(template)
+    mappings = result.get("resource", {}).get("aws_lambda_event_source_mapping", {})
+    for key, mapping in mappings.items():
+        arn = mapping.get("event_source_arn", "")
+        if ":sqs:" not in arn:
+            continue
+        if not arn.endswith(f":{JOB_QUEUE_NAME}"):
+            raise StackError(f"{key}: an SQS mapping for {arn}, but the overlay only has the {JOB_QUEUE_NAME} queue")
+        match = _FUNCTION_REF.search(mapping.get("function_name", ""))
+        if match is None:
+            raise StackError(f"{key}: the mapping names no function of the template")
+        name = match.group(1)
+        mapping["event_source_arn"] = JOB_QUEUE_ARN
+        mapping["function_response_types"] = ["ReportBatchItemFailures"]
+        mapping["scaling_config"] = {"maximum_concurrency": JOB_MAX_CONCURRENCY}
+        _add_depends_on(mapping, [f"aws_iam_role_policy.{_role(result, name)}"])
+    return result
+
+
 def require_api_key(template: Template) -> Template:
     """Make every REST operation (but CORS preflights) require the x-api-key header.
 
@@ -666,6 +705,7 @@ TRANSFORMATIONS: tuple[Callable[[Template], Template], ...] = (
     wire_bucket_notifications,
     add_notification_prefixes,
     catch_failed_s3_events,
+    wire_job_queue,
     require_api_key,
     add_gateway_responses,
     configure_rest_api,

@@ -235,3 +235,36 @@ variable "metrics_namespace" {
   type        = string
   default     = ""
 }
+
+variable "job_max_concurrency" {
+  description = "Most run_job_blocks instances the jobs queue's event source mapping runs at once (2-1000). Size it against EFS: each worker reads its block's rows (one stream, ~300 MB/s at best) and the model on a cold start; with elastic throughput the mount gives ~1,500 MiB/s per client and 3-10 GiB/s per file system for reads, so 10 workers that each read 64 rows of 602 KB (38 MB per block, ~0.2 s of reading against ~1 s of inference) stay far below it. Bursting throughput (50 KiB/s per GiB stored) cannot feed more than a couple: raise this only with elastic or provisioned throughput (docs/jobs.md)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.job_max_concurrency >= 2 && var.job_max_concurrency <= 1000 && floor(var.job_max_concurrency) == var.job_max_concurrency
+    error_message = "job_max_concurrency must be a whole number from 2 to 1000 (the range SQS event source mappings accept)."
+  }
+}
+
+variable "job_max_receive_count" {
+  description = "Attempts of one job block before SQS moves its message to the dead-letter queue; also JOB_MAX_RECEIVE_COUNT of the functions, so the last attempt records the block as failed on the job."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.job_max_receive_count >= 1 && var.job_max_receive_count <= 1000
+    error_message = "job_max_receive_count must be from 1 to 1000."
+  }
+}
+
+variable "result_retention_days" {
+  description = "Days results (outputs/) and finished jobs (jobs/) are kept: an S3 lifecycle rule here, and the hourly sweep on EFS (RESULT_RETENTION_DAYS). 0 keeps them forever."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.result_retention_days >= 0 && floor(var.result_retention_days) == var.result_retention_days
+    error_message = "result_retention_days must be a whole number >= 0."
+  }
+}

@@ -32,22 +32,36 @@ from typing import Any, Callable, get_type_hints
 
 PRICES_PATH = Path(__file__).resolve().with_name("prices.json")
 ROOT = Path(__file__).resolve().parents[1]
-# EMF metrics (chalicelib/observability.py): one dimension set {Service,
-# Operation} per invocation, so a series is one metric of one operation.
-# Operation is "<METHOD> <route>" for HTTP (chalicelib/http.py) and
-# "s3:ObjectCreated" for S3 events (chalicelib/events.py). Which operations
-# emit which metric: ColdStart every one (on a process's first invocation);
-# the ingest metrics (chalicelib/ingest.py record_ingest) POST /ingest and
-# S3 events; the model-cache metrics (chalicelib/predict.py) POST /predict.
-# tests/unit/test_cost.py checks the names against the code's metric calls.
+# EMF metrics (chalicelib/observability.py): inside an HTTP or S3 invocation
+# one dimension set {Service, Operation}, so a series is one metric of one
+# operation ("<METHOD> <route>" for HTTP, chalicelib/http.py; "s3:ObjectCreated"
+# for S3 events, chalicelib/events.py). ColdStart has its own document,
+# {Service, Function}: one series per function. Metrics emitted outside an
+# invocation (the jobs worker, chalicelib/jobs/worker.py) carry {Service}
+# alone: one series each. Which operations emit which metric: the ingest
+# metrics (chalicelib/ingest.py record_ingest) POST /ingest and S3 events;
+# the model-cache metrics (chalicelib/inference.py) every route that resolves
+# a model, and the jobs worker. tests/unit/test_cost.py checks the names
+# against the code's metric calls.
 S3_EVENT_OPERATION = "s3:ObjectCreated"
-EMF_METRICS: dict[str, tuple[str, ...] | None] = {  # None: every operation
-    "ColdStart": None,
+PER_FUNCTION = "<per function>"
+SERVICE_ONLY = "<service>"
+RESOLVES_A_MODEL = (
+    "POST /predict",
+    "POST /v2/models/{name}/infer",
+    "POST /v2/models/{name}/versions/{version}/infer",
+    "GET /v2/models/{name}",
+    "GET /v2/models/{name}/versions/{version}",
+    SERVICE_ONLY,
+)
+EMF_METRICS: dict[str, tuple[str, ...]] = {
+    "ColdStart": (PER_FUNCTION,),
     "IngestBytes": ("POST /ingest", S3_EVENT_OPERATION),
     "IngestDurationMs": ("POST /ingest", S3_EVENT_OPERATION),
-    "ModelCacheHit": ("POST /predict",),
-    "ModelCacheMiss": ("POST /predict",),
-    "ModelLoadMs": ("POST /predict",),
+    "ModelCacheHit": RESOLVES_A_MODEL,
+    "ModelCacheMiss": RESOLVES_A_MODEL,
+    "ModelLoadMs": RESOLVES_A_MODEL,
+    "JobRowsDone": (SERVICE_ONLY,),
 }
 # How each alarm resource of infra/monitoring.tf multiplies (its for_each).
 ALARM_FOR_EACH = {
@@ -74,9 +88,12 @@ def operations(app_path: Path = ROOT / "app.py") -> list[str]:
     return ops
 
 
-def metric_series(ops: list[str]) -> int:
-    """Custom metric series: each metric times the operations that emit it."""
-    return sum(len(ops) if emitters is None else len(set(emitters) & set(ops)) for emitters in EMF_METRICS.values())
+def metric_series(ops: list[str], function_count: int | None = None) -> int:
+    """Custom metric series: each metric times the operations (or functions) that emit it."""
+    if function_count is None:
+        function_count = functions()[0]
+    per = {PER_FUNCTION: function_count, SERVICE_ONLY: 1}
+    return sum(per.get(e, 1 if e in ops else 0) for emitters in EMF_METRICS.values() for e in emitters)
 
 
 def functions(app_path: Path = ROOT / "app.py") -> tuple[int, int]:
@@ -92,10 +109,12 @@ def functions(app_path: Path = ROOT / "app.py") -> tuple[int, int]:
     return (1 if "route" in kinds else 0) + len(handlers), kinds.count("on_s3_event")
 
 
-def alarms(monitoring_tf: Path = ROOT / "infra" / "monitoring.tf", app_path: Path = ROOT / "app.py") -> int:
-    """The CloudWatch alarms the stack defines, for the app's functions."""
+def alarms(monitoring_tf: Path | None = None, app_path: Path = ROOT / "app.py") -> int:
+    """The CloudWatch alarms the stack defines (every ``infra/*.tf``, or the one
+    file given), for the app's functions."""
     n_functions, n_s3 = functions(app_path)
-    text = monitoring_tf.read_text()
+    paths = [monitoring_tf] if monitoring_tf is not None else sorted((ROOT / "infra").glob("*.tf"))
+    text = "\n".join(p.read_text() for p in paths)
     total = 0
     for match in re.finditer(r'^resource "aws_cloudwatch_metric_alarm" "(\w+)" \{\n(.*?)^\}', text, re.M | re.S):
         for_each = re.search(r"^\s*for_each\s*=\s*(\S+)", match.group(2), re.M)
@@ -155,6 +174,13 @@ class Usage:
     metric_series: int | None = _opt(None, "EMF custom metric series (default: counted from the code)")
     alarm_count: int | None = _opt(None, "CloudWatch alarms (default: counted from infra/monitoring.tf)")
     failed_events: int = _opt(0, "S3 events that land in the failed-events queue per month")
+    log_gb: float = _opt(1.0, "CloudWatch Logs GB ingested per month")
+    sqs_requests: int = _opt(
+        0, "batch jobs: SQS requests per month (each block's message is sent, received and deleted: ~3 per block)"
+    )
+    sqs_endpoint_azs: int = _opt(
+        2, "batch jobs: AZs of the SQS interface endpoint the stack deploys (its az_count, 2 by default; 0: none)"
+    )
     free_tier: bool = _opt(False, "deduct the monthly free-tier allowances")
 
     @property
@@ -271,6 +297,28 @@ def estimate(u: Usage, prices: dict[str, Any]) -> list[Line]:
     lines.append(
         Line("VPC (S3 Endpoint)", "1 gateway endpoint", "Free", prices["vpc_s3_gateway_endpoint_month"], "Always free")
     )
+    # Batch jobs (infra/jobs.tf): listed when the usage has them.
+    if u.sqs_requests:
+        lines.append(
+            Line(
+                "SQS Requests",
+                f"{_count(u.sqs_requests)} requests",
+                f"${prices['sqs_requests_per_million']:.2f}/1M requests",
+                max(0, u.sqs_requests - allowance("sqs_requests")) * prices["sqs_requests_per_million"] / 1e6,
+                f"{_count(ft['sqs_requests'])} requests/month",
+            )
+        )
+    if u.sqs_endpoint_azs:
+        hours = prices["hours_per_month"]
+        lines.append(
+            Line(
+                "VPC (SQS Endpoint)",
+                f"1 interface endpoint x {u.sqs_endpoint_azs} AZ x {hours} h",
+                f"${prices['vpc_interface_endpoint_az_hour']}/AZ-hour",
+                u.sqs_endpoint_azs * hours * prices["vpc_interface_endpoint_az_hour"],
+                "No free tier",
+            )
+        )
     return lines
 
 

@@ -41,6 +41,9 @@ class Limits:
     inference_memory_bytes: int = 512 * 1024 * 1024
     predict_timeout_seconds: float = 20.0
     max_response_bytes: int = 5 * 1024 * 1024
+    load_timeout_seconds: float = 20.0
+    max_model_nodes: int = 100_000
+    max_model_nesting: int = 16
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -53,6 +56,9 @@ class Limits:
             inference_memory_bytes=settings.inference_memory_bytes,
             predict_timeout_seconds=settings.predict_timeout_seconds,
             max_response_bytes=settings.max_response_bytes,
+            load_timeout_seconds=settings.model_load_timeout_seconds,
+            max_model_nodes=settings.max_model_nodes,
+            max_model_nesting=settings.max_model_nesting,
         )
 
 
@@ -109,6 +115,11 @@ class Runner(ABC):
         against the signature here); the outputs named (``None``: all, in
         declared order) as numpy arrays or sequences, not JSON. Bad inputs
         or unknown output names raise ``InvalidRequest``."""
+
+    def valid(self) -> bool:
+        """Whether this runner can still answer (a runner whose model lived
+        in a replaced worker cannot): the model cache reloads it if not."""
+        return True
 
 
 def runner_module(model_name: str, model_format: str | None = None) -> Any:

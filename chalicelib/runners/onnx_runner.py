@@ -13,25 +13,30 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import shutil
 import tempfile
+import time
 from typing import Any
 
 from chalicelib import deadline
 from chalicelib.codecs.spec import spec_of as _spec
 from chalicelib.errors import (
+    DeadlineExceeded,
     InferenceTimeout,
     InvalidRequest,
     ModelRefused,
     ProcessingFailed,
     ResourceExhausted,
+    WorkerCrashed,
 )
 from chalicelib.runners import (
     Limits,
     LoadedModel,
-    bounded_run,
     onnx_scan,
     ort_env,
+    remote,
+    supervisor,
 )
 from chalicelib.runners.tensor_runner import TensorRunner
 from chalicelib.scrub import scrub
@@ -48,8 +53,6 @@ _ALLOCATION_MARKERS = (
     "Out of memory",
     "out of memory",
 )
-_WATCH_INTERVAL = 0.02  # seconds between the watchdog's clock and RSS checks
-_STOP_GRACE = 0.5  # how long past its limit a run may take to notice terminate
 
 
 def session_options() -> Any:
@@ -82,21 +85,27 @@ def _available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def create_session(model: LoadedModel, options: Any) -> tuple[Any, int]:
-    """An InferenceSession over the verified model file and the memory it holds.
+def create_session(model: LoadedModel, options: Any = None) -> tuple[Any, int]:
+    """A session over the verified model file, loaded in the inference worker,
+    and the memory it holds there.
 
     Before onnxruntime sees the file, a bounded protobuf scan refuses any
     tensor stored outside it (:mod:`onnx_scan`). Where the reader offers a
     path to the very file it holds (``native_path``), the scan walks a
     read-only mapping of it in place, the reader hashes the same mapping in
-    the background, and onnxruntime loads the path itself: no copy of the
-    model in Python. The path is a symlink in a fresh private directory that
-    holds nothing else, and onnxruntime is told that external data lives in
-    an empty unreadable directory, so a reference the scan missed still
-    resolves to nothing. Otherwise the bytes are read (and hashed) and
-    loaded from memory. The memory the loaded session holds is measured
-    (anonymous RSS before and after, at least the file size) and checked
-    against the per-model ceiling, ``MODEL_CACHE_BYTES``.
+    the background, and the worker's onnxruntime loads the path itself: no
+    copy of the model in either process. The path is a symlink in a fresh
+    private directory that holds nothing else, and onnxruntime is told that
+    external data lives in an empty unreadable directory, so a reference the
+    scan missed still resolves to nothing. Otherwise the bytes are read (and
+    hashed) and sent to the worker. Session creation runs under the load's
+    deadline (``MODEL_LOAD_TIMEOUT_SECONDS`` or the request's, whichever is
+    first) and memory bound (``MODEL_CACHE_BYTES`` + ``INFERENCE_MEMORY_BYTES``
+    over what the worker held): past either the worker is killed. The memory
+    the loaded session holds is measured in the worker (anonymous RSS before
+    and after, at least the file size) and checked against the per-model
+    ceiling, ``MODEL_CACHE_BYTES``. ``options`` is unused: the worker builds
+    its own (:func:`session_options`).
     """
     limits = model.limits
     name = model_name(model)
@@ -104,27 +113,101 @@ def create_session(model: LoadedModel, options: Any) -> tuple[Any, int]:
     if model.manifest.size > ceiling:
         # Its weights alone would not fit: refuse before reading a byte.
         raise ModelRefused(_too_big(name, model.manifest.size, ceiling))
-    ort = ort_env.prepare(limits.inference_memory_bytes)
+    workers = supervisor.shared()
+    sizing = _sizing(limits)
+    workers.prestart(sizing)  # its imports overlap the hash and the scan
     deadline.check("model load")
+    # The load's clock starts here: reading, scanning and session creation
+    # together take at most MODEL_LOAD_TIMEOUT_SECONDS.
+    budget = deadline.remaining(limits.load_timeout_seconds)
+    clock = (time.monotonic() + budget, budget >= limits.load_timeout_seconds)
     native = getattr(model.file, "native_path", None)
     path = native() if native is not None else None
     if path is None:
         data: Any = model.file.read()
-        _scan(name, data)
-        return _session(ort, name, data, options, ceiling, model.manifest.size)
-    _scan(name, model.file.mapped())  # type: ignore[attr-defined]
+        _scan(name, data, limits)
+        return _remote_session(workers, model, name, pickle.PickleBuffer(data), sizing, clock)
+    _scan(name, model.file.mapped(), limits)  # type: ignore[attr-defined]
+    if path.startswith("/proc/self/"):
+        # The worker opens the descriptor this process holds (same user).
+        path = f"/proc/{os.getpid()}/" + path[len("/proc/self/") :]
     private = tempfile.mkdtemp(prefix="onnx-")
     try:
         link = os.path.join(private, "model.onnx")
         os.symlink(path, link)
-        return _session(ort, name, link, options, ceiling, model.manifest.size)
+        return _remote_session(workers, model, name, link, sizing, clock)
     finally:
         shutil.rmtree(private, ignore_errors=True)
 
 
-def _scan(name: str, data: Any) -> None:
+_WORKER_START_SECONDS = 10.0  # most a fresh worker's start may add to a load without a request deadline
+
+
+def _reply_limit(limits: Limits) -> int:
+    """Most bytes a run's outputs may take on the way back from the worker: 16
+    bytes per allowed element (complex128) plus twice the text a response
+    may hold (pickled strings). Anything more fails the exact checks anyway,
+    so it is refused in the worker and never held by the service."""
+    return 16 * limits.max_output_elements + 2 * limits.max_response_bytes + 64 * 1024
+
+
+def _sizing(limits: Limits) -> supervisor.Sizing:
+    return supervisor.Sizing(limits.model_memory_bytes, limits.inference_memory_bytes)
+
+
+def _remote_session(
+    workers: supervisor.Supervisor,
+    model: LoadedModel,
+    name: str,
+    source: Any,
+    sizing: supervisor.Sizing,
+    clock: tuple[float, bool],
+) -> tuple[Any, int]:
+    """Load ``source`` (a path, or the bytes) in the worker, bounded in time
+    and memory. ``clock``: when the load must end (monotonic) and whether
+    that is MODEL_LOAD_TIMEOUT_SECONDS (else the request's deadline)."""
+    limits = model.limits
+    ceiling = limits.model_memory_bytes
+    cap = limits.load_timeout_seconds
+    ends, own_clock = clock
+    timeout = max(0.0, ends - time.monotonic())
+    sid = f"{model.manifest.key}@{model.manifest.sha256}"
     try:
-        onnx_scan.scan(data)
+        reply, generation = workers.call(
+            ("load", sid, source, name, ceiling, model.manifest.size),
+            sizing=sizing,
+            timeout=timeout,
+            allowance=ceiling + limits.inference_memory_bytes,
+            within=deadline.remaining(cap + _WORKER_START_SECONDS),
+        )
+    except supervisor.Stopped as stopped:
+        log.warning("loading '%s' stopped the inference worker (%s)", name, stopped)
+        if stopped.reason == "time":
+            which = f"{cap:g} s (MODEL_LOAD_TIMEOUT_SECONDS)" if own_clock else "the request's deadline"
+            raise DeadlineExceeded("load", f"Loading model '{name}' took longer than {which} and was stopped") from None
+        if stopped.reason == "memory":
+            raise ModelRefused(_too_big(name, None, ceiling)) from None
+        raise WorkerCrashed(f"The inference worker stopped unexpectedly while loading model '{name}'; retry") from None
+    if reply[0] != "ok":
+        _, kind, text = reply
+        raise (ModelRefused if kind == "refused" else ProcessingFailed)(text)
+    _, inputs, outputs, footprint = reply
+    return remote.RemoteSession(workers, sid, generation, sizing, inputs, outputs), footprint
+
+
+def _scan(name: str, data: Any, limits: Limits) -> None:
+    """Refuse before load what onnxruntime must not load (external data) or
+    would make too big (nodes with functions inlined, nesting, densified
+    sparse tensors): a 400 naming the model and the setting."""
+    bounds = onnx_scan.ScanLimits(
+        max_nodes=limits.max_model_nodes,
+        max_nesting=limits.max_model_nesting,
+        max_tensor_bytes=limits.model_memory_bytes,
+    )
+    try:
+        onnx_scan.scan(data, bounds)
+    except onnx_scan.LimitExceeded as exc:
+        raise ModelRefused(f"Model '{name}' {exc}") from None
     except onnx_scan.ExternalData:
         raise ModelRefused(
             f"Model '{name}' stores tensor data outside the model file (external data), "
@@ -180,60 +263,65 @@ class OnnxRunner(TensorRunner):
         self.outputs = [_spec(o) for o in session.get_outputs()]
         self.output_names = [o.name for o in self.outputs]
 
+    def valid(self) -> bool:
+        """Whether the session is still loaded (its worker was not replaced)."""
+        alive = getattr(self.session, "alive", None)
+        return alive() if alive is not None else True
+
     def _run(self, feeds: dict[str, Any], output_names: list[str] | None = None) -> list[Any]:
-        """``session.run`` under a watchdog: past the time limit (or the
-        request's deadline), or past the memory a run may add, the run is
-        terminated through ``RunOptions.terminate`` (checked by onnxruntime
-        between operators, loop iterations included)."""
+        """The model's outputs for ``feeds`` (``None``: every output, in declared
+        order), computed in the inference worker. Past the time limit (or the
+        request's deadline), or past the memory a run may add
+        (``INFERENCE_MEMORY_BYTES``), the worker is killed: nothing of the run
+        goes on after the answer, and the next request gets a fresh worker."""
         limits = self.limits
         budget = limits.predict_timeout_seconds
         timeout = deadline.remaining(budget)
         if timeout <= 0:
             raise deadline_error(budget, limits)
-        options = ort_env.run_options()
-
-        def stop() -> None:
-            options.terminate = True
-
-        # The run has its own (reused) thread: terminate is only checked
-        # between operators, so one long operator (a huge MatMul) would hold
-        # the request past its deadline. The caller waits at most a grace
-        # period more, then answers TIMEOUT and leaves the terminated run to
-        # finish (its memory stays within the shared, capped arena).
-        outcome = bounded_run.run(
-            lambda: self.session.run(output_names, feeds, options),
-            timeout=timeout,
-            grace=_STOP_GRACE,
-            tick=_WATCH_INTERVAL,
-            rss=ort_env.rss_bytes,
-            rss_limit=ort_env.rss_bytes() + limits.inference_memory_bytes,
-            stop=stop,
-        )
-        if not outcome.finished:
-            log.warning(
-                "onnxruntime run of '%s' did not stop within %.1f s of its limit; answered TIMEOUT",
-                self.name,
-                _STOP_GRACE,
+        names = self.output_names if output_names is None else output_names
+        try:
+            reply = self.session.run(
+                names,
+                feeds,
+                timeout=timeout,
+                allowance=limits.inference_memory_bytes,
+                reply_limit=_reply_limit(limits),
             )
-            raise deadline_error(budget, limits, timeout)
-        exc = outcome.error
-        if exc is None:
-            return list(outcome.value)
+        except supervisor.Stopped as stopped:
+            log.warning("onnxruntime run of '%s' stopped the inference worker (%s)", self.name, stopped)
+            if stopped.reason == "time":
+                raise deadline_error(budget, limits, timeout) from None
+            if stopped.reason == "memory":
+                raise self._out_of_memory() from None
+            raise WorkerCrashed(
+                f"The inference worker stopped unexpectedly while running model '{self.name}'; retry"
+            ) from None
+        if reply[0] == "ok":
+            return list(reply[1])
+        _, kind, text = reply
         # onnxruntime's own logger is silent: its error is logged here, as
         # JSON with the request id (scrubbed like any runtime message).
-        log.warning("onnxruntime run of '%s' failed (%s): %s", self.name, outcome.stopped or "error", scrub(str(exc)))
-        if outcome.stopped == "time":
-            raise deadline_error(budget, limits, timeout)
-        if outcome.stopped == "memory" or _is_allocation_failure(exc):
+        log.warning("onnxruntime run of '%s' failed (%s): %s", self.name, kind, scrub(text))
+        if kind == "memory":
+            raise self._out_of_memory()
+        if kind == "outputs":
             raise ResourceExhausted(
-                f"Model '{self.name}' needs more memory for these inputs than a run may take "
-                f"(INFERENCE_MEMORY_BYTES = {limits.inference_memory_bytes} bytes)"
+                f"Model '{self.name}' returned {text} bytes of outputs, more than a response may carry "
+                f"(MAX_OUTPUT_ELEMENTS = {limits.max_output_elements}, MAX_RESPONSE_BYTES = "
+                f"{limits.max_response_bytes} bytes)"
             )
-        if not isinstance(exc, Exception):
-            raise exc
+        if kind in ("gone", "failed"):
+            raise WorkerCrashed(f"Model '{self.name}' was unloaded while the request ran; retry")
         # What validation cannot see (e.g. inner dims that disagree
         # inside the graph) is still the caller's input, not our fault.
-        raise InvalidRequest(f"The model rejected the inputs ({scrub(str(exc))}); {self.signature()}")
+        raise InvalidRequest(f"The model rejected the inputs ({scrub(text)}); {self.signature()}")
+
+    def _out_of_memory(self) -> ResourceExhausted:
+        return ResourceExhausted(
+            f"Model '{self.name}' needs more memory for these inputs than a run may take "
+            f"(INFERENCE_MEMORY_BYTES = {self.limits.inference_memory_bytes} bytes)"
+        )
 
 
 def deadline_error(budget: float, limits: Limits, waited: float | None = None) -> InferenceTimeout:
@@ -248,5 +336,5 @@ def deadline_error(budget: float, limits: Limits, waited: float | None = None) -
 def load(model: LoadedModel) -> OnnxRunner:
     """Build the runner; a file onnxruntime cannot load is ProcessingFailed naming
     the model, one it must not load (external data, too big) is ModelRefused."""
-    session, footprint = create_session(model, session_options())
+    session, footprint = create_session(model)
     return OnnxRunner(model_name(model), session, footprint, model.limits)

@@ -48,10 +48,40 @@ _CHILDREN: dict[int, dict[int, int]] = {
 _EXTERNAL_DATA, _DATA_LOCATION, _EXTERNAL = 13, 14, 1
 
 MAX_DEPTH = 64
-"""Deepest message nesting accepted: each If/Loop level is three (graph, node,
-attribute), so about 20 levels of subgraphs; real models nest a handful."""
+"""Deepest message nesting walked at all (a structural bound: each If/Loop
+level is three messages: graph, node, attribute); the model's nesting
+limit (:class:`ScanLimits`) is checked first and refuses with a 400."""
 MAX_FIELDS = 5_000_000
 """Most fields visited; a graph of 100k nodes has well under a million."""
+
+# NodeProto: op_type=4, domain=7, overload=8. FunctionProto: name=1,
+# domain=10, overload=13. TensorProto: dims=1, data_type=2.
+# SparseTensorProto: dims=3.
+_NODE_KEY = {4: 1, 7: 0, 8: 2}  # field -> slot in (domain, op_type, overload)
+_FUNCTION_KEY = {10: 0, 1: 1, 13: 2}
+_DIMS, _DATA_TYPE, _SPARSE_DIMS, _SPARSE_VALUES = 1, 2, 3, 1
+# Bytes per element by TensorProto.DataType (STRING: one std::string each).
+_ELEMENT_BYTES = {
+    1: 4,
+    2: 1,
+    3: 1,
+    4: 2,
+    5: 2,
+    6: 4,
+    7: 8,
+    8: 32,
+    9: 1,
+    10: 2,
+    11: 8,
+    12: 4,
+    13: 8,
+    14: 8,
+    15: 16,
+    16: 2,
+}
+_DEFAULT_ELEMENT_BYTES = 8
+_VALUES = -2  # placeholder for a sparse tensor's dense element count
+_COUNT_CAP = 1 << 62  # counts saturate here: no bignum arithmetic on hostile dims
 
 
 class ScanError(ValueError):
@@ -62,6 +92,23 @@ class ExternalData(ValueError):
     """A tensor in the model names data outside the file."""
 
 
+class LimitExceeded(ValueError):
+    """The model is well-formed but over a load-time limit; the message names it."""
+
+
+@dataclass(frozen=True)
+class ScanLimits:
+    """What a model may need once onnxruntime has loaded it (0: no limit)."""
+
+    max_nodes: int = 0
+    """Nodes with model-local functions inlined (MAX_MODEL_NODES)."""
+    max_nesting: int = 0
+    """Subgraph plus function-call levels (MAX_MODEL_NESTING)."""
+    max_tensor_bytes: int = 0
+    """Dense bytes of every tensor the model declares, sparse ones densified
+    and function bodies counted once per inlined call (MODEL_CACHE_BYTES)."""
+
+
 @dataclass(frozen=True)
 class ScanReport:
     """What the scan saw: counts, for logs and limits."""
@@ -69,40 +116,79 @@ class ScanReport:
     tensors: int
     graphs: int
     nodes: int
+    inlined_nodes: int = 0
+    nesting: int = 0
+    tensor_bytes: int = 0
 
 
-def scan(data: Buffer) -> ScanReport:
-    """Walk ``data`` as a ModelProto; raise :class:`ExternalData` or :class:`ScanError`.
+class _Owner:
+    """The main graph or one model-local function: what inlining it costs."""
+
+    __slots__ = ("nodes", "tensor_bytes", "level", "calls")
+
+    def __init__(self) -> None:
+        self.nodes = 0
+        self.tensor_bytes = 0
+        self.level = 0  # deepest subgraph level of its own nodes
+        self.calls: dict[tuple[bytes, bytes, bytes], list[int]] = {}  # op key -> [count, deepest level]
+
+
+def scan(data: Buffer, limits: ScanLimits | None = None) -> ScanReport:
+    """Walk ``data`` as a ModelProto; raise :class:`ExternalData`,
+    :class:`LimitExceeded` (over ``limits``) or :class:`ScanError`.
 
     ``data`` is any buffer (``bytes``, ``mmap``, ``memoryview``): it is read in
     place, never copied, and the view taken of it is released on return, so a
     mapping can be closed right after."""
     with memoryview(data) as buf:
-        return _scan(buf)
+        return _scan(buf, limits or ScanLimits())
 
 
-def _scan(buf: memoryview) -> ScanReport:
+def _scan(buf: memoryview, limits: ScanLimits) -> ScanReport:
     counts = {_TENSOR: 0, _GRAPH: 0, _NODE: 0}
     fields = 0
-    # Explicit stack of (kind, start, end, depth): no recursion, bounded depth.
-    stack: list[tuple[int, int, int, int]] = [(_MODEL, 0, len(buf), 0)]
+    main = _Owner()
+    owners = [main]
+    functions: dict[tuple[bytes, bytes, bytes], int] = {}
+    max_nesting = limits.max_nesting or 1 << 30
+    max_depth = max(MAX_DEPTH, 3 * (limits.max_nesting + 2))
+    # Explicit stack of (kind, start, end, depth, owner, level, dense): no
+    # recursion, bounded depth. ``level`` counts subgraphs within the owner;
+    # ``dense`` is a sparse tensor's dense element count, for its values.
+    stack: list[tuple[int, int, int, int, int, int, int]] = [(_MODEL, 0, len(buf), 0, 0, 0, -1)]
     while stack:
-        kind, pos, end, depth = stack.pop()
+        kind, pos, end, depth, owner_id, level, dense = stack.pop()
+        owner = owners[owner_id]
         if kind in counts:
             counts[kind] += 1
         children = _CHILDREN[kind]
+        key = [b"", b"", b""]
+        dims: list[int] = []
+        data_type = 0
+        pending: list[tuple[int, int, int, int, int, int, int]] = []
+        if kind == _FUNCTION:
+            owner_id, level = len(owners), 0
+            owners.append(_Owner())
+            owner = owners[owner_id]
         while pos < end:
             fields += 1
             if fields > MAX_FIELDS:
                 raise ScanError(f"has more than {MAX_FIELDS} protobuf fields")
-            key, pos = _varint(buf, pos, end)
-            number, wire = key >> 3, key & 7
+            field_key, pos = _varint(buf, pos, end)
+            number, wire = field_key >> 3, field_key & 7
             if number == 0:
                 raise ScanError("is not a valid protobuf message (field number 0)")
             if wire == _VARINT:
                 value, pos = _varint(buf, pos, end)
-                if kind == _TENSOR and number == _DATA_LOCATION and value == _EXTERNAL:
-                    raise ExternalData()
+                if kind == _TENSOR:
+                    if number == _DATA_LOCATION and value == _EXTERNAL:
+                        raise ExternalData()
+                    if number == _DATA_TYPE:
+                        data_type = value
+                    elif number == _DIMS:
+                        _append_dim(dims, value)
+                elif kind == _SPARSE and number == _SPARSE_DIMS:
+                    _append_dim(dims, value)
             elif wire == _I64:
                 pos += 8
             elif wire == _I32:
@@ -112,19 +198,156 @@ def _scan(buf: memoryview) -> ScanReport:
                 stop = pos + length
                 if stop > end:
                     raise ScanError("is truncated or not a protobuf message")
-                if kind == _TENSOR and number == _EXTERNAL_DATA:
-                    raise ExternalData()
+                if kind == _TENSOR:
+                    if number == _EXTERNAL_DATA:
+                        raise ExternalData()
+                    if number == _DIMS:
+                        dims.extend(_packed(buf, pos, stop))
+                elif kind == _SPARSE and number == _SPARSE_DIMS:
+                    dims.extend(_packed(buf, pos, stop))
+                elif kind == _NODE and number in _NODE_KEY:
+                    key[_NODE_KEY[number]] = bytes(buf[pos:stop])
+                elif kind == _FUNCTION and number in _FUNCTION_KEY:
+                    key[_FUNCTION_KEY[number]] = bytes(buf[pos:stop])
                 child = children.get(number)
                 if child is not None:
-                    if depth + 1 > MAX_DEPTH:
-                        raise ScanError(f"nests subgraphs deeper than {MAX_DEPTH} levels")
-                    stack.append((child, pos, stop, depth + 1))
+                    if depth + 1 > max_depth:
+                        raise ScanError(f"nests subgraphs deeper than {max_depth} levels")
+                    child_level = level + 1 if child == _GRAPH and kind == _ATTR else level
+                    if child_level > max_nesting:
+                        raise LimitExceeded(_nesting_message(child_level, max_nesting))
+                    # A sparse tensor's values learn its dense size once its dims are read.
+                    mark = _VALUES if kind == _SPARSE and number == _SPARSE_VALUES else -1
+                    pending.append((child, pos, stop, depth + 1, owner_id, child_level, mark))
                 pos = stop
             else:  # groups (3, 4) are not used by onnx.proto; 6, 7 are invalid
                 raise ScanError(f"is not a valid ONNX protobuf (wire type {wire})")
             if pos > end:
                 raise ScanError("is truncated or not a protobuf message")
-    return ScanReport(tensors=counts[_TENSOR], graphs=counts[_GRAPH], nodes=counts[_NODE])
+        if kind == _NODE:
+            owner.nodes += 1
+            owner.level = max(owner.level, level)
+            call = owner.calls.setdefault((_domain(key[0]), key[1], key[2]), [0, 0])
+            call[0] += 1
+            call[1] = max(call[1], level)
+            if owner is main and limits.max_nodes and main.nodes > limits.max_nodes:
+                raise LimitExceeded(_nodes_message(main.nodes, limits.max_nodes, more=True))
+        elif kind == _FUNCTION:
+            functions[(_domain(key[0]), key[1], key[2])] = owner_id
+        elif kind == _TENSOR:
+            if dense >= 0:  # a sparse tensor's values: what densifying it makes
+                owner.tensor_bytes += dense * _ELEMENT_BYTES.get(data_type, _DEFAULT_ELEMENT_BYTES)
+            else:
+                owner.tensor_bytes += _product(dims) * _ELEMENT_BYTES.get(data_type, _DEFAULT_ELEMENT_BYTES)
+        elif kind == _SPARSE:
+            count = _product(dims)
+            pending = [(*c[:6], count) if c[6] == _VALUES else c for c in pending]
+        stack.extend(pending)
+    inlined, nesting, tensor_bytes = _inline(main, owners, functions, limits)
+    return ScanReport(
+        tensors=counts[_TENSOR],
+        graphs=counts[_GRAPH],
+        nodes=counts[_NODE],
+        inlined_nodes=inlined,
+        nesting=nesting,
+        tensor_bytes=tensor_bytes,
+    )
+
+
+def _inline(
+    main: _Owner, owners: list[_Owner], functions: dict[tuple[bytes, bytes, bytes], int], limits: ScanLimits
+) -> tuple[int, int, int]:
+    """(nodes, nesting, tensor bytes) of the main graph with every call of a
+    model-local function replaced by its body, as onnxruntime inlines them,
+    computed without expanding anything: each function's cost is computed
+    once (memoised) and multiplied by its calls, saturating at the limits,
+    so a tiny model whose functions call each other twice, many levels
+    deep, is counted in a few steps. A function that calls itself is refused."""
+    node_cap = limits.max_nodes + 1 if limits.max_nodes else _COUNT_CAP
+    byte_cap = limits.max_tensor_bytes + 1 if limits.max_tensor_bytes else _COUNT_CAP
+    memo: dict[int, tuple[int, int, int]] = {}
+    visiting: set[int] = set()
+    stack = [(0, False)]
+    while stack:
+        owner_id, expanded = stack.pop()
+        if owner_id in memo:
+            continue
+        owner = owners[owner_id]
+        callees = [(functions[k], c) for k, c in owner.calls.items() if k in functions]
+        if not expanded:
+            visiting.add(owner_id)
+            stack.append((owner_id, True))
+            for callee, _ in callees:
+                if callee in visiting:
+                    raise LimitExceeded("has model-local functions that call themselves, which cannot be inlined")
+                if callee not in memo:
+                    stack.append((callee, False))
+            continue
+        nodes, nesting, tensor_bytes = owner.nodes, owner.level, owner.tensor_bytes
+        for callee, (count, level) in callees:
+            f_nodes, f_nesting, f_bytes = memo[callee]
+            nodes = min(node_cap, nodes + count * f_nodes)
+            tensor_bytes = min(byte_cap, tensor_bytes + count * f_bytes)
+            nesting = max(nesting, level + 1 + f_nesting)
+        memo[owner_id] = (nodes, nesting, min(byte_cap, tensor_bytes))
+        visiting.discard(owner_id)
+    nodes, nesting, tensor_bytes = memo[0]
+    if limits.max_nodes and nodes > limits.max_nodes:
+        raise LimitExceeded(_nodes_message(nodes, limits.max_nodes, more=nodes >= node_cap))
+    if limits.max_nesting and nesting > limits.max_nesting:
+        raise LimitExceeded(_nesting_message(nesting, limits.max_nesting))
+    if limits.max_tensor_bytes and tensor_bytes > limits.max_tensor_bytes:
+        amount = f"more than {limits.max_tensor_bytes}" if tensor_bytes >= byte_cap else str(tensor_bytes)
+        raise LimitExceeded(
+            f"declares tensors of {amount} bytes once materialised (sparse tensors densified, functions "
+            f"inlined), more memory than one model may take (MODEL_CACHE_BYTES = {limits.max_tensor_bytes} bytes)"
+        )
+    return nodes, nesting, tensor_bytes
+
+
+def _nodes_message(nodes: int, limit: int, *, more: bool) -> str:
+    amount = f"more than {limit}" if more else str(nodes)
+    return (
+        f"has {amount} nodes with its model-local functions inlined (as onnxruntime inlines them); "
+        f"at most {limit} are allowed (MAX_MODEL_NODES)"
+    )
+
+
+def _nesting_message(level: int, limit: int) -> str:
+    return (
+        f"nests {level} levels deep (subgraphs and model-local function calls); "
+        f"at most {limit} are allowed (MAX_MODEL_NESTING)"
+    )
+
+
+def _domain(domain: bytes) -> bytes:
+    return b"" if domain == b"ai.onnx" else domain
+
+
+def _product(dims: list[int]) -> int:
+    count = 1
+    for dim in dims:
+        if dim >= 1 << 63:  # a negative int64 on the wire: no real size
+            dim = 0
+        count = min(_COUNT_CAP, count * dim)
+    return count
+
+
+_MAX_RANK = 64
+
+
+def _append_dim(dims: list[int], value: int) -> None:
+    dims.append(value)
+    if len(dims) > _MAX_RANK:
+        raise ScanError(f"declares a tensor of more than {_MAX_RANK} dimensions")
+
+
+def _packed(buf: memoryview, pos: int, end: int) -> list[int]:
+    values: list[int] = []
+    while pos < end:
+        value, pos = _varint(buf, pos, end)
+        _append_dim(values, value)
+    return values
 
 
 def _varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:

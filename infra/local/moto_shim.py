@@ -27,6 +27,9 @@ Gaps bridged, each where it is patched below:
    API's own error responses, which the stack defines in the body, never
    appear in GetGatewayResponses. Real API Gateway imports them, and in
    ``overwrite`` mode replaces any that were put separately.
+8. SQS returns a queue's ``RedrivePolicy`` as compact JSON (as Terraform's
+   ``jsonencode`` writes it); moto re-serialises it with spaces, so every
+   plan would update the jobs queue (and all that reads its ARN).
 
 Usage: ``python infra/local/moto_shim.py -H 127.0.0.1 -p PORT`` (moto_server's arguments).
 """
@@ -36,6 +39,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import json
 import os
 import sys
 from typing import Any
@@ -49,6 +53,7 @@ from moto.apigateway import models as apigateway_models  # noqa: E402
 from moto.awslambda import models as lambda_models  # noqa: E402
 from moto.ec2.models import security_groups as sg_models  # noqa: E402
 from moto.efs.responses import EFSResponse  # noqa: E402
+from moto.sqs import models as sqs_models  # noqa: E402
 
 TESTED_MOTO = "5.2.5"
 if moto.__version__ != TESTED_MOTO:
@@ -153,6 +158,20 @@ def _delete_file_system_policy(self):
 
 if not hasattr(EFSResponse, "delete_file_system_policy"):
     EFSResponse.delete_file_system_policy = _delete_file_system_policy
+
+
+# Gap 8: RedrivePolicy as compact JSON, like SQS.
+_queue_attributes = sqs_models.Queue.attributes  # a property; AttributeError/TypeError here: re-check the gap
+
+
+def _compact_attributes(self):
+    result = _queue_attributes.fget(self)
+    if self.redrive_policy:
+        result["RedrivePolicy"] = json.dumps(self.redrive_policy, separators=(",", ":"))
+    return result
+
+
+sqs_models.Queue.attributes = property(_compact_attributes)
 
 
 if __name__ == "__main__":

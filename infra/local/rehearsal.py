@@ -319,6 +319,39 @@ def verify_operations(clients: Callable[[str], Any], outputs: dict[str, Any], st
     )
 
 
+def verify_jobs(clients: Callable[[str], Any], outputs: dict[str, Any], report: Report) -> None:
+    """Batch jobs (infra/jobs.tf): the queue and its DLQ, the worker's mapping, the DLQ alarm."""
+    sqs = clients("sqs")
+    queue = sqs.get_queue_attributes(QueueUrl=outputs["job_queue_url"], AttributeNames=["All"])["Attributes"]
+    dlq = sqs.get_queue_attributes(QueueUrl=outputs["job_dlq_url"], AttributeNames=["All"])["Attributes"]
+    redrive = json.loads(queue.get("RedrivePolicy", "{}"))
+    _check(
+        report,
+        queue.get("SqsManagedSseEnabled") == "true"
+        and dlq.get("SqsManagedSseEnabled") == "true"
+        and redrive.get("deadLetterTargetArn") == dlq["QueueArn"]
+        and int(redrive.get("maxReceiveCount", 0)) == 3,
+        "jobs queue and DLQ are encrypted; a block goes to the DLQ after 3 receives",
+    )
+    worker = outputs["function_arns"]["run_job_blocks"]
+    mappings = clients("lambda").list_event_source_mappings(EventSourceArn=queue["QueueArn"])["EventSourceMappings"]
+    _check(
+        report,
+        len(mappings) == 1
+        and mappings[0]["FunctionArn"].startswith(worker)
+        and mappings[0].get("FunctionResponseTypes") == ["ReportBatchItemFailures"]
+        and mappings[0].get("ScalingConfig", {}).get("MaximumConcurrency") == 10,
+        "run_job_blocks reads the jobs queue: at most 10 at once, partial batch failures",
+    )
+    alarms = {a["AlarmName"]: a for a in clients("cloudwatch").describe_alarms()["MetricAlarms"]}
+    _check(
+        report,
+        alarms.get("efs-ml-dev-jobs-dlq", {}).get("Dimensions")
+        == [{"Name": "QueueName", "Value": dlq["QueueArn"].split(":")[-1]}],
+        "the jobs DLQ has an alarm",
+    )
+
+
 def verify_client_target(clients: Callable[[str], Any], outputs_json: Path, report: Report) -> None:
     """What demonstration.py reads from ``terraform output -json`` is this stack's.
 
@@ -454,6 +487,7 @@ def rehearse(
             report.outputs = {k: v["value"] for k, v in json.loads(raw_outputs).items()}
             verify(clients, report.outputs, routes, report)
             verify_operations(clients, report.outputs, work_dir, report)
+            verify_jobs(clients, report.outputs, report)
             (work_dir / "outputs.json").write_text(raw_outputs)
             verify_client_target(clients, work_dir / "outputs.json", report)
             plan = step("plan", ["plan", "-detailed-exitcode", "-input=false", "-no-color"], env, check=False)

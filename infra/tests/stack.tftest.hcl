@@ -81,6 +81,10 @@ override_resource {
   target = aws_iam_role.sweeper
   values = { arn = "arn:aws:iam::123456789012:role/efs-ml-dev-sweeper" }
 }
+override_resource {
+  target = aws_iam_role.jobs
+  values = { arn = "arn:aws:iam::123456789012:role/efs-ml-dev-jobs" }
+}
 override_data {
   target = data.aws_iam_policy_document.function_base
   values = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Sid\":\"Base\"}]}" }
@@ -330,10 +334,10 @@ run "defaults" {
   assert {
     condition = alltrue([for role, doc in {
       lambda = data.aws_iam_policy_document.lambda, api = data.aws_iam_policy_document.api,
-      sweeper = data.aws_iam_policy_document.sweeper } :
+      sweeper = data.aws_iam_policy_document.sweeper, jobs = data.aws_iam_policy_document.jobs } :
       one([for s in doc.statement : s.resources if s.sid == "WriteOwnLogs"]) == toset([
         for fn, r in local.chalice_function_roles : "${aws_cloudwatch_log_group.lambda[fn].arn}:*" if r == role
-    ])]) && local.chalice_function_roles == { api_handler = "api", on_object_created = "lambda", reclaim_debris = "sweeper" }
+    ])]) && local.chalice_function_roles == { api_handler = "api", on_object_created = "lambda", reclaim_debris = "sweeper", run_job_blocks = "jobs" }
     error_message = "each role may write only its own functions' log streams"
   }
 
@@ -627,4 +631,56 @@ run "rejects_an_unknown_endpoint_type" {
   }
 
   expect_failures = [var.api_endpoint_type]
+}
+
+# Batch jobs (infra/jobs.tf, infra/stack.py wire_job_queue).
+run "jobs" {
+  command = apply
+
+  variables {
+    job_max_concurrency   = 4
+    result_retention_days = 7
+  }
+
+  assert {
+    condition = (aws_lambda_event_source_mapping.run_job_blocks-sqs-event-source.function_response_types == toset(["ReportBatchItemFailures"])
+      && aws_lambda_event_source_mapping.run_job_blocks-sqs-event-source.scaling_config[0].maximum_concurrency == 4
+    && aws_lambda_event_source_mapping.run_job_blocks-sqs-event-source.event_source_arn == aws_sqs_queue.jobs.arn)
+    error_message = "the jobs mapping reads the jobs queue, at most job_max_concurrency at once, with partial batch failures"
+  }
+
+  assert {
+    condition = (aws_sqs_queue.jobs.sqs_managed_sse_enabled && aws_sqs_queue.jobs_dlq.sqs_managed_sse_enabled
+      && jsondecode(aws_sqs_queue.jobs.redrive_policy).maxReceiveCount == 3
+    && aws_sqs_queue.jobs.visibility_timeout_seconds == 6 * local.chalice_functions.run_job_blocks.timeout)
+    error_message = "encrypted queues, a DLQ after 3 attempts, a visibility timeout of six worker timeouts"
+  }
+
+  assert {
+    condition = (aws_vpc_endpoint.sqs.vpc_endpoint_type == "Interface" && aws_vpc_endpoint.sqs.private_dns_enabled
+    && toset(aws_vpc_endpoint.sqs.subnet_ids) == toset(aws_subnet.private[*].id))
+    error_message = "the functions reach SQS through an interface endpoint in every private subnet"
+  }
+
+  assert {
+    condition = (local.chalice_functions.run_job_blocks.role == aws_iam_role.jobs.arn
+    && aws_cloudwatch_metric_alarm.jobs_dlq.dimensions.QueueName == aws_sqs_queue.jobs_dlq.name)
+    error_message = "the worker runs as the jobs role; the DLQ has an alarm"
+  }
+
+  assert {
+    condition = length([for r in aws_s3_bucket_lifecycle_configuration.models.rule : r
+    if try(r.expiration[0].days, 0) == 7 && contains(["outputs/", "jobs/"], try(r.filter[0].prefix, ""))]) == 2
+    error_message = "results and job documents expire after result_retention_days in S3"
+  }
+}
+
+run "rejects_a_job_concurrency_sqs_cannot_take" {
+  command = plan
+
+  variables {
+    job_max_concurrency = 1
+  }
+
+  expect_failures = [var.job_max_concurrency]
 }

@@ -95,6 +95,8 @@ def test_make_demo_runs_every_step_and_leaves_nothing_running(tmp_path):
         "async ingest: poll statusUrl until ready",
         "failure: GET /models/{name} is failed + error",
         "failure: GET /models lists both failures",
+        "job: POST /jobs splits it into 10 blocks",
+        "job: the presigned result URL downloads x @ W + b",
     ):
         assert expected in names
     for step in doc["steps"]:

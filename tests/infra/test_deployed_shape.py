@@ -132,6 +132,7 @@ def test_lambda_s3_scope_is_least_privilege(stack):
     # later) gets the read-only default.
     assert roles.pop("api_handler") == "${aws_iam_role.api.arn}"
     assert roles.pop("reclaim_debris") == "${aws_iam_role.sweeper.arn}"
+    assert roles.pop("run_job_blocks") == "${aws_iam_role.jobs.arn}"  # batch jobs (infra/jobs.tf), below
     assert roles and set(roles.values()) == {"${aws_iam_role.lambda.arn}"}
     iam = tf(stack, "iam.tf")
     bucket = "${aws_s3_bucket.models.arn}"
@@ -168,6 +169,19 @@ def test_lambda_s3_scope_is_least_privilege(stack):
         assert "/uploads" in swagger["paths"], "PutObject beyond outputs/ without an upload route"
         assert writes == {f"{bucket}/models/*", f"{bucket}/inputs/*"}, writes
         assert re.search(r'sid\s*=\s*"SignUploadUrls"', api_doc)
+    # Batch jobs: the worker archives assembled outputs (a multipart upload)
+    # and reads nothing from S3; the API adds GetObject on outputs/ only, to
+    # sign the results' GET URLs.
+    jobs_tf = tf(stack, "jobs.tf")
+    jobs_doc = block(jobs_tf, r'data "aws_iam_policy_document" "jobs"')
+    assert "read_bucket" not in jobs_doc
+    assert _s3_grants(statements(jobs_doc)) == {
+        "s3:PutObject": {f"{bucket}/outputs/*"},
+        "s3:AbortMultipartUpload": {f"{bucket}/outputs/*"},
+    }
+    assert _s3_grants(statements(block(jobs_tf, r'data "aws_iam_policy_document" "api_jobs"'))) == {
+        "s3:GetObject": {f"{bucket}/outputs/*"}
+    }
 
 
 def _deny_insecure(statement: dict) -> bool:

@@ -513,3 +513,55 @@ def test_assemble_stack_keeps_the_deployers_files(chalice_output, tmp_path):
     assert all((stack_dir / name).read_text() == "# mine\n" for name in kept)
     assert not (stack_dir / "stale.tf").exists()
     assert (stack_dir / "chalice.tf.json").exists() and (stack_dir / "tests" / "stack.tftest.hcl").exists()
+
+
+def with_job_mapping(template: dict, queue: str = "efs-ml-jobs") -> dict:
+    """The template plus what Chalice emits for ``@app.on_sqs_message(queue=...)`` (run_job_blocks)."""
+    result = copy.deepcopy(template)
+    result["resource"]["aws_lambda_function"]["run_job_blocks"] = function("run_job_blocks", role="jobs")
+    result["resource"]["aws_lambda_event_source_mapping"] = {
+        "run_job_blocks-sqs-event-source": {
+            "event_source_arn": "arn:${data.aws_partition.chalice.partition}:sqs:${data.aws_region.chalice.name}"
+            f":${{data.aws_caller_identity.chalice.account_id}}:{queue}",
+            "batch_size": 1,
+            "maximum_batching_window_in_seconds": 0,
+            "function_name": "${aws_lambda_function.run_job_blocks.arn}",
+        }
+    }
+    return result
+
+
+def test_wire_job_queue_bounds_the_mapping_and_reports_partial_failures(template):
+    before = with_job_mapping(template)
+    mapping = stack.wire_job_queue(before)["resource"]["aws_lambda_event_source_mapping"][
+        "run_job_blocks-sqs-event-source"
+    ]
+    assert mapping["event_source_arn"] == "${aws_sqs_queue.jobs.arn}"
+    assert mapping["function_name"] == "${aws_lambda_function.run_job_blocks.arn}"
+    assert mapping["function_response_types"] == ["ReportBatchItemFailures"]
+    assert mapping["scaling_config"] == {"maximum_concurrency": "${var.job_max_concurrency}"}
+    assert mapping["depends_on"] == ["aws_iam_role_policy.jobs"]
+    assert before["resource"]["aws_lambda_event_source_mapping"]["run_job_blocks-sqs-event-source"]["batch_size"] == 1
+    assert stack.wire_job_queue(template) == template  # no mapping: nothing to do
+    # Through the whole pipeline the mapping keeps its settings, and the function its VPC and role.
+    full = stack.transform(with_job_mapping(template))
+    assert full["resource"]["aws_lambda_event_source_mapping"]["run_job_blocks-sqs-event-source"]["scaling_config"]
+    assert full["locals"]["chalice_function_roles"]["run_job_blocks"] == "jobs"
+
+
+def test_wire_job_queue_refuses_a_queue_the_overlay_does_not_have(template):
+    with pytest.raises(stack.StackError, match="efs-ml-jobs"):
+        stack.wire_job_queue(with_job_mapping(template, queue="someone-elses"))
+
+
+def test_packaged_stages_run_job_workers_as_the_jobs_role_for_900_s():
+    config = json.loads((INFRA.parent / ".chalice" / "config.json").read_text())
+    for stage in ("dev", "prod"):
+        stage_config = config["stages"][stage]
+        worker = stage_config["lambda_functions"]["run_job_blocks"]
+        assert worker["iam_role_arn"] == "${aws_iam_role.jobs.arn}" and worker["lambda_timeout"] == 900
+        env = stage_config["environment_variables"]
+        assert env["JOB_QUEUE_URL"] == "${aws_sqs_queue.jobs.url}"
+        assert env["JOB_MAX_RECEIVE_COUNT"] == "${var.job_max_receive_count}"
+    # The queue's visibility timeout is six times the worker's timeout (infra/jobs.tf).
+    assert "job_worker_timeout_seconds = 900" in (INFRA / "jobs.tf").read_text()

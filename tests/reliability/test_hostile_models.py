@@ -38,6 +38,10 @@ def run_hostile(
     name: str = "hostile.onnx",
     copies: list[str] | None = None,
     store_inputs: list | None = None,
+    extra_models: dict[str, bytes] | None = None,
+    after: list[dict] | None = None,
+    idle_after: bool = False,
+    concurrent: bool = False,
 ) -> dict:
     """Run the requests in a child process; its report (JSON) or a failure on hang."""
     model_path = tmp_path / "model.onnx"
@@ -51,8 +55,16 @@ def run_hostile(
         "ingest": ingest or [],
         "copies": copies or [],
         "store_inputs": store_inputs or [],
+        "extra_models": [],
+        "after": after or [],
+        "idle_after": idle_after,
+        "concurrent": concurrent,
         "env": {"EFS_ROOT": str(store), "MODEL_BUCKET": "", **(env or {})},
     }
+    for extra, data in (extra_models or {}).items():
+        path = tmp_path / f"extra-{extra}"
+        path.write_bytes(data)
+        spec["extra_models"].append([extra, str(path)])
     spec_path = tmp_path / "spec.json"
     spec_path.write_text(json.dumps(spec))
     child_env = {k: v for k, v in os.environ.items() if k not in ("MODEL_BUCKET", "AWS_ENDPOINT_URL_S3")}
@@ -320,4 +332,207 @@ def test_inference_is_bounded_by_the_request_deadline(tmp_path):
 def test_deeply_nested_subgraphs_are_refused_by_the_bounded_scan(tmp_path):
     report = run_hostile(tmp_path, hm.deep_if(25), [predict_body({"x": [1.0]})])
     response = report["responses"][0]
-    assert response["status"] == 500 and "nests subgraphs deeper" in body(response)["message"], response
+    # Over MAX_MODEL_NESTING (16): the model is client input, so a 400 naming the limit.
+    assert response["status"] == 400 and "MAX_MODEL_NESTING" in body(response)["message"], response
+    assert "hostile.onnx" in body(response)["message"]
+
+
+# -- issue 17: isolated inference ---------------------------------------------------------
+#
+# Every case runs the real app in a fresh process with small settings, then
+# a legitimate model right after the attack, and measures the whole process
+# tree (the service and its inference worker): peak RSS against
+# INFERENCE_MEMORY_BYTES + MODEL_CACHE_BYTES + TREE_BASE_MIB, answer time
+# against the deadline + MARGIN, CPU in the second after the answer.
+
+# The tree's baseline, stated: the service (interpreter, numpy, chalice, the
+# app: ~60 MiB idle, up to ~140 MiB holding a request's own copies of a
+# 1 MiB input) plus the worker outside its sizing (~30 MiB of mapped
+# libraries, ~75 MiB of data at start, and the 64 MiB of RLIMIT_DATA slack
+# it may fill when a loaded machine delays the RSS watchdog). Idle, the tree
+# measures ~120 MiB.
+TREE_BASE_MIB = 320
+SMALL = 256 * MIB
+# Seconds past a deadline an answer may take on this loaded 2-core machine
+# (load average 12-16 from other work, more under `make test`): the answer
+# after a kill includes a fresh worker's start (0.2 s unloaded, over 1 s
+# here under load) and the model's reload.
+MARGIN = 2.5
+IDLE_CPU = 0.1  # CPU seconds the tree may use in the second after settling
+SMALL_ENV = {
+    "INFERENCE_MEMORY_BYTES": str(SMALL),
+    "MODEL_CACHE_BYTES": str(SMALL),
+    "PREDICT_TIMEOUT_SECONDS": "1",
+    "MODEL_LOAD_TIMEOUT_SECONDS": "2",
+}
+
+
+def legit() -> dict[str, bytes]:
+    from tests.support.onnx_models import Mlp
+
+    return {"legit.onnx": Mlp.random(4, 8, 3).onnx_bytes()}
+
+
+LEGIT_REQUEST = predict_body({"x": [[1.0, 2.0, 3.0, 4.0]]}, "legit", "legit.onnx")
+
+
+def attack(tmp_path, model, requests, *, env=None, timeout=60.0, **kwargs):
+    """Run ``requests`` then a legitimate predict; check the bounds every case shares."""
+    report = run_hostile(
+        tmp_path,
+        model,
+        requests,
+        env={**SMALL_ENV, **(env or {})},
+        extra_models=legit(),
+        after=[LEGIT_REQUEST],
+        timeout=timeout,
+        **kwargs,
+    )
+    *hostile, last = report["responses"]
+    assert last["status"] == 200, last  # the next request runs normally
+    assert len(body(last)["result"]["y"]["data"][0]) == 3
+    settings = {**SMALL_ENV, **(env or {})}
+    bound = TREE_BASE_MIB * MIB + int(settings["INFERENCE_MEMORY_BYTES"]) + int(settings["MODEL_CACHE_BYTES"])
+    print(
+        f"peak RSS of the tree {report['peak_rss'] / MIB:.0f} MiB (bound {bound / MIB:.0f} MiB; "
+        f"service {report['own_peak_rss'] / MIB:.0f} MiB)"
+    )
+    assert report["peak_rss"] < bound, (report["peak_rss"] / MIB, bound / MIB)
+    for response in hostile:
+        assert_no_internals(response["body"])
+    report["hostile"] = hostile
+    return report
+
+
+def assert_refused(response: dict, setting: str, seconds: float = 3.0) -> None:
+    assert response["status"] == 400, response
+    error = body(response)
+    assert error["error"] == "INVALID_REQUEST" and setting in error["message"], error
+    assert "hostile.onnx" in error["message"], error
+    assert response["seconds"] < seconds, response
+
+
+def assert_timeout(response: dict, stage: str, deadline: float) -> None:
+    assert response["status"] == 504, response
+    error = body(response)
+    assert error["error"] == "TIMEOUT" and error["stage"] == stage, error
+    assert response["seconds"] < deadline + MARGIN, response
+    if "idle_cpu" in response:
+        assert response["idle_cpu"] < IDLE_CPU, response  # nothing kept running after the answer
+
+
+# Finding 1: model load has no time limit.
+
+
+def test_function_inlining_bomb_is_refused_before_load(tmp_path):
+    # 1.3 KB, 16 levels of functions calling the previous one twice: on main
+    # no answer within 150 s (onnxruntime inlines 2^16 levels of calls).
+    model = hm.function_bomb(16)
+    assert len(model) < 1400
+    report = attack(tmp_path, model, [predict_body({"x": [1.0]})])
+    assert_refused(report["hostile"][0], "MAX_MODEL_NODES")
+
+
+def test_node_chain_over_the_node_limit_is_refused_before_load(tmp_path):
+    # 150,000 nodes: on main 15 s of load for one request.
+    report = attack(tmp_path, hm.node_chain(150_000), [predict_body({"x": [1.0]})])
+    assert_refused(report["hostile"][0], "MAX_MODEL_NODES", seconds=5.0)
+
+
+@pytest.mark.parametrize("model", ["function_bomb", "node_chain"])
+def test_a_load_bomb_the_scan_misses_is_a_504_at_the_load_deadline(tmp_path, model):
+    # The node limit raised out of the way: session creation itself is bounded.
+    # 50k nodes: ~2 s of session creation here, 0.2 s of scan.
+    data = hm.function_bomb(16) if model == "function_bomb" else hm.node_chain(50_000)
+    report = attack(
+        tmp_path,
+        data,
+        [predict_body({"x": [1.0]})],
+        env={"MAX_MODEL_NODES": str(10**12), "MAX_MODEL_NESTING": "64", "MODEL_LOAD_TIMEOUT_SECONDS": "1"},
+        idle_after=True,
+    )
+    assert_timeout(report["hostile"][0], "load", 1.0)
+    assert "MODEL_LOAD_TIMEOUT_SECONDS" in body(report["hostile"][0])["message"]
+
+
+# Finding 2: sparse tensors densified before any check.
+
+
+@pytest.mark.parametrize("where", ["initializer", "constant"])
+def test_sparse_tensor_of_huge_dense_shape_is_refused_before_load(tmp_path, where):
+    # Under 200 bytes: on main 3.9 GB peak RSS before the 400.
+    model = hm.huge_sparse(1_000_000_000, where=where)
+    assert len(model) < 200
+    report = attack(tmp_path, model, [predict_body({"idx": [0]})])
+    assert_refused(report["hostile"][0], "MODEL_CACHE_BYTES")
+
+
+def test_sparse_tensor_that_fits_still_loads(tmp_path):
+    report = run_hostile(
+        tmp_path, hm.huge_sparse(1000, where="initializer"), [predict_body({"idx": [999]})], env=SMALL_ENV
+    )
+    assert report["responses"][0]["status"] == 200 and body(report["responses"][0])["result"]["y"]["data"] == [1.0]
+
+
+# Finding 3: one operator allocating outside the capped arena.
+
+
+def test_string_tile_outside_the_arena_is_stopped_at_the_memory_bound(tmp_path):
+    # A 1 MiB string tiled 3,000 times: on main 3.1 GB with a 512 MiB cap.
+    report = attack(tmp_path, hm.string_tile(3000), [predict_body({"s": ["x" * MIB]})], idle_after=True)
+    assert_refused(report["hostile"][0], "INFERENCE_MEMORY_BYTES", seconds=5.0)
+    assert report["hostile"][0]["idle_cpu"] < IDLE_CPU
+
+
+def test_tree_ensemble_with_100m_targets_is_stopped_at_the_memory_bound(tmp_path):
+    # ai.onnx.ml TreeEnsembleRegressor, n_targets = 100M: on main 1.24 GB
+    # with a 512 MiB cap (its 400 MB output fits the arena; the kernel's own
+    # per-target vector does not live there).
+    report = attack(
+        tmp_path,
+        hm.tree_ensemble_targets(100_000_000),
+        [predict_body({"x": [[1.0]]})],
+        env={"INFERENCE_MEMORY_BYTES": str(512 * MIB)},
+    )
+    assert_refused(report["hostile"][0], "INFERENCE_MEMORY_BYTES", seconds=5.0)
+
+
+# Finding 4: a timed-out run abandoned, not stopped.
+
+
+def test_quadratic_nms_is_stopped_and_the_cpu_is_idle_after_the_answer(tmp_path):
+    # 300k disjoint boxes: minutes of one NonMaxSuppression. On main the 504
+    # came on time and a core stayed busy for ~30 minutes.
+    report = attack(tmp_path, hm.quadratic_nms(), [predict_body({"n": 300_000.0})], idle_after=True)
+    assert_timeout(report["hostile"][0], "inference", 1.0)
+
+
+def test_three_quadratic_nms_in_a_row_leave_nothing_running(tmp_path):
+    # On main: 11.4 CPU-s in 10 s of idle service, and the next predict 400.
+    requests = [predict_body({"n": 300_000.0}, f"nms-{i}") for i in range(3)]
+    report = attack(tmp_path, hm.quadratic_nms(), requests, idle_after=True)
+    for response in report["hostile"]:
+        assert_timeout(response, "inference", 1.0)
+
+
+# Finding 5: waiting for another request's load of the same model.
+
+
+def test_two_concurrent_predicts_of_a_load_bomb_both_answer_by_the_deadline(tmp_path):
+    # On main over HTTP: both unanswered after 45 s. One request loads, the
+    # other waits for that load: both are bounded by their own deadline.
+    report = attack(
+        tmp_path,
+        hm.function_bomb(16),
+        [predict_body({"x": [1.0]}, "a"), predict_body({"x": [1.0]}, "b")],
+        env={
+            "MAX_MODEL_NODES": str(10**12),
+            "MAX_MODEL_NESTING": "64",
+            "MODEL_LOAD_TIMEOUT_SECONDS": "20",
+            "REQUEST_TIMEOUT_SECONDS": "2",
+        },
+        concurrent=True,
+    )
+    for response in report["hostile"]:
+        assert_timeout(response, "load", 2.0)
+    assert report["idle_cpu"] < IDLE_CPU, report["idle_cpu"]

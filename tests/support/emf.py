@@ -11,6 +11,12 @@ def emf_docs(text):
     return [d for d in json_lines(text) if "_aws" in d]
 
 
+def invocation_docs(text):
+    """The EMF documents of invocations' own metrics: without the process's
+    cold-start document (``ColdStart`` alone, dimensioned by function)."""
+    return [d for d in emf_docs(text) if "ColdStart" not in d]
+
+
 def assert_valid_emf(doc):
     """The EMF specification's structural rules."""
     meta = doc["_aws"]

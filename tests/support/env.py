@@ -7,6 +7,7 @@ def reset_caches() -> None:
     """Forget per-process state that was built from the environment."""
     from chalicelib import s3
     from chalicelib.config import get_settings
+    from chalicelib.jobs import queue
     from chalicelib.predict import model_cache
     from chalicelib.store import get_store
 
@@ -14,6 +15,7 @@ def reset_caches() -> None:
     get_store.cache_clear()
     model_cache.cache_clear()
     s3.reset_client()
+    queue.reset_client()
 
 
 def deployed_lambda_timeouts(stage: str = "dev") -> None:

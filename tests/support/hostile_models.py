@@ -305,3 +305,143 @@ def one_long_matmul(tile: int = 4) -> bytes:
         [numpy_helper.from_array(np.array([tile, tile], np.int64), "reps")],
     )
     return _model(graph)
+
+
+# -- issue 17: load bombs, densified sparse tensors, operators outside the arena ----------
+
+
+def function_bomb(depth: int = 16, calls: int = 2) -> bytes:
+    """Model-local functions each calling the previous one ``calls`` times,
+    ``depth`` levels deep: ~1.3 KB that onnxruntime inlines into
+    ``calls ** depth`` nodes at session creation."""
+    opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid("bomb", 1)]
+    functions = [helper.make_function("bomb", "f0", ["a"], ["b"], [helper.make_node("Neg", ["a"], ["b"])], opsets)]
+    for level in range(1, depth + 1):
+        names = ["a"] + [f"t{i}" for i in range(1, calls)] + ["b"]
+        nodes = [helper.make_node(f"f{level - 1}", [names[i]], [names[i + 1]], domain="bomb") for i in range(calls)]
+        functions.append(helper.make_function("bomb", f"f{level}", ["a"], ["b"], nodes, opsets))
+    graph = helper.make_graph(
+        [helper.make_node(f"f{depth}", ["x"], ["y"], domain="bomb")],
+        "bomb",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    return _model(graph, functions=functions)
+
+
+def node_chain(n: int = 150_000) -> bytes:
+    """``n`` ``Neg`` nodes in a chain: a plain graph that takes seconds to load."""
+    nodes = [helper.make_node("Neg", [f"v{i}" if i else "x"], [f"v{i + 1}" if i + 1 < n else "y"]) for i in range(n)]
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    return _model(graph)
+
+
+def huge_sparse(dense: int, *, where: str) -> bytes:
+    """One stored value in a sparse tensor of ``dense`` float elements, as a
+    sparse initializer (``where="initializer"``) or a ``Constant``'s
+    ``sparse_value`` (``"constant"``): under 200 bytes that onnxruntime
+    densifies at load."""
+    values = numpy_helper.from_array(np.array([1.0], np.float32), "s")
+    indices = numpy_helper.from_array(np.array([dense - 1], np.int64), "i")
+    sparse = helper.make_sparse_tensor(values, indices, [dense])
+    nodes = [helper.make_node("Gather", ["s", "idx"], ["y"], axis=0)]
+    inits: list = []
+    if where == "constant":
+        nodes.insert(0, helper.make_node("Constant", [], ["s"], sparse_value=sparse))
+    else:
+        inits = [sparse]
+    graph = helper.make_graph(
+        nodes,
+        "sparse",
+        [helper.make_tensor_value_info("idx", TensorProto.INT64, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        sparse_initializer=inits,
+    )
+    return _model(graph)
+
+
+def string_tile(repeats: int) -> bytes:
+    """``Tile`` of a string input ``repeats`` times: one operator whose
+    strings live on the heap, outside the capped arena (a 1 MiB input makes
+    ``repeats`` MiB inside a single kernel call)."""
+    graph = helper.make_graph(
+        [helper.make_node("Tile", ["s", "reps"], ["t"]), helper.make_node("Shape", ["t"], ["y"])],
+        "string_tile",
+        [helper.make_tensor_value_info("s", TensorProto.STRING, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.INT64, [1])],
+        [numpy_helper.from_array(np.array([repeats], np.int64), "reps")],
+    )
+    return _model(graph)
+
+
+def tree_ensemble_targets(n_targets: int) -> bytes:
+    """An ``ai.onnx.ml`` ``TreeEnsembleRegressor`` with one leaf and
+    ``n_targets`` targets: the kernel's per-row scores are a heap vector of
+    that size, outside the arena; the output's shape is not declared."""
+    node = helper.make_node(
+        "TreeEnsembleRegressor",
+        ["x"],
+        ["scores"],
+        domain="ai.onnx.ml",
+        n_targets=n_targets,
+        nodes_treeids=[0],
+        nodes_nodeids=[0],
+        nodes_featureids=[0],
+        nodes_values=[0.0],
+        nodes_modes=["LEAF"],
+        nodes_truenodeids=[0],
+        nodes_falsenodeids=[0],
+        nodes_missing_value_tracks_true=[0],
+        target_treeids=[0],
+        target_nodeids=[0],
+        target_ids=[n_targets - 1],
+        target_weights=[1.0],
+    )
+    graph = helper.make_graph(
+        [node, helper.make_node("Shape", ["scores"], ["y"])],
+        "trees",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.INT64, [2])],
+    )
+    imports = [helper.make_opsetid("", OPSET), helper.make_opsetid("ai.onnx.ml", 3)]
+    model = helper.make_model(graph, opset_imports=imports)
+    model.ir_version = IR_VERSION
+    return model.SerializeToString()
+
+
+def quadratic_nms() -> bytes:
+    """``NonMaxSuppression`` over ``n`` disjoint boxes made in the graph from
+    one number (``n`` is an input): every box is kept, and each is compared
+    with every kept one, ~n^2/2 IoUs in one operator (minutes for n = 200k)."""
+    nodes = [
+        helper.make_node("Range", ["zero", "n", "one"], ["i"]),
+        helper.make_node("Unsqueeze", ["i", "axis1"], ["col"]),
+        helper.make_node("Add", ["col", "half"], ["col2"]),
+        helper.make_node("Concat", ["col", "col", "col2", "col2"], ["b"], axis=1),
+        helper.make_node("Unsqueeze", ["b", "axis0"], ["boxes"]),
+        helper.make_node("Unsqueeze", ["i", "axes01"], ["scores"]),
+        helper.make_node("NonMaxSuppression", ["boxes", "scores", "max_out"], ["sel"]),
+        helper.make_node("Shape", ["sel"], ["y"]),
+    ]
+    f = np.float32
+    graph = helper.make_graph(
+        nodes,
+        "nms",
+        [helper.make_tensor_value_info("n", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("y", TensorProto.INT64, [2])],
+        [
+            numpy_helper.from_array(np.array(0, f), "zero"),
+            numpy_helper.from_array(np.array(1, f), "one"),
+            numpy_helper.from_array(np.array(0.5, f), "half"),
+            numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+            numpy_helper.from_array(np.array([0], np.int64), "axis0"),
+            numpy_helper.from_array(np.array([0, 1], np.int64), "axes01"),
+            numpy_helper.from_array(np.array([1 << 40], np.int64), "max_out"),
+        ],
+    )
+    return _model(graph)

@@ -187,3 +187,58 @@ def conv_model(channels: tuple[int, int] = (64, 512), *, seed: int = 0) -> bytes
         [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
     )
     return _model(graph)
+
+
+def small_cnn(*, channels: int = 4, size: int = 8, classes: int = 3, seed: int = 0) -> bytes:
+    """A small CNN for batch jobs: x [batch, 1, size, size] -> Conv 3x3 (``channels``
+    filters) -> Relu -> GlobalAveragePool -> Flatten -> ``features`` [batch, channels]
+    and ``logits`` = features @ w + b [batch, classes]. Two outputs, batch axis first."""
+    rng = np.random.default_rng(seed)
+    weights = [
+        numpy_helper.from_array(rng.standard_normal((channels, 1, 3, 3)).astype(np.float32), "k"),
+        numpy_helper.from_array(rng.standard_normal(channels).astype(np.float32), "kb"),
+        numpy_helper.from_array(rng.standard_normal((channels, classes)).astype(np.float32), "w"),
+        numpy_helper.from_array(rng.standard_normal(classes).astype(np.float32), "b"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "k", "kb"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["features"]),
+        helper.make_node("MatMul", ["features", "w"], ["m"]),
+        helper.make_node("Add", ["m", "b"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "small_cnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, size, size])],
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes]),
+            helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", channels]),
+        ],
+        weights,
+    )
+    return _model(graph)
+
+
+def small_conv(channels: int = 16, seed: int = 0) -> bytes:
+    """An image model for 1x3x224x224 float32: two 3x3 convolutions (the
+    second with stride 2), ReLU, global average pooling: ``y`` [1, channels]."""
+    rng = np.random.default_rng(seed)
+    w1 = rng.standard_normal((channels, 3, 3, 3)).astype(np.float32) * 0.1
+    w2 = rng.standard_normal((channels, channels, 3, 3)).astype(np.float32) * 0.1
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c1"], ["r1"]),
+            helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+            helper.make_node("Relu", ["c2"], ["r2"]),
+            helper.make_node("GlobalAveragePool", ["r2"], ["p"]),
+            helper.make_node("Flatten", ["p"], ["y"]),
+        ],
+        "small_conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 224, 224])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
+    )
+    return _model(graph)

@@ -30,10 +30,11 @@ STACK_LINES = {
     "Lambda (sweep)": "0.01",
     "API Access Logs": "0.00",
     "KMS Key (access log)": "1.00",
-    "CloudWatch Metrics (EMF)": "5.10",  # 17 series
-    "CloudWatch Alarms": "1.10",  # 11 alarms
+    "CloudWatch Metrics (EMF)": "8.10",  # 27 series
+    "CloudWatch Alarms": "1.40",  # 14 alarms
     "CloudWatch Dashboard": "0.00",
     "SQS (failed events)": "0.00",
+    "VPC (SQS Endpoint)": "14.60",  # the jobs queue's interface endpoint, 2 AZs
 }
 
 
@@ -62,19 +63,20 @@ def test_seed_usage_reproduces_every_seed_line_and_adds_what_the_stack_deploys()
     assert {k: v for k, v in lines.items() if k in SEED_TABLE} == SEED_TABLE
     assert {k: v for k, v in lines.items() if k not in SEED_TABLE} == STACK_LINES
     # The seed's $4.37 plus the stack's own lines.
-    assert cost.total(cost.estimate(seed_usage(), PRICES)) == Decimal("4.37") + Decimal("7.21")
+    assert cost.total(cost.estimate(seed_usage(), PRICES)) == Decimal("4.37") + Decimal("25.11")
 
 
 def test_defaults_price_the_stack_as_it_deploys():
     """Elastic throughput (the stack's default), the metrics and the alarms:
-    the seed's usage on what deploys lands in the review's $7-21/month."""
+    the seed's usage on what deploys lands in the review's $7-21/month, plus
+    the $14.60 of the batch jobs' SQS interface endpoint (2 AZs)."""
     lines = {l.service: l for l in cost.estimate(cost.Usage(), PRICES)}
     assert "EFS Throughput (elastic)" in lines and "EFS Throughput (bursting)" not in lines
     assert lines["EFS Throughput (elastic)"].amount == pytest.approx(20 * 0.03 + 10 * 0.06)
     assert lines["CloudWatch Metrics (EMF)"].usage == f"{cost.metric_series(cost.operations())} custom metric series"
     assert lines["CloudWatch Alarms"].usage == f"{cost.alarms()} standard alarms"
     total = cost.total(list(lines.values()))
-    assert Decimal("7") <= total <= Decimal("21"), total
+    assert Decimal("7") + Decimal("14.60") <= total <= Decimal("21") + Decimal("14.60"), total
     bursting = cost.total(cost.estimate(cost.Usage(throughput_mode="bursting"), PRICES))
     assert bursting == total - Decimal("1.20")  # the option: no per-GB throughput charge
 
@@ -88,20 +90,25 @@ def test_the_emf_metric_table_names_exactly_the_metrics_the_code_emits():
                 name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
                 if name == "metric" and isinstance(node.args[0].value, str):
                     emitted.add(node.args[0].value)
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "emf_document" and node.args:
+                first = node.args[0]  # a document written directly (ColdStart, by function)
+                if isinstance(first, ast.Dict):
+                    emitted |= {k.value for k in first.keys if isinstance(k, ast.Constant)}
     assert emitted and emitted == set(cost.EMF_METRICS), emitted ^ set(cost.EMF_METRICS)
     ops = cost.operations()
     for emitters in cost.EMF_METRICS.values():
-        assert emitters is None or set(emitters) <= set(ops), (emitters, ops)
+        assert set(emitters) - {cost.PER_FUNCTION, cost.SERVICE_ONLY} <= set(ops), (emitters, ops)
 
 
 def test_series_and_alarms_are_counted_from_the_app_and_infra():
     ops = cost.operations()
     assert {"POST /ingest", "POST /predict", "DELETE /models/{name}", "GET /health", "s3:ObjectCreated"} <= set(ops)
-    # ColdStart for every operation, two ingest metrics for two operations, three predict metrics.
-    assert cost.metric_series(ops) == len(ops) + 2 * 2 + 3
-    assert cost.functions() == (3, 1)  # api_handler, on_object_created, reclaim_debris
+    # ColdStart per function; two ingest metrics for two operations; three model-cache
+    # metrics for five routes that resolve a model and the jobs worker; JobRowsDone.
+    assert cost.metric_series(ops) == 4 + 2 * 2 + 3 * 6 + 1
+    assert cost.functions() == (4, 1)  # api_handler, on_object_created, reclaim_debris, run_job_blocks
     # failed-events, api-5xx, api-latency; errors and throttles per function; two delivery alarms.
-    assert cost.alarms() == 3 + 2 * 3 + 2
+    assert cost.alarms() == 3 + 2 * 4 + 2 + 1  # and the jobs DLQ (infra/jobs.tf)
 
 
 def test_an_alarm_the_counter_does_not_know_is_refused(tmp_path):
@@ -132,10 +139,12 @@ def test_free_tier_deducts_allowances_but_not_efs():
     assert lines["S3 Storage"].amount == pytest.approx(15 * 0.023)
     assert lines["S3 Requests"].amount == pytest.approx(4000 * 0.005 / 1000)
     assert lines["CloudWatch Logs"].amount == 0
-    assert lines["CloudWatch Metrics (EMF)"].amount == pytest.approx(7 * 0.30)  # 17 series, 10 free
-    assert lines["CloudWatch Alarms"].amount == pytest.approx(1 * 0.10)  # 11 alarms, 10 free
+    assert lines["CloudWatch Metrics (EMF)"].amount == pytest.approx(17 * 0.30)  # 27 series, 10 free
+    assert lines["CloudWatch Alarms"].amount == pytest.approx(4 * 0.10)  # 14 alarms, 10 free
     assert lines["Lambda (sweep)"].amount == 0 and lines["KMS Key (access log)"].amount == 1.00
-    assert cost.total(list(lines.values())) == Decimal("3.37") + Decimal("3.20")  # metrics, an alarm, the key
+    assert cost.total(list(lines.values())) == Decimal("3.37") + Decimal(
+        "21.10"
+    )  # metrics, alarms, the key, the SQS endpoint
 
 
 def test_free_gb_seconds_cover_the_producer_first():
@@ -180,7 +189,7 @@ def test_unknown_throughput_mode_is_refused():
 def test_cli_prints_the_table(capsys):
     assert cost.main(["--throughput-mode", "bursting"]) == 0
     out = capsys.readouterr().out
-    assert "**~$11.58/month**" in out
+    assert "**~$29.48/month**" in out
     assert "| **EFS Storage**" in out and "$3.00" in out
     assert "us-east-1" in out
 
@@ -205,3 +214,14 @@ def test_every_option_has_a_help_text_and_every_usage_field_an_option():
         assert action.help, f"{action.option_strings} has no help text"
     dests = {a.dest for a in parser._actions}
     assert {f.name for f in fields(cost.Usage)} <= dests
+
+
+def test_batch_jobs_add_sqs_requests_and_the_interface_endpoint():
+    lines = {l.service: l for l in cost.estimate(seed_usage(sqs_requests=3_000_000, sqs_endpoint_azs=2), PRICES)}
+    # 3M requests, the first 1M free only with --free-tier; 2 AZs x 730 h x $0.01.
+    assert lines["SQS Requests"].amount == pytest.approx(3_000_000 * 0.40 / 1e6)
+    assert str(lines["VPC (SQS Endpoint)"].rounded) == "14.60"
+    free = {l.service: l for l in cost.estimate(seed_usage(sqs_requests=3_000_000, free_tier=True), PRICES)}
+    assert free["SQS Requests"].amount == pytest.approx(2_000_000 * 0.40 / 1e6)
+    assert str(free["VPC (SQS Endpoint)"].rounded) == "14.60"  # deployed by default, no free tier
+    assert "VPC (SQS Endpoint)" not in {l.service for l in cost.estimate(seed_usage(sqs_endpoint_azs=0), PRICES)}

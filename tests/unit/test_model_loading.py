@@ -91,7 +91,7 @@ def test_without_the_scan_the_runtime_still_resolves_no_external_data(store, efs
         "absolute": str(secret),
         "itself": "model.onnx",
     }[where]
-    monkeypatch.setattr(onnx_scan, "scan", lambda data: None)
+    monkeypatch.setattr(onnx_scan, "scan", lambda data, limits=None: None)
     ref = put(store, "hostile.onnx", external_data_models(location)["initializer"])
     with pytest.raises(ProcessingFailed) as caught:
         ModelCache(1 << 30).get(store, ref)

@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from chalicelib import observability as obs
-from tests.support.emf import assert_valid_emf, emf_docs, json_lines
+from tests.support.emf import assert_valid_emf, emf_docs, invocation_docs, json_lines
 
 
 @pytest.fixture(autouse=True)
@@ -15,22 +15,26 @@ def fresh(monkeypatch):
     obs.reset_cold_start()
 
 
-def test_invocation_emits_one_emf_document_with_cold_start_and_metrics(capsys):
+def test_invocation_emits_its_metrics_and_a_cold_start_by_function(capsys, monkeypatch):
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "efs-ml-dev")
     with obs.invocation("req-1", "POST /ingest"):
         obs.metric("IngestBytes", 1024, obs.BYTES)
         obs.metric("IngestDurationMs", 3.5, obs.MILLISECONDS)
-    [doc] = emf_docs(capsys.readouterr().out)
-    assert_valid_emf(doc)
+    cold, doc = emf_docs(capsys.readouterr().out)
+    for d in (cold, doc):
+        assert_valid_emf(d)
+    # A cold start is the container's: one series per function, not one per route.
+    assert cold["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Function", "Service"]]
+    assert cold["ColdStart"] == 1 and cold["Function"] == "efs-ml-dev" and cold["requestId"] == "req-1"
     directive = doc["_aws"]["CloudWatchMetrics"][0]
     assert directive["Namespace"] == "efs-ml"
     assert directive["Dimensions"] == [["Operation", "Service"]]
     assert {m["Name"]: m["Unit"] for m in directive["Metrics"]} == {
-        "ColdStart": "Count",
         "IngestBytes": "Bytes",
         "IngestDurationMs": "Milliseconds",
     }
     assert doc["Service"] == "efs-ml" and doc["Operation"] == "POST /ingest"
-    assert doc["ColdStart"] == 1 and doc["IngestBytes"] == 1024 and doc["IngestDurationMs"] == 3.5
+    assert doc["IngestBytes"] == 1024 and doc["IngestDurationMs"] == 3.5
     assert doc["requestId"] == "req-1"
 
 
@@ -40,7 +44,8 @@ def test_cold_start_is_counted_once_per_process(capsys):
     with obs.invocation("b", "GET /health"):
         obs.metric("ModelCacheHit", 1)
     docs = emf_docs(capsys.readouterr().out)
-    assert [d.get("ColdStart") for d in docs] == [1, None]
+    assert [d.get("ColdStart") for d in docs] == [1, None]  # b's document has only its own metric
+    assert docs[1]["ModelCacheHit"] == 1
 
 
 def test_repeated_metric_becomes_a_value_array(capsys):
@@ -48,7 +53,7 @@ def test_repeated_metric_becomes_a_value_array(capsys):
     with obs.invocation("r", "s3:ObjectCreated"):
         for size in (10, 20, 30):
             obs.metric("IngestBytes", size, obs.BYTES)
-    [doc] = emf_docs(capsys.readouterr().out)
+    [doc] = invocation_docs(capsys.readouterr().out)
     assert doc["IngestBytes"] == [10, 20, 30]
     assert_valid_emf(doc)
 
@@ -63,7 +68,7 @@ def test_metric_outside_an_invocation_is_emitted_at_once(capsys):
 
 def test_emf_limits_flush_a_full_document_and_drop_nothing(capsys):
     with obs.invocation("r", "op"):
-        for i in range(150):  # ColdStart + 150 names: 151 metrics
+        for i in range(150):  # 150 names: more than one document holds
             obs.metric(f"M{i}", 1)
         for _ in range(150):
             obs.metric("M0", 2)
@@ -72,13 +77,13 @@ def test_emf_limits_flush_a_full_document_and_drop_nothing(capsys):
         assert_valid_emf(doc)
         assert len(doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]) <= obs.MAX_METRICS
     names = [m["Name"] for d in docs for m in d["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
-    assert sorted(set(names)) == sorted({"ColdStart", *(f"M{i}" for i in range(150))})
+    assert sorted(set(names)) == sorted({"ColdStart", *(f"M{i}" for i in range(150))})  # ColdStart on its own
     m0 = []
     for d in docs:
         if "M0" in d:
             m0 += d["M0"] if isinstance(d["M0"], list) else [d["M0"]]
     assert m0 == [1] + [2] * 150  # every value, in order, at most 100 per document
-    assert len(docs) == 3 and all(d["requestId"] == "r" for d in docs)
+    assert len(docs) == 4 and all(d["requestId"] == "r" for d in docs)  # the cold start's, then three
 
 
 def test_namespace_is_configured_at_the_edge(capsys):
@@ -88,7 +93,7 @@ def test_namespace_is_configured_at_the_edge(capsys):
             obs.metric("X", 1)
     finally:
         obs.configure_metrics(obs.SERVICE)
-    [doc] = emf_docs(capsys.readouterr().out)
+    [doc] = invocation_docs(capsys.readouterr().out)
     assert doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "custom-ns"
 
 
@@ -107,7 +112,7 @@ def test_model_lookup_metrics(capsys):
     with obs.invocation("r", "POST /predict"):
         record_model_lookup(False, 41.2)
         record_model_lookup(True, 41.2)
-    [doc] = emf_docs(capsys.readouterr().out)
+    [doc] = invocation_docs(capsys.readouterr().out)
     assert doc["ModelCacheHit"] == [0, 1] and doc["ModelCacheMiss"] == [1, 0]
     assert doc["ModelLoadMs"] == 41.2  # only the miss loaded
 

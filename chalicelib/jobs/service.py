@@ -1,0 +1,194 @@
+"""The jobs use cases behind the routes: create, status, list, cancel, expire."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from typing import Any
+
+from chalicelib import s3
+from chalicelib.config import Settings
+from chalicelib.errors import InvalidRequest, NotFound, ServiceError
+from chalicelib.jobs import queue
+from chalicelib.jobs.plan import JobRequest, plan_blocks
+from chalicelib.jobs.state import JobFiles, Progress, is_job_id, iso, new_job_id
+from chalicelib.store import Store
+
+MAX_LIST_LIMIT = 100
+DEFAULT_LIST_LIMIT = 20
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def create_job(store: Store, settings: Settings, req: JobRequest, request_id: str) -> dict[str, Any]:
+    """Plan the blocks, write the plan, send one message per block: the 202 body."""
+    if not settings.job_queue_url:
+        raise InvalidRequest("Batch jobs are not configured here (JOB_QUEUE_URL is unset)")
+    model = store.manifest(req.model)
+    if model is None:
+        raise NotFound(None, f"Model '{req.model.name}' not found on EFS")
+    if req.version is not None and req.version != model.version:
+        raise NotFound(None, f"Model '{req.model.name}' has no version {req.version} on the store")
+    inputs, blocks = plan_blocks(store, settings, req)
+    job_id = new_job_id()
+    now = time.time()
+    plan = {
+        "jobId": job_id,
+        "model": {"key": req.model.key, "version": model.version, "sha256": model.sha256},
+        "source": {"input": req.input.key} if req.input else {"inputPrefix": f"inputs/{req.prefix}"},
+        "batchSize": None if req.prefix is not None else blocks[0]["stop"] - blocks[0]["start"],
+        "outputs": list(req.outputs) if req.outputs else None,
+        "inputs": inputs,
+        "blocks": blocks,
+        "createdAt": iso(now),
+        "requestId": request_id,
+    }
+    files = JobFiles(store.root)
+    # The plan first: a worker that gets a message always finds its job.
+    files.write_json(job_id, ("job.json",), plan)
+    try:
+        queue.send_blocks(settings.job_queue_url, job_id, range(len(blocks)))
+    except ServiceError as exc:
+        # Messages already sent are skipped by the workers.
+        files.write_json(job_id, ("cancelled",), {"at": iso(time.time()), "reason": exc.message})
+        raise
+    return {
+        "jobId": job_id,
+        "statusUrl": f"/jobs/{job_id}",
+        "state": "pending",
+        "blocks": len(blocks),
+        "rows": sum(b["stop"] - b["start"] for b in blocks),
+        "requestId": request_id,
+    }
+
+
+def _state(total: int, progress: Progress) -> str:
+    if progress.results is not None:
+        return "succeeded"
+    if progress.cancelled is not None:
+        return "cancelled"
+    if progress.failed and len(progress.done | set(progress.failed)) >= total:
+        return "failed"
+    if progress.started is not None or progress.done or progress.failed:
+        return "running"
+    return "pending"
+
+
+def _results(settings: Settings, results: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for name, entry in results["outputs"].items():
+        url = None
+        if entry.get("s3Key") and settings.bucket:
+            url = s3.presign_get(settings.bucket, entry["s3Key"], settings.result_url_expires_seconds)
+        out[name] = {**entry, "url": url, "expiresIn": settings.result_url_expires_seconds if url else None}
+    return out
+
+
+def job_status(store: Store, settings: Settings, job_id: str) -> dict[str, Any]:
+    """``GET /jobs/{id}``: state, progress derived from the block files, errors, results."""
+    files = JobFiles(store.root)
+    plan = files.plan(job_id)
+    progress = files.progress(job_id)
+    blocks = plan["blocks"]
+    total = len(blocks)
+    state = _state(total, progress)
+    failed = {i: d for i, d in progress.failed.items() if i not in progress.done}
+    errors = []
+    for i, doc in sorted(failed.items()):
+        block = blocks[i] if 0 <= i < total else {"input": 0, "start": 0, "stop": 0}
+        errors.append(
+            {
+                "block": i,
+                "input": plan["inputs"][block["input"]]["key"],
+                "rows": [block["start"], block["stop"]],
+                **doc,
+            }
+        )
+    finished = None
+    if progress.results is not None:
+        finished = progress.results.get("finishedAt")
+    elif state == "failed":
+        finished = max((d.get("at") or "" for d in failed.values()), default=None) or None
+    elif progress.cancelled is not None:
+        finished = progress.cancelled.get("at")
+    body: dict[str, Any] = {
+        "jobId": job_id,
+        "state": state,
+        "model": {"key": plan["model"]["key"], "version": plan["model"]["version"]},
+        **plan["source"],
+        "batchSize": plan["batchSize"],
+        "blocks": {
+            "total": total,
+            "done": len(progress.done),
+            "failed": len(failed),
+            "pending": total - len(progress.done) - len(failed),
+        },
+        "rows": {
+            "total": sum(b["stop"] - b["start"] for b in blocks),
+            "done": sum(blocks[i]["stop"] - blocks[i]["start"] for i in progress.done if 0 <= i < total),
+        },
+        "createdAt": plan["createdAt"],
+        "startedAt": iso(progress.started) if progress.started is not None else None,
+        "finishedAt": finished,
+        "errors": errors,
+        "requestId": plan.get("requestId"),
+    }
+    if progress.cancelled is not None:
+        body["cancelledAt"] = progress.cancelled.get("at")
+        if progress.cancelled.get("reason"):
+            body["cancelReason"] = progress.cancelled["reason"]
+    if progress.results is not None:
+        body["results"] = _results(settings, progress.results)
+    return body
+
+
+def _decode_next(token: str | None) -> str | None:
+    if token is None:
+        return None
+    try:
+        after = base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)).decode()
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        after = ""
+    if not is_job_id(after):
+        raise InvalidRequest("'next' is not a token this listing handed out")
+    return after
+
+
+def list_jobs(store: Store, settings: Settings, limit: str | None, token: str | None) -> dict[str, Any]:
+    """``GET /jobs``: newest first, ``limit`` (<= 100) per page, ``next`` to continue."""
+    try:
+        size = DEFAULT_LIST_LIMIT if limit is None else int(limit)
+    except ValueError:
+        size = 0
+    if not 1 <= size <= MAX_LIST_LIMIT:
+        raise InvalidRequest(f"'limit' must be an integer from 1 to {MAX_LIST_LIMIT}")
+    after = _decode_next(token)
+    ids = JobFiles(store.root).job_ids()
+    if after is not None:
+        ids = [i for i in ids if i < after]
+    page = ids[:size]
+    jobs = []
+    for job_id in page:
+        try:
+            status = job_status(store, settings, job_id)
+        except NotFound:
+            continue  # expired between the listing and the read
+        status.pop("results", None)
+        status.pop("errors", None)
+        jobs.append(status)
+    more = len(ids) > size
+    return {
+        "jobs": jobs,
+        "next": base64.urlsafe_b64encode(page[-1].encode()).decode().rstrip("=") if more and page else None,
+    }
+
+
+def cancel_job(store: Store, settings: Settings, job_id: str) -> dict[str, Any]:
+    """``DELETE /jobs/{id}``: blocks not yet started are skipped; a finished job stays as it is."""
+    files = JobFiles(store.root)
+    files.plan(job_id)
+    status = job_status(store, settings, job_id)
+    if status["state"] not in FINISHED:
+        files.create_once(job_id, "cancelled", {"at": iso(time.time())})
+        status = job_status(store, settings, job_id)
+    return status

@@ -1,0 +1,162 @@
+"""The SQS edge of jobs: run one block per message, idempotently.
+
+For each record of an SQS batch:
+
+* a block whose result file exists is not run again (a redelivered or
+  duplicated message changes nothing: the result was written by one atomic
+  rename, and a repeat only re-checks whether the job can be assembled);
+* a cancelled job's blocks that have not started are skipped;
+* otherwise the block's rows are mapped in place from the shared ``.npy``
+  (``numpy.memmap`` of just ``[start, stop)``: no copy of the input per
+  block), run through :func:`chalicelib.jobs.inference.infer_rows`, and
+  its outputs written atomically as ``blocks/<i>.npz``; the worker that
+  sees the last block done assembles the job's outputs.
+
+A failed block is reported back in ``batchItemFailures`` (Lambda's
+ReportBatchItemFailures), so only its message returns to the queue; each
+failure is recorded in ``errors/<i>.json``, and on the attempt SQS counts as
+the last (``ApproximateReceiveCount`` >= JOB_MAX_RECEIVE_COUNT, the queue's
+redrive ``maxReceiveCount``) in ``failed/<i>.json``, before SQS moves the
+message to the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from functools import lru_cache
+from typing import Any
+
+from chalicelib import observability
+from chalicelib.config import Settings
+from chalicelib.errors import InvalidRequest, ServiceError
+from chalicelib.jobs import assemble as assembly
+from chalicelib.jobs.inference import infer_rows
+from chalicelib.jobs.state import JobFiles, is_job_id, iso
+from chalicelib.names import parse_key
+from chalicelib.scrub import scrub
+from chalicelib.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=64)
+def _plan(root: str, job_id: str) -> dict[str, Any]:
+    """A job's plan, read once per process: it never changes after creation."""
+    return JobFiles(root).plan(job_id)
+
+
+def _rows(store: Store, plan: dict[str, Any], block: dict[str, Any]) -> Any:
+    """Block ``block``'s rows, mapped read-only from the stored input."""
+    import numpy as np
+
+    spec = plan["inputs"][block["input"]]
+    ref = parse_key(spec["key"], "input")
+    try:
+        with store.open(ref) as (manifest, f):
+            if manifest.sha256 != spec["sha256"]:
+                raise InvalidRequest(f"Input '{ref.name}' was replaced after the job was created")
+            dtype = np.dtype(spec["dtype"])
+            rest = tuple(spec["shape"][1:])
+            row_bytes = dtype.itemsize * int(np.prod(rest, dtype=np.int64))
+            count = block["stop"] - block["start"]
+            # The mapping outlives the file object (mmap keeps its own reference).
+            return np.memmap(
+                f, dtype=dtype, mode="r", offset=spec["offset"] + block["start"] * row_bytes, shape=(count, *rest)
+            )
+    except FileNotFoundError:
+        raise InvalidRequest(f"Input '{ref.name}' was deleted after the job was created") from None
+
+
+def run_block(store: Store, settings: Settings, job_id: str, index: int) -> str:
+    """Run block ``index`` of ``job_id`` unless it is done or the job is
+    cancelled; returns ``ran``, ``repeat`` or ``skipped``.
+
+    A job that is not on the store is an error, not a no-op: a worker
+    mounted on the wrong store must not swallow every message (they end in
+    the DLQ and its alarm instead)."""
+    import numpy as np
+
+    files = JobFiles(store.root)
+    plan = _plan(store.root, job_id)
+    if not 0 <= index < len(plan["blocks"]):
+        raise InvalidRequest(f"Job '{job_id}' has no block {index}")
+    if files.exists(job_id, "blocks", f"{index}.npz"):
+        finish_if_done(store, settings, files, job_id, plan)
+        return "repeat"
+    if files.exists(job_id, "cancelled"):
+        return "skipped"
+    files.create_once(job_id, "started", {"at": iso(time.time())})
+    block = plan["blocks"][index]
+    log.info("job %s block %d: started", job_id, index)
+    model = plan["model"]
+    rows = _rows(store, plan, block)
+    outputs = tuple(plan["outputs"]) if plan.get("outputs") else None
+    inferred = infer_rows(store, settings, parse_key(model["key"], "model"), model.get("version"), rows, outputs)
+    if inferred.model_sha256 != model["sha256"]:
+        raise InvalidRequest(f"Model '{model['key']}' was replaced after the job was created")
+    count = block["stop"] - block["start"]
+    for name, array in inferred.outputs.items():
+        if getattr(array, "ndim", 0) < 1 or array.shape[0] != count:
+            raise InvalidRequest(
+                f"Output '{name}' has shape {list(getattr(array, 'shape', []))} for {count} rows: "
+                "jobs need outputs with one row per input row (batch axis first)"
+            )
+    buf = io.BytesIO()
+    np.savez(buf, allow_pickle=False, **{name: np.asarray(a) for name, a in inferred.outputs.items()})
+    files.write(job_id, ("blocks", f"{index}.npz"), buf.getvalue())
+    observability.metric("JobRowsDone", count)
+    finish_if_done(store, settings, files, job_id, plan)
+    return "ran"
+
+
+def finish_if_done(store: Store, settings: Settings, files: JobFiles, job_id: str, plan: dict[str, Any]) -> bool:
+    """Assemble the job if every block is done and it is not assembled yet."""
+    if len(files.done_blocks(job_id)) < len(plan["blocks"]) or files.exists(job_id, "results.json"):
+        return False
+    assembly.assemble(store, settings, files, job_id, plan)
+    return True
+
+
+def _error_doc(exc: BaseException, attempt: int) -> dict[str, Any]:
+    if isinstance(exc, ServiceError):
+        return {"error": exc.CODE, "message": exc.message, "attempts": attempt, "at": iso(time.time())}
+    return {
+        "error": "PROCESSING_FAILED",
+        "message": f"{type(exc).__name__}: {scrub(str(exc))[:500]}",
+        "attempts": attempt,
+        "at": iso(time.time()),
+    }
+
+
+def handle_records(store: Store, settings: Settings, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """An SQS batch -> ``{"batchItemFailures": [...]}`` (only failed blocks come back)."""
+    failures = []
+    files = JobFiles(store.root)
+    for record in records:
+        try:
+            body = json.loads(record.get("body") or "")
+            job_id, index = body["jobId"], body["block"]
+            if not isinstance(job_id, str) or not is_job_id(job_id) or not isinstance(index, int):
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            # Not ours (or mangled): retrying cannot help, and nothing depends on it.
+            log.warning("dropped an SQS message that names no job block: %r", str(record.get("body"))[:200])
+            continue
+        attempt = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+        try:
+            outcome = run_block(store, settings, job_id, index)
+            log.info("job %s block %d: %s (attempt %d)", job_id, index, outcome, attempt)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported on the job
+            doc = _error_doc(exc, attempt)
+            log.warning("job %s block %d failed (attempt %d): %s", job_id, index, attempt, doc["message"])
+            try:
+                files.write_json(job_id, ("errors", f"{index}.json"), doc)
+                if attempt >= settings.job_max_receive_count:
+                    files.write_json(job_id, ("failed", f"{index}.json"), doc)
+            except ServiceError:
+                log.exception("could not record the failure of job %s block %d", job_id, index)
+            failures.append({"itemIdentifier": record.get("messageId", "")})
+    return {"batchItemFailures": failures}

@@ -1,0 +1,173 @@
+"""Batch job faults over HTTP against a local stack whose job workers the tests start and kill.
+
+* a worker SIGKILLed mid-block: the block comes back after the visibility
+  timeout, another worker redoes it, and it is counted once;
+* a block that always fails: retried maxReceiveCount times, then in the
+  DLQ; the job is failed naming the block, and the other blocks' results stay.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from devstack.processes import PROJECT_DIR
+from tests.support.jobs import api, ingest, local_stack, npy
+from tests.support.onnx_models import Mlp, small_cnn
+
+VISIBILITY = 3
+MLP = Mlp.random(n_in=256, hidden=2048, n_out=4, seed=11)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    env = {"JOB_WORKERS": "0", "JOB_VISIBILITY_TIMEOUT": str(VISIBILITY), "JOB_MAX_RECEIVE_COUNT": "2"}
+    with local_stack(tmp_path_factory.mktemp("jobs-faults"), **env) as (endpoints, endpoints_file, _):
+        yield endpoints, endpoints_file
+
+
+class Worker:
+    """One ``python -m devstack.jobs`` process whose log lines the test reads."""
+
+    def __init__(self, endpoints_file: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "devstack.jobs", "--endpoints", str(endpoints_file)],
+            cwd=PROJECT_DIR,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "JOB_MAX_RECEIVE_COUNT": "2"},
+        )
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                self.lines.append(json.loads(line)["message"])
+            except (ValueError, KeyError, TypeError):
+                self.lines.append(line.strip())
+
+    def wait_for(self, text: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if text in line:
+                    return line
+            time.sleep(0.005)
+        raise AssertionError(f"worker never logged {text!r}: {self.lines[-5:]}")
+
+    def blocks(self, outcome: str) -> list[int]:
+        return [
+            int(line.split(" block ")[1].split(":")[0])
+            for line in self.lines
+            if line.endswith(outcome) or f": {outcome} (" in line
+        ]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(20)
+        self.reader.join(5)
+
+
+def put_input(endpoints, name, data):
+    """A large input lands through S3 (make s3-put) and the local S3 event."""
+    import boto3
+
+    boto3.client("s3", endpoint_url=endpoints["s3_endpoint"]).put_object(
+        Bucket=endpoints["bucket"], Key=f"inputs/{name}", Body=data
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status, body = api(endpoints, "GET", f"/inputs/{name}")
+        if status == 200 and body.get("status", body.get("state")) in (None, "ready") and body.get("sizeBytes"):
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"input {name} never landed: {body}")
+
+
+def wait_state(endpoints, job_id, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, doc = api(endpoints, "GET", f"/jobs/{job_id}")
+        if doc["state"] in ("succeeded", "failed", "cancelled"):
+            return doc
+        time.sleep(0.3)
+    raise AssertionError(f"job still {doc['state']}: {doc}")
+
+
+def test_a_worker_killed_mid_block_is_redone_and_counted_once(stack):
+    endpoints, endpoints_file = stack
+    ingest(endpoints, "mlp.onnx", MLP.onnx_bytes())
+    x = np.random.default_rng(3).standard_normal((4000, 256)).astype(np.float32)
+    put_input(endpoints, "kill.npy", npy(x))
+    status, job = api(endpoints, "POST", "/jobs", {"model": "mlp.onnx", "input": "inputs/kill.npy", "batchSize": 1000})
+    assert status == 202, job
+    first = Worker(endpoints_file)
+    try:
+        started = first.wait_for(f"job {job['jobId']} block ")
+        os.kill(first.proc.pid, signal.SIGKILL)
+        first.proc.wait(10)
+    finally:
+        first.stop()
+    killed = int(started.split(" block ")[1].split(":")[0])
+    root = Path(endpoints["efs_root"]) / "jobs" / job["jobId"]
+    assert not (root / "blocks" / f"{killed}.npz").exists(), "the kill came after the block finished"
+    second = Worker(endpoints_file)
+    try:
+        doc = wait_state(endpoints, job["jobId"])
+    finally:
+        second.stop()
+    assert doc["state"] == "succeeded", doc
+    assert doc["blocks"] == {"total": 4, "done": 4, "failed": 0, "pending": 0}
+    assert doc["rows"] == {"total": 4000, "done": 4000}
+    assert killed in second.blocks("ran"), second.lines  # redone by the other worker, after the visibility timeout
+    assert sorted(first.blocks("ran") + second.blocks("ran")) == [0, 1, 2, 3]  # each block ran to the end once
+    got = np.load(io.BytesIO(requests.get(doc["results"]["y"]["url"], timeout=30).content))
+    np.testing.assert_allclose(got, MLP.reference(x), rtol=1e-4, atol=1e-3)
+
+
+def test_a_block_that_always_fails_goes_to_the_dlq_and_fails_the_job(stack):
+    import boto3
+
+    endpoints, endpoints_file = stack
+    ingest(endpoints, "cnn.onnx", small_cnn())
+    for name, shape in (("b-0.npy", (4, 1, 8, 8)), ("b-1.npy", (4, 1, 6, 6)), ("b-2.npy", (4, 1, 8, 8))):
+        ingest(endpoints, f"inputs/{name}", npy(np.ones(shape, np.float32)))
+    status, job = api(endpoints, "POST", "/jobs", {"model": "cnn.onnx", "inputPrefix": "inputs/b-"})
+    assert status == 202 and job["blocks"] == 3, job
+    sqs = boto3.client("sqs", endpoint_url=endpoints["s3_endpoint"])
+    worker = Worker(endpoints_file)
+    try:
+        doc = wait_state(endpoints, job["jobId"], timeout=60)
+        # SQS moves the message once a receive finds it past maxReceiveCount:
+        # the next poll after its last visibility timeout.
+        bodies: list[dict] = []
+        deadline = time.monotonic() + 4 * VISIBILITY + 10
+        while not bodies and time.monotonic() < deadline:
+            dead = sqs.receive_message(QueueUrl=endpoints["job_dlq_url"], MaxNumberOfMessages=10, WaitTimeSeconds=1)
+            bodies = [json.loads(m["Body"]) for m in dead.get("Messages", [])]
+    finally:
+        worker.stop()
+    assert doc["state"] == "failed", doc
+    assert doc["blocks"] == {"total": 3, "done": 2, "failed": 1, "pending": 0}
+    (err,) = doc["errors"]
+    assert err["block"] == 1 and err["input"] == "inputs/b-1.npy" and err["attempts"] == 2, err
+    assert "8" in err["message"] and err["error"] == "INVALID_REQUEST"
+    assert {"jobId": job["jobId"], "block": 1} in bodies
+    root = Path(endpoints["efs_root"]) / "jobs" / job["jobId"] / "blocks"
+    assert sorted(p.name for p in root.iterdir() if p.suffix == ".npz") == ["0.npz", "2.npz"]

@@ -1,0 +1,237 @@
+"""The inference worker and its supervisor: real child processes, real sessions.
+
+The wire format round-trips arrays (out-of-band buffers, no needless copy);
+the supervisor answers, stops a run at its deadline or memory bound by
+killing the worker (reaped at once: nothing keeps running), reports a
+crash, and the next call gets a fresh worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from chalicelib.runners import supervisor, wire
+from tests.support import hostile_models as hm
+from tests.support.onnx_models import Mlp
+
+MIB = 1024 * 1024
+SIZING = supervisor.Sizing(model_cache_bytes=128 * MIB, inference_memory_bytes=128 * MIB)
+
+
+def roundtrip(message):
+    a, b = socket.socketpair()
+    got = {}
+    reader = threading.Thread(target=lambda: got.setdefault("m", wire.recv(b)))
+    reader.start()
+    wire.send(a, message)
+    reader.join(10)
+    a.close(), b.close()
+    return got["m"]
+
+
+def test_wire_round_trips_arrays_of_every_layout_out_of_band():
+    big = np.arange(3 * 224 * 224, dtype=np.float32).reshape(1, 3, 224, 224)
+    message = {
+        "big": big,
+        "fortran": np.asfortranarray(np.arange(12, dtype=np.int64).reshape(3, 4)),
+        "strided": np.arange(10.0)[::2],
+        "scalar": np.array(3.5),
+        "strings": np.array(["a", "bé"], dtype=object),
+        "none": None,
+    }
+    back = roundtrip(("run", [], message))
+    for key, value in message.items():
+        if value is None:
+            assert back[2][key] is None
+        else:
+            np.testing.assert_array_equal(back[2][key], value)
+            assert back[2][key].dtype == value.dtype
+    # The big array arrived in its own buffer, writable, not a copy of a joined frame.
+    assert back[2]["big"].flags.writeable and back[2]["big"].base is not None
+
+
+def test_wire_reports_a_closed_channel():
+    a, b = socket.socketpair()
+    a.sendall(b"\x05\x00")  # half a prefix, then gone
+    a.close()
+    with pytest.raises(wire.ChannelClosed):
+        wire.recv(b)
+    b.close()
+
+
+@pytest.fixture
+def sup():
+    s = supervisor.Supervisor()
+    yield s
+    s.stop()
+
+
+def load(sup, tmp_path, name, model, timeout=30.0):
+    path = tmp_path / name
+    path.write_bytes(model)
+    reply, generation = sup.call(
+        ("load", f"{name}@sha", str(path), name, 64 * MIB, len(model)),
+        sizing=SIZING,
+        timeout=timeout,
+        allowance=256 * MIB,
+    )
+    return reply, generation
+
+
+def run(sup, name, feeds, timeout=5.0, allowance=64 * MIB):
+    return sup.call(("run", f"{name}@sha", None, feeds, 0), sizing=SIZING, timeout=timeout, allowance=allowance)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_worker_loads_and_runs_and_the_parent_never_imports_onnxruntime(sup, tmp_path):
+    mlp = Mlp.random(4, 8, 3)
+    reply, generation = load(sup, tmp_path, "mlp.onnx", mlp.onnx_bytes())
+    assert reply[0] == "ok" and reply[1] == [("x", "tensor(float)", ["batch", 4])] and reply[3] > 0
+    x = np.ones((2, 4), np.float32)
+    (status, outputs), again = run(sup, "mlp.onnx", {"x": x})
+    assert status == "ok" and again == generation
+    np.testing.assert_allclose(outputs[0], mlp.reference(x), rtol=1e-5)
+    # A bad input is the worker's answer, not a crash: the worker stays.
+    status, kind, text = run(sup, "mlp.onnx", {"x": np.ones((2, 5), np.float32)})[0]
+    assert (status, kind) == ("err", "invalid") and sup.generation == generation
+    code = "import sys, chalicelib.runners.supervisor; sys.exit('onnxruntime' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_a_run_past_its_deadline_is_killed_and_the_next_call_gets_a_new_worker(sup, tmp_path):
+    load(sup, tmp_path, "loop.onnx", hm.endless_loop())
+    pid, generation = sup.pid(), sup.generation
+    started = time.monotonic()
+    with pytest.raises(supervisor.Stopped) as stopped:
+        run(sup, "loop.onnx", {"x": np.ones(1, np.float32)}, timeout=0.5)
+    assert stopped.value.reason == "time" and time.monotonic() - started < 1.5
+    assert not os.path.exists(f"/proc/{pid}")  # killed and reaped: no CPU spent after the answer
+    assert sup.generation > generation and sup.pid() is None
+    reply, new_generation = load(sup, tmp_path, "mlp.onnx", Mlp.random().onnx_bytes())
+    assert reply[0] == "ok" and new_generation == sup.generation and sup.pid() != pid
+
+
+def test_memory_outside_the_arena_is_stopped_by_the_rss_watchdog(sup, tmp_path):
+    load(sup, tmp_path, "strings.onnx", hm.string_doubling())
+    with pytest.raises(supervisor.Stopped) as stopped:
+        run(sup, "strings.onnx", {"s": np.array(["ab"], dtype=object)}, timeout=30, allowance=64 * MIB)
+    assert stopped.value.reason == "memory"
+    assert sup.pid() is None
+
+
+def test_a_worker_that_dies_is_a_crash_and_is_replaced(sup, tmp_path):
+    load(sup, tmp_path, "loop.onnx", hm.endless_loop())
+    pid = sup.pid()
+    threading.Timer(0.3, os.kill, (pid, signal.SIGSEGV)).start()
+    with pytest.raises(supervisor.Stopped) as stopped:
+        run(sup, "loop.onnx", {"x": np.ones(1, np.float32)}, timeout=10)
+    assert stopped.value.reason == "crash" and "signal 11" in stopped.value.detail
+    assert load(sup, tmp_path, "mlp.onnx", Mlp.random().onnx_bytes())[0][0] == "ok"
+
+
+def test_a_worker_that_never_starts_is_stopped_at_the_deadline(tmp_path):
+    sleeper = supervisor.Supervisor(command=[sys.executable, "-c", "import time; time.sleep(60)"])
+    started = time.monotonic()
+    with pytest.raises(supervisor.Stopped) as stopped:
+        sleeper.call(("run", "x", None, {}, 0), sizing=SIZING, timeout=0.5, allowance=MIB)
+    assert stopped.value.reason == "time" and time.monotonic() - started < 1.5
+    assert sleeper.pid() is None
+
+
+def test_waiting_for_another_call_is_bounded(sup, tmp_path):
+    load(sup, tmp_path, "loop.onnx", hm.endless_loop())
+    first = threading.Thread(
+        target=lambda: pytest.raises(supervisor.Stopped, run, sup, "loop.onnx", {"x": np.ones(1, np.float32)}, 2.0)
+    )
+    first.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    with pytest.raises(supervisor.Stopped) as stopped:
+        run(sup, "loop.onnx", {"x": np.ones(1, np.float32)}, timeout=0.3)
+    assert stopped.value.reason == "time" and time.monotonic() - started < 1.0
+    first.join(10)
+
+
+def test_dropped_sessions_leave_the_worker_and_a_new_sizing_restarts_it(sup, tmp_path):
+    load(sup, tmp_path, "mlp.onnx", Mlp.random().onnx_bytes())
+    sup.release(sup.generation, "mlp.onnx@sha")
+    status, kind, _ = run(sup, "mlp.onnx", {"x": np.ones((1, 4), np.float32)})[0]
+    assert (status, kind) == ("err", "failed")  # dropped before this run
+    pid = sup.pid()
+    bigger = supervisor.Sizing(256 * MIB, 256 * MIB)
+    sup.call(("noop",), sizing=bigger, timeout=30, allowance=MIB)
+    assert sup.pid() != pid
+
+
+def test_worker_exits_when_its_parent_dies(tmp_path):
+    code = (
+        "import sys, time; from chalicelib.runners import supervisor as s; "
+        "sup = s.Supervisor(); sup.call(('noop',), sizing=s.Sizing(1 << 26, 1 << 26), timeout=30, allowance=1); "
+        "print(sup.pid(), flush=True); time.sleep(60)"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.getcwd(),
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    worker = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{worker}"):
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{worker}") or open(f"/proc/{worker}/stat").read().split()[2] == "Z"
+
+
+def test_wire_sends_more_buffers_than_one_sendmsg_takes():
+    # A sequence output of 2,000 tensors: more parts than the kernel's IOV_MAX.
+    arrays = [np.full(600, i, np.float32) for i in range(2000)]
+    back = roundtrip(("ok", arrays))
+    assert len(back[1]) == 2000 and all((a == i).all() for i, a in enumerate(back[1]))
+
+
+def test_rlimit_data_stops_what_the_watchdog_would_miss(tmp_path):
+    # The watchdog effectively off (one check per 100 s): the worker's own
+    # RLIMIT_DATA (data at start + sizing + DATA_SLACK) fails the string
+    # Tile's allocations inside onnxruntime, an error the worker survives.
+    lazy = supervisor.Supervisor(tick=100.0)
+    small = supervisor.Sizing(64 * MIB, 64 * MIB)
+    try:
+        path = tmp_path / "tile.onnx"
+        path.write_bytes(hm.string_tile(3000))
+        reply, _ = lazy.call(("load", "t", str(path), "t", 64 * MIB, 300), sizing=small, timeout=30, allowance=1 << 40)
+        assert reply[0] == "ok"
+        pid = lazy.pid()
+        feeds = {"s": np.array(["x" * MIB], dtype=object)}
+        reply, _ = lazy.call(("run", "t", None, feeds, 0), sizing=small, timeout=60, allowance=1 << 40)
+        assert reply[:2] == ("err", "memory")
+        with open(f"/proc/{pid}/status") as f:
+            peak = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+        assert peak < 128 * MIB + supervisor.DATA_SLACK + 150 * MIB  # 3 GB without the limit
+        assert lazy.pid() == pid  # the worker survived its failed run
+    finally:
+        lazy.stop()
+
+
+def test_outputs_too_large_to_send_stay_in_the_worker(sup, tmp_path):
+    load(sup, tmp_path, "mlp.onnx", Mlp.random(4, 8, 3).onnx_bytes())
+    feeds = {"x": np.ones((1000, 4), np.float32)}  # 12 KB of outputs
+    reply, _ = sup.call(("run", "mlp.onnx@sha", None, feeds, 4096), sizing=SIZING, timeout=10, allowance=64 * MIB)
+    assert reply[:2] == ("err", "outputs") and int(reply[2]) > 12_000
+    reply, _ = sup.call(("run", "mlp.onnx@sha", None, feeds, 0), sizing=SIZING, timeout=10, allowance=64 * MIB)
+    assert reply[0] == "ok" and reply[1][0].shape == (1000, 3)
