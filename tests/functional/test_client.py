@@ -22,7 +22,6 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from app import app
 from efsml_client import Client, ClientError, ServiceError
 from scripts.s3_put import local_s3
 from tests.support.efsml_cli import cli, error_line
@@ -30,11 +29,6 @@ from tests.support.onnx_models import Mlp
 from tests.support.stack import running_stack
 
 PROJECT = Path(__file__).resolve().parents[2]
-# The jobs commands need issue 20's /jobs routes (h-G): their tests run by
-# themselves once the app has them; nothing here fakes them.
-needs_jobs = pytest.mark.skipif(
-    "/jobs" not in app.routes, reason="the app has no /jobs routes yet (issue 20, h-G): runs once they are merged"
-)
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +216,6 @@ def test_download_streams_a_presigned_get_with_a_bar_and_leaves_nothing_on_failu
     assert sorted(p.name for p in tmp_path.iterdir()) == ["got.npy", "result.npy"]
 
 
-@needs_jobs
 def test_jobs_submit_wait_download_status_list_cancel(url, tmp_path):
     model = Mlp.random(seed=5)
     (tmp_path / "jobs-mlp.onnx").write_bytes(model.onnx_bytes())
@@ -255,7 +248,6 @@ def test_jobs_submit_wait_download_status_list_cancel(url, tmp_path):
     assert code == 0 and cancelled["state"] == "succeeded"
 
 
-@needs_jobs
 def test_unknown_job_and_bad_submit_are_the_services_errors(url):
     code, _, stderr = cli(url, "jobs", "wait", "20990101T000000Z-000000000000", "--wait", 5)
     assert code == 1 and error_line(stderr)["status"] == 404
