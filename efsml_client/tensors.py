@@ -126,9 +126,22 @@ def _strings(raw: bytes) -> np.ndarray:
 
 
 def as_json(doc: dict[str, Any]) -> dict[str, Any]:
-    """A decoded response with each output's ``data`` back as (nested) lists, for printing."""
-    outputs = [{**o, "data": _plain(o["data"])} for o in doc.get("outputs", [])]
+    """A decoded response with each output's ``data`` back as (nested) lists, for printing;
+    JSON-text outputs (``content_type: application/json``) as the values they hold."""
+    outputs = []
+    for output in doc.get("outputs", []):
+        data = _plain(output["data"])
+        if (output.get("parameters") or {}).get("content_type") == "application/json":
+            # A sequence or map output (ZipMap's class -> probability): one JSON text per element.
+            data = _parsed(data)
+        outputs.append({**output, "data": data})
     return {**doc, "outputs": outputs}
+
+
+def _parsed(data: Any) -> Any:
+    if isinstance(data, list):
+        return [_parsed(v) for v in data]
+    return json.loads(data) if isinstance(data, str) else data
 
 
 def _plain(data: Any) -> Any:

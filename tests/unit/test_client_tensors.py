@@ -89,3 +89,14 @@ def test_a_float64_npy_for_an_fp32_input_is_sent_as_fp32(tmp_path):
     meta["inputs"].append({"name": "ids", "datatype": "INT64", "shape": [-1]})
     got = read_inputs(str(tmp_path / "in.npz"), meta)
     assert got["x"].dtype == np.float32 and got["ids"].dtype == np.float64  # integer targets: the service casts
+
+
+def test_a_zipmap_output_prints_as_its_maps():
+    """ONNX-ML's sequence of maps comes as BYTES, one JSON text per element (docs/protocol.md)."""
+    maps = [{"0": 0.25, "1": 0.75}, {"0": 1.0, "1": 0.0}]
+    chunk = bytes(binary.encode(np.array([json.dumps(m) for m in maps], dtype=object), BY_OIP["BYTES"]))
+    parameters = {"content_type": "application/json", "binary_data_size": len(chunk)}
+    header = {"outputs": [{"name": "output_probability", "datatype": "BYTES", "shape": [2], "parameters": parameters}]}
+    text = json.dumps(header).encode()
+    printed = tensors.as_json(tensors.decode_response(text + chunk, str(len(text))))
+    assert printed["outputs"][0]["data"] == maps
