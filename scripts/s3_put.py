@@ -14,11 +14,25 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from chalicelib.errors import InvalidRequest
 from chalicelib.names import parse_key
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def local_s3(endpoints: dict[str, Any]) -> Any:
+    """A boto3 S3 client for the local stack's moto server (from its endpoints file)."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoints["s3_endpoint"],
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
 
 
 def _running(pid: object) -> bool:
@@ -62,15 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             f"s3-put: no running `make local` ({args.endpoints} is missing or stale); start it first", file=sys.stderr
         )
         return 1
-    import boto3
-
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=endpoints["s3_endpoint"],
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    s3 = local_s3(endpoints)
     s3.upload_file(str(args.file), endpoints["bucket"], ref.key)
     size = args.file.stat().st_size
     print(
