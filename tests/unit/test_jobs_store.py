@@ -190,3 +190,16 @@ def test_an_assembly_ends_failed_only_once_no_attempt_can_come(tmp_path):
     assert err["block"] is None and err["stage"] == "assembly" and err["attempts"] == 2
     assert "stopped while assembling" in err["message"]  # the later of the two reasons
     assert failed["finishedAt"] == err["at"]
+
+
+def test_the_attempt_timeout_outlasts_the_workers_lambda_timeout_in_every_stage():
+    # A last attempt counts as stopped only once Lambda has surely ended it: the
+    # function's timeout, plus a margin for two functions' clocks.
+    import json
+    from pathlib import Path
+
+    config = json.loads((Path(__file__).resolve().parents[2] / ".chalice" / "config.json").read_text())
+    bound = load_settings({}).job_attempt_timeout_seconds
+    stages = config["stages"].values()
+    timeouts = [s["lambda_functions"]["run_job_blocks"]["lambda_timeout"] for s in stages if s.get("lambda_functions")]
+    assert timeouts and all(bound >= t + 30 for t in timeouts), (bound, timeouts)
