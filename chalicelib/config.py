@@ -149,6 +149,13 @@ class Settings:
     """Attempts of one block before SQS moves its message to the dead-letter
     queue; the same number as the queue's redrive policy (infra), so the
     worker knows an attempt is the last and records the block as failed."""
+    job_attempt_timeout_seconds: float = _setting(960.0)
+    """How long after a block's last attempt (or an assembly's last attempt)
+    started ``GET /jobs/{id}`` waits for its result or failure before it
+    counts the block (or the assembly) as failed: its worker was stopped
+    (Lambda's timeout, out of memory, killed) and SQS will not run it again.
+    At least run_job_blocks' ``lambda_timeout`` (900 s in .chalice/config.json),
+    plus a margin for the clocks of two functions; lower it with the timeout."""
     result_retention_days: int = _setting(30, minimum=0)
     """Days results (``outputs/``) and finished jobs are kept, in S3 (a
     lifecycle rule) and on the store (the hourly sweep); 0 keeps them forever."""

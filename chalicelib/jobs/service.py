@@ -62,14 +62,63 @@ def create_job(store: Store, settings: Settings, req: JobRequest, request_id: st
     }
 
 
-def _state(total: int, progress: Progress) -> str:
+STOPPED = "the worker stopped during its last attempt (timeout or out of memory)"
+STOPPED_ASSEMBLING = "the worker stopped while assembling the outputs, on its last attempt (timeout or out of memory)"
+
+
+def _overdue(settings: Settings, doc: dict[str, Any], now: float) -> bool:
+    """Whether an attempt that started per ``doc`` can no longer be running."""
+    started = doc.get("t")
+    return isinstance(started, (int, float)) and now - started > settings.job_attempt_timeout_seconds
+
+
+def _stopped(settings: Settings, doc: dict[str, Any], message: str) -> dict[str, Any]:
+    at = float(doc.get("t") or 0) + settings.job_attempt_timeout_seconds
+    return {"error": "PROCESSING_FAILED", "message": message, "attempts": doc.get("attempt"), "at": iso(at)}
+
+
+def _failed_blocks(settings: Settings, progress: Progress, now: float) -> dict[int, dict[str, Any]]:
+    """Blocks that gave up: recorded failures, and last attempts whose worker
+    was stopped (started longer ago than JOB_ATTEMPT_TIMEOUT_SECONDS, nothing since)."""
+    failed = {i: d for i, d in progress.failed.items() if i not in progress.done}
+    for i, doc in progress.last_attempts.items():
+        if i not in progress.done and i not in failed and _overdue(settings, doc, now):
+            failed[i] = _stopped(settings, doc, STOPPED)
+    return failed
+
+
+def _assembly_error(settings: Settings, progress: Progress, now: float) -> dict[str, Any] | None:
+    """Why the assembly will never finish, or ``None`` while an attempt may still
+    come: every assembly attempt was its message's last, and each failed or
+    stopped (nothing after JOB_ATTEMPT_TIMEOUT_SECONDS)."""
+    if progress.results is not None or not progress.assembling:
+        return None
+    reasons: list[dict[str, Any]] = []
+    for i, doc in progress.assembling.items():
+        if i in progress.assembly_failed:
+            reasons.append(progress.assembly_failed[i])
+        elif doc.get("last") and _overdue(settings, doc, now):
+            reasons.append(_stopped(settings, doc, STOPPED_ASSEMBLING))
+        else:
+            return None  # this message is retried (or still running)
+    latest: dict[str, Any] = max(reasons, key=_at)
+    return {"stage": "assembly", **latest}
+
+
+def _at(doc: dict[str, Any]) -> str:
+    return str(doc.get("at") or "")
+
+
+def _state(total: int, progress: Progress, failed: dict[int, Any], assembly_error: dict[str, Any] | None) -> str:
     if progress.results is not None:
         return "succeeded"
     if progress.cancelled is not None:
         return "cancelled"
-    if progress.failed and len(progress.done | set(progress.failed)) >= total:
+    if failed and len(progress.done | set(failed)) >= total:
         return "failed"
-    if progress.started is not None or progress.done or progress.failed:
+    if assembly_error is not None:
+        return "failed"
+    if progress.started is not None or progress.done or failed:
         return "running"
     return "pending"
 
@@ -88,12 +137,14 @@ def job_status(store: Store, settings: Settings, job_id: str) -> dict[str, Any]:
     """``GET /jobs/{id}``: state, progress derived from the block files, errors, results."""
     files = JobFiles(store.root)
     plan = files.plan(job_id)
-    progress = files.progress(job_id)
     blocks = plan["blocks"]
     total = len(blocks)
-    state = _state(total, progress)
-    failed = {i: d for i, d in progress.failed.items() if i not in progress.done}
-    errors = []
+    progress = files.progress(job_id, total)
+    now = time.time()
+    failed = _failed_blocks(settings, progress, now)
+    assembly_error = _assembly_error(settings, progress, now)
+    state = _state(total, progress, failed, assembly_error)
+    errors: list[dict[str, Any]] = []
     for i, doc in sorted(failed.items()):
         block = blocks[i] if 0 <= i < total else {"input": 0, "start": 0, "stop": 0}
         errors.append(
@@ -104,9 +155,13 @@ def job_status(store: Store, settings: Settings, job_id: str) -> dict[str, Any]:
                 **doc,
             }
         )
+    if assembly_error is not None and state == "failed":
+        errors.append({"block": None, **assembly_error})
     finished = None
     if progress.results is not None:
         finished = progress.results.get("finishedAt")
+    elif state == "failed" and assembly_error is not None:
+        finished = assembly_error.get("at")
     elif state == "failed":
         finished = max((d.get("at") or "" for d in failed.values()), default=None) or None
     elif progress.cancelled is not None:

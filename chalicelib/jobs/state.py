@@ -8,6 +8,11 @@ Layout under ``<EFS_ROOT>/jobs/<jobId>/``::
     blocks/<i>.npz      block i's outputs: its presence *is* "block i done"
     errors/<i>.json     the last failed attempt of block i (overwritten per attempt)
     failed/<i>.json     block i gave up (its last attempt: the message goes to the DLQ)
+    last-attempt/<i>.json  block i's last allowed attempt started (attempt, at): if
+                        neither its result nor its failure follows within
+                        JOB_ATTEMPT_TIMEOUT_SECONDS, its worker was stopped
+    assembling/<i>.json the message of block i started assembling (attempt, at, last)
+    assembly-failed/<i>.json  that assembly failed on its message's last attempt
     results.json        the assembled outputs (written last: the job succeeded)
 
 Concurrent workers never read-modify-write a shared record: every write
@@ -27,7 +32,7 @@ import re
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.errors import EfsWriteFailed, NotFound
@@ -62,6 +67,12 @@ class Progress:
     started: float | None
     cancelled: dict[str, Any] | None
     results: dict[str, Any] | None
+    last_attempts: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """Blocks neither done nor failed whose last allowed attempt has started."""
+    assembling: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """Assembly attempts (by the block whose message ran them), once every block is done."""
+    assembly_failed: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """Assemblies that failed on their message's last attempt (same keys)."""
 
 
 class JobFiles:
@@ -157,22 +168,44 @@ class JobFiles:
         """Blocks whose result file exists (one readdir)."""
         return frozenset(self._indices(job_id, "blocks", "npz"))
 
-    def progress(self, job_id: str) -> Progress:
-        """Everything the job's files say now (a few readdirs and small reads)."""
-        failed = {}
-        for i in self._indices(job_id, "failed", "json"):
-            failed[i] = self.read_json(job_id, "failed", f"{i}.json") or {}
+    def _docs(self, job_id: str, folder: str, skip: frozenset[int] | set[int] = frozenset()) -> dict[int, Any]:
+        """``folder/<i>.json`` of every block not in ``skip`` (one readdir, one read each)."""
+        docs = {}
+        for i in self._indices(job_id, folder, "json"):
+            if i not in skip:
+                docs[i] = self.read_json(job_id, folder, f"{i}.json") or {}
+        return docs
+
+    def progress(self, job_id: str, total: int | None = None) -> Progress:
+        """Everything the job's files say now (a few readdirs and small reads).
+
+        Only what can still decide the state is read: the last-attempt
+        records of blocks neither done nor failed (few: those running their
+        last attempt, or whose worker died in it), and the assembly records
+        once every one of ``total`` blocks is done and nothing is assembled."""
+        done = self.done_blocks(job_id)
+        failed = self._docs(job_id, "failed")
+        results = self.read_json(job_id, "results.json")
+        last = self._docs(job_id, "last-attempt", done | set(failed)) if results is None else {}
+        assembling: dict[int, Any] = {}
+        assembly_failed: dict[int, Any] = {}
+        if results is None and total is not None and len(done) >= total:
+            assembling = self._docs(job_id, "assembling")
+            assembly_failed = self._docs(job_id, "assembly-failed")
         started = None
         try:
             started = os.stat(self.path(job_id, "started")).st_mtime
         except FileNotFoundError:
             pass
         return Progress(
-            done=self.done_blocks(job_id),
+            done=done,
             failed=failed,
             started=started,
             cancelled=self.read_json(job_id, "cancelled"),
-            results=self.read_json(job_id, "results.json"),
+            results=results,
+            last_attempts=last,
+            assembling=assembling,
+            assembly_failed=assembly_failed,
         )
 
     def job_ids(self) -> list[str]:

@@ -18,6 +18,14 @@ failure is recorded in ``errors/<i>.json``, and on the attempt SQS counts as
 the last (``ApproximateReceiveCount`` >= JOB_MAX_RECEIVE_COUNT, the queue's
 redrive ``maxReceiveCount``) in ``failed/<i>.json``, before SQS moves the
 message to the dead-letter queue.
+
+A worker stopped outright (Lambda's timeout, out of memory, SIGKILL) records
+nothing when it dies, so the last attempt records its start first
+(``last-attempt/<i>.json``) and an assembly records each of its attempts
+(``assembling/<i>.json``): ``GET /jobs/{id}`` counts such an attempt that has
+produced nothing after JOB_ATTEMPT_TIMEOUT_SECONDS as failed (see
+:mod:`chalicelib.jobs.service`). An assembly that raises on its message's
+last attempt records ``assembly-failed/<i>.json``.
 """
 
 from __future__ import annotations
@@ -70,9 +78,17 @@ def _rows(store: Store, plan: dict[str, Any], block: dict[str, Any]) -> Any:
         raise InvalidRequest(f"Input '{ref.name}' was deleted after the job was created") from None
 
 
-def run_block(store: Store, settings: Settings, job_id: str, index: int) -> str:
+def _attempt_doc(attempt: int, last: bool) -> dict[str, Any]:
+    now = time.time()
+    return {"attempt": attempt, "last": last, "at": iso(now), "t": now}
+
+
+def run_block(store: Store, settings: Settings, job_id: str, index: int, attempt: int = 1) -> str:
     """Run block ``index`` of ``job_id`` unless it is done or the job is
     cancelled; returns ``ran``, ``repeat`` or ``skipped``.
+
+    ``attempt`` is SQS's ApproximateReceiveCount: from JOB_MAX_RECEIVE_COUNT
+    on, the attempt is the last and its start is recorded before it runs.
 
     A job that is not on the store is an error, not a no-op: a worker
     mounted on the wrong store must not swallow every message (they end in
@@ -83,14 +99,18 @@ def run_block(store: Store, settings: Settings, job_id: str, index: int) -> str:
     plan = _plan(store.root, job_id)
     if not 0 <= index < len(plan["blocks"]):
         raise InvalidRequest(f"Job '{job_id}' has no block {index}")
+    last = attempt >= settings.job_max_receive_count
     if files.exists(job_id, "blocks", f"{index}.npz"):
-        finish_if_done(store, settings, files, job_id, plan)
+        finish_if_done(store, settings, files, job_id, plan, index, attempt)
         return "repeat"
     if files.exists(job_id, "cancelled"):
         return "skipped"
     files.create_once(job_id, "started", {"at": iso(time.time())})
+    if last:
+        # Written before the run: a worker killed in it leaves this behind, and the job's status counts it.
+        files.write_json(job_id, ("last-attempt", f"{index}.json"), _attempt_doc(attempt, True))
     block = plan["blocks"][index]
-    log.info("job %s block %d: started", job_id, index)
+    log.info("job %s block %d: started (attempt %d)", job_id, index, attempt)
     model = plan["model"]
     rows = _rows(store, plan, block)
     outputs = tuple(plan["outputs"]) if plan.get("outputs") else None
@@ -108,15 +128,36 @@ def run_block(store: Store, settings: Settings, job_id: str, index: int) -> str:
     np.savez(buf, allow_pickle=False, **{name: np.asarray(a) for name, a in inferred.outputs.items()})
     files.write(job_id, ("blocks", f"{index}.npz"), buf.getvalue())
     observability.metric("JobRowsDone", count)
-    finish_if_done(store, settings, files, job_id, plan)
+    finish_if_done(store, settings, files, job_id, plan, index, attempt)
     return "ran"
 
 
-def finish_if_done(store: Store, settings: Settings, files: JobFiles, job_id: str, plan: dict[str, Any]) -> bool:
-    """Assemble the job if every block is done and it is not assembled yet."""
+def finish_if_done(
+    store: Store,
+    settings: Settings,
+    files: JobFiles,
+    job_id: str,
+    plan: dict[str, Any],
+    index: int,
+    attempt: int = 1,
+) -> bool:
+    """Assemble the job if every block is done and it is not assembled yet.
+
+    The assembly runs in block ``index``'s message and is retried with it;
+    each attempt is recorded first (``assembling/<index>.json``), and a
+    failure of its last attempt is recorded (``assembly-failed/<index>.json``)
+    before it is raised, so the job ends ``failed`` with the reason rather
+    than ``running`` with every block done."""
     if len(files.done_blocks(job_id)) < len(plan["blocks"]) or files.exists(job_id, "results.json"):
         return False
-    assembly.assemble(store, settings, files, job_id, plan)
+    last = attempt >= settings.job_max_receive_count
+    files.write_json(job_id, ("assembling", f"{index}.json"), _attempt_doc(attempt, last))
+    try:
+        assembly.assemble(store, settings, files, job_id, plan)
+    except Exception as exc:
+        if last:
+            files.write_json(job_id, ("assembly-failed", f"{index}.json"), _error_doc(exc, attempt))
+        raise
     return True
 
 
@@ -147,7 +188,7 @@ def handle_records(store: Store, settings: Settings, records: list[dict[str, Any
             continue
         attempt = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
         try:
-            outcome = run_block(store, settings, job_id, index)
+            outcome = run_block(store, settings, job_id, index, attempt)
             log.info("job %s block %d: %s (attempt %d)", job_id, index, outcome, attempt)
         except Exception as exc:  # noqa: BLE001 - every failure is reported on the job
             doc = _error_doc(exc, attempt)

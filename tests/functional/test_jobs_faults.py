@@ -3,7 +3,10 @@
 * a worker SIGKILLed mid-block: the block comes back after the visibility
   timeout, another worker redoes it, and it is counted once;
 * a block that always fails: retried maxReceiveCount times, then in the
-  DLQ; the job is failed naming the block, and the other blocks' results stay.
+  DLQ; the job is failed naming the block, and the other blocks' results stay;
+* a worker SIGKILLed on a block's last attempt (it records nothing as it
+  dies): the job still ends failed naming the block, once that attempt is
+  older than JOB_ATTEMPT_TIMEOUT_SECONDS.
 """
 
 from __future__ import annotations
@@ -27,12 +30,18 @@ from tests.support.jobs import api, ingest, local_stack, npy
 from tests.support.onnx_models import Mlp, small_cnn
 
 VISIBILITY = 3
+ATTEMPT_TIMEOUT = 15  # the API's JOB_ATTEMPT_TIMEOUT_SECONDS: a killed last attempt counts as failed after it
 MLP = Mlp.random(n_in=256, hidden=2048, n_out=4, seed=11)
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    env = {"JOB_WORKERS": "0", "JOB_VISIBILITY_TIMEOUT": str(VISIBILITY), "JOB_MAX_RECEIVE_COUNT": "2"}
+    env = {
+        "JOB_WORKERS": "0",
+        "JOB_VISIBILITY_TIMEOUT": str(VISIBILITY),
+        "JOB_MAX_RECEIVE_COUNT": "2",
+        "JOB_ATTEMPT_TIMEOUT_SECONDS": str(ATTEMPT_TIMEOUT),
+    }
     with local_stack(tmp_path_factory.mktemp("jobs-faults"), **env) as (endpoints, endpoints_file, _):
         yield endpoints, endpoints_file
 
@@ -110,13 +119,19 @@ def wait_state(endpoints, job_id, timeout=120):
     raise AssertionError(f"job still {doc['state']}: {doc}")
 
 
+def mlp_job(endpoints, name: str, rows: int, seed: int) -> tuple[np.ndarray, dict]:
+    """A job of the MLP over ``rows`` random rows stored as ``inputs/<name>``, 1000 rows per block."""
+    ingest(endpoints, "mlp.onnx", MLP.onnx_bytes())
+    x = np.random.default_rng(seed).standard_normal((rows, 256)).astype(np.float32)
+    put_input(endpoints, name, npy(x))
+    status, job = api(endpoints, "POST", "/jobs", {"model": "mlp.onnx", "input": f"inputs/{name}", "batchSize": 1000})
+    assert status == 202, job
+    return x, job
+
+
 def test_a_worker_killed_mid_block_is_redone_and_counted_once(stack):
     endpoints, endpoints_file = stack
-    ingest(endpoints, "mlp.onnx", MLP.onnx_bytes())
-    x = np.random.default_rng(3).standard_normal((4000, 256)).astype(np.float32)
-    put_input(endpoints, "kill.npy", npy(x))
-    status, job = api(endpoints, "POST", "/jobs", {"model": "mlp.onnx", "input": "inputs/kill.npy", "batchSize": 1000})
-    assert status == 202, job
+    x, job = mlp_job(endpoints, "kill.npy", rows=4000, seed=3)
     first = Worker(endpoints_file)
     try:
         started = first.wait_for(f"job {job['jobId']} block ")
@@ -171,3 +186,43 @@ def test_a_block_that_always_fails_goes_to_the_dlq_and_fails_the_job(stack):
     assert {"jobId": job["jobId"], "block": 1} in bodies
     root = Path(endpoints["efs_root"]) / "jobs" / job["jobId"] / "blocks"
     assert sorted(p.name for p in root.iterdir() if p.suffix == ".npz") == ["0.npz", "2.npz"]
+
+
+def _kill(worker: Worker) -> None:
+    os.kill(worker.proc.pid, signal.SIGKILL)
+    worker.proc.wait(10)
+    worker.stop()
+
+
+def test_a_worker_killed_on_the_last_attempt_fails_the_job_naming_the_block(stack):
+    endpoints, endpoints_file = stack
+    _, job = mlp_job(endpoints, "last.npy", rows=2000, seed=5)
+    prefix = f"job {job['jobId']} block "
+    first = Worker(endpoints_file)
+    try:
+        started = first.wait_for(prefix)  # attempt 1 of one block
+    finally:
+        _kill(first)
+    killed = int(started.split(" block ")[1].split(":")[0])
+    second = Worker(endpoints_file)
+    try:
+        second.wait_for(f"{prefix}{killed}: started", timeout=60)  # attempt 2 (JOB_MAX_RECEIVE_COUNT): the last
+    finally:
+        _kill(second)
+    root = Path(endpoints["efs_root"]) / "jobs" / job["jobId"]
+    assert not (root / "blocks" / f"{killed}.npz").exists(), "the kill came after the block finished"
+    _, running = api(endpoints, "GET", f"/jobs/{job['jobId']}")
+    assert running["state"] == "running", running  # within the bound, the attempt may still be running
+    third = Worker(endpoints_file)  # runs the other block if the second did not
+    try:
+        doc = wait_state(endpoints, job["jobId"], timeout=ATTEMPT_TIMEOUT + 60)
+    finally:
+        third.stop()
+    assert doc["state"] == "failed", doc
+    assert doc["blocks"] == {"total": 2, "done": 1, "failed": 1, "pending": 0}
+    (err,) = doc["errors"]
+    assert err["block"] == killed and err["rows"] == [killed * 1000, killed * 1000 + 1000], err
+    assert "worker stopped during its last attempt" in err["message"] and err["attempts"] == 2, err
+    assert doc["finishedAt"] and "results" not in doc
+    assert (root / "blocks" / f"{1 - killed}.npz").exists()  # the other block's result is kept
+    assert killed not in third.blocks("ran")  # SQS does not run it a third time

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from devstack.jobs import Poller, create_queues
-from tests.support.onnx_models import small_cnn
+from tests.support.onnx_models import identity_model, small_cnn
 from tests.support.routes import error, ok, post
 
 ROWS = 50
@@ -203,3 +203,23 @@ def test_a_block_whose_outputs_exceed_max_output_elements_fails_naming_the_setti
     failed = status(client, job["jobId"])
     assert failed["state"] == "failed" and failed["blocks"]["failed"] == 5, failed
     assert all("MAX_OUTPUT_ELEMENTS" in e["message"] for e in failed["errors"])
+
+
+def test_an_assembly_that_always_fails_ends_the_job_failed_with_the_reason(client, poller, queues):
+    # Every block runs, but their outputs cannot be joined (3 columns, then 5): each assembly attempt fails.
+    ingest(client, "id.onnx", identity_model("FP32", ("n", "m")))
+    ingest(client, "inputs/cols-0.npy", npy(np.zeros((2, 3), np.float32)))
+    ingest(client, "inputs/cols-1.npy", npy(np.ones((2, 5), np.float32)))
+    job = json.loads(post(client, "/jobs", {"model": "id.onnx", "inputPrefix": "inputs/cols-"}).body)
+    assert job["blocks"] == 2
+    for _ in range(4):
+        drain(poller)
+    failed = status(client, job["jobId"])
+    assert failed["state"] == "failed", failed
+    assert failed["blocks"] == {"total": 2, "done": 2, "failed": 0, "pending": 0}
+    (err,) = failed["errors"]
+    assert err["block"] is None and err["stage"] == "assembly" and err["attempts"] == 2, err
+    assert err["error"] == "INVALID_REQUEST" and "cannot be joined" in err["message"], err
+    assert failed["finishedAt"] == err["at"] and "results" not in failed
+    dlq = queues["sqs"].receive_message(QueueUrl=queues["job_dlq_url"], MaxNumberOfMessages=10)["Messages"]
+    assert len(dlq) == 1  # the message that assembled, after its attempts

@@ -11,6 +11,7 @@ import numpy as np
 import requests
 
 from tests.support.env import reset_caches
+from tests.support.jobs import plan_doc
 from tests.support.onnx_models import Mlp
 from tests.support.routes import error, ok, post
 
@@ -76,19 +77,7 @@ def test_retention_expires_old_results_and_finished_jobs_only(client, efs_root, 
     ok(predict(client, "old"))
     files = JobFiles(str(efs_root))
     for job_id, finished in (("20260101T000000Z-00000000000a", True), ("20260101T000000Z-00000000000b", False)):
-        files.write_json(
-            job_id,
-            ("job.json",),
-            {
-                "jobId": job_id,
-                "model": {"key": "models/mlp.onnx", "version": 1, "sha256": "x"},
-                "source": {"input": "inputs/a.npy"},
-                "batchSize": 1,
-                "inputs": [{"key": "inputs/a.npy"}],
-                "blocks": [{"input": 0, "start": 0, "stop": 1}],
-                "createdAt": iso(time.time()),
-            },
-        )
+        files.write_json(job_id, ("job.json",), plan_doc(job_id, 1, iso(time.time()), model="models/mlp.onnx"))
         if finished:
             files.write_json(job_id, ("results.json",), {"outputs": {}, "finishedAt": iso(time.time())})
     store, settings = get_store(), get_settings()

@@ -58,3 +58,16 @@ def ingest(endpoints: dict[str, Any], filename: str, data: bytes) -> None:
     body = {"filename": filename, "data": base64.b64encode(data).decode(), "encoding": "base64"}
     status, answer = api(endpoints, "POST", "/ingest", body)
     assert status == 200, answer
+
+
+def plan_doc(job_id: str, blocks: int, created_at: str, model: str = "models/m.onnx") -> dict[str, Any]:
+    """A minimal job plan (``job.json``) of ``blocks`` blocks of 10 rows of ``inputs/x.npy``, for state tests."""
+    return {
+        "jobId": job_id,
+        "model": {"key": model, "version": 1, "sha256": "x"},
+        "source": {"input": "inputs/x.npy"},
+        "batchSize": 10,
+        "inputs": [{"key": "inputs/x.npy"}],
+        "blocks": [{"input": 0, "start": 10 * i, "stop": 10 * i + 10} for i in range(blocks)],
+        "createdAt": created_at,
+    }

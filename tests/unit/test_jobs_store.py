@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import io
 import os
+import time
 
 import numpy as np
 import pytest
 
 from chalicelib.config import load_settings
 from chalicelib.errors import InvalidRequest
-from chalicelib.jobs import plan, worker
+from chalicelib.jobs import plan, service, worker
 from chalicelib.jobs.state import JobFiles, is_job_id, new_job_id
 from chalicelib.names import ObjectRef
 from chalicelib.store import Store
+from tests.support.jobs import plan_doc
 
 
 @pytest.fixture
@@ -139,3 +141,65 @@ def test_progress_counts_block_files_not_a_counter(tmp_path):
 def test_bad_bodies_are_refused_before_any_io(body):
     with pytest.raises(InvalidRequest):
         request(**body)
+
+
+def _job(tmp_path, blocks: int = 2) -> tuple[Store, JobFiles, str]:
+    store, files, job_id = Store(str(tmp_path)), JobFiles(str(tmp_path)), new_job_id()
+    files.write_json(job_id, ("job.json",), plan_doc(job_id, blocks, "2026-12-04T00:00:00.000Z"))
+    files.create_once(job_id, "started", {})
+    return store, files, job_id
+
+
+def _attempt(ago: float, attempt: int = 2, last: bool = True) -> dict:
+    return {"attempt": attempt, "last": last, "t": time.time() - ago}
+
+
+def test_a_last_attempt_that_records_nothing_within_the_bound_fails_the_block(tmp_path):
+    store, files, job_id = _job(tmp_path)
+    settings = load_settings({"JOB_MAX_RECEIVE_COUNT": "2", "JOB_ATTEMPT_TIMEOUT_SECONDS": "30"})
+    files.write(job_id, ("blocks", "0.npz"), b"x")
+    files.write_json(job_id, ("last-attempt", "1.json"), _attempt(ago=10))
+    running = service.job_status(store, settings, job_id)
+    assert running["state"] == "running" and running["blocks"]["failed"] == 0  # it may still be running
+    files.write_json(job_id, ("last-attempt", "1.json"), _attempt(ago=31))  # its worker was stopped
+    failed = service.job_status(store, settings, job_id)
+    assert failed["state"] == "failed" and failed["blocks"] == {"total": 2, "done": 1, "failed": 1, "pending": 0}
+    (err,) = failed["errors"]
+    assert err["block"] == 1 and err["rows"] == [10, 20] and err["attempts"] == 2
+    assert "worker stopped during its last attempt" in err["message"] and failed["finishedAt"] == err["at"]
+    files.write(job_id, ("blocks", "1.npz"), b"x")  # a late result (a redrive from the DLQ) still counts
+    assert service.job_status(store, settings, job_id)["blocks"]["failed"] == 0
+
+
+def test_an_assembly_ends_failed_only_once_no_attempt_can_come(tmp_path):
+    store, files, job_id = _job(tmp_path)
+    settings = load_settings({"JOB_MAX_RECEIVE_COUNT": "2", "JOB_ATTEMPT_TIMEOUT_SECONDS": "30"})
+    for i in (0, 1):
+        files.write(job_id, ("blocks", f"{i}.npz"), b"x")
+    files.write_json(job_id, ("assembling", "1.json"), _attempt(ago=100, attempt=1, last=False))
+    assert service.job_status(store, settings, job_id)["state"] == "running"  # its message comes back
+    files.write_json(job_id, ("assembling", "1.json"), _attempt(ago=10))
+    assert service.job_status(store, settings, job_id)["state"] == "running"  # the last attempt may still run
+    files.write_json(job_id, ("assembling", "0.json"), _attempt(ago=100))  # killed while assembling
+    assert service.job_status(store, settings, job_id)["state"] == "running"  # block 1's attempt may still win
+    doc = {"error": "PROCESSING_FAILED", "message": "S3 down", "attempts": 2, "at": "2026-12-04T00:00:09.000Z"}
+    files.write_json(job_id, ("assembly-failed", "1.json"), doc)
+    failed = service.job_status(store, settings, job_id)
+    assert failed["state"] == "failed" and failed["blocks"]["failed"] == 0
+    (err,) = failed["errors"]
+    assert err["block"] is None and err["stage"] == "assembly" and err["attempts"] == 2
+    assert "stopped while assembling" in err["message"]  # the later of the two reasons
+    assert failed["finishedAt"] == err["at"]
+
+
+def test_the_attempt_timeout_outlasts_the_workers_lambda_timeout_in_every_stage():
+    # A last attempt counts as stopped only once Lambda has surely ended it: the
+    # function's timeout, plus a margin for two functions' clocks.
+    import json
+    from pathlib import Path
+
+    config = json.loads((Path(__file__).resolve().parents[2] / ".chalice" / "config.json").read_text())
+    bound = load_settings({}).job_attempt_timeout_seconds
+    stages = config["stages"].values()
+    timeouts = [s["lambda_functions"]["run_job_blocks"]["lambda_timeout"] for s in stages if s.get("lambda_functions")]
+    assert timeouts and all(bound >= t + 30 for t in timeouts), (bound, timeouts)
