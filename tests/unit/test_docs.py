@@ -160,3 +160,20 @@ def test_the_curl_check_refuses_what_is_wrong():
     assert check(["curl", "-X", "DELETE", "$API_URL/health"], patterns) == "DELETE not allowed on /health"
     assert check(["curl", "-d", "{nope", "$API_URL/ingest"], patterns) == "body is not JSON: {nope"
     assert check(["curl", "-X", "POST", "$API_URL/models/a%20b.onnx/rollback", "-d", "{}"], patterns) is None
+
+
+def test_every_make_target_the_docs_name_exists():
+    from tests.unit.test_makefile import declared_targets
+
+    targets = declared_targets()
+    named = set()
+    for page in [README, *DOCS.rglob("*.md")]:
+        # In code: `make x` inline, or a line of a fenced block that starts with it.
+        text = page.read_text()
+        named |= set(re.findall(r"`make (?:-s )?([a-z][a-z0-9-]*)", text))
+        for block in re.findall(r"```\w*\n(.*?)```", text, re.S):
+            named |= set(re.findall(r"^make (?:-s )?([a-z][a-z0-9-]*)", block, re.M))
+    assert named - targets == set(), "the docs name make targets that do not exist"
+    readme = README.read_text()
+    for target in ("demo", "local", "test", "lint"):
+        assert f"make {target}" in readme, target
