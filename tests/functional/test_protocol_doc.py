@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.support.doc_blocks import run_block
 from tests.support.stack import running_stack
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -35,14 +35,6 @@ def test_every_curl_example_answers_what_the_doc_shows(api_url):
     url, workdir = api_url
     for script, expected in examples():
         assert DOC_URL in script and "curl" in script
-        run = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", script.replace(DOC_URL, url)],
-            cwd=workdir,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert run.returncode == 0, (script, run.stderr)
-        answer = json.loads(run.stdout)
+        answer = json.loads(run_block(script.replace(DOC_URL, url), workdir))
         answer.pop("requestId", None)
         assert answer == json.loads(expected), script

@@ -1,4 +1,4 @@
-"""The error registry: every class found, codes consistent, and the README's table in step."""
+"""The error registry: every class found, codes consistent, and the route reference's table in step."""
 
 import gc
 import re
@@ -9,7 +9,7 @@ import pytest
 from chalicelib import errors
 from chalicelib.errors import ErrorSpec, FileTooLarge, ServiceError, registry
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "reference.md"
 
 
 def test_every_code_has_one_status_and_field():
@@ -22,9 +22,9 @@ def test_every_code_has_one_status_and_field():
     assert {c.CODE for c in classes} == set(specs)
 
 
-def test_readme_error_table_matches_the_registry():
-    text = README.read_text()
-    table = text[text.index("### Errors") :]
+def test_reference_error_table_matches_the_registry():
+    text = REFERENCE.read_text()
+    table = text[text.index("\n## Errors\n") :]
     table = table[: table.index("\n\n", table.index("| Code"))]
     documented = {code: int(status) for code, status in re.findall(r"^\| `([A-Z_0-9]+)` \| (\d{3}) \|", table, re.M)}
     assert documented == {code: spec.status for code, spec in registry().items()}
