@@ -50,7 +50,7 @@ def expire(store: Store, settings: Settings, now: float | None = None) -> dict[s
     files = JobFiles(store.root)
     for job_id in files.job_ids():
         try:
-            status = service.job_status(store, settings, job_id)
+            status = service.job_status(store, settings, job_id, links=False)
         except NotFound:
             continue
         finished = _epoch(status.get("finishedAt"))

@@ -31,7 +31,10 @@ IAM_ACTIONS: dict[str, tuple[str, ...]] = {
     "put_object": ("s3:PutObject",),
     "copy_object": ("s3:GetObject", "s3:PutObject"),
     "delete_object": ("s3:DeleteObject",),
-    "generate_presigned_url": ("s3:PutObject",),
+    # Presigned PUTs (uploads) and GETs (results): the signer's role needs both.
+    "generate_presigned_url": ("s3:PutObject", "s3:GetObject"),
+    # A multipart upload (job results); a failed one is aborted.
+    "upload_file": ("s3:PutObject", "s3:AbortMultipartUpload"),
 }
 SIGNED_FOR_CLIENTS = frozenset({"generate_presigned_url"})
 

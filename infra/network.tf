@@ -77,14 +77,15 @@ resource "aws_vpc_endpoint" "s3" {
 # must allow each action the code performs (chalicelib/s3.py IAM_ACTIONS;
 # tests/infra/test_s3_permissions.py checks it): GET and HEAD (GetObject),
 # the outputs/ archive, the async ingest's self-copy (GetObject + PutObject),
-# DELETE /models|inputs/{name} (DeleteObject), and ListBucket so that a
+# DELETE /models|inputs/{name} (DeleteObject), a job's results (a multipart
+# upload, aborted on failure: AbortMultipartUpload), and ListBucket so that a
 # missing key is a 404. moto evaluates no endpoint policy: the local
 # rehearsal cannot catch a missing action. The roles still decide which
 # function may do what; this only keeps the VPC's S3 traffic on this bucket.
 data "aws_iam_policy_document" "s3_endpoint" {
   statement {
     sid       = "ThisStackObjectsOnly"
-    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
     resources = ["${aws_s3_bucket.models.arn}/*"]
 
     principals {

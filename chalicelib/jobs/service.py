@@ -133,8 +133,10 @@ def _results(settings: Settings, results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def job_status(store: Store, settings: Settings, job_id: str) -> dict[str, Any]:
-    """``GET /jobs/{id}``: state, progress derived from the block files, errors, results."""
+def job_status(store: Store, settings: Settings, job_id: str, *, links: bool = True) -> dict[str, Any]:
+    """``GET /jobs/{id}``: state, progress derived from the block files, errors, results
+    (with presigned GET URLs unless ``links`` is false: the retention sweep
+    only needs the state, and its role signs nothing)."""
     files = JobFiles(store.root)
     plan = files.plan(job_id)
     blocks = plan["blocks"]
@@ -193,7 +195,7 @@ def job_status(store: Store, settings: Settings, job_id: str) -> dict[str, Any]:
         if progress.cancelled.get("reason"):
             body["cancelReason"] = progress.cancelled["reason"]
     if progress.results is not None:
-        body["results"] = _results(settings, progress.results)
+        body["results"] = _results(settings, progress.results) if links else progress.results["outputs"]
     return body
 
 
