@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import os
+import time
 import uuid
 
 import numpy as np
@@ -59,12 +60,17 @@ def per_row(x: np.ndarray) -> dict[str, np.ndarray]:
     return {"logits": np.concatenate([r[0] for r in rows]), "features": np.concatenate([r[1] for r in rows])}
 
 
-def drain(poller: Poller, limit: int = 200) -> None:
-    for _ in range(limit):
+def drain(poller: Poller, seconds: float = 30.0) -> None:
+    """Poll until the queue holds nothing, visible or in flight. Bounded in
+    time, not in polls: a failed block's message is invisible for the
+    visibility timeout (1 s here), however fast the empty polls come back."""
+    ends = time.monotonic() + seconds
+    while time.monotonic() < ends:
         if poller.poll_once() == 0:
             attrs = poller.sqs.get_queue_attributes(QueueUrl=poller.queue_url, AttributeNames=["All"])["Attributes"]
             if int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"]) == 0:
                 return
+            time.sleep(0.05)
     raise AssertionError("queue did not drain")
 
 
