@@ -4,11 +4,12 @@ import os
 
 from chalice import Chalice, Rate, Response
 
-from chalicelib import catalog, events, http, observability, removal
+from chalicelib import catalog, events, http, observability, preload, removal
 from chalicelib.config import ConfigError, get_settings
 from chalicelib.errors import EfsWriteFailed
 from chalicelib.ingest import Accepted, ingest_bytes, ingest_s3
 from chalicelib.names import INPUTS, MODELS
+from chalicelib.predict import model_cache
 from chalicelib.predict import predict as run_predict
 from chalicelib.store import get_store
 from chalicelib.uploads import presign_upload
@@ -25,6 +26,12 @@ except ConfigError:  # reported with the first request; logs must still work
 app.register_middleware(http.observe_requests(app), "http")
 app.register_middleware(http.reshape_framework_errors(app), "http")
 app.register_middleware(events.observe_events, "s3")
+
+# PRELOAD_MODELS: load the named models during init, bounded by PRELOAD_INIT_SECONDS.
+try:
+    preload.at_init(get_settings(), get_store, model_cache)
+except ConfigError:  # reported with the first request
+    pass
 
 # Content types are checked by chalicelib.validation so that a wrong one
 # gets the documented error body rather than Chalice's own 415.
