@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-from bench import cold, efs_rpcs, imports, ingest_ranged, keepalive, warm
+from bench import cold, cold_efs, efs_rpcs, imports, ingest_ranged, keepalive, warm
 from bench.common import Benchmark, Context, Row, log, quiet_stdout
 from bench.table import render
 
@@ -30,6 +30,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     keepalive.BENCHMARK,
     efs_rpcs.BENCHMARK,
     ingest_ranged.BENCHMARK,
+    cold_efs.BENCHMARK,
 )
 
 

@@ -179,11 +179,18 @@ class HashingReader:
         def reader() -> None:
             buffer = bytearray(READ_BYTES)
             try:
+                # Its own descriptor of the same inode: a network mount caps
+                # each open stream, not the client.
+                own = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                own = -1
+            source = own if own >= 0 else fd
+            try:
                 for i in claimed:
                     start, end = i * STRIPE, min(size, (i + 1) * STRIPE)
                     try:
                         while start < end:
-                            got = os.preadv(fd, [memoryview(buffer)[: min(READ_BYTES, end - start)]], start)
+                            got = os.preadv(source, [memoryview(buffer)[: min(READ_BYTES, end - start)]], start)
                             if got <= 0:
                                 break
                             start += got
@@ -193,6 +200,9 @@ class HashingReader:
                             cond.notify_all()
             except OSError:
                 pass  # the hash reads what was not prefetched
+            finally:
+                if own >= 0:
+                    os.close(own)
 
         threads = [threading.Thread(target=reader, name="model-read", daemon=True) for _ in range(READERS)]
         for t in threads:
