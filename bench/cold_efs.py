@@ -83,26 +83,24 @@ def _drop(path: str) -> None:
         os.close(fd)
 
 
-def _hwm(pid: int | str) -> int:
+def _status(pid: int | str | None, field: str) -> int:
+    """One ``/proc/<pid>/status`` size field (``VmRSS``, ``VmHWM``) in bytes, 0 if unknown."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
     return 0
+
+
+def _hwm(pid: int | str | None) -> int:
+    return _status(pid, "VmHWM")
 
 
 def _rss(pid: int | str | None) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return _status(pid, "VmRSS")
 
 
 def probe(kind: str, efs_root: str, name: str) -> dict[str, Any]:
