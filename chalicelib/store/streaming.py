@@ -215,8 +215,13 @@ class HashingReader:
                         # Polled too: readers that all failed notify no more.
                         while not landed[i] and any(t.is_alive() for t in threads):
                             cond.wait(0.1)
-                    with view[i * STRIPE : min(size, (i + 1) * STRIPE)] as part:
+                    lo, hi = i * STRIPE, min(size, (i + 1) * STRIPE)
+                    with view[lo:hi] as part:
                         self._hasher.update(part)
+                    # Hashed: out of this process's RSS (the pages stay in the
+                    # page cache for the scan and onnxruntime), so a cold load
+                    # never holds the whole file mapped here as well.
+                    self._mapping.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
         finally:
             for t in threads:
                 t.join()

@@ -65,3 +65,27 @@ def test_readers_that_fail_leave_the_hash_to_read_the_file_itself(tmp_path, monk
 
     monkeypatch.setattr(os, "preadv", failing)
     assert hashed(str(path)) == hashlib.sha256(data).hexdigest()
+
+
+def _rss_file() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssFile:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_hashed_stripes_leave_this_process_rss(tmp_path):
+    # The file's pages stay cached for onnxruntime, but the service does not
+    # keep the whole model mapped in its own RSS while the worker loads it.
+    size = streaming.PARALLEL_MIN + 8 * MIB
+    path = tmp_path / "big.onnx"
+    path.write_bytes(os.urandom(size))
+    with open(path, "rb") as f:
+        reader = HashingReader(f)
+        before = _rss_file()
+        reader.native_path()
+        reader._background.join()  # hashed, mapping still open
+        grown = _rss_file() - before
+        reader.finish()
+    assert grown < size // 4, grown
