@@ -1,4 +1,4 @@
-"""Row 9: cold loads on a wall-clock EFS model (:mod:`bench.efs_model`, FUSE)
+"""Row 10: cold loads on a wall-clock EFS model (:mod:`bench.efs_model`, FUSE)
 against a bare ``InferenceSession(path)`` in the same run, for each model size.
 
 Each cold load runs in a fresh process (``python -m bench.cold_efs probe
@@ -184,8 +184,8 @@ def row_cold_efs(ctx: Context) -> list[Row]:
     """Medians of fresh-process cold loads, ours and bare, on the EFS model and local disk."""
     why = _ready()
     if why is not None:
-        log(f"row 9 skipped: {why}")
-        return [Row("9", "cold load on the EFS model (FUSE)", "skipped", why, "-", "-", None)]
+        log(f"row 10 skipped: {why}")
+        return [Row("10", "cold load on the EFS model (FUSE)", "skipped", why, "-", "-", None)]
     from bench.common import service_env
     from chalicelib.config import get_settings
     from chalicelib.ingest import ingest_bytes
@@ -218,7 +218,7 @@ def row_cold_efs(ctx: Context) -> list[Row]:
                     kind, where = key.split("-")
                     root, file_path = (mountpoint, efs_file) if where == "efs" else (backing, local_file)
                     samples[key].append(_run_probe(kind, root, name, file_path))
-            log(f"row 9 {mib} MiB: {json.dumps(samples)}")
+            log(f"row 10 {mib} MiB: {json.dumps(samples)}")
             rows.extend(_rows(mib, size, samples))
     finally:
         _unmount(daemon, mountpoint)
@@ -240,13 +240,13 @@ def _rows(mib: int, size: int, samples: dict[str, list[dict[str, Any]]]) -> list
     worker = [s["worker_rss"] / size for s in samples["ours-efs"] if "error" not in s]
     bare_peak = max([s["rss"] / size for s in samples["bare-disk"] + samples["bare-efs"] if "rss" in s] or [0])
     starts = [s["start_ms"] for s in samples["ours-efs"] + samples["ours-disk"] if "start_ms" in s]
-    log(f"row 9 {mib} MiB: worker start (not in the figures) median {statistics.median(starts or [0]):.0f} ms")
+    log(f"row 10 {mib} MiB: worker start (not in the figures) median {statistics.median(starts or [0]):.0f} ms")
     prints = sorted({s["footprint"] for s in samples["ours-efs"] + samples["ours-disk"] if "footprint" in s})
     n = len(samples["ours-efs"])
     what = f"{mib} MiB cold predict, EFS model, median of {n}"
     return [
         Row(
-            "9",
+            "10",
             f"{what} vs bare session on local disk",
             f"{ours_efs:.0f} ms",
             f"{bare_disk:.0f} ms",
@@ -255,7 +255,7 @@ def _rows(mib: int, size: int, samples: dict[str, list[dict[str, Any]]]) -> list
             ours_efs <= bare_disk,
         ),
         Row(
-            "9",
+            "10",
             f"{what} vs bare session on the EFS model",
             f"{ours_efs:.0f} ms",
             f"{bare_efs:.0f} ms",
@@ -264,7 +264,7 @@ def _rows(mib: int, size: int, samples: dict[str, list[dict[str, Any]]]) -> list
             None,
         ),
         Row(
-            "9",
+            "10",
             f"{what} vs ours on local disk",
             f"{ours_efs:.0f} ms",
             f"{ours_disk:.0f} ms",
@@ -273,7 +273,7 @@ def _rows(mib: int, size: int, samples: dict[str, list[dict[str, Any]]]) -> list
             ours_efs <= 1.3 * ours_disk,
         ),
         Row(
-            "9",
+            "10",
             f"{mib} MiB peak RSS a cold load adds / file, worst (service + worker; worker {max(worker or [0]):.2f}x)",
             f"{max(peaks or [float('nan')]):.2f}x",
             f"bare {bare_peak:.2f}x",
@@ -282,7 +282,7 @@ def _rows(mib: int, size: int, samples: dict[str, list[dict[str, Any]]]) -> list
             bool(peaks) and max(peaks) <= 1.5,
         ),
         Row(
-            "9",
+            "10",
             f"{mib} MiB loads accepted at MODEL_CACHE_BYTES, footprints {[round(p / MIB) for p in prints]} MiB",
             f"{ok}/{runs}",
             "-",
@@ -301,16 +301,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 BENCHMARK = Benchmark(
-    "9",
+    "10",
     "cold load on the EFS model",
     row_cold_efs,
     add_arguments,
     notes=(
-        "9: FUSE passthrough (bench/efs_model.py): 1.0 / 2.7 ms per read / write op, 300 MB/s per open stream,",
-        "   1,500 MiB/s per mount, attr_timeout 3 s, max_read 1 MiB; its daemon shares this machine's cores",
-        "   (~0.8 CPU-s per GiB read). Fresh process per load, model pages dropped first; imports before the",
-        "   clock on both sides (ours: its worker started and ready, its start time logged on stderr).",
-        "   Peak RSS: what the load added to each process's peak over its RSS just before.",
+        "10: FUSE passthrough (bench/efs_model.py): 1.0 / 2.7 ms per read / write op, 300 MB/s per open stream,",
+        "    1,500 MiB/s per mount, attr_timeout 3 s, max_read 1 MiB; its daemon shares this machine's cores",
+        "    (~0.8 CPU-s per GiB read). Fresh process per load, model pages dropped first; imports before the",
+        "    clock on both sides (ours: its worker started and ready, its start time logged on stderr).",
+        "    Peak RSS: what the load added to each process's peak over its RSS just before.",
     ),
 )
 

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             moto.stop()
         shutil.rmtree(disk, ignore_errors=True)
         shutil.rmtree(shm, ignore_errors=True)
-    rows.sort(key=lambda r: r.number)
+    rows.sort(key=lambda r: (len(r.number), r.number))  # 10 after 9
     notes = [n for b in sorted(chosen, key=lambda b: b.number) for n in b.notes]
     print(render(rows, notes, time.perf_counter() - started, load_before))
     return 0 if all(r.ok is not False for r in rows) else 1
