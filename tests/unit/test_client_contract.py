@@ -92,7 +92,9 @@ def test_every_documented_error_has_its_status():
         "NOT_FOUND": 404,
         "PROCESSING_FAILED": 500,
         "TIMEOUT": 504,
+        "MODEL_LOADING": 503,
     }
+    assert contract.ERROR_FIELD["MODEL_LOADING"] == "retryAfter"
     assert contract.ERROR_FIELD["TIMEOUT"] == "stage" and "PROCESSING_FAILED" not in contract.ERROR_FIELD
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 
 from chalicelib.store import streaming
 from chalicelib.store.streaming import HashingReader
@@ -12,11 +13,12 @@ from chalicelib.store.streaming import HashingReader
 MIB = 1024 * 1024
 
 
-def recorded_preads(monkeypatch) -> list[tuple[int, int, int]]:
+def recorded_preads(monkeypatch, latency: float = 0.0) -> list[tuple[int, int, int]]:
     calls: list[tuple[int, int, int]] = []
     real = os.preadv
 
     def preadv(fd, buffers, offset):
+        time.sleep(latency)  # a network mount's round trip: no one reader takes every stripe
         got = real(fd, buffers, offset)
         calls.append((offset, got, threading.get_ident()))
         return got
@@ -36,7 +38,7 @@ def test_a_large_file_is_read_by_parallel_ranged_preads_and_hashed_whole(tmp_pat
     data = os.urandom(streaming.PARALLEL_MIN + 3 * MIB + 12345)  # not a whole number of stripes
     path = tmp_path / "big.onnx"
     path.write_bytes(data)
-    calls = recorded_preads(monkeypatch)
+    calls = recorded_preads(monkeypatch, latency=0.002)
     assert hashed(str(path)) == hashlib.sha256(data).hexdigest()
     # Every byte fetched exactly once, in reads of at most READ_BYTES, by several readers.
     covered = sorted((offset, got) for offset, got, _ in calls if got > 0)
