@@ -4,7 +4,7 @@ import os
 
 from chalice import Chalice, Rate, Response
 
-from chalicelib import catalog, events, http, observability, oip, removal, retention, versions
+from chalicelib import catalog, events, http, observability, oip, preload, removal, retention, versions
 from chalicelib.config import ConfigError, get_settings
 from chalicelib.errors import EfsWriteFailed
 from chalicelib.ingest import Accepted, ingest_bytes, ingest_s3
@@ -12,8 +12,8 @@ from chalicelib.jobs import service as jobs
 from chalicelib.jobs.plan import parse_job
 from chalicelib.jobs.worker import handle_records
 from chalicelib.names import INPUTS, MODELS
+from chalicelib.predict import model_cache, result_link
 from chalicelib.predict import predict as run_predict
-from chalicelib.predict import result_link
 from chalicelib.store import get_store
 from chalicelib.uploads import presign_upload
 from chalicelib.validation import (
@@ -36,6 +36,12 @@ except ConfigError:  # reported with the first request; logs must still work
 app.register_middleware(http.observe_requests(app), "http")
 app.register_middleware(http.reshape_framework_errors(app), "http")
 app.register_middleware(events.observe_events, "s3")
+
+# PRELOAD_MODELS: load the named models during init, bounded by PRELOAD_INIT_SECONDS.
+try:
+    preload.at_init(get_settings(), get_store, model_cache)
+except ConfigError:  # reported with the first request
+    pass
 
 # Content types are checked by chalicelib.validation so that a wrong one
 # gets the documented error body rather than Chalice's own 415.

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-from bench import cold, efs_rpcs, imports, ingest_ranged, jobs, keepalive, protocol, warm
+from bench import cold, cold_efs, efs_rpcs, imports, ingest_ranged, jobs, keepalive, protocol, warm
 from bench.common import Benchmark, Context, Row, log, quiet_stdout
 from bench.table import render
 
@@ -32,6 +32,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     efs_rpcs.BENCHMARK,
     ingest_ranged.BENCHMARK,
     jobs.BENCHMARK,
+    cold_efs.BENCHMARK,
 )
 
 

@@ -172,6 +172,14 @@ class Settings:
     max_model_nesting: int = _setting(16)
     """Deepest nesting a model may have: subgraph levels (``If``, ``Loop``,
     ``Scan`` bodies) plus function-call levels; checked before load."""
+    preload_models: str = _setting("")
+    """Models to load at init (the app's import), comma-separated names, or
+    ``*`` for every stored model that fits ``MODEL_CACHE_BYTES`` (by name);
+    empty: none. See docs/cold-loads.md."""
+    preload_init_seconds: float = _setting(8.0)
+    """Longest the app's import waits for ``PRELOAD_MODELS`` (Lambda's init
+    phase has 10 s); what is not loaded by then goes on in the background
+    and is joined by the first request that needs it."""
 
 
 def env_name(f: Field[Any]) -> str:

@@ -223,3 +223,27 @@ class WorkerCrashed(ProcessingFailed):
     it is replaced, and a retry runs on a fresh one."""
 
     DEFAULT_MESSAGE = "The inference worker stopped unexpectedly; retry"
+
+
+class ModelLoading(ServiceError):
+    """The model is still loading and the load would not finish within this
+    request's deadline: a ``503`` with ``Retry-After`` instead of a 504 at the
+    gateway's limit. The load goes on in the inference worker (bounded by
+    ``MODEL_LOAD_TIMEOUT_SECONDS`` and ``MODEL_CACHE_BYTES`` as ever), so a
+    retry finds the model warm or further along. ``retryAfter`` (seconds)
+    is also sent as the ``Retry-After`` header."""
+
+    STATUS_CODE = 503
+    CODE = "MODEL_LOADING"
+    FIELD = "retryAfter"
+
+    def __init__(self, name: str, retry_after: int) -> None:
+        self.retry_after = max(1, int(retry_after))
+        super().__init__(
+            f"Model '{name}' is still loading; retry in {self.retry_after} s",
+            retryAfter=self.retry_after,
+        )
+
+    def headers(self) -> dict[str, str]:
+        """The HTTP headers this answer carries beyond the JSON ones."""
+        return {"Retry-After": str(self.retry_after)}

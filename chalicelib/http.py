@@ -35,7 +35,14 @@ def request_id(app: Chalice) -> str:
 
 def error_response(app: Chalice, error: ServiceError) -> Response:
     """The documented JSON body for ``error``."""
-    return Response(body=error.to_body(request_id(app)), status_code=error.STATUS_CODE, headers=dict(JSON_HEADERS))
+    headers: dict[str, str | list[str]] = {**JSON_HEADERS, **error_headers(error)}
+    return Response(body=error.to_body(request_id(app)), status_code=error.STATUS_CODE, headers=headers)
+
+
+def error_headers(error: ServiceError) -> dict[str, str]:
+    """Headers an error carries beyond the JSON ones (``Retry-After`` of a 503)."""
+    extra = getattr(error, "headers", None)
+    return dict(extra()) if callable(extra) else {}
 
 
 def json_body(app: Chalice, max_bytes: int) -> dict[str, Any]:

@@ -9,9 +9,14 @@
 * A model is verified against its manifest while it is loaded (the bytes
   are hashed as the runner reads them), so a half-written or mismatching
   file is never served.
-* Concurrent first requests for one model in one process load it once; a
-  request waiting for another's load waits no longer than its own deadline
-  (or ``MODEL_LOAD_TIMEOUT_SECONDS`` and a margin without one).
+* A cold load runs on a loader thread, bounded by its own limits
+  (``MODEL_LOAD_TIMEOUT_SECONDS``, ``MODEL_CACHE_BYTES``), not by the
+  deadline of the request that started it. Concurrent first requests for
+  one model in one process join that one load; each waits no longer than
+  its own deadline (or the load's bound and a margin without one), then
+  answers ``503 MODEL_LOADING`` with ``Retry-After`` while the load goes
+  on: a retry finds the model warm or further along. A load that fails is
+  reported to the next request that asks for it, once.
 * Entries are keyed by (model, version) and checked by sha256, so a pinned
   version (``"version": n``) and the current one are both served warm.
 * Models run in the inference worker (:mod:`chalicelib.runners.supervisor`):
@@ -21,15 +26,16 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from chalicelib import deadline
-from chalicelib.errors import DeadlineExceeded, NotFound, StoreCorrupt
+from chalicelib.errors import ModelLoading, NotFound, ProcessingFailed, ServiceError, StoreCorrupt
 from chalicelib.names import ObjectRef
 from chalicelib.runners import Limits, LoadedModel, Runner, runner_module
 from chalicelib.store import Manifest, Store
@@ -40,7 +46,25 @@ from chalicelib.versions import manifest_at, not_kept
 # A cached runner's key: the model and the version number it was loaded from.
 Key = tuple[ObjectRef, int]
 
-_LOAD_WAIT_MARGIN = 2.0  # seconds past another load's own bound before a waiter gives up
+_LOAD_WAIT_MARGIN = 12.0  # seconds past a load's own bound (a fresh worker's start) before a waiter gives up
+
+log = logging.getLogger(__name__)
+
+
+class _Load:
+    """One model's load in flight on a loader thread, and how it ended."""
+
+    def __init__(self, sha256: str) -> None:
+        self.sha256 = sha256
+        self.started = time.monotonic()
+        self.done = threading.Event()
+        self.result: CachedModel | None = None
+        self.error: ServiceError | None = None
+
+    def retry_after(self) -> int:
+        """Seconds a client should wait before retrying: about as long again
+        as the load has taken so far (at least 1, at most 10)."""
+        return min(10, max(1, math.ceil(time.monotonic() - self.started)))
 
 
 @dataclass
@@ -60,39 +84,94 @@ class ModelCache:
         self.limits = limits or Limits(model_memory_bytes=budget_bytes)
         self._entries: OrderedDict[Key, CachedModel] = OrderedDict()
         self._lock = threading.Lock()
-        self._loading: dict[Key, threading.Lock] = {}
+        self._loading: dict[Key, _Load] = {}
 
     def get(
         self, store: Store, ref: ObjectRef, file_id: str | None = None, version: int | None = None
     ) -> tuple[CachedModel, bool]:
         """The runner for ``ref`` (its kept ``version``, ``None``: the current
-        one) and whether it came from the cache."""
+        one) and whether it came from the cache.
+
+        A cold load runs on a loader thread; this request waits for it no
+        longer than its own deadline, then answers :class:`ModelLoading`
+        (503) while the load goes on (within the load's own bounds), so a
+        retry finds the model warm or further along."""
         current = manifest_at(store, ref, version, file_id)
-        cached = self._lookup((ref, current.version), current)
+        key = (ref, current.version)
+        cached = self._lookup(key, current)
         if cached is not None:
             return cached, True
-        with self._lock:
-            load_lock = self._loading.setdefault((ref, current.version), threading.Lock())
-        if not load_lock.acquire(blocking=False):
-            # Bounded like the load itself: the other request's load stops
-            # at its own deadline, this one never waits past its own.
+        result: CachedModel | None = None
+        started = False
+        for _ in range(2):  # twice at most: an older version's load may be in flight
+            load, started = self._join(store, key, file_id, current, version)
             wait = deadline.remaining(self.limits.load_timeout_seconds + _LOAD_WAIT_MARGIN)
-            if not load_lock.acquire(timeout=wait):
-                raise DeadlineExceeded(
-                    "load", f"Model '{ref.name}' is still being loaded by another request; retry later"
-                )
-            # Another thread loaded it while we waited, perhaps a newer version
-            # (an uncontended load skips this EFS read: the manifest is fresh).
-            current = manifest_at(store, ref, current.version if version is not None else None, file_id)
-        with _held(load_lock):
-            cached = self._lookup((ref, current.version), current)
-            if cached is not None:
-                return cached, True
-            self._make_room(current.size)
+            if not load.done.wait(wait):
+                raise ModelLoading(ref.name, load.retry_after())
+            with self._lock:
+                if self._loading.get(key) is load:
+                    del self._loading[key]  # a failure is reported once, to one request
+            if load.error is not None:
+                raise load.error
+            result = load.result
+            assert result is not None
+            if result.manifest.sha256 == current.sha256:
+                break
+        assert result is not None
+        # A request that joined another's load counts as a hit: one miss per load.
+        return result, not started
+
+    def start(self, store: Store, ref: ObjectRef) -> _Load | None:
+        """Begin loading ``ref``'s current version in the background (preload)
+        unless it is warm or already loading; the load, if one was started or joined."""
+        current = store.manifest(ref)
+        if current is None or self._lookup((ref, current.version), current) is not None:
+            return None
+        return self._join(store, (ref, current.version), None, current, None)[0]
+
+    def _join(
+        self, store: Store, key: Key, file_id: str | None, current: Manifest, version: int | None
+    ) -> tuple[_Load, bool]:
+        """The load of ``current`` in flight, or a new one on a loader thread
+        (and whether it is new)."""
+        with self._lock:
+            load = self._loading.get(key)
+            if load is not None and (load.sha256 == current.sha256 or not load.done.is_set()):
+                # One load per model version at a time: a newer one waits for
+                # the older load's end (bounded), then loads on the next request.
+                return load, False
+            load = self._loading[key] = _Load(current.sha256)
+        # A fresh context: the load is bounded by its own timeout, not by
+        # the deadline of the request that happened to start it.
+        thread = threading.Thread(
+            target=self._run_load,
+            args=(load, store, key, file_id, current.size, version),
+            name=f"load-{key[0].name}",
+            daemon=True,
+        )
+        thread.start()
+        return load, True
+
+    def _run_load(
+        self, load: _Load, store: Store, key: Key, file_id: str | None, size: int, version: int | None
+    ) -> None:
+        ref = key[0]
+        try:
+            self._make_room(size)
             loaded = self._load(store, ref, file_id, version)
             # Loading the current version: the versions it no longer keeps are never served again.
             self._insert((ref, loaded.manifest.version), loaded, loaded.manifest.kept() if version is None else None)
-            return loaded, False
+            load.result = loaded
+            with self._lock:
+                if self._loading.get(key) is load:
+                    del self._loading[key]  # warm now: later requests hit the cache
+        except ServiceError as exc:
+            load.error = exc
+        except Exception:  # noqa: BLE001 - reported to the waiting request as a 500, logged here
+            log.exception("loading '%s' failed", ref.name)
+            load.error = ProcessingFailed(f"Model '{ref.name}' failed to load")
+        finally:
+            load.done.set()
 
     def _lookup(self, key: Key, current: Manifest) -> CachedModel | None:
         with self._lock:
@@ -156,12 +235,3 @@ class ModelCache:
         """Drop every cached runner."""
         with self._lock:
             self._entries.clear()
-
-
-@contextmanager
-def _held(lock: threading.Lock) -> Iterator[None]:
-    """Release an already acquired ``lock`` when the block ends."""
-    try:
-        yield
-    finally:
-        lock.release()

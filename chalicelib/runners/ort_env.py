@@ -100,6 +100,28 @@ def rss_bytes() -> int:
     return fields[1] * _PAGE if fields else 0
 
 
+def trim_heap() -> None:
+    """Give the allocator's free memory back to the system (glibc
+    ``malloc_trim(0)``, which also releases free pages inside its arenas),
+    so that anonymous RSS measured next counts what is held, not what a
+    load freed but the allocator kept: the footprint is measured the same
+    way every time. A no-op where glibc is not there."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        _malloc_trim = False
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            pass
+    if _malloc_trim:
+        _malloc_trim(0)  # type: ignore[operator]
+
+
+_malloc_trim: object = None
+
+
 def anon_rss_bytes() -> int:
     """Resident memory not backed by files (heap, arenas), or 0 where unknown.
 

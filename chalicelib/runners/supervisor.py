@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 TICK = 0.01  # seconds between the watchdog's clock and RSS checks
+FREEZE_GAP = 1.0
+"""A gap this long between two watchdog ticks (100 of them) is a freeze of
+the whole sandbox (Lambda freezes it between invocations), not the call's
+time: it does not count against the call's bound."""
 DATA_SLACK = 64 * 1024 * 1024
 """What ``RLIMIT_DATA`` allows beyond the worker's sizing: thread stacks and
 malloc arenas onnxruntime creates at its first session (measured: +10 MiB of
@@ -277,13 +281,20 @@ class Supervisor:
     def _await_reply(self, proc: _Process, ends: float, limit: int, start: int, allowance: int) -> Any:
         seen = start  # the largest RSS the watchdog saw during this call
         while True:
-            left = ends - time.monotonic()
-            if proc.wait_readable(min(self.tick, max(0.0, left))):
+            polled = time.monotonic()
+            wait = min(self.tick, max(0.0, ends - polled))
+            if proc.wait_readable(wait):
                 try:
                     return wire.recv(proc.sock)
                 except (wire.ChannelClosed, OSError):
                     raise self._died(proc, start, seen, limit) from None
-            if time.monotonic() >= ends:
+            now = time.monotonic()
+            if now - polled > wait + FREEZE_GAP:
+                # The watchdog slept far past its tick: the sandbox was frozen
+                # between invocations (Lambda), worker and all. That time was
+                # not the call's: its bound moves by it.
+                ends += now - polled - wait
+            if now >= ends:
                 self._retire(proc)
                 proc.kill()
                 raise Stopped("time")

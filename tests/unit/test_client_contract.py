@@ -94,7 +94,9 @@ def test_every_documented_error_has_its_status():
         "TIMEOUT": 504,
         "MODEL_INVALID": 400,
         "UNSUPPORTED_MEDIA_TYPE": 415,
+        "MODEL_LOADING": 503,
     }
+    assert contract.ERROR_FIELD["MODEL_LOADING"] == "retryAfter"
     assert contract.ERROR_FIELD["TIMEOUT"] == "stage" and "PROCESSING_FAILED" not in contract.ERROR_FIELD
 
 

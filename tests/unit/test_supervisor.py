@@ -235,3 +235,44 @@ def test_outputs_too_large_to_send_stay_in_the_worker(sup, tmp_path):
     assert reply[:2] == ("err", "outputs") and int(reply[2]) > 12_000
     reply, _ = sup.call(("run", "mlp.onnx@sha", None, feeds, 0), sizing=SIZING, timeout=10, allowance=64 * MIB)
     assert reply[0] == "ok" and reply[1][0].shape == (1000, 3)
+
+
+def test_a_freeze_of_the_whole_sandbox_does_not_count_against_a_load(tmp_path):
+    # Lambda freezes the sandbox (service and worker) between invocations; a
+    # load that goes on after a 503 resumes on the next invoke. Here the
+    # process group is stopped for 7 s in the middle of a ~2 s load bounded
+    # at 6 s: without the freeze allowance the watchdog kills it on thaw.
+    from tests.support.hostile_models import node_chain
+
+    path = tmp_path / "slow.onnx"
+    model = node_chain(50_000)
+    path.write_bytes(model)
+    code = (
+        "import sys; from chalicelib.runners import supervisor as s; "
+        "sz = s.Sizing(1 << 28, 1 << 28); sup = s.Supervisor(); "
+        "sup.call(('noop',), sizing=sz, timeout=30, allowance=1 << 30); print('ready', flush=True)\n"
+        "try:\n"
+        f"    r, _ = sup.call(('load', 'slow@sha', {str(path)!r}, 'slow.onnx', 1 << 28, {len(model)}), "
+        "sizing=sz, timeout=6.0, allowance=1 << 29); print(r[0], flush=True)\n"
+        "except s.Stopped as e:\n"
+        "    print('stopped', e.reason, flush=True)\n"
+        "sup.stop()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.getcwd(),
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+        start_new_session=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(0.3)  # the load is under way
+        os.killpg(child.pid, signal.SIGSTOP)
+        time.sleep(7.0)
+        os.killpg(child.pid, signal.SIGCONT)
+        assert child.stdout.readline().strip() == "ok"
+    finally:
+        child.kill()
+        child.wait()
