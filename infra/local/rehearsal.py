@@ -66,7 +66,8 @@ class Report:
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @contextmanager
@@ -185,7 +186,7 @@ def verify(
         for r in api.get_resources(restApiId=api_id, limit=500)["items"]
         for m in r.get("resourceMethods", {})
     }
-    _check(report, routes and routes <= deployed, f"REST API has every route: {sorted(routes)}")
+    _check(report, bool(routes) and routes <= deployed, f"REST API has every route: {sorted(routes)}")
     plans = api.get_usage_plans(keyId=outputs["api_key_id"])["items"]
     _check(
         report,
@@ -314,7 +315,7 @@ def verify_operations(clients: Callable[[str], Any], outputs: dict[str, Any], st
     targets = {t["Arn"] for r in rules for t in events.list_targets_by_rule(Rule=r["Name"])["Targets"]}
     _check(
         report,
-        rules and targets == {functions["reclaim_debris"] + ":live"},
+        bool(rules) and targets == {functions["reclaim_debris"] + ":live"},
         "the hourly sweep's rule invokes its live alias",
     )
 
@@ -452,7 +453,7 @@ def rehearse(
     shutil.copy2(HERE / "moto_override.tf", work_dir / "moto_override.tf")
     routes = _expected_routes(stack_dir)
 
-    def step(name: str, args: list[str], env: dict[str, str], check: bool = True):
+    def step(name: str, args: list[str], env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
         start = time.monotonic()
         log(f"rehearsal: terraform {name}")
         proc = terraform(args, work_dir, env, check=check)
