@@ -13,7 +13,7 @@ to one directory that ``terraform init && terraform apply`` deploys as is.
 
 Usage::
 
-    python infra/stack.py --app-dir . --stage dev --build-dir build   # -> build/stacks/dev
+    python -m infra.stack --app-dir . --stage dev --build-dir build   # -> build/stacks/dev
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ Gaps bridged, each where it is patched below:
    ``jsonencode`` writes it); moto re-serialises it with spaces, so every
    plan would update the jobs queue (and all that reads its ARN).
 
-Usage: ``python infra/local/moto_shim.py -H 127.0.0.1 -p PORT`` (moto_server's arguments).
+Usage: ``python -m infra.local.moto_shim -H 127.0.0.1 -p PORT`` (moto_server's arguments).
 """
 
 from __future__ import annotations

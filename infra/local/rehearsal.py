@@ -38,13 +38,11 @@ from typing import Any, Callable, Iterator
 
 import boto3
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tfcli import cli_env, terraform  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from demo.target import from_outputs  # noqa: E402
+from demo.target import from_outputs
+from infra.tfcli import cli_env, terraform
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]  # the project root, where `python -m infra.…` runs
 REGION = "us-east-1"
 MOUNT_PATH = "/mnt/efs"
 
@@ -77,7 +75,8 @@ def moto_server(python: str, log_path: Path, timeout: float = 30) -> Iterator[st
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [python, str(HERE / "moto_shim.py"), "-H", "127.0.0.1", "-p", str(port)],
+            [python, "-m", "infra.local.moto_shim", "-H", "127.0.0.1", "-p", str(port)],
+            cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -417,7 +416,8 @@ def fill_and_empty_bucket(
         s3.put_object(Bucket=bucket, Key="outputs/rehearsal.json", Body=body)
     s3.delete_object(Bucket=bucket, Key="outputs/rehearsal.json")
     proc = subprocess.run(
-        [python, str(HERE.parent / "empty_bucket.py"), "--stack", str(stack_dir)],
+        [python, "-m", "infra.empty_bucket", "--stack", str(stack_dir.resolve())],
+        cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
