@@ -1,13 +1,15 @@
 """HTTP routes and the S3 handler: parse, call chalicelib, respond."""
 
 import os
+from typing import Any
 
-from chalice import Chalice, Rate, Response
+from chalice.app import Chalice, CloudWatchEvent, Rate, Response, S3Event, SQSEvent
 
 from chalicelib import catalog, events, http, observability, oip, preload, removal, retention, versions
+from chalicelib.codecs import binary
 from chalicelib.config import ConfigError, get_settings
 from chalicelib.errors import EfsWriteFailed
-from chalicelib.ingest import Accepted, ingest_bytes, ingest_s3
+from chalicelib.ingest import Accepted, IngestResult, ingest_bytes, ingest_s3
 from chalicelib.jobs import service as jobs
 from chalicelib.jobs.plan import parse_job
 from chalicelib.jobs.worker import handle_records
@@ -50,10 +52,11 @@ ANY = ["*/*"]
 
 @app.route("/ingest", methods=["POST"], content_types=ANY)
 @http.endpoint(app)
-def ingest():
+def ingest() -> Any:
     settings = get_settings()
     req = parse_ingest(http.json_body(app, settings.max_request_bytes), settings.max_ingest_bytes)
     rid = http.request_id(app)
+    result: IngestResult | Accepted
     if isinstance(req, InlineIngest):
         result = ingest_bytes(get_store(), settings, req.ref, req.data, request_id=rid)
     else:
@@ -65,14 +68,14 @@ def ingest():
 
 @app.route("/predict", methods=["POST"], content_types=ANY)
 @http.endpoint(app)
-def predict():
+def predict() -> Any:
     settings = get_settings()
     return run_predict(get_store(), settings, parse_predict(http.json_body(app, settings.max_request_bytes)))
 
 
 @app.route("/uploads", methods=["POST"], content_types=ANY)
 @http.endpoint(app)
-def create_upload():
+def create_upload() -> Any:
     """A presigned S3 PUT URL for objects beyond the request limit (Lambda's 6 MB payload)."""
     settings = get_settings()
     ref, size = parse_upload(http.json_body(app, settings.max_request_bytes), settings.max_ingest_bytes)
@@ -81,7 +84,7 @@ def create_upload():
 
 @app.route("/models", methods=["GET"])
 @http.endpoint(app)
-def list_models():
+def list_models() -> Any:
     """A page of models with their state (``?limit=``, ``?next=``): ready ones
     with their manifest, pending and failed ingests (S3 keys whose names
     cannot be stored included)."""
@@ -90,11 +93,11 @@ def list_models():
 
 @app.route("/models/{name}", methods=["GET"])
 @http.endpoint(app)
-def get_model(name):
+def get_model(name: str) -> Any:
     """One model's state (ready | pending | failed) and manifest; 404 NOT_FOUND if unknown.
 
     ``?version=n``: that kept version's manifest (docs/versions.md)."""
-    version = parse_version_param(app.current_request.query_params)
+    version = parse_version_param(http.query_params(app))
     if version is not None:
         return versions.get_version(get_store(), name, version)
     return catalog.get_model(get_store(), name)
@@ -103,14 +106,14 @@ def get_model(name):
 # -- model versions (docs/versions.md) ------------------------------------------
 @app.route("/models/{name}/versions", methods=["GET"])
 @http.endpoint(app)
-def list_model_versions(name):
+def list_model_versions(name: str) -> Any:
     """The model's kept versions (MODEL_VERSIONS_KEPT), newest first; which is current."""
     return versions.list_versions(get_store(), name)
 
 
 @app.route("/models/{name}/rollback", methods=["POST"], content_types=ANY)
 @http.endpoint(app)
-def rollback_model(name):
+def rollback_model(name: str) -> Any:
     """Make a kept version current again ({"version": n}), atomically, no bytes copied."""
     settings = get_settings()
     version = parse_rollback(http.json_body(app, settings.max_request_bytes))
@@ -119,28 +122,28 @@ def rollback_model(name):
 
 @app.route("/models/{name}", methods=["DELETE"])
 @http.endpoint(app)
-def delete_model(name):
+def delete_model(name: str) -> Any:
     """Delete a model: its S3 object, then its copy in the store; 404 NOT_FOUND if unknown."""
     return removal.delete(get_store(), get_settings(), MODELS, name)
 
 
 @app.route("/inputs/{name}", methods=["DELETE"])
 @http.endpoint(app)
-def delete_input(name):
+def delete_input(name: str) -> Any:
     """Delete an ingested input, as DELETE /models/{name} does a model."""
     return removal.delete(get_store(), get_settings(), INPUTS, name)
 
 
 @app.route("/inputs/{name}", methods=["GET"])
 @http.endpoint(app)
-def get_input(name):
+def get_input(name: str) -> Any:
     """GET /models/{name} for an input (the statusUrl of an inputs/ ingest)."""
     return catalog.get_model(get_store(), name, kind=INPUTS)
 
 
 @app.route("/health", methods=["GET"])
 @http.endpoint(app)
-def health():
+def health() -> Any:
     report = get_store().health()
     if not report["writable"]:
         error = EfsWriteFailed("health", "Store is not writable")
@@ -154,46 +157,46 @@ def health():
 # tensor extension: stateless inference beside /predict (docs/protocol.md).
 # A binary body is application/octet-stream, one of Chalice's binary types,
 # so API Gateway hands it to Lambda base64-encoded and Chalice decodes it.
-if oip.binary.CONTENT_TYPE not in app.api.binary_types:
-    app.api.binary_types.append(oip.binary.CONTENT_TYPE)
+if binary.CONTENT_TYPE not in app.api.binary_types:
+    app.api.binary_types.append(binary.CONTENT_TYPE)
 
 
 @app.route("/v2/health/live", methods=["GET"])
 @oip.endpoint(app)
-def v2_live():
+def v2_live() -> Any:
     return oip.live()
 
 
 @app.route("/v2/health/ready", methods=["GET"])
 @oip.endpoint(app)
-def v2_ready():
+def v2_ready() -> Any:
     return oip.ready(get_store())
 
 
 @app.route("/v2", methods=["GET"])
 @oip.endpoint(app)
-def v2_server_metadata():
+def v2_server_metadata() -> Any:
     return oip.server_metadata()
 
 
 @app.route("/v2/models/{name}", methods=["GET"])
 @app.route("/v2/models/{name}/versions/{version}", methods=["GET"])
 @oip.endpoint(app)
-def v2_model_metadata(name, version=None):
+def v2_model_metadata(name: str, version: str | None = None) -> Any:
     return oip.model_metadata(get_store(), oip.model_ref(name), oip.parse_version(version))
 
 
 @app.route("/v2/models/{name}/ready", methods=["GET"])
 @app.route("/v2/models/{name}/versions/{version}/ready", methods=["GET"])
 @oip.endpoint(app)
-def v2_model_ready(name, version=None):
+def v2_model_ready(name: str, version: str | None = None) -> Any:
     return oip.model_ready(get_store(), oip.model_ref(name), oip.parse_version(version))
 
 
 @app.route("/v2/models/{name}/infer", methods=["POST"], content_types=ANY)
 @app.route("/v2/models/{name}/versions/{version}/infer", methods=["POST"], content_types=ANY)
 @oip.endpoint(app)
-def v2_infer(name, version=None):
+def v2_infer(name: str, version: str | None = None) -> Any:
     settings = get_settings()
     ref, number = oip.model_ref(name), oip.parse_version(version)
     return oip.infer(get_store(), settings, ref, number, oip.read_body(app, settings))
@@ -202,7 +205,7 @@ def v2_infer(name, version=None):
 # -- batch jobs (docs/jobs.md) ------------------------------------------------
 @app.route("/jobs", methods=["POST"], content_types=ANY)
 @http.endpoint(app)
-def create_job():
+def create_job() -> Any:
     """Split a stored input into blocks, one SQS message each: 202 with the job's statusUrl."""
     settings = get_settings()
     req = parse_job(http.json_body(app, settings.max_request_bytes))
@@ -212,29 +215,29 @@ def create_job():
 
 @app.route("/jobs", methods=["GET"])
 @http.endpoint(app)
-def list_jobs():
+def list_jobs() -> Any:
     """Jobs, newest first: ?limit=N (<= 100) and ?next=<token from the previous page>."""
-    params = app.current_request.query_params or {}
+    params = http.query_params(app) or {}
     return jobs.list_jobs(get_store(), get_settings(), params.get("limit"), params.get("next"))
 
 
 @app.route("/jobs/{job_id}", methods=["GET"])
 @http.endpoint(app)
-def get_job(job_id):
+def get_job(job_id: str) -> Any:
     """A job's state, progress, per-block errors and, once succeeded, its results."""
     return jobs.job_status(get_store(), get_settings(), job_id)
 
 
 @app.route("/jobs/{job_id}", methods=["DELETE"])
 @http.endpoint(app)
-def cancel_job(job_id):
+def cancel_job(job_id: str) -> Any:
     """Cancel a job: blocks not yet started are skipped."""
     return jobs.cancel_job(get_store(), get_settings(), job_id)
 
 
 @app.route("/results/{file_id}", methods=["GET"])
 @http.endpoint(app)
-def get_result(file_id):
+def get_result(file_id: str) -> Any:
     """A stored result's place and a presigned GET URL of its S3 archive."""
     return result_link(get_store(), get_settings(), file_id)
 
@@ -248,7 +251,7 @@ http.answer_head_and_options(app)
 # set on the mapping by infra/stack.py). The queue's ARN and the mapping's
 # maximum concurrency are set at deployment (infra/jobs.tf, infra/stack.py).
 @app.on_sqs_message(queue=os.environ.get("JOB_QUEUE_NAME", "efs-ml-jobs"), batch_size=1)
-def run_job_blocks(event):
+def run_job_blocks(event: SQSEvent) -> Any:
     return handle_records(get_store(), get_settings(), event.to_dict()["Records"])
 
 
@@ -261,7 +264,7 @@ def run_job_blocks(event):
     events=["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
     prefix="models/",
 )
-def on_object_created(event):
+def on_object_created(event: S3Event) -> list[dict[str, Any]]:
     created, removed = removal.split(event.to_dict())
     outcomes = []
     if removed["Records"]:
@@ -272,7 +275,7 @@ def on_object_created(event):
 
 
 @app.schedule(Rate(1, unit=Rate.HOURS))
-def reclaim_debris(event):
+def reclaim_debris(event: CloudWatchEvent) -> dict[str, Any]:
     """Sweep what crashed writers left behind, for every name, without waiting
     for the next writer of that name (names being written are skipped, and
     only files older than DEBRIS_MIN_AGE_SECONDS are touched)."""

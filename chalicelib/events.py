@@ -71,10 +71,10 @@ def _handle(store: Store, settings: Settings, event: dict[str, Any]) -> list[Rec
             outcomes.append(RecordOutcome(key, "skipped", exc.message))
         except ServiceError as exc:
             outcomes.append(RecordOutcome(key, "failed", exc.message))
-    return settle(outcomes, "s3 event record")
+    return report_or_retry(outcomes, "s3 event record")
 
 
-def settle(outcomes: list[RecordOutcome], what: str) -> list[RecordOutcome]:
+def report_or_retry(outcomes: list[RecordOutcome], what: str) -> list[RecordOutcome]:
     """Log each record's outcome; if any failed, raise :class:`RetryableEventError`
     (after every record was tried) so that Lambda retries the event."""
     for o in outcomes:

@@ -76,7 +76,7 @@ def ingest_bytes(
     except ServiceError as exc:
         _record_failure(store, ref, ref.key, exc, attempt, request_id)
         raise
-    _settle(store, ref, attempt)
+    _record_success(store, ref, attempt)
     record_ingest(len(data), started, result.status)
     return IngestResult(result.manifest, result.status, store.path(ref), None)
 
@@ -135,7 +135,7 @@ def hand_off(
     """
     record = store.status.pending(ref, key, started, request_id)
     try:
-        s3.mark(
+        s3.renotify_created(
             bucket,
             key,
             info,
@@ -161,11 +161,18 @@ def _record_failure(
         log.exception("could not record the failed ingest of %s", ref.key[:300])
 
 
-def _settle(store: Store, ref: ObjectRef, started: int, key: str | None = None) -> None:
+def _record_success(store: Store, ref: ObjectRef, started: int) -> None:
     try:
-        store.status.settle(ref, started, key)
+        store.status.succeeded(ref, started)
     except (ServiceError, OSError):
-        log.exception("could not settle the status of %s", ref.key[:300])
+        log.exception("could not clear the pending or failed record of %s", ref.key[:300])
+
+
+def _record_key_gone(store: Store, ref: ObjectRef, started: int, key: str) -> None:
+    try:
+        store.status.key_gone(ref, started, key)
+    except (ServiceError, OSError):
+        log.exception("could not clear the record of the deleted key %s", key[:300])
 
 
 def ingest_s3(
@@ -201,7 +208,7 @@ def ingest_s3(
         check_object_size(info.size, settings.max_ingest_bytes)
         current = store.manifest(ref)
         if current is not None and store.unchanged(ref, current, source=source, etag=info.etag, size=info.size):
-            _settle(store, ref, attempt)
+            _record_success(store, ref, attempt)
             record_ingest(0, started, "exists")  # unchanged ETag: nothing copied
             return IngestResult(current, "exists", store.path(ref), key)
         handed_off = sync and info.size > settings.sync_ingest_max_bytes
@@ -213,13 +220,13 @@ def ingest_s3(
             result = _copy(store, settings, bucket, ref, key, info, source)
     except ServiceError as exc:
         if not sync and isinstance(exc, S3NotFound):
-            _settle(store, ref, attempt, key)  # a late event for a deleted key: no ghost, nor one left
+            _record_key_gone(store, ref, attempt, key)  # a late event for a deleted key: no ghost, nor one left
         elif not (sync and isinstance(exc, (S3NotFound, FileTooLarge, EmptyObject))):
             _record_failure(store, ref, key, exc, attempt, request_id)
         raise
     if handed_off:  # records its own outcome
         return hand_off(store, bucket, ref, key, info, attempt, request_id)
-    _settle(store, ref, attempt)
+    _record_success(store, ref, attempt)
     record_ingest(0 if result.status == "exists" else info.size, started, result.status)
     return IngestResult(result.manifest, result.status, store.path(ref), key)
 

@@ -120,7 +120,7 @@ def handle_removed(
     store), ``failed`` (transient; raised as :class:`RetryableEventError`
     after every record was tried).
     """
-    from chalicelib.events import records, settle  # the same decoding as ObjectCreated
+    from chalicelib.events import records, report_or_retry  # the same decoding as ObjectCreated
 
     seconds = deadline.invocation_seconds(context, settings.deadline_margin_seconds, None)
     outcomes: list[RecordOutcome] = []
@@ -135,7 +135,7 @@ def handle_removed(
                 outcomes.append(RecordOutcome(key, "skipped", exc.message))
             except ServiceError as exc:
                 outcomes.append(RecordOutcome(key, "failed", exc.message))
-    return settle(outcomes, "s3 removed record")
+    return report_or_retry(outcomes, "s3 removed record")
 
 
 def _remove_one(store: Store, settings: Settings, key: str) -> RecordOutcome:
@@ -174,5 +174,5 @@ def _remove_one(store: Store, settings: Settings, key: str) -> RecordOutcome:
         return RecordOutcome(key, "absent", "no copy in the store")
     if key_exists(bucket, key):
         return RecordOutcome(key, "kept", "the S3 object exists again; its record stays")
-    store.status.settle(ref, record.startedNs, key=key)  # this record, unless a newer one replaced it
+    store.status.key_gone(ref, record.startedNs, key)  # this record, unless a newer one replaced it
     return RecordOutcome(key, "cleared", f"the {record.state} record of the removed key")

@@ -483,7 +483,7 @@ def put_bytes(bucket: str, key: str, data: bytes, content_type: str = "applicati
         raise _failed(exc, key, cut_short) from None
 
 
-def mark(bucket: str, key: str, info: ObjectInfo, metadata: dict[str, str]) -> None:
+def renotify_created(bucket: str, key: str, info: ObjectInfo, metadata: dict[str, str]) -> None:
     """Copy ``key`` onto itself (server-side), adding ``metadata`` to its own:
     S3 sends the bucket's ObjectCreated notification for it. Only the version
     ``info`` describes is copied (``CopySourceIfMatch``); its content type

@@ -19,8 +19,7 @@ from typing import Any
 
 import boto3
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tfcli import build_dir_of, cli_env, terraform  # noqa: E402
+from infra.tfcli import build_dir_of, cli_env, terraform
 
 
 def remove_notifications(s3: Any, bucket: str) -> None:

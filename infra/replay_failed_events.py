@@ -18,7 +18,7 @@ A message that is not such a record is left in the queue and reported.
 
 Usage::
 
-    python infra/replay_failed_events.py --stack build/stacks/dev [--dry-run] [--limit N]
+    python -m infra.replay_failed_events --stack build/stacks/dev [--dry-run] [--limit N]
 """
 
 from __future__ import annotations
@@ -32,8 +32,7 @@ from typing import Any, Callable
 
 import boto3
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tfcli import build_dir_of, cli_env, terraform  # noqa: E402
+from infra.tfcli import build_dir_of, cli_env, terraform
 
 # Long enough to invoke and delete a batch; a message not deleted in time
 # (a crash of this tool) is simply received again later.

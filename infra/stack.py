@@ -13,7 +13,7 @@ to one directory that ``terraform init && terraform apply`` deploys as is.
 
 Usage::
 
-    python infra/stack.py --app-dir . --stage dev --build-dir build   # -> build/stacks/dev
+    python -m infra.stack --app-dir . --stage dev --build-dir build   # -> build/stacks/dev
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, overload
 
 Template = dict[str, Any]
 
@@ -150,6 +150,12 @@ class StackError(Exception):
     """The Chalice output cannot be turned into the stack we promise."""
 
 
+@overload
+def merge_patch(target: Any, patch: dict[str, Any]) -> dict[str, Any]: ...
+@overload
+def merge_patch(target: Any, patch: Any) -> Any: ...
+
+
 def merge_patch(target: Any, patch: Any) -> Any:
     """Apply an RFC 7386 JSON merge patch: dicts merge, ``None`` deletes a key.
 
@@ -174,7 +180,8 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 def _functions(template: Template) -> dict[str, dict[str, Any]]:
-    return template.get("resource", {}).get("aws_lambda_function", {})
+    functions: dict[str, dict[str, Any]] = template.get("resource", {}).get("aws_lambda_function", {})
+    return functions
 
 
 def _add_depends_on(block: dict[str, Any], addresses: Iterable[str]) -> None:
@@ -245,7 +252,7 @@ def drop_chalice_duplicates(template: Template) -> Template:
     for kind, blocks in data.items():
         for name in blocks:
             text = text.replace(f"${{data.{kind}.{name}.", f"${{data.{kind}.current.")
-    result = json.loads(text)
+    result: Template = json.loads(text)
     for name in CHALICE_OUTPUTS:
         result.get("output", {}).pop(name, None)
     if "output" in result and not result["output"]:
@@ -266,10 +273,10 @@ def record_function_names(template: Template) -> Template:
     names = {name: f["function_name"] for name, f in sorted(functions.items())}
     roles = {name: _role(template, name) for name in sorted(functions)}
     objects = {name: f"${{aws_lambda_function.{name}}}" for name in sorted(functions)}
-    return merge_patch(
-        template,
-        {"locals": {"chalice_function_names": names, "chalice_function_roles": roles, "chalice_functions": objects}},
-    )
+    patch: Template = {
+        "locals": {"chalice_function_names": names, "chalice_function_roles": roles, "chalice_functions": objects}
+    }
+    return merge_patch(template, patch)
 
 
 def attach_vpc_and_efs(template: Template) -> Template:

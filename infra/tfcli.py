@@ -62,7 +62,7 @@ def terraform(
 
 
 if __name__ == "__main__":
-    # `python infra/tfcli.py BUILD_DIR` prints the TF_CLI_CONFIG_FILE to export (empty: none needed).
+    # `python -m infra.tfcli BUILD_DIR` prints the TF_CLI_CONFIG_FILE to export (empty: none needed).
     import sys
 
     print(cli_env(Path(sys.argv[1] if len(sys.argv) > 1 else "build")).get("TF_CLI_CONFIG_FILE", ""))

@@ -16,7 +16,7 @@ INFRA_VENV := .venv-infra
 INFRA_STAMP := $(INFRA_VENV)/.installed
 # Points terraform at $(BUILD)/terraformrc when the mirror exists; empty otherwise.
 TF_ENV = $(if $(TF_RC),TF_CLI_CONFIG_FILE=$(TF_RC))
-TF_RC = $(shell $(PY) infra/tfcli.py $(BUILD))
+TF_RC = $(shell $(PY) -m infra.tfcli $(BUILD))
 
 .PHONY: package migrate-stack deploy-local destroy replay-failed test-infra infra-venv infra-init infra-clean
 
@@ -33,15 +33,15 @@ test: $(INFRA_STAMP)
 
 ## `chalice package` + the infra overlay into build/stacks/$(STAGE) (STAGE=dev|prod)
 package: $(STAMP)
-	$(PY) infra/stack.py --stage $(STAGE) --build-dir $(BUILD)
+	$(PY) -m infra.stack --stage $(STAGE) --build-dir $(BUILD)
 
 ## move build/stack (packaged before per-stage folders; state included) to build/stacks/<its environment>
 migrate-stack: $(STAMP)
-	$(PY) infra/stack.py --migrate --build-dir $(BUILD)
+	$(PY) -m infra.stack --migrate --build-dir $(BUILD)
 
 ## rehearse build/stacks/$(STAGE) against moto: apply, verify, no-change plan, destroy
 deploy-local: package
-	$(PY) infra/local/rehearsal.py --stack $(STACK) --work-dir $(BUILD)/rehearsal
+	$(PY) -m infra.local.rehearsal --stack $(STACK) --work-dir $(BUILD)/rehearsal
 
 ## terraform init build/stacks/$(STAGE) (from the local provider mirror when there is one)
 infra-init: $(STAMP)
@@ -52,12 +52,12 @@ infra-init: $(STAMP)
 # infra/README.md ("Cleanup") for ENIs that Lambda releases late.
 ## remove the bucket notification, empty the bucket, then terraform destroy build/stacks/$(STAGE)
 destroy: infra-init
-	$(PY) infra/empty_bucket.py --stack $(STACK)
+	$(PY) -m infra.empty_bucket --stack $(STACK)
 	cd $(STACK) && $(TF_ENV) terraform destroy -input=false
 
 ## re-invoke failed S3 events from the failure queue (DRY_RUN=1 only lists them)
 replay-failed: infra-init
-	$(PY) infra/replay_failed_events.py --stack $(STACK) $(if $(DRY_RUN),--dry-run)
+	$(PY) -m infra.replay_failed_events --stack $(STACK) $(if $(DRY_RUN),--dry-run)
 
 ## only the infra checks (also part of `make test`)
 test-infra: $(STAMP) $(INFRA_STAMP)

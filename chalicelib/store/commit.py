@@ -365,7 +365,8 @@ def remove(dirs: fs.Dirs, ref: ObjectRef, file_id: str | None, versions: Iterabl
 
 
 def _legacy_intent(raw: bytes) -> tuple[str, Manifest] | None:
-    """``{"temp", "manifest"}``: the intent format of the first store."""
+    """``{"temp", "manifest"}``: the intent format of the first store (kept:
+    see :meth:`Manifest.plausibly_describes` for why)."""
     try:
         doc = json.loads(raw)
         return str(doc["temp"]), Manifest(**doc["manifest"])

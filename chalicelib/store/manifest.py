@@ -100,7 +100,16 @@ class Manifest:
         )
 
     def plausibly_describes(self, st: os.stat_result | None) -> bool:
-        """:meth:`describes`, or for a manifest without identity the old size check."""
+        """:meth:`describes`, or for a manifest without identity the old size check.
+
+        Kept on purpose, with the rest of the first format's reading
+        (``commit._legacy_intent``, ``core._legacy_index``): infra/README.md
+        gives upgrade steps for stacks deployed before ``az_ids`` and
+        region-carrying names, so deployed stores are taken to exist; an
+        upgrade never rewrites the store on EFS, and a model not re-ingested
+        since keeps its first-format manifest (and fileId index entry). Dropping
+        this needs a migration that rewrites those files first.
+        """
         if self.inode is None:
             return st is not None and stat.S_ISREG(st.st_mode) and st.st_size == self.size
         return self.describes(st)

@@ -194,11 +194,18 @@ class StatusRecords:
         record = StatusRecord(FAILED, key[:MAX_ECHO_CHARS], kind, None, _iso(now), now, request_id, _error(exc), rid)
         commit.atomic_write(self._dirs, self._parts(REJECTED), rid + ".json", record.to_json(), stage="status")
 
-    def settle(self, ref: ObjectRef, started: int, key: str | None = None) -> None:
+    def succeeded(self, ref: ObjectRef, started: int) -> None:
         """An attempt of ``ref`` started at ``started`` succeeded: drop the
-        record it supersedes (one it started after); keep a newer one.
-        With ``key``: drop only a record of an attempt on that very key
-        (the key is gone, so nothing is outstanding for it)."""
+        record it supersedes (one it started after); keep a newer one."""
+        self._drop_older(ref, started, None)
+
+    def key_gone(self, ref: ObjectRef, started: int, key: str) -> None:
+        """S3 key ``key`` of ``ref`` is gone: drop a record of an attempt on
+        that very key started by ``started`` (nothing is outstanding for it);
+        keep a newer one, or one of another key of the name."""
+        self._drop_older(ref, started, key)
+
+    def _drop_older(self, ref: ObjectRef, started: int, key: str | None) -> None:
         parts, entry = self._parts(ref.kind), ref.name + ".json"
         current = self._lookup(parts, entry)
         if current is not None and current.startedNs <= started and (key is None or current.key == key):

@@ -31,7 +31,7 @@ Gaps bridged, each where it is patched below:
    ``jsonencode`` writes it); moto re-serialises it with spaces, so every
    plan would update the jobs queue (and all that reads its ARN).
 
-Usage: ``python infra/local/moto_shim.py -H 127.0.0.1 -p PORT`` (moto_server's arguments).
+Usage: ``python -m infra.local.moto_shim -H 127.0.0.1 -p PORT`` (moto_server's arguments).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import inspect
 import json
 import os
 import sys
-from typing import Any
+from typing import Any, Callable
 
 # Gap 6: read by moto.settings when the IAM backend is created.
 os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
@@ -63,13 +63,13 @@ if moto.__version__ != TESTED_MOTO:
     )
 
 
-def _wrap(owner: Any, name: str):
+def _wrap(owner: Any, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: replace ``owner.name`` by the decorated function, given the original first."""
     original = getattr(owner, name)  # AttributeError here means moto changed: re-check the gap
 
-    def decorate(replacement):
+    def decorate(replacement: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(original)
-        def patched(*args, **kwargs):
+        def patched(*args: Any, **kwargs: Any) -> Any:
             return replacement(original, *args, **kwargs)
 
         setattr(owner, name, patched)
@@ -83,7 +83,14 @@ def _wrap(owner: Any, name: str):
 # versions spell the same; validation is skipped since the document is not
 # really OpenAPI 3.
 @_wrap(apigateway_models.APIGatewayBackend, "put_rest_api")
-def _put_rest_api(original, self, function_id, api_doc, fail_on_warnings, mode="merge"):
+def _put_rest_api(
+    original: Callable[..., Any],
+    self: Any,
+    function_id: str | None,
+    api_doc: dict[str, Any],
+    fail_on_warnings: bool,
+    mode: str = "merge",
+) -> Any:
     if str(api_doc.get("swagger", "")).startswith("2."):
         api_doc = {k: v for k, v in api_doc.items() if k != "swagger"} | {"openapi": "3.0.1"}
         fail_on_warnings = False
@@ -103,7 +110,7 @@ def _put_rest_api(original, self, function_id, api_doc, fail_on_warnings, mode="
 
 # Gap 3: take the media type from the JSON-pointer path when `value` is absent.
 @_wrap(apigateway_models.RestAPI, "apply_patch_operations")
-def _apply_patch_operations(original, self, patch_operations):
+def _apply_patch_operations(original: Callable[..., Any], self: Any, patch_operations: list[dict[str, Any]]) -> Any:
     prefix = "/binaryMediaTypes/"
     fixed = []
     for op in patch_operations:
@@ -116,13 +123,15 @@ def _apply_patch_operations(original, self, patch_operations):
 
 # Gap 2: keep FileSystemConfigs on the function and return it like AWS does.
 @_wrap(lambda_models.LambdaFunction, "__init__")
-def _function_init(original, self, account_id, spec, region, version=1):
+def _function_init(
+    original: Callable[..., Any], self: Any, account_id: str, spec: dict[str, Any], region: str, version: int = 1
+) -> None:
     original(self, account_id, spec, region, version)
     self.file_system_configs = copy.deepcopy(spec.get("FileSystemConfigs") or [])
 
 
 @_wrap(lambda_models.LambdaFunction, "get_configuration")
-def _function_get_configuration(original, self, on_create=False):
+def _function_get_configuration(original: Callable[..., Any], self: Any, on_create: bool = False) -> Any:
     config = original(self, on_create)
     if getattr(self, "file_system_configs", None):
         config["FileSystemConfigs"] = self.file_system_configs
@@ -130,7 +139,7 @@ def _function_get_configuration(original, self, on_create=False):
 
 
 @_wrap(lambda_models.LambdaFunction, "update_configuration")
-def _function_update_configuration(original, self, config_updates):
+def _function_update_configuration(original: Callable[..., Any], self: Any, config_updates: dict[str, Any]) -> Any:
     if "FileSystemConfigs" in config_updates:
         self.file_system_configs = copy.deepcopy(config_updates["FileSystemConfigs"])
     return original(self, config_updates)
@@ -138,18 +147,19 @@ def _function_update_configuration(original, self, config_updates):
 
 # Gap 4: remember the description of group and prefix-list sources too.
 @_wrap(sg_models.SecurityGroupRule, "__init__")
-def _rule_init(original, self, *args, **kwargs):
+def _rule_init(original: Callable[..., Any], self: Any, *args: Any, **kwargs: Any) -> None:
     original(self, *args, **kwargs)
     bound = inspect.signature(original).bind(self, *args, **kwargs).arguments
     sources = (bound.get("ip_range"), bound.get("source_group"), bound.get("prefix_list_id"))
     self.shim_description = next((s["Description"] for s in sources if s and s.get("Description")), None)
 
 
-sg_models.SecurityGroupRule.description = property(lambda self: self.shim_description)
+# moto declares `description` as a method; a property is what its callers read.
+sg_models.SecurityGroupRule.description = property(lambda self: self.shim_description)  # type: ignore[method-assign,assignment]
 
 
 # Gap 5: DeleteFileSystemPolicy, unless moto has gained it.
-def _delete_file_system_policy(self):
+def _delete_file_system_policy(self: Any) -> tuple[str, dict[str, str]]:
     file_system_id = self._get_param("FileSystemId")
     self.efs_backend.describe_file_system_policy(file_system_id)  # AWS's errors for a missing fs/policy
     self.efs_backend.file_systems_by_id[file_system_id].file_system_policy = None
@@ -157,21 +167,21 @@ def _delete_file_system_policy(self):
 
 
 if not hasattr(EFSResponse, "delete_file_system_policy"):
-    EFSResponse.delete_file_system_policy = _delete_file_system_policy
+    EFSResponse.delete_file_system_policy = _delete_file_system_policy  # type: ignore[attr-defined]  # the gap itself
 
 
 # Gap 8: RedrivePolicy as compact JSON, like SQS.
 _queue_attributes = sqs_models.Queue.attributes  # a property; AttributeError/TypeError here: re-check the gap
 
 
-def _compact_attributes(self):
-    result = _queue_attributes.fget(self)
+def _compact_attributes(self: Any) -> dict[str, Any]:
+    result: dict[str, Any] = _queue_attributes.fget(self)  # type: ignore[attr-defined]  # a property, typed as its getter
     if self.redrive_policy:
         result["RedrivePolicy"] = json.dumps(self.redrive_policy, separators=(",", ":"))
     return result
 
 
-sqs_models.Queue.attributes = property(_compact_attributes)
+sqs_models.Queue.attributes = property(_compact_attributes)  # type: ignore[method-assign,assignment]  # as above
 
 
 if __name__ == "__main__":

@@ -38,13 +38,11 @@ from typing import Any, Callable, Iterator
 
 import boto3
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tfcli import cli_env, terraform  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from demo.target import from_outputs  # noqa: E402
+from demo.target import from_outputs
+from infra.tfcli import cli_env, terraform
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]  # the project root, where `python -m infra.…` runs
 REGION = "us-east-1"
 MOUNT_PATH = "/mnt/efs"
 
@@ -66,7 +64,8 @@ class Report:
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @contextmanager
@@ -76,7 +75,8 @@ def moto_server(python: str, log_path: Path, timeout: float = 30) -> Iterator[st
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [python, str(HERE / "moto_shim.py"), "-H", "127.0.0.1", "-p", str(port)],
+            [python, "-m", "infra.local.moto_shim", "-H", "127.0.0.1", "-p", str(port)],
+            cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -185,7 +185,7 @@ def verify(
         for r in api.get_resources(restApiId=api_id, limit=500)["items"]
         for m in r.get("resourceMethods", {})
     }
-    _check(report, routes and routes <= deployed, f"REST API has every route: {sorted(routes)}")
+    _check(report, bool(routes) and routes <= deployed, f"REST API has every route: {sorted(routes)}")
     plans = api.get_usage_plans(keyId=outputs["api_key_id"])["items"]
     _check(
         report,
@@ -314,7 +314,7 @@ def verify_operations(clients: Callable[[str], Any], outputs: dict[str, Any], st
     targets = {t["Arn"] for r in rules for t in events.list_targets_by_rule(Rule=r["Name"])["Targets"]}
     _check(
         report,
-        rules and targets == {functions["reclaim_debris"] + ":live"},
+        bool(rules) and targets == {functions["reclaim_debris"] + ":live"},
         "the hourly sweep's rule invokes its live alias",
     )
 
@@ -416,7 +416,8 @@ def fill_and_empty_bucket(
         s3.put_object(Bucket=bucket, Key="outputs/rehearsal.json", Body=body)
     s3.delete_object(Bucket=bucket, Key="outputs/rehearsal.json")
     proc = subprocess.run(
-        [python, str(HERE.parent / "empty_bucket.py"), "--stack", str(stack_dir)],
+        [python, "-m", "infra.empty_bucket", "--stack", str(stack_dir.resolve())],
+        cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
@@ -452,7 +453,7 @@ def rehearse(
     shutil.copy2(HERE / "moto_override.tf", work_dir / "moto_override.tf")
     routes = _expected_routes(stack_dir)
 
-    def step(name: str, args: list[str], env: dict[str, str], check: bool = True):
+    def step(name: str, args: list[str], env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
         start = time.monotonic()
         log(f"rehearsal: terraform {name}")
         proc = terraform(args, work_dir, env, check=check)

@@ -12,12 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from infra import stack, tfcli
+
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
-sys.path[:0] = [str(INFRA), str(INFRA / "local")]
-
-import stack  # noqa: E402
-import tfcli  # noqa: E402
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -96,7 +96,8 @@ def test_local_stage_is_never_packaged():
     proc = subprocess.run(
         [
             sys.executable,
-            str(REPO / "infra" / "stack.py"),
+            "-m",
+            "infra.stack",
             "--app-dir",
             str(REPO),
             "--stage",
@@ -104,6 +105,7 @@ def test_local_stage_is_never_packaged():
             "--build-dir",
             "/nonexistent-never-written",
         ],
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=120,

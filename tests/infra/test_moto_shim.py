@@ -9,7 +9,8 @@ import zipfile
 
 import boto3
 import pytest
-import rehearsal
+
+from infra.local import rehearsal
 
 SWAGGER_2 = {
     "swagger": "2.0",

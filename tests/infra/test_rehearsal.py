@@ -6,9 +6,10 @@ import json
 import sys
 
 import boto3
-import empty_bucket
 import pytest
-import rehearsal
+
+from infra import empty_bucket
+from infra.local import rehearsal
 
 
 def test_rehearsal_apply_verify_replan_destroy(packaged_stack, build_dir):

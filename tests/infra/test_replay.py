@@ -12,8 +12,9 @@ import uuid
 
 import boto3
 import pytest
-import replay_failed_events as replay
 from botocore.stub import Stubber
+
+from infra import replay_failed_events as replay
 
 FUNCTION = "arn:aws:lambda:us-east-1:123456789012:function:efs-ml-dev-on_object_created:live"
 

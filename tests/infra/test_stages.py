@@ -10,8 +10,8 @@ import json
 import stat
 
 import pytest
-import stack
 
+from infra import stack
 from tests.infra.conftest import ROOT
 
 STATE = '{"version": 4, "serial": 7, "lineage": "dev-lineage"}\n'
@@ -123,7 +123,7 @@ def test_stage_names_are_environment_names(tmp_path):
 
 
 def test_terraform_config_goes_to_the_build_dir_not_beside_the_stages(tmp_path):
-    import tfcli
+    from infra import tfcli
 
     assert tfcli.build_dir_of(tmp_path / "build" / "stacks" / "prod") == tmp_path / "build"
     assert tfcli.build_dir_of(tmp_path / "elsewhere" / "stack") == tmp_path / "elsewhere"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-import tfcli
-
+from infra import tfcli
 from tests.infra.conftest import INFRA, ROOT, require_tool
 
 CHECKOV = ROOT / ".venv-infra" / "bin" / "checkov"

@@ -13,8 +13,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import stack
 
+from infra import stack
 from tests.infra.conftest import INFRA
 
 SWAGGER = {

@@ -37,7 +37,7 @@ def test_pending_then_failed_then_settled(store):
     got = store.status.get(REF)
     assert got.state == "failed" and got.error == {"error": "PROCESSING_FAILED", "message": "S3 is down"}
     assert got.describe()["error"]["time"] == got.time and got.describe()["stateTime"] == got.time
-    store.status.settle(REF, stamp())
+    store.status.succeeded(REF, stamp())
     assert store.status.get(REF) is None
     assert status_files(store.root) == []  # settled: nothing left, not even a temp
 
@@ -49,7 +49,7 @@ def test_a_newer_attempt_is_not_overwritten_by_an_older_one(store):
     store.status.failed(REF, "models/m.bin", S3Unavailable(), older)
     assert store.status.get(REF).state == "pending"
     # ...and its success (of an older attempt) does not settle the newer one either.
-    store.status.settle(REF, older)
+    store.status.succeeded(REF, older)
     assert store.status.get(REF).requestId == "newer"
 
 
@@ -117,13 +117,13 @@ def test_settling_for_a_gone_key_drops_only_that_keys_record(store):
     """A key that no longer exists settles its own record, never one of another key of the name."""
     nfd = "models/m\u0301.bin"
     store.status.pending(REF, nfd, stamp(), "req-1")
-    store.status.settle(REF, stamp(), key="models/m.bin")
+    store.status.key_gone(REF, stamp(), "models/m.bin")
     assert store.status.get(REF).key == nfd  # another key's attempt stands
     before = stamp()
     store.status.failed(REF, "models/m.bin", S3Unavailable(), stamp())
-    store.status.settle(REF, before, key="models/m.bin")
+    store.status.key_gone(REF, before, "models/m.bin")
     assert store.status.get(REF).state == "failed"  # newer than the settling attempt
-    store.status.settle(REF, stamp(), key="models/m.bin")
+    store.status.key_gone(REF, stamp(), "models/m.bin")
     assert store.status.get(REF) is None
 
 

@@ -1,0 +1,1 @@
+"""The local deployment rehearsal against moto (``python -m infra.local.rehearsal``)."""
