@@ -52,7 +52,7 @@ test: $(STAMP) $(CLIENTS_STAMP)
 # build/stacks (and a pre-stage build/stack) are kept: deployed stacks' local Terraform state lives there.
 ## remove the virtualenvs, .local and build output (build/stacks is kept)
 clean:
-	rm -rf $(VENV) $(CLIENTS_VENV) .local .pytest_cache .hypothesis
+	rm -rf $(VENV) $(CLIENTS_VENV) .venv-convert .local .pytest_cache .hypothesis
 	find build -mindepth 1 -maxdepth 1 ! -name stack ! -name stacks -exec rm -rf {} + 2>/dev/null || true
 
 # Area-specific targets (deployment, benchmarks, ...) live beside this file.

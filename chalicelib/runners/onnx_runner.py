@@ -33,6 +33,7 @@ from chalicelib.errors import (
 from chalicelib.runners import (
     Limits,
     LoadedModel,
+    onnx_locale,
     onnx_scan,
     ort_env,
     remote,
@@ -222,11 +223,20 @@ def _session(ort: Any, name: str, source: Any, options: Any, ceiling: int, size:
     ort_env.trim_heap()
     before = ort_env.anon_rss_bytes()
     try:
-        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"], **ort_env.session_kwargs())
-    except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
-        if _is_allocation_failure(exc):
-            raise ModelRefused(_too_big(name, None, ceiling)) from None
-        raise ProcessingFailed(f"Model '{name}' is not a loadable ONNX model ({scrub(str(exc))})") from None
+        session = _create(ort, name, source, options, ceiling)
+    except _LocaleMissing as missing:
+        # A StringNormalizer asks for a locale this machine lacks (skl2onnx's
+        # text pipelines ask for en_US.UTF-8; Lambda has only C.UTF-8): load
+        # it once more with the nearest locale that exists here.
+        substitute = onnx_locale.nearest(missing.locale)
+        if substitute is None:
+            raise ModelRefused(_locale_refusal(name, missing.locale)) from None
+        try:
+            rewritten = onnx_locale.with_locale(_bytes(source), substitute)
+        except onnx_scan.ScanError as exc:
+            raise ProcessingFailed(f"Model '{name}' is not a loadable ONNX model (the file {exc})") from None
+        session = _create(ort, name, rewritten, options, ceiling, rewritten=True)
+        del rewritten
     # A bytes source is still alive here but was allocated before ``before``.
     # Transient buffers of the parse are freed; the allocator returns them
     # before the measure, so the same model measures the same each time.
@@ -236,6 +246,42 @@ def _session(ort: Any, name: str, source: Any, options: Any, ceiling: int, size:
         del session
         raise ModelRefused(_too_big(name, footprint, ceiling))
     return session, footprint
+
+
+class _LocaleMissing(Exception):
+    def __init__(self, locale: str) -> None:
+        super().__init__(locale)
+        self.locale = locale
+
+
+def _create(ort: Any, name: str, source: Any, options: Any, ceiling: int, *, rewritten: bool = False) -> Any:
+    try:
+        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"], **ort_env.session_kwargs())
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
+        if _is_allocation_failure(exc):
+            raise ModelRefused(_too_big(name, None, ceiling)) from None
+        locale = onnx_locale.missing_locale(str(exc))
+        if locale is not None:
+            if not rewritten:
+                raise _LocaleMissing(locale) from None
+            # The substitute failed too.
+            raise ModelRefused(_locale_refusal(name, locale)) from None
+        raise ProcessingFailed(f"Model '{name}' is not a loadable ONNX model ({scrub(str(exc))})") from None
+
+
+def _bytes(source: Any) -> bytes:
+    if isinstance(source, str):
+        with open(source, "rb") as f:
+            return f.read()
+    return bytes(source)
+
+
+def _locale_refusal(name: str, locale: str) -> str:
+    return (
+        f"Model '{name}' has a StringNormalizer that needs the locale '{locale}', which this machine lacks, "
+        "and no UTF-8 locale near it exists here (C.UTF-8 is on Lambda): convert it with the locale named, "
+        "e.g. skl2onnx.to_onnx(..., options={TfidfVectorizer: {'locale': 'C.UTF-8'}})"
+    )
 
 
 def _too_big(name: str, footprint: int | None, ceiling: int) -> str:
