@@ -45,8 +45,9 @@ def error_headers(error: ServiceError) -> dict[str, str]:
     return dict(extra()) if callable(extra) else {}
 
 
-def json_body(app: Chalice, max_bytes: int) -> dict[str, Any]:
-    """The current request's body (at most ``max_bytes``) as a JSON object, or InvalidRequest."""
+def raw_body(app: Chalice) -> tuple[bytes, Any]:
+    """The current request's body as bytes (base64 already undone by Chalice)
+    and its headers, or InvalidRequest."""
     request = app.current_request
     if request is None:
         raise InvalidRequest("No request")
@@ -56,7 +57,13 @@ def json_body(app: Chalice, max_bytes: int) -> dict[str, Any]:
         raise InvalidRequest("Request body could not be decoded") from None
     if isinstance(raw, str):
         raw = raw.encode("utf-8")
-    return parse_json_object(raw, request.headers.get("content-type"), max_bytes)
+    return raw, request.headers
+
+
+def json_body(app: Chalice, max_bytes: int) -> dict[str, Any]:
+    """The current request's body (at most ``max_bytes``) as a JSON object, or InvalidRequest."""
+    raw, headers = raw_body(app)
+    return parse_json_object(raw, headers.get("content-type"), max_bytes)
 
 
 def query_params(app: Chalice) -> Any:

@@ -194,16 +194,8 @@ def accepts_binary(accept: str | None) -> bool:
 def read_body(app: Chalice, settings: Settings) -> Body:
     """The raw request body (bytes, base64 already undone by Chalice) and its
     binary header length, bounded by the limits of its kind."""
-    request = app.current_request
-    if request is None:
-        raise InvalidRequest("No request")
-    try:
-        raw = request.raw_body or b""
-    except Exception:  # chalice raises on undecodable base64 bodies
-        raise InvalidRequest("Request body could not be decoded") from None
-    if isinstance(raw, str):
-        raw = raw.encode("utf-8")
-    header_length = request.headers.get(binary.HEADER_LENGTH)
+    raw, headers = http.raw_body(app)
+    header_length = headers.get(binary.HEADER_LENGTH)
     limit = settings.max_request_bytes if header_length is None else settings.max_binary_body_bytes
     if len(raw) > limit:
         raise FileTooLarge(
@@ -211,7 +203,7 @@ def read_body(app: Chalice, settings: Settings) -> Body:
             f"Request body exceeds {human_size(limit)}"
             + (" (a binary body travels base64-encoded within Lambda's 6 MB)" if header_length is not None else ""),
         )
-    return Body(raw, header_length, accepts_binary(request.headers.get("accept")))
+    return Body(raw, header_length, accepts_binary(headers.get("accept")))
 
 
 def parse_infer(raw: bytes, header_length: Any) -> InferRequest:
