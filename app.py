@@ -217,8 +217,7 @@ def create_job() -> Any:
 @http.endpoint(app)
 def list_jobs() -> Any:
     """Jobs, newest first: ?limit=N (<= 100) and ?next=<token from the previous page>."""
-    params = http.query_params(app) or {}
-    return jobs.list_jobs(get_store(), get_settings(), params.get("limit"), params.get("next"))
+    return jobs.list_jobs(get_store(), get_settings(), http.query_params(app))
 
 
 @app.route("/jobs/{job_id}", methods=["GET"])

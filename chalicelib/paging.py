@@ -112,12 +112,19 @@ def decode(listing: str, token: str, valid_key: Callable[[int, str], bool]) -> C
     return Cursor(section, after)
 
 
-def parse(params: Mapping[str, Any] | None, listing: str, valid_key: Callable[[int, str], bool]) -> PageRequest:
+def parse(
+    params: Mapping[str, Any] | None,
+    listing: str,
+    valid_key: Callable[[int, str], bool],
+    *,
+    default_limit: int = DEFAULT_LIMIT,
+    max_limit: int = MAX_LIMIT,
+) -> PageRequest:
     """A listing's query parameters (``limit``, ``next``) as a :class:`PageRequest`.
 
     ``params`` is Chalice's ``query_params`` (a MultiDict, or ``None``).
     Unknown or repeated parameters, a ``limit`` that is not an integer in
-    1..:data:`MAX_LIMIT`, and a bad token are :class:`InvalidRequest`.
+    1..``max_limit``, and a bad token are :class:`InvalidRequest`.
     """
     params = params or {}
     reject_unknown(params, PARAMS, "query parameter", "; a listing takes 'limit' and 'next'")
@@ -128,11 +135,11 @@ def parse(params: Mapping[str, Any] | None, listing: str, valid_key: Callable[[i
             if len(got) != 1:
                 raise InvalidRequest(f"Query parameter '{name}' given more than once")
             values[name] = got[0]
-    limit = DEFAULT_LIMIT
+    limit = default_limit
     if "limit" in values:
         text = values["limit"]
-        if not isinstance(text, str) or not _DIGITS.match(text) or not 1 <= int(text) <= MAX_LIMIT:
-            raise InvalidRequest(f"'limit' must be an integer from 1 to {MAX_LIMIT}")
+        if not isinstance(text, str) or not _DIGITS.match(text) or not 1 <= int(text) <= max_limit:
+            raise InvalidRequest(f"'limit' must be an integer from 1 to {max_limit}")
         limit = int(text)
     cursor = decode(listing, values["next"], valid_key) if "next" in values else None
     return PageRequest(limit, cursor)
@@ -150,10 +157,12 @@ def paginate(
     request: PageRequest,
     *,
     max_bytes: int = PAGE_BYTES,
+    descending: bool = False,
 ) -> Page:
     """The page ``request`` asks for.
 
-    ``sections`` are sorted key sequences, walked in order; ``load(section,
+    ``sections`` are sorted key sequences (newest first with ``descending``),
+    walked in order; ``load(section,
     key)`` is a key's entry, or ``None`` to skip it (gone since the keys were
     listed). A page holds at least one entry unless nothing is left (or the
     deadline has passed: :class:`~chalicelib.errors.DeadlineExceeded`).
@@ -166,7 +175,7 @@ def paginate(
             continue
         after = request.cursor.after if request.cursor is not None and index == request.cursor.section else None
         for key in keys:
-            if after is not None and key <= after:
+            if after is not None and (key >= after if descending else key <= after):
                 continue
             if items and (
                 len(items) >= request.limit or deadline.remaining(float("inf")) < RESERVE_SECONDS or size >= max_bytes

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from chalicelib import s3
+from chalicelib import paging, s3
 from chalicelib.config import Settings
 from chalicelib.errors import InvalidRequest, NotFound, ServiceError
 from chalicelib.jobs import queue
@@ -199,45 +198,24 @@ def job_status(store: Store, settings: Settings, job_id: str, *, links: bool = T
     return body
 
 
-def _decode_next(token: str | None) -> str | None:
-    if token is None:
-        return None
-    try:
-        after = base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)).decode()
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        after = ""
-    if not is_job_id(after):
-        raise InvalidRequest("'next' is not a token this listing handed out")
-    return after
+def list_jobs(store: Store, settings: Settings, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``GET /jobs``: newest first, ``limit`` (<= 100) per page, ``next`` to continue
+    (the same pager, token and checks as ``GET /models``)."""
+    request = paging.parse(
+        params, "jobs", lambda _, key: is_job_id(key), default_limit=DEFAULT_LIST_LIMIT, max_limit=MAX_LIST_LIMIT
+    )
 
-
-def list_jobs(store: Store, settings: Settings, limit: str | None, token: str | None) -> dict[str, Any]:
-    """``GET /jobs``: newest first, ``limit`` (<= 100) per page, ``next`` to continue."""
-    try:
-        size = DEFAULT_LIST_LIMIT if limit is None else int(limit)
-    except ValueError:
-        size = 0
-    if not 1 <= size <= MAX_LIST_LIMIT:
-        raise InvalidRequest(f"'limit' must be an integer from 1 to {MAX_LIST_LIMIT}")
-    after = _decode_next(token)
-    ids = JobFiles(store.root).job_ids()
-    if after is not None:
-        ids = [i for i in ids if i < after]
-    page = ids[:size]
-    jobs = []
-    for job_id in page:
+    def load(_: int, job_id: str) -> dict[str, Any] | None:
         try:
-            status = job_status(store, settings, job_id)
+            status = job_status(store, settings, job_id, links=False)
         except NotFound:
-            continue  # expired between the listing and the read
+            return None  # expired between the listing and the read
         status.pop("results", None)
         status.pop("errors", None)
-        jobs.append(status)
-    more = len(ids) > size
-    return {
-        "jobs": jobs,
-        "next": base64.urlsafe_b64encode(page[-1].encode()).decode().rstrip("=") if more and page else None,
-    }
+        return status
+
+    page = paging.paginate("jobs", (JobFiles(store.root).job_ids(),), load, request, descending=True)
+    return {"jobs": page.items, "next": page.next}
 
 
 def cancel_job(store: Store, settings: Settings, job_id: str) -> dict[str, Any]:
