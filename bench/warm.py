@@ -14,7 +14,7 @@ from typing import Any
 from bench.common import Benchmark, Context, Row, interleaved, ms, pct, quiet_stdout, service_env
 
 
-def _bare(model: bytes) -> Any:
+def bare_session(model: bytes) -> Any:
     """A session in this process with the service's options: the baseline."""
     import onnxruntime as ort
 
@@ -82,7 +82,7 @@ def rows_warm(ctx: Context) -> list[Row]:
     with quiet_stdout():
         first = predict(get_store(), get_settings(), request)
     np.testing.assert_allclose(first["result"]["y"]["data"], mlp.reference(x), rtol=1e-5, atol=1e-5)
-    session = _bare(mlp.onnx_bytes())
+    session = bare_session(mlp.onnx_bytes())
     runner: Any = model_cache().get(get_store(), ref)[0].runner
     feeds = {"x": x}
     with Client(app.app) as client, quiet_stdout():
@@ -130,7 +130,7 @@ def _image_rows(ctx: Context, n: int) -> list[Row]:
     np.save(buffer, image)
     ingest_bytes(get_store(), get_settings(), ObjectRef("inputs", "image.npy"), buffer.getvalue())
     request = PredictRequest(None, ref, None, ObjectRef("inputs", "image.npy"))
-    session = _bare(model)
+    session = bare_session(model)
     with quiet_stdout():
         first = predict(get_store(), get_settings(), request)
     np.testing.assert_allclose(first["result"]["y"]["data"], session.run(None, {"x": image})[0], rtol=1e-4)
