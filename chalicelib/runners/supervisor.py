@@ -97,11 +97,22 @@ class _Process:
         # numpy in the worker only wraps tensors: no BLAS thread pool.
         env.setdefault("OPENBLAS_NUM_THREADS", "1")
         env.setdefault("OMP_NUM_THREADS", "1")
+        # Tensors cross through a shared mapping (see wire); without
+        # memfd_create they take the socket.
+        area_fd = wire.Area.create()
+        self.area: wire.Area | None = None
         argv = [*command, str(theirs.fileno()), str(os.getpid())]
+        if area_fd is not None:
+            os.set_inheritable(area_fd, True)
+            argv.append(str(area_fd))
         try:
             self.pid = os.posix_spawn(argv[0], argv, env)
+            if area_fd is not None:
+                self.area = wire.Area(area_fd, parent=True)
         finally:
             theirs.close()
+            if area_fd is not None:
+                os.close(area_fd)
         self.sock = ours
         self.ready = False
         self.baseline = 0  # RSS once ready
@@ -145,6 +156,9 @@ class _Process:
 
     def close(self) -> None:
         self.sock.close()
+        if self.area is not None:
+            self.area.close()
+            self.area = None
         if self.statm >= 0:
             os.close(self.statm)
             self.statm = -1
@@ -223,7 +237,7 @@ class Supervisor:
             start = max(proc.rss(), proc.baseline)
             limit = min(start + allowance, proc.baseline + proc.bound_bytes())
             try:
-                wire.send(proc.sock, (request[0], drops, *request[1:]))
+                wire.send(proc.sock, (request[0], drops, *request[1:]), area=proc.area)
             except OSError:
                 raise self._died(proc, start) from None
             return self._await_reply(proc, ends, limit, start, allowance), proc.generation
@@ -285,7 +299,7 @@ class Supervisor:
             wait = min(self.tick, max(0.0, ends - polled))
             if proc.wait_readable(wait):
                 try:
-                    return wire.recv(proc.sock)
+                    return wire.recv(proc.sock, proc.area)
                 except (wire.ChannelClosed, OSError):
                     raise self._died(proc, start, seen, limit) from None
             now = time.monotonic()

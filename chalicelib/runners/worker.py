@@ -1,5 +1,5 @@
 """The inference worker: the one process that imports onnxruntime, holds the
-warm sessions and runs them (``python -m chalicelib.runners.worker FD PPID``).
+warm sessions and runs them (``python -m chalicelib.runners.worker FD PPID [AREA]``).
 
 Its parent (:mod:`chalicelib.runners.supervisor`) talks to it over the
 socket ``FD`` with :mod:`chalicelib.runners.wire` messages, one request at
@@ -118,8 +118,9 @@ class _Host:
         return ("ok", outputs)
 
 
-def serve(sock: socket.socket) -> None:
-    """Answer requests on ``sock`` until the parent closes it."""
+def serve(sock: socket.socket, area: wire.Area | None = None) -> None:
+    """Answer requests on ``sock`` (tensors through ``area`` when given)
+    until the parent closes it."""
     # numpy and onnxruntime are imported before the parent's first request
     # arrives: the worker is started ahead of need, so this overlaps.
     import numpy  # noqa: F401
@@ -132,7 +133,7 @@ def serve(sock: socket.socket) -> None:
     wire.send(sock, ("ready", os.getpid()))
     while True:
         try:
-            request = wire.recv(sock)
+            request = wire.recv(sock, area)
         except wire.ChannelClosed:
             return
         except MemoryError:
@@ -153,7 +154,7 @@ def serve(sock: socket.socket) -> None:
             reply = ("err", "memory", "out of memory")
         try:
             # Outputs no response could carry never reach the service's memory.
-            wire.send(sock, reply, limit)
+            wire.send(sock, reply, limit, area)
         except wire.TooLarge as exc:
             wire.send(sock, ("err", "outputs", str(exc.size)))
         except MemoryError:
@@ -162,12 +163,14 @@ def serve(sock: socket.socket) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """Entry point: ``FD`` is this end of the socket, ``PPID`` the parent to outlive not."""
+    """Entry point: ``FD`` is this end of the socket, ``PPID`` the parent to
+    outlive not, and an optional ``AREA`` the shared mapping's file."""
     fd, parent = int(argv[1]), int(argv[2])
+    area = wire.Area(int(argv[3]), parent=False) if len(argv) > 3 else None
     threading.Thread(target=_watch_parent, args=(parent,), name="orphan-check", daemon=True).start()
     sock = socket.socket(fileno=fd)
     try:
-        serve(sock)
+        serve(sock, area)
     except (wire.ChannelClosed, BrokenPipeError, ConnectionResetError):
         pass
     except BaseException as exc:  # noqa: BLE001 - the parent reports the death; say why here

@@ -67,6 +67,65 @@ def test_wire_reports_a_closed_channel():
     b.close()
 
 
+def area_pair(half=wire.AREA_BYTES):
+    fd = wire.Area.create(half)
+    assert fd is not None, "memfd_create is missing"
+    try:
+        return wire.Area(fd, parent=True, half=half), wire.Area(fd, parent=False, half=half)
+    finally:
+        os.close(fd)
+
+
+def test_tensors_cross_a_shared_area_in_place_for_the_worker_and_copied_for_the_service():
+    service, worker = area_pair()
+    a, b = socket.socketpair()
+    image = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    wire.send(a, ("run", [], {"x": image}), area=service)
+    # Only the frame crossed the socket: the 602 KB are in the area.
+    assert len(b.recv(1 << 20, socket.MSG_PEEK)) < 1024
+    got = wire.recv(b, worker)[2]["x"]
+    np.testing.assert_array_equal(got, image)
+    assert got.flags.c_contiguous and got.ctypes.data % 64 == 0
+    # The worker's array is the area itself: no copy on its side.
+    service.tx[:4] = b"\x00\x00\x80\x7f"  # +inf over the first value
+    assert got.ravel()[0] == np.inf
+    # The service's copy of a reply survives the next reply through the area.
+    first = np.arange(10, dtype=np.int64)
+    wire.send(b, ("ok", [first]), area=worker)
+    back = wire.recv(a, service)[1][0]
+    wire.send(b, ("ok", [np.zeros(10, np.int64)]), area=worker)
+    wire.recv(a, service)
+    np.testing.assert_array_equal(back, first)
+    del got
+    a.close(), b.close()
+    service.close(), worker.close()
+
+
+def test_messages_larger_than_the_area_take_the_socket():
+    service, worker = area_pair(half=64 * 1024)
+    a, b = socket.socketpair()
+    got = {}
+    big = np.arange(100_000, dtype=np.float64)  # 800 KB: over the 64 KiB area
+    reader = threading.Thread(target=lambda: got.setdefault("m", wire.recv(b, worker)))
+    reader.start()
+    wire.send(a, ("run", [], {"big": big, "small": np.ones(3)}), area=service)
+    reader.join(10)
+    np.testing.assert_array_equal(got["m"][2]["big"], big)
+    np.testing.assert_array_equal(got["m"][2]["small"], np.ones(3))
+    a.close(), b.close()
+    service.close(), worker.close()
+
+
+def test_a_frame_for_an_area_the_receiver_lacks_is_refused():
+    service, _ = area_pair(half=4096)
+    a, b = socket.socketpair()
+    wire.send(a, ("ok", [np.ones(8)]), area=service)
+    with pytest.raises(wire.ChannelClosed):
+        wire.recv(b)
+    a.close(), b.close()
+    service.close()
+
+
 @pytest.fixture
 def sup():
     s = supervisor.Supervisor()
@@ -276,3 +335,17 @@ def test_a_freeze_of_the_whole_sandbox_does_not_count_against_a_load(tmp_path):
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_run_through_the_area_keeps_its_outputs_and_large_inputs_take_the_socket(sup, tmp_path):
+    mlp = Mlp.random(4, 8, 3)
+    load(sup, tmp_path, "mlp.onnx", mlp.onnx_bytes())
+    x1, x2 = np.ones((2, 4), np.float32), np.full((2, 4), -3.0, np.float32)
+    first = run(sup, "mlp.onnx", {"x": x1})[0][1][0]
+    run(sup, "mlp.onnx", {"x": x2})
+    np.testing.assert_allclose(first, mlp.reference(x1), rtol=1e-5)
+    # 12 MB of inputs: past the area, through the socket, same answer.
+    big = np.random.default_rng(1).standard_normal((750_000, 4)).astype(np.float32)
+    status, outputs = run(sup, "mlp.onnx", {"x": big}, timeout=30, allowance=256 * MIB)[0]
+    assert status == "ok"
+    np.testing.assert_allclose(outputs[0], mlp.reference(big), rtol=1e-4, atol=1e-5)
