@@ -7,11 +7,13 @@ with a bare ``PROCESSING_FAILED``: nothing internal reaches the client.
 
 from __future__ import annotations
 
+import binascii
 import functools
 import logging
 import uuid
 from typing import Any, Callable
 
+import pybase64
 from chalice.app import Chalice, Response
 
 from chalicelib import deadline, observability
@@ -46,18 +48,40 @@ def error_headers(error: ServiceError) -> dict[str, str]:
 
 
 def raw_body(app: Chalice) -> tuple[bytes, Any]:
-    """The current request's body as bytes (base64 already undone by Chalice)
-    and its headers, or InvalidRequest."""
+    """The current request's body as bytes (base64 undone) and its headers,
+    or InvalidRequest.
+
+    API Gateway hands a binary body to Lambda base64-encoded. It is decoded
+    here with pybase64 (SIMD), not by Chalice's ``raw_body`` (the standard
+    library's): measured on one 602 KB image, 0.05 ms against 2.1 ms, half
+    of what a binary ``/v2`` infer added to the model's own run."""
     request = app.current_request
     if request is None:
         raise InvalidRequest("No request")
+    event = request.to_original_event()
+    if event.get("isBase64Encoded") and event.get("body") is not None:
+        try:
+            return pybase64.b64decode(event["body"], validate=True), request.headers
+        except (binascii.Error, ValueError, TypeError):
+            raise InvalidRequest("Request body could not be decoded") from None
     try:
         raw = request.raw_body or b""
-    except Exception:  # chalice raises on undecodable base64 bodies
+    except Exception:  # chalice raises on undecodable bodies
         raise InvalidRequest("Request body could not be decoded") from None
     if isinstance(raw, str):
         raw = raw.encode("utf-8")
     return raw, request.headers
+
+
+class BinaryResponse(Response):
+    """A response of a binary content type, base64-encoded for API Gateway
+    by pybase64 rather than the standard library (as in :func:`raw_body`)."""
+
+    def _base64encode(self, data: bytes) -> str:
+        # Overrides Chalice's (pinned) encoder of binary bodies, same contract.
+        if not isinstance(data, bytes):
+            raise ValueError(f"Expected bytes for a body of a binary Content-Type, got {type(data)}")
+        return pybase64.b64encode(data).decode("ascii")
 
 
 def json_body(app: Chalice, max_bytes: int) -> dict[str, Any]:

@@ -318,7 +318,7 @@ def infer(store: Store, settings: Settings, ref: ObjectRef, version: int | None,
         raise ResourceExhausted(
             f"The response would be {size} bytes, over MAX_BINARY_BODY_BYTES ({settings.max_binary_body_bytes})"
         )
-    return Response(
+    return http.BinaryResponse(
         body=b"".join([head, *chunks]),
         status_code=200,
         headers={"Content-Type": binary.CONTENT_TYPE, binary.HEADER_LENGTH: str(len(head))},

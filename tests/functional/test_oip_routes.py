@@ -324,3 +324,22 @@ def test_lambda_gets_and_returns_binary_bodies_base64_encoded_as_api_gateway_car
     body = base64.b64decode(answer["body"])
     length = int(answer["headers"][HEADER])
     assert np.frombuffer(body[length:], "<f4").tolist() == [1, 2, 3]
+
+
+def test_a_body_that_is_not_base64_is_a_400_in_the_protocols_shape(client):
+    """A base64 body that does not decode (only a caller that bypasses API
+    Gateway can send one) is the client's error, not a 500."""
+    from chalice.local import LambdaContext
+
+    import app
+
+    ingest(client, "my model.onnx", multi_io_model())
+    raw, headers = binary_body(
+        {"inputs": [{"name": "a", "datatype": "FP32", "shape": [1, 3], "parameters": {"binary_data_size": 12}}]},
+        np.zeros(3, np.float32).tobytes(),
+    )
+    event = proxy_event("POST", "/v2/models/{name}/infer", f"/v2/models/{MODEL}/infer", {"name": MODEL}, raw, headers)
+    event["body"] = event["body"][:-3] + "*=="
+    answer = app.app(event, LambdaContext("api_handler", 1024, 30_000))
+    assert answer["statusCode"] == 400, answer
+    assert "could not be decoded" in json.loads(answer["body"])["error"]
