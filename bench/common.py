@@ -128,8 +128,14 @@ def timed(fn: Callable[[], Any], n: int) -> list[float]:
     return samples
 
 
-def interleaved(fns: dict[str, Callable[[], Any]], n: int, block: int = 50) -> dict[str, list[float]]:
-    """Time each callable ``n`` times, alternating in blocks so noise is shared."""
+def interleaved(
+    fns: dict[str, Callable[[], Any]], n: int, block: int = 50, settle: float = 0.0
+) -> dict[str, list[float]]:
+    """Time each callable ``n`` times, alternating in blocks so noise is shared.
+
+    ``settle``: seconds of idle before each block, so that what one block
+    leaves running (onnxruntime's intra-op threads spin for a while after a
+    run) does not take the cores from the next block's first calls."""
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for fn in fns.values():  # warm-up
         timed(fn, 20)
@@ -137,6 +143,8 @@ def interleaved(fns: dict[str, Callable[[], Any]], n: int, block: int = 50) -> d
     while done < n:
         step = min(block, n - done)
         for name, fn in fns.items():
+            if settle:
+                time.sleep(settle)
             samples[name].extend(timed(fn, step))
         done += step
     return samples

@@ -91,6 +91,7 @@ def rows_protocol(ctx: Context) -> list[Row]:
             },
             n,
             block=10,
+            settle=0.02,
         )
     bare = pct(samples["bare"], 50)
     rows = []

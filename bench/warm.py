@@ -1,4 +1,5 @@
-"""Row 2: warm /predict in-process and through ``chalice.test.Client`` vs a bare
+"""Row 2: warm /predict in-process, as Lambda invokes the handler (the API
+Gateway event) and through ``chalice.test.Client``, vs a bare
 ``InferenceSession.run`` of the same model and inputs in this process, for a
 small MLP and for one 1x3x224x224 float32 image on a small conv model; and
 the hop to the inference worker alone (``OnnxRunner._run``)."""
@@ -25,7 +26,8 @@ def bare_session(model: bytes) -> Any:
     )
 
 
-def _overhead_row(label: str, ours: list[float], bare: list[float], n: int) -> Row:
+def _overhead_row(label: str, ours: list[float], bare: list[float], n: int, target: bool = True) -> Row:
+    """``target``: False for a row shown for comparison only (its cost is not the service's)."""
     p50, p99 = pct(ours, 50), pct(ours, 99)
     bare50, bare99 = pct(bare, 50), pct(bare, 99)
     overhead = p50 - bare50
@@ -35,8 +37,8 @@ def _overhead_row(label: str, ours: list[float], bare: list[float], n: int) -> R
         f"p50 {ms(p50)}, p99 {ms(p99)}",
         f"run p50 {ms(bare50)}, p99 {ms(bare99)}",
         f"+{overhead * 1000:.3f} ms p50",
-        "overhead <= 0.5 ms p50",
-        overhead <= 0.0005,
+        "overhead <= 0.5 ms p50" if target else "-",
+        overhead <= 0.0005 if target else None,
     )
 
 
@@ -58,6 +60,7 @@ def _ratio_row(label: str, ours: list[float], bare: list[float], n: int) -> Row:
 def rows_warm(ctx: Context) -> list[Row]:
     """p50/p99 of ours against the bare session, interleaved."""
     import numpy as np
+    from chalice.local import LambdaContext
     from chalice.test import Client
 
     from chalicelib.config import get_settings
@@ -67,6 +70,7 @@ def rows_warm(ctx: Context) -> list[Row]:
     from chalicelib.store import get_store
     from chalicelib.validation import PredictRequest
     from tests.support.onnx_models import Mlp
+    from tests.support.routes import proxy_event
 
     n = ctx.args.warm_n
     service_env(os.path.join(ctx.shm, "warm"), None, None)
@@ -85,7 +89,14 @@ def rows_warm(ctx: Context) -> list[Row]:
     session = bare_session(mlp.onnx_bytes())
     runner: Any = model_cache().get(get_store(), ref)[0].runner
     feeds = {"x": x}
+    event = proxy_event("POST", "/predict", "/predict", {}, body.encode(), {"Content-Type": "application/json"})
     with Client(app.app) as client, quiet_stdout():
+
+        def via_lambda() -> None:
+            # As Lambda invokes the API function: the app's handler on the API
+            # Gateway proxy event, a fresh context per invocation (as row 10).
+            answer = app.app(dict(event), LambdaContext("api_handler", 1024, 30_000))
+            assert answer["statusCode"] == 200, answer
 
         def via_client() -> None:
             r = client.http.post("/predict", body=body, headers={"Content-Type": "application/json"})
@@ -96,6 +107,7 @@ def rows_warm(ctx: Context) -> list[Row]:
                 "bare": lambda: session.run(None, feeds),
                 "hop": lambda: runner._run(feeds),
                 "inproc": lambda: predict(get_store(), get_settings(), request),
+                "lambda": via_lambda,
                 "client": via_client,
             },
             n,
@@ -103,7 +115,10 @@ def rows_warm(ctx: Context) -> list[Row]:
     rows = [
         _overhead_row("worker hop (OnnxRunner._run)", samples["hop"], samples["bare"], n),
         _overhead_row("in-process predict()", samples["inproc"], samples["bare"], n),
-        _overhead_row("chalice.test.Client", samples["client"], samples["bare"], n),
+        _overhead_row("Lambda handler on the API Gateway event", samples["lambda"], samples["bare"], n),
+        _overhead_row(
+            "chalice.test.Client (adds the test harness)", samples["client"], samples["bare"], n, target=False
+        ),
     ]
     rows += _image_rows(ctx, max(50, n // 10))
     return rows
@@ -145,6 +160,7 @@ def _image_rows(ctx: Context, n: int) -> list[Row]:
             },
             n,
             block=10,
+            settle=0.02,
         )
     return [
         _ratio_row("worker hop (OnnxRunner._run)", samples["hop"], samples["bare"], n),
@@ -165,5 +181,7 @@ BENCHMARK = Benchmark(
         "2: store root on tmpfs (/dev/shm); no S3 bucket (no archive); service log lines go to /dev/null.",
         "   Bare = InferenceSession.run in the bench's own process, same options, model and inputs; ours runs",
         "   in the inference worker. Overhead = ours p50 - bare p50; image rows: ours p50 / bare p50 (n = warm-n/10).",
+        "   The handler row is what Lambda runs; chalice.test.Client also builds the event and patches os.environ",
+        "   per request (the test harness's cost, not the service's): shown for comparison, no target.",
     ),
 )

@@ -13,6 +13,7 @@ import logging
 import uuid
 from typing import Any, Callable
 
+import orjson
 import pybase64
 from chalice.app import Chalice, Response
 
@@ -105,6 +106,16 @@ def request_seconds(app: Chalice) -> float | None:
     )
 
 
+def json_text(body: Any) -> Any:
+    """A response body as JSON text, by orjson (several times faster than the
+    json.dumps Chalice would run, on every answer and on /predict's results);
+    the body as it is, for Chalice, where orjson refuses it (integers past 64 bits)."""
+    try:
+        return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
+    except orjson.JSONEncodeError:
+        return body
+
+
 def endpoint(app: Chalice) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
     """Wrap a view: it runs under the request's deadline; typed errors ->
     documented bodies (a deadline passed -> 504 TIMEOUT), anything else -> 500."""
@@ -127,7 +138,7 @@ def endpoint(app: Chalice) -> Callable[[Callable[..., Any]], Callable[..., Respo
                 return error_response(app, ProcessingFailed("Internal error"))
             if isinstance(result, Response):
                 return result
-            return Response(body=result, status_code=200, headers=dict(JSON_HEADERS))
+            return Response(body=json_text(result), status_code=200, headers=dict(JSON_HEADERS))
 
         return wrapper
 

@@ -26,6 +26,7 @@ allow list rather than a deny list:
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -119,6 +120,13 @@ def is_valid_name(name: object) -> bool:
     """True when ``name`` is a safe single path component, already in NFC."""
     if not isinstance(name, str) or not name or len(name) > MAX_NAME_BYTES:
         return False
+    return _valid(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid(name: str) -> bool:
+    # Memoised: every request checks the same few names (model, input,
+    # fileId) up to three times; at most 4,096 names of <= 255 bytes.
     if name[0] in ". " or name[-1] == " ":
         return False
     if not _chars_allowed(name):  # before encoding: surrogates do not encode

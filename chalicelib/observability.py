@@ -35,6 +35,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator, TextIO
 
+import orjson
+
 SERVICE = "efs-ml"
 #: The package logger: every module's ``getLogger(__name__)`` propagates to it.
 LOGGER_NAME = __name__.rpartition(".")[0] or "chalicelib"
@@ -136,10 +138,19 @@ def _sink() -> TextIO:
     return sys.stdout
 
 
+def dumps(doc: dict[str, Any]) -> str:
+    """One compact JSON line: orjson (a tenth of json.dumps's time, on every
+    invocation's log line and EMF document); the standard library for what
+    orjson refuses (integers past 64 bits)."""
+    try:
+        return orjson.dumps(doc, default=str, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
+    except orjson.JSONEncodeError:
+        return json.dumps(doc, default=str, separators=(",", ":"))
+
+
 def _write(doc: dict[str, Any]) -> None:
-    line = json.dumps(doc, separators=(",", ":"), default=str)
     stream = _sink()
-    stream.write(line + "\n")
+    stream.write(dumps(doc) + "\n")
     stream.flush()
 
 
@@ -204,7 +215,7 @@ class JsonFormatter(logging.Formatter):
                 doc[key] = value
         if record.exc_info:
             doc["exception"] = "".join(traceback.format_exception(*record.exc_info))
-        return json.dumps(doc, default=str, separators=(",", ":"))
+        return dumps(doc)
 
 
 class _StdoutHandler(logging.StreamHandler[TextIO]):

@@ -1,5 +1,6 @@
 """EMF documents and JSON logs: their shape as CloudWatch parses them."""
 
+import json
 import logging
 
 import pytest
@@ -144,3 +145,14 @@ def test_summary_line_has_duration_and_outcome_and_errors_reraise(capsys):
     [summary] = [l for l in json_lines(capsys.readouterr().out) if l.get("message") == "s3:ObjectCreated done"]
     assert summary["level"] == "ERROR" and summary["outcome"] == "error" and summary["errorType"] == "KeyError"
     assert isinstance(summary["durationMs"], float) and summary["requestId"] == "req-x"
+
+
+def test_log_lines_and_metric_documents_are_one_json_line_whatever_their_values():
+    cases = [
+        ({"a": 1.5, "name": "modèle.onnx", 3: "int key"}, {"a": 1.5, "name": "modèle.onnx", "3": "int key"}),
+        ({"huge": 2**70}, {"huge": 2**70}),  # past orjson's 64 bits: the standard library writes it
+    ]
+    for doc, want in cases:
+        line = obs.dumps(doc)
+        assert "\n" not in line and json.loads(line) == want
+    assert json.loads(obs.dumps({"obj": ValueError("boom")})) == {"obj": "boom"}  # default=str
