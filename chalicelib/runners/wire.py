@@ -31,6 +31,7 @@ import os
 import pickle
 import socket
 import struct
+import tempfile
 from typing import Any
 
 _PREFIX = struct.Struct("<III")  # pickle header bytes, out-of-band buffer count, where
@@ -72,13 +73,23 @@ class Area:
         self._view = view
 
     @staticmethod
-    def create(half: int = AREA_BYTES) -> int | None:
-        """A fresh anonymous shared file of two halves, inheritable by a
-        spawned child, or None where the kernel has no ``memfd_create``."""
-        try:
-            fd = os.memfd_create("efsml-wire", 0)
-        except (AttributeError, OSError):
-            return None
+    def create(half: int = AREA_BYTES, memfd: bool = True) -> int | None:
+        """A fresh shared file of two halves, inheritable by a spawned child:
+        a ``memfd``, else (a kernel or seccomp filter without
+        ``memfd_create``) an unlinked file in the temporary directory
+        (Lambda's ``/tmp``), else None (the socket carries everything)."""
+        fd = -1
+        if memfd:
+            try:
+                fd = os.memfd_create("efsml-wire", 0)
+            except (AttributeError, OSError):
+                fd = -1
+        if fd < 0:
+            try:
+                with tempfile.TemporaryFile(prefix="efsml-wire-") as unlinked:
+                    fd = os.dup(unlinked.fileno())
+            except OSError:
+                return None
         try:
             os.ftruncate(fd, 2 * half)
         except OSError:

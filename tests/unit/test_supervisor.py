@@ -67,17 +67,18 @@ def test_wire_reports_a_closed_channel():
     b.close()
 
 
-def area_pair(half=wire.AREA_BYTES):
-    fd = wire.Area.create(half)
-    assert fd is not None, "memfd_create is missing"
+def area_pair(half=wire.AREA_BYTES, memfd=True):
+    fd = wire.Area.create(half, memfd=memfd)
+    assert fd is not None
     try:
         return wire.Area(fd, parent=True, half=half), wire.Area(fd, parent=False, half=half)
     finally:
         os.close(fd)
 
 
-def test_tensors_cross_a_shared_area_in_place_for_the_worker_and_copied_for_the_service():
-    service, worker = area_pair()
+@pytest.mark.parametrize("memfd", [True, False], ids=["memfd", "tmp-file"])
+def test_tensors_cross_a_shared_area_in_place_for_the_worker_and_copied_for_the_service(memfd):
+    service, worker = area_pair(memfd=memfd)
     a, b = socket.socketpair()
     image = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     wire.send(a, ("run", [], {"x": image}), area=service)
