@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 
 @dataclass(frozen=True)
 class Manifest:
@@ -78,7 +80,8 @@ class Manifest:
 
     @classmethod
     def from_json(cls, raw: bytes) -> Manifest:
-        return cls.from_dict(json.loads(raw))
+        # orjson: every request reads one or two manifests (a quarter of json's time).
+        return cls.from_dict(orjson.loads(raw))
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Manifest:
