@@ -60,11 +60,10 @@ def rows_warm(ctx: Context) -> list[Row]:
     import numpy as np
     from chalice.test import Client
 
-    from chalicelib.config import get_settings
+    from chalicelib.edge import get_settings, get_store, model_cache
     from chalicelib.ingest import ingest_bytes
     from chalicelib.names import ObjectRef
-    from chalicelib.predict import model_cache, predict
-    from chalicelib.store import get_store
+    from chalicelib.predict import predict
     from chalicelib.validation import PredictRequest
     from tests.support.onnx_models import Mlp
 
@@ -80,7 +79,7 @@ def rows_warm(ctx: Context) -> list[Row]:
     request = PredictRequest("bench-warm", ref, inputs)
     body = json.dumps({"fileId": "bench-warm", "model": "mlp.onnx", "inputs": inputs})
     with quiet_stdout():
-        first = predict(get_store(), get_settings(), request)
+        first = predict(get_store(), get_settings(), model_cache(), request)
     np.testing.assert_allclose(first["result"]["y"]["data"], mlp.reference(x), rtol=1e-5, atol=1e-5)
     session = bare_session(mlp.onnx_bytes())
     runner: Any = model_cache().get(get_store(), ref)[0].runner
@@ -95,7 +94,7 @@ def rows_warm(ctx: Context) -> list[Row]:
             {
                 "bare": lambda: session.run(None, feeds),
                 "hop": lambda: runner._run(feeds),
-                "inproc": lambda: predict(get_store(), get_settings(), request),
+                "inproc": lambda: predict(get_store(), get_settings(), model_cache(), request),
                 "client": via_client,
             },
             n,
@@ -114,11 +113,10 @@ def _image_rows(ctx: Context, n: int) -> list[Row]:
     small conv model (32 channels: ~15 ms a run here, SqueezeNet-class)."""
     import numpy as np
 
-    from chalicelib.config import get_settings
+    from chalicelib.edge import get_settings, get_store, model_cache
     from chalicelib.ingest import ingest_bytes
     from chalicelib.names import ObjectRef
-    from chalicelib.predict import model_cache, predict
-    from chalicelib.store import get_store
+    from chalicelib.predict import predict
     from chalicelib.validation import PredictRequest
     from tests.support.onnx_models import small_conv
 
@@ -132,7 +130,7 @@ def _image_rows(ctx: Context, n: int) -> list[Row]:
     request = PredictRequest(None, ref, None, ObjectRef("inputs", "image.npy"))
     session = bare_session(model)
     with quiet_stdout():
-        first = predict(get_store(), get_settings(), request)
+        first = predict(get_store(), get_settings(), model_cache(), request)
     np.testing.assert_allclose(first["result"]["y"]["data"], session.run(None, {"x": image})[0], rtol=1e-4)
     runner: Any = model_cache().get(get_store(), ref)[0].runner
     feeds = {"x": image}
@@ -141,7 +139,7 @@ def _image_rows(ctx: Context, n: int) -> list[Row]:
             {
                 "bare": lambda: session.run(None, feeds),
                 "hop": lambda: runner._run(feeds),
-                "inproc": lambda: predict(get_store(), get_settings(), request),
+                "inproc": lambda: predict(get_store(), get_settings(), model_cache(), request),
             },
             n,
             block=10,

@@ -15,7 +15,8 @@ from typing import Any, Callable
 from chalice.app import Chalice, Response
 
 from chalicelib import deadline, observability
-from chalicelib.config import ConfigError, get_settings
+from chalicelib.config import ConfigError
+from chalicelib.edge import get_settings
 from chalicelib.errors import InvalidRequest, ProcessingFailed, ServiceError, UnsupportedMediaType
 from chalicelib.validation import parse_json_object
 

@@ -1,0 +1,83 @@
+"""The process's settings and what is built from them, built once, at the edge.
+
+The handlers (``app.py``, and ``devstack``/``bench`` standing in for them)
+take the settings, the store and the warm model cache from here and pass
+them in; every function below them takes what it needs as an argument, so
+nothing below the edge reads the environment. The S3 and SQS clients are
+built lazily from the settings they are handed (``chalicelib.s3``,
+``chalicelib.jobs.queue``) and boto3's own endpoint variables.
+
+:func:`reset` is the one reset: it forgets all of it, and every other
+per-process cache of chalicelib, so the next call reads the environment
+again. Call it after changing the environment (tests, a local stack that
+sets variables after ``app.py`` was imported). ``tests/unit/test_edge.py``
+fails when a cache is added to chalicelib and not listed here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+from chalicelib import model_check, s3
+from chalicelib.config import Settings, load_settings
+from chalicelib.jobs import queue, worker
+from chalicelib.model_cache import ModelCache
+from chalicelib.runners import Limits
+from chalicelib.store import Store
+from chalicelib.store.fs import DirSync
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use and then kept."""
+    return load_settings()
+
+
+@lru_cache(maxsize=1)
+def get_store() -> Store:
+    """The process's store, built from the settings on first use."""
+    settings = get_settings()
+    return Store(
+        settings.efs_root,
+        lock_timeout=settings.lock_timeout_seconds,
+        dir_sync=DirSync(settings.store_dir_fsync),
+        versions_kept=settings.model_versions_kept,
+    )
+
+
+@lru_cache(maxsize=1)
+def model_cache() -> ModelCache:
+    """The process's warm model cache (lives as long as the Lambda container)."""
+    settings = get_settings()
+    return ModelCache(settings.model_cache_bytes, Limits.from_settings(settings))
+
+
+# What reset() clears: every per-process cache of chalicelib built from the
+# environment (the settings and what was built from them), and the memos
+# that hold on to one of those (a Store, a job's plan on the store).
+CACHES: tuple[Any, ...] = (
+    get_settings,
+    get_store,
+    model_cache,
+    model_check._legacy,  # keyed by Store: holds the old one
+    worker._plan,  # keyed by the store's root
+)
+RESETS: tuple[Callable[[], None], ...] = (s3.reset_clients, queue.reset_client)
+
+# Per-process caches reset() keeps, and why: nothing in them comes from the
+# environment, and rebuilding them is costly or has effects.
+KEPT: dict[str, str] = {
+    "chalicelib.runners.supervisor.shared": "the inference worker's parent: each call brings its own sizing",
+    "chalicelib.runners.onnx_locale.exists": "which locales this machine has",
+    "chalicelib.runners.onnx_locale._libc": "the C library",
+}
+
+
+def reset() -> None:
+    """Forget the settings and everything built from them (see :data:`CACHES`)."""
+    for cached in CACHES:
+        cached.cache_clear()
+    for forget in RESETS:
+        forget()
