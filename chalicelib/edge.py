@@ -64,20 +64,35 @@ CACHES: tuple[Any, ...] = (
     model_check._legacy,  # keyed by Store: holds the old one
     worker._plan,  # keyed by the store's root
 )
-RESETS: tuple[Callable[[], None], ...] = (s3.reset_clients, queue.reset_client)
+# Module state reset() forgets, and how: boto3 read its endpoint (and the
+# clients their timeouts) when they were built.
+RESETS: dict[str, Callable[[], None]] = {
+    "chalicelib.s3._clients": s3.reset_clients,
+    "chalicelib.jobs.queue._client": queue.reset_client,
+}
 
-# Per-process caches reset() keeps, and why: nothing in them comes from the
-# environment, and rebuilding them is costly or has effects.
+# Per-process state reset() keeps, and why: nothing in it comes from the
+# environment, or forgetting it would break what holds it.
 KEPT: dict[str, str] = {
     "chalicelib.runners.supervisor.shared": "the inference worker's parent: each call brings its own sizing",
     "chalicelib.runners.onnx_locale.exists": "which locales this machine has",
     "chalicelib.runners.onnx_locale._libc": "the C library",
+    "chalicelib.runners.ort_env._registered_cap": "the worker's allocator cap, fixed once onnxruntime registered it",
+    "chalicelib.runners.ort_env._empty_dir": "the worker's empty directory for external data",
+    "chalicelib.runners.ort_env._malloc_trim": "the C library's malloc_trim",
+    "chalicelib.runners.ort_env._statm": "the worker's own /proc/self/statm",
+    "chalicelib.store.streaming._libc_sync_file_range": "the C library's sync_file_range",
+    "chalicelib.store.fs._detected": "which paths are NFS mounts",
+    "chalicelib.store.locks._files": "lock files open per path: closing one would drop a lock a writer holds",
+    "chalicelib.observability._cold": "whether this process has answered an invocation yet",
+    "chalicelib.observability._namespace": "set with the logging at app.py's import (observability.configure_metrics)",
+    "chalicelib.predict._archive_pool": "the threads that archive results to S3",
 }
 
 
 def reset() -> None:
-    """Forget the settings and everything built from them (see :data:`CACHES`)."""
+    """Forget the settings and everything built from them (:data:`CACHES`, :data:`RESETS`)."""
     for cached in CACHES:
         cached.cache_clear()
-    for forget in RESETS:
+    for forget in RESETS.values():
         forget()
