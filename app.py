@@ -7,16 +7,16 @@ from chalice.app import Chalice, CloudWatchEvent, Rate, Response, S3Event, SQSEv
 
 from chalicelib import catalog, events, http, observability, oip, preload, removal, retention, versions
 from chalicelib.codecs import binary
-from chalicelib.config import ConfigError, get_settings
+from chalicelib.config import ConfigError
+from chalicelib.edge import get_settings, get_store, model_cache
 from chalicelib.errors import EfsWriteFailed
 from chalicelib.ingest import Accepted, IngestResult, ingest_bytes, ingest_s3
 from chalicelib.jobs import service as jobs
 from chalicelib.jobs.plan import parse_job
 from chalicelib.jobs.worker import handle_records
 from chalicelib.names import INPUTS, MODELS
-from chalicelib.predict import model_cache, result_link
 from chalicelib.predict import predict as run_predict
-from chalicelib.store import get_store
+from chalicelib.predict import result_link
 from chalicelib.uploads import presign_upload
 from chalicelib.validation import (
     InlineIngest,
@@ -70,7 +70,9 @@ def ingest() -> Any:
 @http.endpoint(app)
 def predict() -> Any:
     settings = get_settings()
-    return run_predict(get_store(), settings, parse_predict(http.json_body(app, settings.max_request_bytes)))
+    return run_predict(
+        get_store(), settings, model_cache(), parse_predict(http.json_body(app, settings.max_request_bytes))
+    )
 
 
 @app.route("/uploads", methods=["POST"], content_types=ANY)
@@ -183,7 +185,7 @@ def v2_server_metadata() -> Any:
 @app.route("/v2/models/{name}/versions/{version}", methods=["GET"])
 @oip.endpoint(app)
 def v2_model_metadata(name: str, version: str | None = None) -> Any:
-    return oip.model_metadata(get_store(), oip.model_ref(name), oip.parse_version(version))
+    return oip.model_metadata(get_store(), model_cache(), oip.model_ref(name), oip.parse_version(version))
 
 
 @app.route("/v2/models/{name}/ready", methods=["GET"])
@@ -199,7 +201,7 @@ def v2_model_ready(name: str, version: str | None = None) -> Any:
 def v2_infer(name: str, version: str | None = None) -> Any:
     settings = get_settings()
     ref, number = oip.model_ref(name), oip.parse_version(version)
-    return oip.infer(get_store(), settings, ref, number, oip.read_body(app, settings))
+    return oip.infer(get_store(), settings, model_cache(), ref, number, oip.read_body(app, settings))
 
 
 # -- batch jobs (docs/jobs.md) ------------------------------------------------
@@ -251,7 +253,7 @@ http.answer_head_and_options(app)
 # maximum concurrency are set at deployment (infra/jobs.tf, infra/stack.py).
 @app.on_sqs_message(queue=os.environ.get("JOB_QUEUE_NAME", "efs-ml-jobs"), batch_size=1)
 def run_job_blocks(event: SQSEvent) -> Any:
-    return handle_records(get_store(), get_settings(), event.to_dict()["Records"])
+    return handle_records(get_store(), get_settings(), model_cache(), event.to_dict()["Records"])
 
 
 # The bucket name is resolved at package time; the deployment step points the

@@ -15,11 +15,10 @@ def row_cold(ctx: Context) -> list[Row]:
     import numpy as np
     import onnxruntime as ort
 
-    from chalicelib.config import get_settings
+    from chalicelib.edge import get_settings, get_store, model_cache
     from chalicelib.ingest import ingest_bytes
     from chalicelib.names import ObjectRef
-    from chalicelib.predict import model_cache, predict
-    from chalicelib.store import get_store
+    from chalicelib.predict import predict
     from chalicelib.validation import PredictRequest
     from tests.support.onnx_models import big_mlp
 
@@ -43,7 +42,7 @@ def row_cold(ctx: Context) -> list[Row]:
 
     def ours() -> None:
         model_cache().clear()
-        result = predict(get_store(), get_settings(), request)
+        result = predict(get_store(), get_settings(), model_cache(), request)
         assert result["cache"] == "miss"
 
     with quiet_stdout():

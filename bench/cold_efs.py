@@ -123,11 +123,10 @@ def probe(kind: str, efs_root: str, name: str) -> dict[str, Any]:
     os.environ["EFS_ROOT"] = efs_root
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     from bench.common import quiet_stdout
-    from chalicelib.config import get_settings
+    from chalicelib.edge import get_settings, get_store, model_cache
     from chalicelib.names import ObjectRef
-    from chalicelib.predict import model_cache, predict
+    from chalicelib.predict import predict
     from chalicelib.runners import supervisor
-    from chalicelib.store import get_store
     from chalicelib.validation import PredictRequest
 
     ref = ObjectRef("models", name)
@@ -139,7 +138,7 @@ def probe(kind: str, efs_root: str, name: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     workers.call(
         ("ping",),
-        sizing=supervisor.Sizing(limits.model_memory_bytes, limits.inference_memory_bytes),
+        sizing=supervisor.Sizing(limits.model_cache_bytes, limits.inference_memory_bytes),
         timeout=60,
         allowance=1 << 40,
     )
@@ -149,7 +148,9 @@ def probe(kind: str, efs_root: str, name: str) -> dict[str, Any]:
     with quiet_stdout():
         started = time.perf_counter()
         try:
-            result = predict(get_store(), settings, PredictRequest("bench-cold-efs", ref, {"x": [[1.0] * 1024]}))
+            result = predict(
+                get_store(), settings, model_cache(), PredictRequest("bench-cold-efs", ref, {"x": [[1.0] * 1024]})
+            )
         except Exception as exc:  # noqa: BLE001 - a refusal is a result of this bench
             return {"ms": (time.perf_counter() - started) * 1000, "error": str(exc)[:200]}
         elapsed = (time.perf_counter() - started) * 1000
@@ -187,10 +188,9 @@ def row_cold_efs(ctx: Context) -> list[Row]:
         log(f"row 12 skipped: {why}")
         return [Row("12", "cold load on the EFS model (FUSE)", "skipped", why, "-", "-", None)]
     from bench.common import service_env
-    from chalicelib.config import get_settings
+    from chalicelib.edge import get_settings, get_store
     from chalicelib.ingest import ingest_bytes
     from chalicelib.names import ObjectRef
-    from chalicelib.store import get_store
     from tests.support.onnx_models import big_mlp
 
     base = os.path.join(ctx.disk, "cold-efs")

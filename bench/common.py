@@ -98,15 +98,9 @@ def service_env(efs_root: str, bucket: str | None, endpoint: str | None) -> None
     if endpoint:
         os.environ["AWS_ENDPOINT_URL_S3"] = endpoint
     os.environ.setdefault("LOG_LEVEL", "WARNING")
-    from chalicelib import s3
-    from chalicelib.config import get_settings
-    from chalicelib.predict import model_cache
-    from chalicelib.store import get_store
+    from chalicelib import edge
 
-    get_settings.cache_clear()
-    get_store.cache_clear()
-    model_cache.cache_clear()
-    s3.reset_client()
+    edge.reset()
 
 
 def ensure_bucket(endpoint: str) -> None:

@@ -73,8 +73,8 @@ def main() -> None:
 
     import boto3
 
+    from chalicelib import edge
     from devstack.moto import MotoServer
-    from tests.support.env import reset_caches
 
     server = MotoServer().start()
     try:
@@ -89,7 +89,7 @@ def main() -> None:
                 AWS_DEFAULT_REGION="us-east-1",
                 LOG_LEVEL="ERROR",
             )
-            reset_caches()
+            edge.reset()
             s3 = boto3.client("s3", endpoint_url=server.endpoint)
             s3.create_bucket(Bucket=bucket)
             import app

@@ -40,6 +40,7 @@ _INSIDE: list[float] = []  # the describe step's own time, inside each validated
 
 def _put(store, ref, bucket, key, info, validate: bool) -> float:  # noqa: ANN001 - a bench
     from chalicelib import s3
+    from chalicelib.edge import get_settings
     from chalicelib.ingest import model_description
 
     describe = model_description(ref)
@@ -53,7 +54,9 @@ def _put(store, ref, bucket, key, info, validate: bool) -> float:  # noqa: ANN00
             _INSIDE.append(time.perf_counter() - started)
 
     started = time.perf_counter()
-    with closing(s3.stream(bucket, key, info, part_bytes=16 * MIB, connections=6, attempts=3)) as chunks:
+    with closing(
+        s3.stream(get_settings(), bucket, key, info, part_bytes=16 * MIB, connections=6, attempts=3)
+    ) as chunks:
         store.put(ref, chunks, source="bench", describe=timed if validate else None)
     return time.perf_counter() - started
 
@@ -74,7 +77,7 @@ def _describe_alone(path: str) -> tuple[float, int]:
 def run(mib: int, n: int) -> dict[str, float]:
     import boto3
 
-    from chalicelib import s3
+    from chalicelib import edge, s3
     from chalicelib.names import ObjectRef
     from chalicelib.store import Store
     from devstack.moto import MotoServer
@@ -90,12 +93,12 @@ def run(mib: int, n: int) -> dict[str, float]:
             ("AWS_DEFAULT_REGION", "us-east-1"),
         ):
             os.environ.setdefault(var, value)
-        s3.reset_client()
+        edge.reset()
         data, _ = big_mlp(mib * MIB)
         client = boto3.client("s3", endpoint_url=server.endpoint)
         client.create_bucket(Bucket="bench")
         client.put_object(Bucket="bench", Key="models/big.onnx", Body=data)
-        info = s3.head("bench", "models/big.onnx")
+        info = s3.head(edge.get_settings(), "bench", "models/big.onnx")
         ref = ObjectRef("models", "big.onnx")
         times: dict[bool, list[float]] = {True: [], False: []}
         for i in range(n):

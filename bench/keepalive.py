@@ -40,10 +40,9 @@ def row_http(ctx: Context) -> list[Row]:
     from chalice.local import LocalDevServer, ThreadedHTTPServer
 
     from chalicelib import s3
-    from chalicelib.config import get_settings
+    from chalicelib.edge import get_settings, get_store
     from chalicelib.ingest import ingest_bytes
     from chalicelib.names import ObjectRef
-    from chalicelib.store import get_store
     from devstack.local import NoDelayHTTPServer
     from tests.support.onnx_models import Mlp
 
@@ -73,7 +72,9 @@ def row_http(ctx: Context) -> list[Row]:
                 thread.join(10)
         # The archive PUT each predict makes, alone: moto's share of the figure.
         document = json.dumps({"result": [0.0] * 40}).encode()
-        archive = pct(timed(lambda: s3.put_bytes(BUCKET, "outputs/bench-put.result", document), 100), 50)
+        archive = pct(
+            timed(lambda: s3.put_bytes(get_settings(), BUCKET, "outputs/bench-put.result", document), 100), 50
+        )
     o, s = results["ours"], results["stock"]
     return [
         Row(

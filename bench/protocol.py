@@ -24,10 +24,9 @@ def rows_protocol(ctx: Context) -> list[Row]:
     import orjson
     from chalice.local import LambdaContext
 
-    from chalicelib.config import get_settings
+    from chalicelib.edge import get_settings, get_store
     from chalicelib.ingest import ingest_bytes
     from chalicelib.names import ObjectRef
-    from chalicelib.store import get_store
     from tests.support.onnx_models import conv_model
     from tests.support.routes import proxy_event
 

@@ -63,11 +63,10 @@ def rows_warm(ctx: Context) -> list[Row]:
     from chalice.local import LambdaContext
     from chalice.test import Client
 
-    from chalicelib.config import get_settings
+    from chalicelib.edge import get_settings, get_store, model_cache
     from chalicelib.ingest import ingest_bytes
     from chalicelib.names import ObjectRef
-    from chalicelib.predict import model_cache, predict
-    from chalicelib.store import get_store
+    from chalicelib.predict import predict
     from chalicelib.validation import PredictRequest
     from tests.support.onnx_models import Mlp
     from tests.support.routes import proxy_event
@@ -84,7 +83,7 @@ def rows_warm(ctx: Context) -> list[Row]:
     request = PredictRequest("bench-warm", ref, inputs)
     body = json.dumps({"fileId": "bench-warm", "model": "mlp.onnx", "inputs": inputs})
     with quiet_stdout():
-        first = predict(get_store(), get_settings(), request)
+        first = predict(get_store(), get_settings(), model_cache(), request)
     np.testing.assert_allclose(first["result"]["y"]["data"], mlp.reference(x), rtol=1e-5, atol=1e-5)
     session = bare_session(mlp.onnx_bytes())
     runner: Any = model_cache().get(get_store(), ref)[0].runner
@@ -106,7 +105,7 @@ def rows_warm(ctx: Context) -> list[Row]:
             {
                 "bare": lambda: session.run(None, feeds),
                 "hop": lambda: runner._run(feeds),
-                "inproc": lambda: predict(get_store(), get_settings(), request),
+                "inproc": lambda: predict(get_store(), get_settings(), model_cache(), request),
                 "lambda": via_lambda,
                 "client": via_client,
             },
@@ -129,11 +128,10 @@ def _image_rows(ctx: Context, n: int) -> list[Row]:
     small conv model (32 channels: ~15 ms a run here, SqueezeNet-class)."""
     import numpy as np
 
-    from chalicelib.config import get_settings
+    from chalicelib.edge import get_settings, get_store, model_cache
     from chalicelib.ingest import ingest_bytes
     from chalicelib.names import ObjectRef
-    from chalicelib.predict import model_cache, predict
-    from chalicelib.store import get_store
+    from chalicelib.predict import predict
     from chalicelib.validation import PredictRequest
     from tests.support.onnx_models import small_conv
 
@@ -147,7 +145,7 @@ def _image_rows(ctx: Context, n: int) -> list[Row]:
     request = PredictRequest(None, ref, None, ObjectRef("inputs", "image.npy"))
     session = bare_session(model)
     with quiet_stdout():
-        first = predict(get_store(), get_settings(), request)
+        first = predict(get_store(), get_settings(), model_cache(), request)
     np.testing.assert_allclose(first["result"]["y"]["data"], session.run(None, {"x": image})[0], rtol=1e-4)
     runner: Any = model_cache().get(get_store(), ref)[0].runner
     feeds = {"x": image}
@@ -156,7 +154,7 @@ def _image_rows(ctx: Context, n: int) -> list[Row]:
             {
                 "bare": lambda: session.run(None, feeds),
                 "hop": lambda: runner._run(feeds),
-                "inproc": lambda: predict(get_store(), get_settings(), request),
+                "inproc": lambda: predict(get_store(), get_settings(), model_cache(), request),
             },
             n,
             block=10,

@@ -1,4 +1,5 @@
-"""Settings, read from the environment once per process.
+"""Settings and how they are read from the environment (once per process,
+by :func:`chalicelib.edge.get_settings`).
 
 Every knob the service has is here, with its default. The S3 endpoint is
 deliberately absent: boto3 reads ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``
@@ -9,8 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import Field, dataclass, field, fields
-from functools import lru_cache
-from typing import Any, Callable, Mapping, get_type_hints
+from typing import Any, Callable, Mapping, cast, get_type_hints
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -80,7 +80,13 @@ class Settings:
     """Largest S3 object ``POST /ingest {"key"}`` copies while the client
     waits; see :data:`SYNC_INGEST_MAX_BYTES`."""
     model_cache_bytes: int = _setting(512 * MIB, minimum=0)
-    """Budget of the in-process warm model cache."""
+    """Budget of the in-process warm model cache (and of the inference
+    worker's sessions: the worker is sized by it)."""
+    max_model_bytes: int = _setting(None)
+    """Most memory one model may hold once loaded (its file, its tensors, its
+    measured footprint): a larger one is refused (400). Unset: the same as
+    ``MODEL_CACHE_BYTES``, which it may not exceed (one model must fit the
+    cache and the worker sized by it)."""
     model_versions_kept: int = _setting(3)
     """Versions of each model the store keeps, the current one included
     (older ones stay in the bucket's object versions); docs/versions.md."""
@@ -181,6 +187,17 @@ class Settings:
     phase has 10 s); what is not loaded by then goes on in the background
     and is joined by the first request that needs it."""
 
+    def __post_init__(self) -> None:
+        # A default that follows another setting: the field holds None until here.
+        cap = cast("int | None", self.max_model_bytes)
+        if cap is None:
+            object.__setattr__(self, "max_model_bytes", self.model_cache_bytes)
+        elif cap > self.model_cache_bytes:
+            raise ConfigError(
+                f"MAX_MODEL_BYTES ({cap}) must not exceed MODEL_CACHE_BYTES "
+                f"({self.model_cache_bytes}): one model must fit the warm cache"
+            )
+
 
 def env_name(f: Field[Any]) -> str:
     """The environment variable a Settings field is read from."""
@@ -229,15 +246,6 @@ def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
             # ``str | None`` fields hold a str when set.
             values[f.name] = _parse(f, str if kind == (str | None) else kind, raw)
     return Settings(**values)
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process's settings, read on first use and then kept.
-
-    Tests that change the environment call ``get_settings.cache_clear()``.
-    """
-    return load_settings()
 
 
 def human_size(n: int) -> str:

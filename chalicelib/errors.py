@@ -229,7 +229,7 @@ class ModelLoading(ServiceError):
     """The model is still loading and the load would not finish within this
     request's deadline: a ``503`` with ``Retry-After`` instead of a 504 at the
     gateway's limit. The load goes on in the inference worker (bounded by
-    ``MODEL_LOAD_TIMEOUT_SECONDS`` and ``MODEL_CACHE_BYTES`` as ever), so a
+    ``MODEL_LOAD_TIMEOUT_SECONDS`` and ``MAX_MODEL_BYTES`` as ever), so a
     retry finds the model warm or further along. ``retryAfter`` (seconds)
     is also sent as the ``Retry-After`` header."""
 

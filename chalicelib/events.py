@@ -94,7 +94,7 @@ def _parse(store: Store, settings: Settings, key: str) -> ObjectRef:
     except InvalidRequest as exc:
         bucket = settings.bucket
         try:
-            gone = not key_exists(bucket, key) if bucket else False
+            gone = not key_exists(settings, bucket, key) if bucket else False
         except ServiceError:
             gone = False  # unknown: recorded (its removal clears it)
         try:
@@ -105,10 +105,10 @@ def _parse(store: Store, settings: Settings, key: str) -> ObjectRef:
         raise
 
 
-def key_exists(bucket: str, key: str) -> bool:
+def key_exists(settings: Settings, bucket: str, key: str) -> bool:
     """Whether S3 holds an object at ``key`` now (a HEAD: strongly consistent)."""
     try:
-        s3.head(bucket, key)
+        s3.head(settings, bucket, key)
     except S3NotFound:
         return False
     return True

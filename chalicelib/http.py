@@ -18,7 +18,8 @@ import pybase64
 from chalice.app import Chalice, Response
 
 from chalicelib import deadline, observability
-from chalicelib.config import ConfigError, get_settings
+from chalicelib.config import ConfigError
+from chalicelib.edge import get_settings
 from chalicelib.errors import InvalidRequest, ProcessingFailed, ServiceError, UnsupportedMediaType
 from chalicelib.validation import parse_json_object
 

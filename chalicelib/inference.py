@@ -2,29 +2,19 @@
 
 ``/predict`` (the seed's JSON, stored and archived) and ``/v2/.../infer``
 (the Open Inference Protocol, stateless) differ only at their edges: both
-resolve ``(ref, version)`` to a loaded model here, through the process's
-warm cache, and run it through the runner's interface (``predict`` for the
+resolve ``(ref, version)`` to a loaded model here, through the warm cache
+the edge hands in, and run it through the runner's interface (``predict`` for the
 seed's JSON inputs, ``infer`` for decoded arrays). Batch jobs call the same.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 from chalicelib import observability
-from chalicelib.config import get_settings
 from chalicelib.model_cache import CachedModel, ModelCache
 from chalicelib.names import ObjectRef
-from chalicelib.runners import Limits
 from chalicelib.store import Store
-
-
-@lru_cache(maxsize=1)
-def model_cache() -> ModelCache:
-    """The process's warm model cache (lives as long as the Lambda container)."""
-    settings = get_settings()
-    return ModelCache(settings.model_cache_bytes, Limits.from_settings(settings))
 
 
 def record_model_lookup(hit: bool, load_ms: float) -> None:
@@ -36,13 +26,13 @@ def record_model_lookup(hit: bool, load_ms: float) -> None:
 
 
 def resolve(
-    store: Store, ref: ObjectRef, version: int | None = None, file_id: str | None = None
+    models: ModelCache, store: Store, ref: ObjectRef, version: int | None = None, file_id: str | None = None
 ) -> tuple[CachedModel, bool]:
     """The loaded model ``ref`` at ``version`` (``None``: current) and whether
-    it was warm; NotFound (naming the kept versions) if there is no such
+    it was warm, from the warm cache ``models``; NotFound (naming the kept versions) if there is no such
     model or version. A pinned version is immutable; ``None`` follows the
     current one (see docs/design/versions.md)."""
-    cached, hit = model_cache().get(store, ref, file_id, version=version)
+    cached, hit = models.get(store, ref, file_id, version=version)
     record_model_lookup(hit, cached.load_ms)
     return cached, hit
 

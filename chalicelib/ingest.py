@@ -121,7 +121,14 @@ def status_url(ref: ObjectRef) -> str:
 
 
 def hand_off(
-    store: Store, bucket: str, ref: ObjectRef, key: str, info: s3.ObjectInfo, started: int, request_id: str | None
+    store: Store,
+    settings: Settings,
+    bucket: str,
+    ref: ObjectRef,
+    key: str,
+    info: s3.ObjectInfo,
+    started: int,
+    request_id: str | None,
 ) -> Accepted:
     """Hand an object too large to copy within the API's deadline to the
     S3-event function, through the bucket.
@@ -136,6 +143,7 @@ def hand_off(
     record = store.status.pending(ref, key, started, request_id)
     try:
         s3.renotify_created(
+            settings,
             bucket,
             key,
             info,
@@ -204,7 +212,7 @@ def ingest_s3(
     started = time.perf_counter()
     attempt = status.stamp()
     try:
-        info = s3.head(bucket, key)
+        info = s3.head(settings, bucket, key)
         check_object_size(info.size, settings.max_ingest_bytes)
         current = store.manifest(ref)
         if current is not None and store.unchanged(ref, current, source=source, etag=info.etag, size=info.size):
@@ -225,7 +233,7 @@ def ingest_s3(
             _record_failure(store, ref, key, exc, attempt, request_id)
         raise
     if handed_off:  # records its own outcome
-        return hand_off(store, bucket, ref, key, info, attempt, request_id)
+        return hand_off(store, settings, bucket, ref, key, info, attempt, request_id)
     _record_success(store, ref, attempt)
     record_ingest(0 if result.status == "exists" else info.size, started, result.status)
     return IngestResult(result.manifest, result.status, store.path(ref), key)
@@ -247,16 +255,7 @@ def _copy(
 ) -> PutResult:
     # closing: whatever ends the copy, the part downloads stop and their threads end here.
     try:
-        with closing(
-            s3.stream(
-                bucket,
-                key,
-                info,
-                part_bytes=settings.s3_part_bytes,
-                connections=settings.s3_connections,
-                attempts=settings.s3_max_attempts,
-            )
-        ) as chunks:
+        with closing(s3.stream(settings, bucket, key, info)) as chunks:
             return store.put(
                 ref,
                 chunks,

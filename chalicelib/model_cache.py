@@ -10,7 +10,7 @@
   are hashed as the runner reads them), so a half-written or mismatching
   file is never served.
 * A cold load runs on a loader thread, bounded by its own limits
-  (``MODEL_LOAD_TIMEOUT_SECONDS``, ``MODEL_CACHE_BYTES``), not by the
+  (``MODEL_LOAD_TIMEOUT_SECONDS``, ``MAX_MODEL_BYTES``), not by the
   deadline of the request that started it. Concurrent first requests for
   one model in one process join that one load; each waits no longer than
   its own deadline (or the load's bound and a margin without one), then
@@ -81,7 +81,7 @@ class ModelCache:
 
     def __init__(self, budget_bytes: int, limits: Limits | None = None) -> None:
         self.budget_bytes = budget_bytes
-        self.limits = limits or Limits(model_memory_bytes=budget_bytes)
+        self.limits = limits or Limits(max_model_bytes=budget_bytes, model_cache_bytes=budget_bytes)
         self._entries: OrderedDict[Key, CachedModel] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[Key, _Load] = {}

@@ -24,7 +24,7 @@ from chalicelib.codecs import binary, json_tensors
 from chalicelib.config import Settings, human_size
 from chalicelib.datatypes import BY_OIP, Datatype, of_numpy
 from chalicelib.errors import FileTooLarge, InvalidRequest, NotFound, ProcessingFailed, ResourceExhausted
-from chalicelib.model_cache import CachedModel
+from chalicelib.model_cache import CachedModel, ModelCache
 from chalicelib.names import MODELS, ObjectRef, parse_path_name
 from chalicelib.signature import TensorInfo
 from chalicelib.store import Manifest, Store
@@ -103,9 +103,9 @@ def _manifest(store: Store, ref: ObjectRef, version: int | None) -> Manifest:
         raise
 
 
-def _resolve(store: Store, ref: ObjectRef, version: int | None) -> CachedModel:
+def _resolve(models: ModelCache, store: Store, ref: ObjectRef, version: int | None) -> CachedModel:
     try:
-        cached, _ = inference.resolve(store, ref, version)
+        cached, _ = inference.resolve(models, store, ref, version)
     except NotFound as exc:
         # /predict's message stays the seed's; the protocol's names the model.
         if exc.message == NotFound.DEFAULT_MESSAGE:
@@ -120,7 +120,7 @@ def model_ready(store: Store, ref: ObjectRef, version: int | None) -> dict[str, 
     return {"name": ref.name, "version": str(manifest.version), "ready": True}
 
 
-def model_metadata(store: Store, ref: ObjectRef, version: int | None) -> dict[str, Any]:
+def model_metadata(store: Store, models: ModelCache, ref: ObjectRef, version: int | None) -> dict[str, Any]:
     """The model's platform, inputs and outputs: the signature recorded with
     its manifest at ingest (read from the stored bytes for a model stored
     before signatures were recorded), else read from the loaded model; and
@@ -130,7 +130,7 @@ def model_metadata(store: Store, ref: ObjectRef, version: int | None) -> dict[st
     signature = described.signature
     if described.format != model_check.OPAQUE_FORMAT and not signature.inputs:
         # Nothing could be read from the bytes alone: ask the loaded model.
-        cached = _resolve(store, ref, version)
+        cached = _resolve(models, store, ref, version)
         signature = cached.runner.metadata()
         manifest = cached.manifest
     current = manifest if version is None else (store.manifest(ref) or manifest)
@@ -282,11 +282,13 @@ def decode_inputs(req: InferRequest, budget: int, limit: int) -> dict[str, Any]:
     return feeds
 
 
-def infer(store: Store, settings: Settings, ref: ObjectRef, version: int | None, body: Body) -> Response:
+def infer(
+    store: Store, settings: Settings, models: ModelCache, ref: ObjectRef, version: int | None, body: Body
+) -> Response:
     """Parse, resolve, infer, encode: the protocol's infer response (JSON, or
     JSON header plus binary outputs). Nothing is stored."""
     req = parse_infer(body.raw, body.header_length)
-    cached = _resolve(store, ref, version)
+    cached = _resolve(models, store, ref, version)
     feeds = decode_inputs(req, settings.max_tensor_elements, settings.max_tensor_elements)
     names = None if req.outputs is None else [name for name, _ in req.outputs]
     outputs = inference.infer(cached, feeds, names)

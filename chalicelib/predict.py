@@ -18,14 +18,13 @@ from typing import Any
 from chalicelib import inference, observability, s3
 from chalicelib.config import Settings
 from chalicelib.errors import InvalidRequest, NotFound, ResourceExhausted
-from chalicelib.inference import model_cache, record_model_lookup
-from chalicelib.model_cache import CachedModel
+from chalicelib.inference import record_model_lookup
+from chalicelib.model_cache import CachedModel, ModelCache
 from chalicelib.names import INPUTS, OUTPUTS, ObjectRef, validate_name
 from chalicelib.store import Store
 from chalicelib.validation import PredictRequest
 
-# Older callers (tests, bench) find the cache here too.
-__all__ = ["model_cache", "predict", "record_model_lookup", "store_and_archive"]
+__all__ = ["predict", "record_model_lookup", "store_and_archive"]
 
 
 def output_ref(file_id: str) -> ObjectRef:
@@ -85,7 +84,7 @@ def result_url(settings: Settings, s3_key: str | None) -> dict[str, Any]:
     if s3_key is None or not settings.bucket:
         return {"url": None, "expiresIn": None}
     expires = settings.result_url_expires_seconds
-    return {"url": s3.presign_get(settings.bucket, s3_key, expires), "expiresIn": expires}
+    return {"url": s3.presign_get(settings, settings.bucket, s3_key, expires), "expiresIn": expires}
 
 
 def result_link(store: Store, settings: Settings, file_id: str) -> dict[str, Any]:
@@ -130,11 +129,12 @@ class Inferred:
     result: dict[str, Any]
 
 
-def predict(store: Store, settings: Settings, req: PredictRequest) -> dict[str, Any]:
-    """Run ``req.model`` and return the documented /predict response body."""
+def predict(store: Store, settings: Settings, models: ModelCache, req: PredictRequest) -> dict[str, Any]:
+    """Run ``req.model`` (loaded through the warm cache ``models``) and return
+    the documented /predict response body."""
     started = time.perf_counter()
     inputs, input_source, file_id = request_inputs(store, req)
-    cached, hit = inference.resolve(store, req.model, req.version, file_id)
+    cached, hit = inference.resolve(models, store, req.model, req.version, file_id)
     if inputs is None and cached.runner.takes_inputs:  # the seed's opaque predict ignores an input's fileId
         found = stored_input(store, file_id)
         if found is not None:
@@ -231,7 +231,9 @@ def store_and_archive(store: Store, settings: Settings, ref: ObjectRef, document
     """
     archive: Future[None] | None = None
     if settings.bucket:
-        archive = _archive_pool.submit(contextvars.copy_context().run, s3.put_bytes, settings.bucket, ref.key, document)
+        archive = _archive_pool.submit(
+            contextvars.copy_context().run, s3.put_bytes, settings, settings.bucket, ref.key, document
+        )
     try:
         store.put_bytes(ref, document, source=source)
     finally:

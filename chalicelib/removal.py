@@ -78,7 +78,7 @@ def delete(store: Store, settings: Settings, kind: str, raw_name: str) -> dict[s
     def delete_in_s3(source: str | None) -> bool:
         if settings.bucket:
             for key in s3_keys(ref, source):
-                s3.delete(settings.bucket, key)
+                s3.delete(settings, settings.bucket, key)
         return True
 
     manifest = store.delete(ref, before=lambda m: delete_in_s3(source_key(settings, m)))
@@ -147,7 +147,7 @@ def _remove_one(store: Store, settings: Settings, key: str) -> RecordOutcome:
     except InvalidRequest:
         if store.status.get_rejected(key) is None:
             raise
-        if key_exists(bucket, key):
+        if key_exists(settings, bucket, key):
             return RecordOutcome(key, "kept", "the S3 object exists again; its record stays")
         store.status.clear_rejected(key)
         return RecordOutcome(key, "cleared", "the record of a key whose name cannot be stored")
@@ -158,7 +158,7 @@ def _remove_one(store: Store, settings: Settings, key: str) -> RecordOutcome:
         seen.append(manifest)
         if source_key(settings, manifest) != key:
             return False  # inline, or from another key: this removal is not its
-        present.append(key_exists(bucket, key))
+        present.append(key_exists(settings, bucket, key))
         return not present[0]
 
     manifest = store.delete(ref, before=came_from_a_gone_key)
@@ -172,7 +172,7 @@ def _remove_one(store: Store, settings: Settings, key: str) -> RecordOutcome:
     record = store.status.get(ref)
     if record is None or record.key != key:
         return RecordOutcome(key, "absent", "no copy in the store")
-    if key_exists(bucket, key):
+    if key_exists(settings, bucket, key):
         return RecordOutcome(key, "kept", "the S3 object exists again; its record stays")
     store.status.key_gone(ref, record.startedNs, key)  # this record, unless a newer one replaced it
     return RecordOutcome(key, "cleared", f"the {record.state} record of the removed key")

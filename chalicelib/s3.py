@@ -1,5 +1,6 @@
-"""S3 access: one lazily built client with bounded retries, and a streaming GET
-that reads large objects in parallel ranged parts.
+"""S3 access: clients with bounded retries, built lazily from the settings
+each call is handed, and a streaming GET that reads large objects in
+parallel ranged parts.
 
 boto3 is imported on first use, so handlers that never touch S3 (and cold
 starts) do not pay for it. The endpoint comes from boto3's own
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib import deadline
-from chalicelib.config import Settings, get_settings
+from chalicelib.config import Settings
 from chalicelib.errors import DeadlineExceeded, S3NotFound, S3ObjectChanged, S3Unavailable
 
 # The IAM actions behind every S3 client method this module calls: the one
@@ -41,12 +42,12 @@ SIGNED_FOR_CLIENTS = frozenset({"generate_presigned_url"})
 CHUNK_BYTES = 1024 * 1024
 PART_THREAD_PREFIX = "s3-part"
 
-_client: Any = None
 _client_lock = threading.Lock()
-# Clients with shorter timeouts or fewer attempts, for calls near a deadline,
-# keyed by (attempts, connect, read); the timeouts come from a short ladder,
-# so there are few of them.
-_short_clients: dict[tuple[int, float, float], Any] = {}
+# The process's clients, keyed by (attempts, connect, read, pool): the
+# configured one, and ones with shorter timeouts or fewer attempts for calls
+# near a deadline (their timeouts come from a short ladder, so there are few).
+# chalicelib.edge.reset() forgets them.
+_clients: dict[tuple[int, float, float, int], Any] = {}
 _LADDER = (16.0, 8.0, 4.0, 2.0, 1.0, 0.5, 0.25)
 _MIN_READ = 2.0  # a shorter read timeout would fail healthy calls; prefer fewer attempts
 _MAX_BACKOFF = 20.0  # botocore standard mode's cap between attempts
@@ -71,17 +72,19 @@ def _make_client(attempts: int, connect: float, read: float, pool: int = 10) -> 
     )
 
 
-def client(settings: Settings | None = None) -> Any:
-    """The process's S3 client (thread-safe), created on first use."""
-    global _client
-    if _client is None:
-        with _client_lock:
-            if _client is None:
-                s = settings or get_settings()
-                _client = _make_client(
-                    s.s3_max_attempts, s.s3_connect_timeout, s.s3_read_timeout, pool=max(10, s.s3_connections)
-                )
-    return _client
+def _cached_client(attempts: int, connect: float, read: float, pool: int = 10) -> Any:
+    key = (attempts, connect, read, pool)
+    with _client_lock:
+        found = _clients.get(key)
+        if found is None:
+            found = _clients[key] = _make_client(*key)
+    return found
+
+
+def client(settings: Settings) -> Any:
+    """The S3 client ``settings`` configure (thread-safe), created on first use."""
+    attempts, connect, read = settings.s3_max_attempts, settings.s3_connect_timeout, settings.s3_read_timeout
+    return _cached_client(attempts, connect, read, pool=max(10, settings.s3_connections))
 
 
 def worst_case_seconds(attempts: int, connect: float, read: float) -> float:
@@ -108,26 +111,20 @@ def plan(settings: Settings, seconds: float) -> tuple[int, float, float]:
     return 1, connect, read
 
 
-def bounded_client() -> tuple[Any, bool]:
-    """A client whose retries and timeouts end before the current deadline,
-    and whether the deadline cut its attempts short. Raises
-    :class:`DeadlineExceeded` when no time is left at all."""
+def bounded_client(settings: Settings) -> tuple[Any, bool]:
+    """A client (configured by ``settings``) whose retries and timeouts end
+    before the current deadline, and whether the deadline cut its attempts
+    short. Raises :class:`DeadlineExceeded` when no time is left at all."""
     if not deadline.has_deadline():
-        return client(), False
+        return client(settings), False
     seconds = deadline.remaining(float("inf"))
     if seconds <= 0:
         raise DeadlineExceeded("s3")
-    settings = get_settings()
     attempts, connect, read = plan(settings, seconds)
     configured = (settings.s3_max_attempts, settings.s3_connect_timeout, settings.s3_read_timeout)
     if (attempts, connect, read) == configured:
-        return client(), False
-    key = (attempts, connect, read)
-    with _client_lock:
-        short = _short_clients.get(key)
-        if short is None:
-            short = _short_clients[key] = _make_client(*key)
-    return short, True
+        return client(settings), False
+    return _cached_client(attempts, connect, read), True
 
 
 def _failed(exc: Exception, key: str, cut_short: bool) -> Exception:
@@ -139,12 +136,11 @@ def _failed(exc: Exception, key: str, cut_short: bool) -> Exception:
     return _translate(exc, key)
 
 
-def reset_client() -> None:
-    """Forget the clients (tests that change endpoint or settings)."""
-    global _client
+def reset_clients() -> None:
+    """Forget the clients (boto3 read its endpoint when it built them): part
+    of :func:`chalicelib.edge.reset`."""
     with _client_lock:
-        _client = None
-        _short_clients.clear()
+        _clients.clear()
 
 
 @dataclass(frozen=True)
@@ -180,11 +176,11 @@ def _translate(exc: Exception, key: str) -> Exception:
     return S3Unavailable()
 
 
-def head(bucket: str, key: str) -> ObjectInfo:
+def head(settings: Settings, bucket: str, key: str) -> ObjectInfo:
     """Size and ETag of ``key``; :class:`S3NotFound` when absent."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    s3, cut_short = bounded_client()
+    s3, cut_short = bounded_client(settings)
     try:
         r = s3.head_object(Bucket=bucket, Key=key)
     except (BotoCoreError, ClientError) as exc:
@@ -215,6 +211,7 @@ def part_size(size: int, max_part: int, connections: int) -> int:
 
 
 def stream(
+    settings: Settings,
     bucket: str,
     key: str,
     info: ObjectInfo,
@@ -238,24 +235,24 @@ def stream(
     is refused with :class:`S3ObjectChanged`, never mixed), and a stream that
     ends early raises rather than yielding a short file. The caller hashes
     what is yielded, in order, in the same pass. ``part_bytes``,
-    ``connections`` and ``attempts`` (per part) default to the settings.
+    ``connections`` and ``attempts`` (per part) default to ``settings``'.
     """
-    if part_bytes is None or connections is None or attempts is None:
-        s = get_settings()
-        part_bytes = part_bytes or s.s3_part_bytes
-        connections = connections or s.s3_connections
-        attempts = attempts or s.s3_max_attempts
+    part_bytes = part_bytes or settings.s3_part_bytes
+    connections = connections or settings.s3_connections
+    attempts = attempts or settings.s3_max_attempts
     part = part_size(info.size, part_bytes, connections)
     if info.size <= part or connections <= 1:
-        return _single(bucket, key, info, chunk_bytes)
-    return _ranged(bucket, key, info, part, connections, max(1, attempts))
+        return _single(settings, bucket, key, info, chunk_bytes)
+    return _ranged(settings, bucket, key, info, part, connections, max(1, attempts))
 
 
-def _single(bucket: str, key: str, info: ObjectInfo, chunk_bytes: int) -> Generator[bytes, None, None]:
+def _single(
+    settings: Settings, bucket: str, key: str, info: ObjectInfo, chunk_bytes: int
+) -> Generator[bytes, None, None]:
     """One GET for the whole object."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    s3, cut_short = bounded_client()
+    s3, cut_short = bounded_client(settings)
     try:
         r = s3.get_object(Bucket=bucket, Key=key, IfMatch=info.etag)
     except (BotoCoreError, ClientError) as exc:
@@ -370,6 +367,7 @@ def _fill(body: Any, view: memoryview, cancel: threading.Event) -> int:
 
 
 def _read_part(
+    settings: Settings,
     bucket: str,
     key: str,
     info: ObjectInfo,
@@ -394,7 +392,7 @@ def _read_part(
         if cancel.is_set():
             raise _Cancelled()
         # Retries and timeouts planned to end before the deadline (this thread runs in a copy of its context).
-        s3, cut_short = bounded_client()
+        s3, cut_short = bounded_client(settings)
         try:
             r = s3.get_object(Bucket=bucket, Key=key, IfMatch=info.etag, Range=f"bytes={first}-{last}")
         except (BotoCoreError, ClientError) as exc:
@@ -416,7 +414,7 @@ def _read_part(
 
 
 def _ranged(
-    bucket: str, key: str, info: ObjectInfo, part: int, conns: int, attempts: int
+    settings: Settings, bucket: str, key: str, info: ObjectInfo, part: int, conns: int, attempts: int
 ) -> Generator[memoryview, None, None]:
     """Parts downloaded by ``conns`` threads, yielded in order as 1 MiB views.
 
@@ -445,7 +443,9 @@ def _ranged(
             context = contextvars.copy_context()  # one per task: a context is entered by one thread at a time
             pending[index] = (
                 buf,
-                executor.submit(context.run, _read_part, bucket, key, info, first, last, attempts, cancel, buf.data),
+                executor.submit(
+                    context.run, _read_part, settings, bucket, key, info, first, last, attempts, cancel, buf.data
+                ),
             )
 
     try:
@@ -472,25 +472,25 @@ def _ranged(
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-def put_bytes(bucket: str, key: str, data: bytes, content_type: str = "application/json") -> None:
+def put_bytes(settings: Settings, bucket: str, key: str, data: bytes, content_type: str = "application/json") -> None:
     """Upload a small object (prediction results), within the current deadline."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    s3, cut_short = bounded_client()
+    s3, cut_short = bounded_client(settings)
     try:
         s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
     except (BotoCoreError, ClientError) as exc:
         raise _failed(exc, key, cut_short) from None
 
 
-def renotify_created(bucket: str, key: str, info: ObjectInfo, metadata: dict[str, str]) -> None:
+def renotify_created(settings: Settings, bucket: str, key: str, info: ObjectInfo, metadata: dict[str, str]) -> None:
     """Copy ``key`` onto itself (server-side), adding ``metadata`` to its own:
     S3 sends the bucket's ObjectCreated notification for it. Only the version
     ``info`` describes is copied (``CopySourceIfMatch``); its content type
     and user metadata are kept. Objects up to 5 GiB (one CopyObject)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    s3, cut_short = bounded_client()
+    s3, cut_short = bounded_client(settings)
     try:
         head = s3.head_object(Bucket=bucket, Key=key, IfMatch=info.etag)
         extra = {"ContentType": head["ContentType"]} if head.get("ContentType") else {}
@@ -507,9 +507,9 @@ def renotify_created(bucket: str, key: str, info: ObjectInfo, metadata: dict[str
         raise _failed(exc, key, cut_short) from None
 
 
-def presign_put(bucket: str, key: str, size: int, expires: int) -> str:
+def presign_put(settings: Settings, bucket: str, key: str, size: int, expires: int) -> str:
     """A SigV4 presigned PUT URL for exactly ``size`` bytes (no S3 call)."""
-    url: str = client().generate_presigned_url(
+    url: str = client(settings).generate_presigned_url(
         "put_object",
         Params={"Bucket": bucket, "Key": key, "ContentLength": size},
         ExpiresIn=expires,
@@ -518,33 +518,33 @@ def presign_put(bucket: str, key: str, size: int, expires: int) -> str:
     return url
 
 
-def delete(bucket: str, key: str) -> None:
+def delete(settings: Settings, bucket: str, key: str) -> None:
     """Delete ``key`` (idempotent: a missing key is not an error), within the
     current deadline. On a versioned bucket this adds a delete marker."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    s3, cut_short = bounded_client()
+    s3, cut_short = bounded_client(settings)
     try:
         s3.delete_object(Bucket=bucket, Key=key)
     except (BotoCoreError, ClientError) as exc:
         raise _failed(exc, key, cut_short) from None
 
 
-def presign_get(bucket: str, key: str, expires: int) -> str:
+def presign_get(settings: Settings, bucket: str, key: str, expires: int) -> str:
     """A SigV4 presigned GET URL of ``key`` (no S3 call): results anyone with the API can read."""
-    url: str = client().generate_presigned_url(
+    url: str = client(settings).generate_presigned_url(
         "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires, HttpMethod="GET"
     )
     return url
 
 
-def upload_file(bucket: str, path: str, key: str) -> None:
+def upload_file(settings: Settings, bucket: str, path: str, key: str) -> None:
     """Archive a (large) file: a streamed multipart upload of bounded memory."""
     from boto3.s3.transfer import TransferConfig
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        client().upload_file(path, bucket, key, Config=TransferConfig(max_concurrency=4))
+        client(settings).upload_file(path, bucket, key, Config=TransferConfig(max_concurrency=4))
     except (BotoCoreError, ClientError) as exc:
         raise _failed(exc, key, False) from None
     except Exception as exc:  # noqa: BLE001 - s3transfer wraps botocore errors in its own

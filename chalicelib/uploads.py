@@ -36,7 +36,7 @@ def presign_upload(settings: Settings, ref: ObjectRef, size: int) -> dict[str, A
     expires = settings.upload_url_expires_seconds
     if expires > MAX_EXPIRES_SECONDS:
         raise ConfigError(f"UPLOAD_URL_EXPIRES_SECONDS must be <= {MAX_EXPIRES_SECONDS}, got {expires}")
-    url = s3.presign_put(settings.bucket, ref.key, size, expires)
+    url = s3.presign_put(settings, settings.bucket, ref.key, size, expires)
     return {
         "url": url,
         "method": "PUT",

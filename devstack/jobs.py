@@ -135,13 +135,13 @@ def configure_local_queues(endpoint: str) -> dict[str, str]:
     """Create the local queues on moto and point this process (the API) at them."""
     import boto3
 
-    from chalicelib.config import get_settings
+    from chalicelib import edge
 
     os.environ["AWS_ENDPOINT_URL_SQS"] = endpoint
     max_receive = int(os.environ.get("JOB_MAX_RECEIVE_COUNT") or 3)
     queues = create_queues(boto3.client("sqs"), max_receive, VISIBILITY_TIMEOUT)
     os.environ["JOB_QUEUE_URL"] = queues["job_queue_url"]
-    get_settings.cache_clear()  # app.py read them at import, before the queue existed
+    edge.reset()  # app.py read them at import, before the queue existed
     return queues
 
 
@@ -210,11 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     # The stage's EFS_ROOT (.local/efs) is relative, and chalice.test.Client
     # applies it again around every invocation: resolve it where the stack does.
     os.chdir(args.endpoints.resolve().parent.parent)
-    from chalicelib.config import get_settings
-    from chalicelib.store import get_store
+    from chalicelib import edge
 
-    get_settings.cache_clear()  # app.py read them at import, before the lines above
-    get_store.cache_clear()
+    edge.reset()  # app.py read them at import, before the lines above
     poller = Poller(app_obj, endpoints["job_queue_url"], endpoints["job_queue_arn"])
 
     def stop(signum: int, frame: FrameType | None) -> None:

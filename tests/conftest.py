@@ -7,8 +7,9 @@ import uuid
 
 import pytest
 
+from chalicelib import edge
 from devstack.moto import MotoServer
-from tests.support.env import deployed_lambda_timeouts, reset_caches
+from tests.support.env import deployed_lambda_timeouts
 
 # chalice.test.Client invokes functions with 3 s left; give them their deployed timeouts.
 deployed_lambda_timeouts()
@@ -37,9 +38,9 @@ def efs_root(tmp_path, monkeypatch):
     root.mkdir()
     monkeypatch.setenv("EFS_ROOT", str(root))
     monkeypatch.delenv("MODEL_BUCKET", raising=False)
-    reset_caches()
+    edge.reset()
     yield root
-    reset_caches()
+    edge.reset()
 
 
 @pytest.fixture
@@ -50,10 +51,10 @@ def bucket(moto_server, efs_root, monkeypatch):
     name = f"test-{uuid.uuid4().hex[:12]}"
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_server.endpoint)
     monkeypatch.setenv("MODEL_BUCKET", name)
-    reset_caches()
+    edge.reset()
     boto3.client("s3", endpoint_url=moto_server.endpoint).create_bucket(Bucket=name)
     yield name
-    reset_caches()
+    edge.reset()
 
 
 @pytest.fixture
@@ -83,7 +84,7 @@ def s3_proxy(bucket, moto_server, monkeypatch):
     proxy = FaultProxy(moto_server.endpoint).start()
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.endpoint)
     monkeypatch.setenv("S3_MAX_ATTEMPTS", "1")
-    reset_caches()
+    edge.reset()
     yield proxy
-    reset_caches()
+    edge.reset()
     proxy.stop()

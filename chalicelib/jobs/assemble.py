@@ -79,7 +79,7 @@ def assemble(store: Store, settings: Settings, files: JobFiles, job_id: str, pla
         put = store.put(ref, _chunks(files, job_id, blocks, name, first), source=f"job:{job_id}")
         s3_key = None
         if settings.bucket:
-            s3.upload_file(settings.bucket, store.path(ref), ref.key)
+            s3.upload_file(settings, settings.bucket, store.path(ref), ref.key)
             s3_key = ref.key
         total = sum(b["stop"] - b["start"] for b in blocks)
         outputs[name] = {

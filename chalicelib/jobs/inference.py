@@ -20,6 +20,8 @@ from chalicelib.store import Store
 if TYPE_CHECKING:
     import numpy
 
+    from chalicelib.model_cache import ModelCache
+
 
 @dataclass(frozen=True)
 class Inferred:
@@ -34,6 +36,7 @@ class Inferred:
 def infer_rows(
     store: Store,
     settings: Settings,
+    models: ModelCache,
     model_ref: ObjectRef,
     version: int | None,
     rows: numpy.ndarray,
@@ -47,7 +50,7 @@ def infer_rows(
     """
     from chalicelib import inference
 
-    cached, _ = inference.resolve(store, model_ref, version)
+    cached, _ = inference.resolve(models, store, model_ref, version)
     runner = cached.runner
     if not runner.takes_inputs:
         raise InvalidRequest(f"Model '{model_ref.name}' takes no inputs (an opaque file): jobs run ONNX models")

@@ -37,7 +37,7 @@ def client() -> Any:
 
 
 def reset_client() -> None:
-    """Forget the client (tests that change the endpoint)."""
+    """Forget the client (boto3 read its endpoint when it built it): part of :func:`chalicelib.edge.reset`."""
     global _client
     with _lock:
         _client = None

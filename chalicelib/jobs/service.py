@@ -127,7 +127,7 @@ def _results(settings: Settings, results: dict[str, Any]) -> dict[str, Any]:
     for name, entry in results["outputs"].items():
         url = None
         if entry.get("s3Key") and settings.bucket:
-            url = s3.presign_get(settings.bucket, entry["s3Key"], settings.result_url_expires_seconds)
+            url = s3.presign_get(settings, settings.bucket, entry["s3Key"], settings.result_url_expires_seconds)
         out[name] = {**entry, "url": url, "expiresIn": settings.result_url_expires_seconds if url else None}
     return out
 

@@ -43,6 +43,7 @@ from chalicelib.errors import InvalidRequest, ServiceError
 from chalicelib.jobs import assemble as assembly
 from chalicelib.jobs.inference import infer_rows
 from chalicelib.jobs.state import JobFiles, is_job_id, iso
+from chalicelib.model_cache import ModelCache
 from chalicelib.names import parse_key
 from chalicelib.scrub import scrub
 from chalicelib.store import Store
@@ -83,7 +84,7 @@ def _attempt_doc(attempt: int, last: bool) -> dict[str, Any]:
     return {"attempt": attempt, "last": last, "at": iso(now), "t": now}
 
 
-def run_block(store: Store, settings: Settings, job_id: str, index: int, attempt: int = 1) -> str:
+def run_block(store: Store, settings: Settings, models: ModelCache, job_id: str, index: int, attempt: int = 1) -> str:
     """Run block ``index`` of ``job_id`` unless it is done or the job is
     cancelled; returns ``ran``, ``repeat`` or ``skipped``.
 
@@ -114,7 +115,9 @@ def run_block(store: Store, settings: Settings, job_id: str, index: int, attempt
     model = plan["model"]
     rows = _rows(store, plan, block)
     outputs = tuple(plan["outputs"]) if plan.get("outputs") else None
-    inferred = infer_rows(store, settings, parse_key(model["key"], "model"), model.get("version"), rows, outputs)
+    inferred = infer_rows(
+        store, settings, models, parse_key(model["key"], "model"), model.get("version"), rows, outputs
+    )
     if inferred.model_sha256 != model["sha256"]:
         raise InvalidRequest(f"Model '{model['key']}' was replaced after the job was created")
     count = block["stop"] - block["start"]
@@ -172,7 +175,9 @@ def _error_doc(exc: BaseException, attempt: int) -> dict[str, Any]:
     }
 
 
-def handle_records(store: Store, settings: Settings, records: list[dict[str, Any]]) -> dict[str, Any]:
+def handle_records(
+    store: Store, settings: Settings, models: ModelCache, records: list[dict[str, Any]]
+) -> dict[str, Any]:
     """An SQS batch -> ``{"batchItemFailures": [...]}`` (only failed blocks come back)."""
     failures = []
     files = JobFiles(store.root)
@@ -188,7 +193,7 @@ def handle_records(store: Store, settings: Settings, records: list[dict[str, Any
             continue
         attempt = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
         try:
-            outcome = run_block(store, settings, job_id, index, attempt)
+            outcome = run_block(store, settings, models, job_id, index, attempt)
             log.info("job %s block %d: %s (attempt %d)", job_id, index, outcome, attempt)
         except Exception as exc:  # noqa: BLE001 - every failure is reported on the job
             doc = _error_doc(exc, attempt)

@@ -37,7 +37,8 @@ class Limits:
     max_tensor_elements: int = 1_000_000
     max_output_elements: int = 1_000_000
     max_input_json_bytes: int = 10 * 1024 * 1024
-    model_memory_bytes: int = 512 * 1024 * 1024
+    max_model_bytes: int = 512 * 1024 * 1024  # one model, loaded
+    model_cache_bytes: int = 512 * 1024 * 1024  # every cached model: the worker's size
     inference_memory_bytes: int = 512 * 1024 * 1024
     predict_timeout_seconds: float = 20.0
     max_response_bytes: int = 5 * 1024 * 1024
@@ -52,7 +53,8 @@ class Limits:
             max_tensor_elements=settings.max_tensor_elements,
             max_output_elements=settings.max_output_elements,
             max_input_json_bytes=settings.max_request_bytes,
-            model_memory_bytes=settings.model_cache_bytes,
+            max_model_bytes=settings.max_model_bytes,
+            model_cache_bytes=settings.model_cache_bytes,
             inference_memory_bytes=settings.inference_memory_bytes,
             predict_timeout_seconds=settings.predict_timeout_seconds,
             max_response_bytes=settings.max_response_bytes,

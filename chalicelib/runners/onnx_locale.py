@@ -20,10 +20,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import re
-from collections.abc import Buffer, Callable, Iterator
+from collections.abc import Buffer, Callable
 from functools import lru_cache
 
-from chalicelib.runners.onnx_scan import ScanError, _varint
+from chalicelib.runners.onnx_scan import FieldBudget, ScanError, fields
 
 DEFAULT_LOCALE = "en_US.UTF-8"
 """onnxruntime's locale for a ``StringNormalizer`` without a ``locale`` attribute (on Linux)."""
@@ -96,32 +96,7 @@ def with_locale(data: Buffer, locale: str) -> bytes:
     subgraphs and the model's functions) given the locale ``locale``."""
     with memoryview(data) as view:
         buf = view.cast("B") if view.format != "B" else view
-        return _model(buf, locale)
-
-
-def _fields(buf: memoryview, pos: int, end: int) -> Iterator[tuple[int, int, int, int, int]]:
-    """(number, wire type, field start, value start, value end) of each field."""
-    while pos < end:
-        start = pos
-        key, pos = _varint(buf, pos, end)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            _, pos = _varint(buf, pos, end)
-            yield number, wire, start, start, pos
-            continue
-        if wire == _LEN:
-            length, pos = _varint(buf, pos, end)
-            stop = pos + length
-        elif wire == 1:
-            stop = pos + 8
-        elif wire == 5:
-            stop = pos + 4
-        else:
-            raise ScanError(f"is not a valid ONNX protobuf (wire type {wire})")
-        if stop > end:
-            raise ScanError("is truncated or not a protobuf message")
-        yield number, wire, start, pos, stop
-        pos = stop
+        return _model(buf, _Walk(locale))
 
 
 def _encode_varint(value: int) -> bytes:
@@ -140,59 +115,69 @@ def _len_field(number: int, payload: bytes) -> bytes:
     return _encode_varint(number << 3 | _LEN) + _encode_varint(len(payload)) + payload
 
 
-_Rewriter = Callable[[memoryview, int, int, str, int], bytes]
+class _Walk:
+    """One rewrite: the locale to set, and the fields it may read (as the scan's)."""
+
+    def __init__(self, locale: str) -> None:
+        self.locale = locale
+        self.budget = FieldBudget()
 
 
-def _rewrite(buf: memoryview, start: int, end: int, replace: dict[int, _Rewriter], locale: str, depth: int) -> bytes:
+_Rewriter = Callable[[memoryview, int, int, _Walk, int], bytes]
+
+
+def _rewrite(buf: memoryview, start: int, end: int, replace: dict[int, _Rewriter], walk: _Walk, depth: int) -> bytes:
     """The message buf[start:end] with each length-delimited field whose number
     is in ``replace`` re-encoded by its rewriter, every other field copied."""
     if depth > _MAX_DEPTH:
         raise ScanError(f"nests more than {_MAX_DEPTH} messages")
     parts: list[bytes | memoryview] = []
-    for number, wire, field_start, a, b in _fields(buf, start, end):
+    for number, wire, field_start, a, b in fields(buf, start, end, walk.budget):
         rewriter = replace.get(number) if wire == _LEN else None
         if rewriter is None:
             parts.append(buf[field_start:b])
         else:
-            parts.append(_len_field(number, rewriter(buf, a, b, locale, depth + 1)))
+            parts.append(_len_field(number, rewriter(buf, a, b, walk, depth + 1)))
     return b"".join(parts)
 
 
-def _model(buf: memoryview, locale: str) -> bytes:
-    return _rewrite(buf, 0, len(buf), {_MODEL_GRAPH: _graph, _MODEL_FUNCTIONS: _function}, locale, 0)
+def _model(buf: memoryview, walk: _Walk) -> bytes:
+    return _rewrite(buf, 0, len(buf), {_MODEL_GRAPH: _graph, _MODEL_FUNCTIONS: _function}, walk, 0)
 
 
-def _graph(buf: memoryview, a: int, b: int, locale: str, depth: int) -> bytes:
-    return _rewrite(buf, a, b, {_GRAPH_NODES: _node}, locale, depth)
+def _graph(buf: memoryview, a: int, b: int, walk: _Walk, depth: int) -> bytes:
+    return _rewrite(buf, a, b, {_GRAPH_NODES: _node}, walk, depth)
 
 
-def _function(buf: memoryview, a: int, b: int, locale: str, depth: int) -> bytes:
-    return _rewrite(buf, a, b, {_FUNCTION_NODES: _node}, locale, depth)
+def _function(buf: memoryview, a: int, b: int, walk: _Walk, depth: int) -> bytes:
+    return _rewrite(buf, a, b, {_FUNCTION_NODES: _node}, walk, depth)
 
 
-def _node(buf: memoryview, a: int, b: int, locale: str, depth: int) -> bytes:
-    op_type = next((bytes(buf[x:y]) for n, w, _, x, y in _fields(buf, a, b) if n == _NODE_OP_TYPE and w == _LEN), b"")
+def _node(buf: memoryview, a: int, b: int, walk: _Walk, depth: int) -> bytes:
+    op_type = next(
+        (bytes(buf[x:y]) for n, w, _, x, y in fields(buf, a, b, walk.budget) if n == _NODE_OP_TYPE and w == _LEN), b""
+    )
     if op_type != _OP_TYPE:
         # Other nodes may hold subgraphs (If, Loop, Scan) with normalizers inside.
-        return _rewrite(buf, a, b, {_NODE_ATTRIBUTES: _subgraph_attribute}, locale, depth)
+        return _rewrite(buf, a, b, {_NODE_ATTRIBUTES: _subgraph_attribute}, walk, depth)
     kept: list[bytes | memoryview] = []
-    for number, wire, field_start, x, y in _fields(buf, a, b):
-        if number == _NODE_ATTRIBUTES and wire == _LEN and _attribute_name(buf, x, y) == b"locale":
+    for number, wire, field_start, x, y in fields(buf, a, b, walk.budget):
+        if number == _NODE_ATTRIBUTES and wire == _LEN and _attribute_name(buf, x, y, walk.budget) == b"locale":
             continue  # replaced below
         kept.append(buf[field_start:y])
     attribute = (
         _len_field(_ATTR_NAME, b"locale")
         + _encode_varint(_ATTR_TYPE << 3)
         + _encode_varint(_ATTR_STRING)
-        + _len_field(_ATTR_S, locale.encode())
+        + _len_field(_ATTR_S, walk.locale.encode())
     )
     kept.append(_len_field(_NODE_ATTRIBUTES, attribute))
     return b"".join(kept)
 
 
-def _attribute_name(buf: memoryview, a: int, b: int) -> bytes:
-    return next((bytes(buf[x:y]) for n, w, _, x, y in _fields(buf, a, b) if n == _ATTR_NAME and w == _LEN), b"")
+def _attribute_name(buf: memoryview, a: int, b: int, budget: FieldBudget) -> bytes:
+    return next((bytes(buf[x:y]) for n, w, _, x, y in fields(buf, a, b, budget) if n == _ATTR_NAME and w == _LEN), b"")
 
 
-def _subgraph_attribute(buf: memoryview, a: int, b: int, locale: str, depth: int) -> bytes:
-    return _rewrite(buf, a, b, {_ATTR_G: _graph, _ATTR_GRAPHS: _graph}, locale, depth)
+def _subgraph_attribute(buf: memoryview, a: int, b: int, walk: _Walk, depth: int) -> bytes:
+    return _rewrite(buf, a, b, {_ATTR_G: _graph, _ATTR_GRAPHS: _graph}, walk, depth)

@@ -101,16 +101,17 @@ def create_session(model: LoadedModel, options: Any = None) -> tuple[Any, int]:
     scan missed still resolves to nothing. Otherwise the bytes are read (and
     hashed) and sent to the worker. Session creation runs under the load's
     deadline (``MODEL_LOAD_TIMEOUT_SECONDS`` or the request's, whichever is
-    first) and memory bound (``MODEL_CACHE_BYTES`` + ``INFERENCE_MEMORY_BYTES``
+    first) and memory bound (``MAX_MODEL_BYTES`` + ``INFERENCE_MEMORY_BYTES``
     over what the worker held): past either the worker is killed. The memory
     the loaded session holds is measured in the worker (anonymous RSS before
     and after, at least the file size) and checked against the per-model
-    ceiling, ``MODEL_CACHE_BYTES``. ``options`` is unused: the worker builds
+    ceiling, ``MAX_MODEL_BYTES``; the worker itself is sized by
+    ``MODEL_CACHE_BYTES`` (every cached model) + ``INFERENCE_MEMORY_BYTES``. ``options`` is unused: the worker builds
     its own (:func:`session_options`).
     """
     limits = model.limits
     name = model_name(model)
-    ceiling = limits.model_memory_bytes
+    ceiling = limits.max_model_bytes
     if model.manifest.size > ceiling:
         # Its weights alone would not fit: refuse before reading a byte.
         raise ModelRefused(_too_big(name, model.manifest.size, ceiling))
@@ -153,7 +154,7 @@ def _reply_limit(limits: Limits) -> int:
 
 
 def _sizing(limits: Limits) -> supervisor.Sizing:
-    return supervisor.Sizing(limits.model_memory_bytes, limits.inference_memory_bytes)
+    return supervisor.Sizing(limits.model_cache_bytes, limits.inference_memory_bytes)
 
 
 def _remote_session(
@@ -168,7 +169,7 @@ def _remote_session(
     and memory. ``clock``: when the load must end (monotonic) and whether
     that is MODEL_LOAD_TIMEOUT_SECONDS (else the request's deadline)."""
     limits = model.limits
-    ceiling = limits.model_memory_bytes
+    ceiling = limits.max_model_bytes
     cap = limits.load_timeout_seconds
     ends, own_clock = clock
     timeout = max(0.0, ends - time.monotonic())
@@ -203,7 +204,7 @@ def _scan(name: str, data: Any, limits: Limits) -> None:
     bounds = onnx_scan.ScanLimits(
         max_nodes=limits.max_model_nodes,
         max_nesting=limits.max_model_nesting,
-        max_tensor_bytes=limits.model_memory_bytes,
+        max_tensor_bytes=limits.max_model_bytes,
     )
     try:
         onnx_scan.scan(data, bounds)
@@ -286,7 +287,7 @@ def _locale_refusal(name: str, locale: str) -> str:
 
 def _too_big(name: str, footprint: int | None, ceiling: int) -> str:
     held = f" holds {footprint} bytes once loaded," if footprint else " needs"
-    return f"Model '{name}'{held} more memory than one model may take (MODEL_CACHE_BYTES = {ceiling} bytes)"
+    return f"Model '{name}'{held} more memory than one model may take (MAX_MODEL_BYTES = {ceiling} bytes)"
 
 
 def _is_allocation_failure(exc: BaseException) -> bool:

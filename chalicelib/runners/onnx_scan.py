@@ -19,7 +19,7 @@ training-info graphs.
 
 from __future__ import annotations
 
-from collections.abc import Buffer
+from collections.abc import Buffer, Iterator
 from dataclasses import dataclass
 
 # Wire types.
@@ -106,7 +106,7 @@ class ScanLimits:
     """Subgraph plus function-call levels (MAX_MODEL_NESTING)."""
     max_tensor_bytes: int = 0
     """Dense bytes of every tensor the model declares, sparse ones densified
-    and function bodies counted once per inlined call (MODEL_CACHE_BYTES)."""
+    and function bodies counted once per inlined call (MAX_MODEL_BYTES)."""
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ def scan(data: Buffer, limits: ScanLimits | None = None) -> ScanReport:
 
 def _scan(buf: memoryview, limits: ScanLimits) -> ScanReport:
     counts = {_TENSOR: 0, _GRAPH: 0, _NODE: 0}
-    fields = 0
+    budget = FieldBudget()
     main = _Owner()
     owners = [main]
     functions: dict[tuple[bytes, bytes, bytes], int] = {}
@@ -170,45 +170,29 @@ def _scan(buf: memoryview, limits: ScanLimits) -> ScanReport:
             owner_id, level = len(owners), 0
             owners.append(_Owner())
             owner = owners[owner_id]
-        while pos < end:
-            fields += 1
-            if fields > MAX_FIELDS:
-                raise ScanError(f"has more than {MAX_FIELDS} protobuf fields")
-            field_key, pos = _varint(buf, pos, end)
-            number, wire = field_key >> 3, field_key & 7
-            if number == 0:
-                raise ScanError("is not a valid protobuf message (field number 0)")
+        for number, wire, _, a, stop in fields(buf, pos, end, budget):
             if wire == _VARINT:
-                value, pos = _varint(buf, pos, end)
                 if kind == _TENSOR:
-                    if number == _DATA_LOCATION and value == _EXTERNAL:
+                    if number == _DATA_LOCATION and a == _EXTERNAL:
                         raise ExternalData()
                     if number == _DATA_TYPE:
-                        data_type = value
+                        data_type = a
                     elif number == _DIMS:
-                        _append_dim(dims, value)
+                        _append_dim(dims, a)
                 elif kind == _SPARSE and number == _SPARSE_DIMS:
-                    _append_dim(dims, value)
-            elif wire == _I64:
-                pos += 8
-            elif wire == _I32:
-                pos += 4
+                    _append_dim(dims, a)
             elif wire == _LEN:
-                length, pos = _varint(buf, pos, end)
-                stop = pos + length
-                if stop > end:
-                    raise ScanError("is truncated or not a protobuf message")
                 if kind == _TENSOR:
                     if number == _EXTERNAL_DATA:
                         raise ExternalData()
                     if number == _DIMS:
-                        dims.extend(_packed(buf, pos, stop))
+                        dims.extend(_packed(buf, a, stop))
                 elif kind == _SPARSE and number == _SPARSE_DIMS:
-                    dims.extend(_packed(buf, pos, stop))
+                    dims.extend(_packed(buf, a, stop))
                 elif kind == _NODE and number in _NODE_KEY:
-                    key[_NODE_KEY[number]] = bytes(buf[pos:stop])
+                    key[_NODE_KEY[number]] = bytes(buf[a:stop])
                 elif kind == _FUNCTION and number in _FUNCTION_KEY:
-                    key[_FUNCTION_KEY[number]] = bytes(buf[pos:stop])
+                    key[_FUNCTION_KEY[number]] = bytes(buf[a:stop])
                 child = children.get(number)
                 if child is not None:
                     if depth + 1 > max_depth:
@@ -218,12 +202,7 @@ def _scan(buf: memoryview, limits: ScanLimits) -> ScanReport:
                         raise LimitExceeded(_nesting_message(child_level, max_nesting))
                     # A sparse tensor's values learn its dense size once its dims are read.
                     mark = _VALUES if kind == _SPARSE and number == _SPARSE_VALUES else -1
-                    pending.append((child, pos, stop, depth + 1, owner_id, child_level, mark))
-                pos = stop
-            else:  # groups (3, 4) are not used by onnx.proto; 6, 7 are invalid
-                raise ScanError(f"is not a valid ONNX protobuf (wire type {wire})")
-            if pos > end:
-                raise ScanError("is truncated or not a protobuf message")
+                    pending.append((child, a, stop, depth + 1, owner_id, child_level, mark))
         if kind == _NODE:
             owner.nodes += 1
             owner.level = max(owner.level, level)
@@ -300,7 +279,7 @@ def _inline(
         amount = f"more than {limits.max_tensor_bytes}" if tensor_bytes >= byte_cap else str(tensor_bytes)
         raise LimitExceeded(
             f"declares tensors of {amount} bytes once materialised (sparse tensors densified, functions "
-            f"inlined), more memory than one model may take (MODEL_CACHE_BYTES = {limits.max_tensor_bytes} bytes)"
+            f"inlined), more memory than one model may take (MAX_MODEL_BYTES = {limits.max_tensor_bytes} bytes)"
         )
     return nodes, nesting, tensor_bytes
 
@@ -348,6 +327,55 @@ def _packed(buf: memoryview, pos: int, end: int) -> list[int]:
         value, pos = _varint(buf, pos, end)
         _append_dim(values, value)
     return values
+
+
+class FieldBudget:
+    """Fields one walk may still read (:data:`MAX_FIELDS`), shared by its nested walks."""
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = MAX_FIELDS
+
+
+def fields(buf: memoryview, pos: int, end: int, budget: FieldBudget) -> Iterator[tuple[int, int, int, int, int]]:
+    """The fields of the message ``buf[pos:end]``, one at a time (a graph's
+    nodes are never held in a list): ``(number, wire type, start, a, b)``,
+    ``start`` where the field (its key) begins; for a varint ``a`` is its
+    value and ``b`` where it ends, otherwise ``buf[a:b]`` is its payload
+    (length-delimited) or its bytes (fixed-width). The bounds of every walk
+    here (the scan, the signature, the locale rewrite): at most ``budget``'s
+    fields, no field number 0, no group, nothing past ``end``. The scan
+    reads every field of a model through it: 1.16-1.24x the time of the
+    inlined loop it replaced (82390e6) on ``hostile_models.node_chain(150_000)``
+    (596 -> 690 ms, best of 7, two runs at load 3-5), under 1% of that
+    model's load (~15 s of session creation); 0.1 ms for a 48 MiB MLP."""
+    while pos < end:
+        budget.left -= 1
+        if budget.left < 0:
+            raise ScanError(f"has more than {MAX_FIELDS} protobuf fields")
+        start = pos
+        key, pos = _varint(buf, pos, end)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise ScanError("is not a valid protobuf message (field number 0)")
+        if wire == _VARINT:
+            value, pos = _varint(buf, pos, end)
+            yield number, wire, start, value, pos
+            continue
+        if wire == _LEN:
+            length, pos = _varint(buf, pos, end)
+            stop = pos + length
+        elif wire == _I64:
+            stop = pos + 8
+        elif wire == _I32:
+            stop = pos + 4
+        else:  # groups (3, 4) are not used by onnx.proto; 6, 7 are invalid
+            raise ScanError(f"is not a valid ONNX protobuf (wire type {wire})")
+        if stop > end:
+            raise ScanError("is truncated or not a protobuf message")
+        yield number, wire, start, pos, stop
+        pos = stop
 
 
 def _varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:

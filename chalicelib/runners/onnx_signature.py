@@ -17,10 +17,10 @@ out. Types are spelled as onnxruntime spells them (``tensor(float)``,
 
 from __future__ import annotations
 
-from collections.abc import Buffer, Iterator
+from collections.abc import Buffer
 
 from chalicelib.datatypes import BY_ONNX_ELEM
-from chalicelib.runners.onnx_scan import _I32, _I64, _LEN, _VARINT, MAX_FIELDS, ScanError, _varint
+from chalicelib.runners.onnx_scan import _LEN, _VARINT, FieldBudget, ScanError, fields
 from chalicelib.signature import ONNX_PLATFORM, Signature, TensorInfo
 
 # ONNX TensorProto.DataType names as onnxruntime prints them, for element
@@ -45,48 +45,6 @@ MAX_TYPE_DEPTH = 32
 """Deepest nesting of sequence/map/optional types described; real models nest two or three."""
 
 
-class _Fields:
-    """A counter shared by one walk, so that the whole read stays bounded."""
-
-    def __init__(self) -> None:
-        self.seen = 0
-
-
-def _fields(buf: memoryview, pos: int, end: int, budget: _Fields) -> Iterator[tuple[int, int, int, int]]:
-    """The fields of one message, one at a time (a graph's nodes are never
-    held in a list): (number, wire type, value or start, end).
-
-    For a varint the third item is its value; for a length-delimited field
-    it is where the payload starts and the fourth where it ends. Fixed-width
-    fields are skipped (nothing here reads them)."""
-    while pos < end:
-        budget.seen += 1
-        if budget.seen > MAX_FIELDS:
-            raise ScanError(f"has more than {MAX_FIELDS} protobuf fields")
-        key, pos = _varint(buf, pos, end)
-        number, wire = key >> 3, key & 7
-        if number == 0:
-            raise ScanError("is not a valid protobuf message (field number 0)")
-        if wire == _VARINT:
-            value, pos = _varint(buf, pos, end)
-            yield number, wire, value, pos
-        elif wire == _LEN:
-            length, pos = _varint(buf, pos, end)
-            stop = pos + length
-            if stop > end:
-                raise ScanError("is truncated or not a protobuf message")
-            yield number, wire, pos, stop
-            pos = stop
-        elif wire == _I64:
-            pos += 8
-        elif wire == _I32:
-            pos += 4
-        else:
-            raise ScanError(f"is not a valid ONNX protobuf (wire type {wire})")
-        if pos > end:
-            raise ScanError("is truncated or not a protobuf message")
-
-
 def _text(buf: memoryview, start: int, stop: int) -> str:
     return bytes(buf[start:stop]).decode("utf-8", errors="replace")
 
@@ -103,13 +61,13 @@ def _elem_name(elem: int) -> str:
     return _ELEM_NAMES.get(elem, f"unknown({elem})")
 
 
-def _shape(buf: memoryview, start: int, stop: int, budget: _Fields) -> tuple[int, ...]:
+def _shape(buf: memoryview, start: int, stop: int, budget: FieldBudget) -> tuple[int, ...]:
     """TensorShapeProto: dim=1 (Dimension: dim_value=1, dim_param=2)."""
     dims = []
-    for number, wire, a, b in _fields(buf, start, stop, budget):
+    for number, wire, _, a, b in fields(buf, start, stop, budget):
         if number == 1 and wire == _LEN:
             value = -1
-            for n, w, v, _ in _fields(buf, a, b, budget):
+            for n, w, _, v, _ in fields(buf, a, b, budget):
                 if n == 1 and w == _VARINT:
                     value = _signed(v)
                 elif n == 2:
@@ -119,7 +77,7 @@ def _shape(buf: memoryview, start: int, stop: int, budget: _Fields) -> tuple[int
 
 
 def _type(
-    buf: memoryview, start: int, stop: int, budget: _Fields, depth: int = 0
+    buf: memoryview, start: int, stop: int, budget: FieldBudget, depth: int = 0
 ) -> tuple[str, int | None, tuple[int, ...] | None]:
     """TypeProto -> (onnxruntime's type string, tensor elem type, shape).
 
@@ -127,12 +85,12 @@ def _type(
     (or, for the shape, when the tensor's rank is unknown)."""
     if depth > MAX_TYPE_DEPTH:
         raise ScanError(f"nests types deeper than {MAX_TYPE_DEPTH} levels")
-    for number, wire, a, b in _fields(buf, start, stop, budget):
+    for number, wire, _, a, b in fields(buf, start, stop, budget):
         if wire != _LEN:
             continue
         if number in (1, 8):  # tensor_type, sparse_tensor_type: elem_type=1, shape=2
             elem, shape = 0, None
-            for n, w, v, e in _fields(buf, a, b, budget):
+            for n, w, _, v, e in fields(buf, a, b, budget):
                 if n == 1 and w == _VARINT:
                     elem = v
                 elif n == 2 and w == _LEN:
@@ -142,13 +100,13 @@ def _type(
             return f"tensor({_elem_name(elem)})", elem, shape
         if number in (4, 9):  # sequence_type, optional_type: elem_type=1
             inner = "undefined"
-            for n, w, v, e in _fields(buf, a, b, budget):
+            for n, w, _, v, e in fields(buf, a, b, budget):
                 if n == 1 and w == _LEN:
                     inner = _type(buf, v, e, budget, depth + 1)[0]
             return f"{'seq' if number == 4 else 'optional'}({inner})", None, None
         if number == 5:  # map_type: key_type=1, value_type=2
             key, value = 0, "undefined"
-            for n, w, v, e in _fields(buf, a, b, budget):
+            for n, w, _, v, e in fields(buf, a, b, budget):
                 if n == 1 and w == _VARINT:
                     key = v
                 elif n == 2 and w == _LEN:
@@ -157,10 +115,10 @@ def _type(
     return "undefined", None, None
 
 
-def _value_info(buf: memoryview, start: int, stop: int, budget: _Fields) -> TensorInfo:
+def _value_info(buf: memoryview, start: int, stop: int, budget: FieldBudget) -> TensorInfo:
     """ValueInfoProto: name=1, type=2."""
     name, onnx_type, elem, shape = "", "undefined", None, None
-    for number, wire, a, b in _fields(buf, start, stop, budget):
+    for number, wire, _, a, b in fields(buf, start, stop, budget):
         if wire != _LEN:
             continue
         if number == 1:
@@ -171,9 +129,9 @@ def _value_info(buf: memoryview, start: int, stop: int, budget: _Fields) -> Tens
     return TensorInfo(name=name, datatype=datatype, shape=shape, onnx_type=onnx_type)
 
 
-def _tensor_name(buf: memoryview, start: int, stop: int, budget: _Fields) -> str | None:
+def _tensor_name(buf: memoryview, start: int, stop: int, budget: FieldBudget) -> str | None:
     """TensorProto.name (field 8); every other field, raw_data included, skipped by length."""
-    for number, wire, a, b in _fields(buf, start, stop, budget):
+    for number, wire, _, a, b in fields(buf, start, stop, budget):
         if number == 8 and wire == _LEN:
             return _text(buf, a, b)
     return None
@@ -188,18 +146,18 @@ def read_signature(data: Buffer) -> tuple[int, Signature]:
 
 
 def _read(buf: memoryview) -> tuple[int, Signature]:
-    budget = _Fields()
+    budget = FieldBudget()
     ir_version = 0
     graph: tuple[int, int] | None = None
     opsets: dict[str, int] = {}
-    for number, wire, a, b in _fields(buf, 0, len(buf), budget):
+    for number, wire, _, a, b in fields(buf, 0, len(buf), budget):
         if number == 1 and wire == _VARINT:
             ir_version = a
         elif number == 7 and wire == _LEN:
             graph = (a, b)
         elif number == 8 and wire == _LEN:  # OperatorSetIdProto: domain=1, version=2
             domain, version = "", 0
-            for n, w, v, e in _fields(buf, a, b, budget):
+            for n, w, _, v, e in fields(buf, a, b, budget):
                 if n == 1 and w == _LEN:
                     domain = _text(buf, v, e)
                 elif n == 2 and w == _VARINT:
@@ -211,7 +169,7 @@ def _read(buf: memoryview) -> tuple[int, Signature]:
     inputs: list[TensorInfo] = []
     outputs: list[TensorInfo] = []
     initializers: set[str] = set()
-    for number, wire, a, b in _fields(buf, graph[0], graph[1], budget):
+    for number, wire, _, a, b in fields(buf, graph[0], graph[1], budget):
         if wire != _LEN:
             continue
         if number == 11:
@@ -223,7 +181,7 @@ def _read(buf: memoryview) -> tuple[int, Signature]:
             if name is not None:
                 initializers.add(name)
         elif number == 15:  # SparseTensorProto: values=1 (a TensorProto, which holds the name)
-            for n, w, v, e in _fields(buf, a, b, budget):
+            for n, w, _, v, e in fields(buf, a, b, budget):
                 if n == 1 and w == _LEN:
                     name = _tensor_name(buf, v, e, budget)
                     if name is not None:

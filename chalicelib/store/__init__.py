@@ -12,8 +12,8 @@ Parts, each with one job:
 * ``core``: :class:`Store`, the public face of the above.
 """
 
-from chalicelib.store.core import Store, get_store
+from chalicelib.store.core import Store
 from chalicelib.store.errors import SizeMismatch
 from chalicelib.store.manifest import Manifest, PutResult
 
-__all__ = ["Store", "Manifest", "PutResult", "SizeMismatch", "get_store"]
+__all__ = ["Store", "Manifest", "PutResult", "SizeMismatch"]

@@ -39,10 +39,8 @@ from collections import defaultdict
 from collections.abc import Buffer
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import replace
-from functools import lru_cache
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
-from chalicelib.config import get_settings
 from chalicelib.errors import DeadlineExceeded, EfsWriteFailed, ServiceError, StoreCorrupt
 from chalicelib.names import INGEST_KINDS, INPUTS, KINDS, MODELS, ObjectRef, is_valid_name
 from chalicelib.store import commit, fs, locks, status
@@ -732,15 +730,3 @@ class Store:
             finally:
                 dirs.close()
         return report
-
-
-@lru_cache(maxsize=1)
-def get_store() -> Store:
-    """The process's store, built from settings on first use."""
-    settings = get_settings()
-    return Store(
-        settings.efs_root,
-        lock_timeout=settings.lock_timeout_seconds,
-        dir_sync=fs.DirSync(settings.store_dir_fsync),
-        versions_kept=settings.model_versions_kept,
-    )

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
+from chalicelib import edge
 from chalicelib.names import ObjectRef
 from chalicelib.store import Store
-from tests.support.env import reset_caches
 from tests.support.hostile_models import node_chain
 from tests.support.routes import post
 
@@ -29,7 +29,7 @@ def predict(client, model: str):
 
 def test_a_load_past_the_request_deadline_is_a_503_and_a_retry_finds_it_warm(client, slow_model, monkeypatch):
     monkeypatch.setenv("REQUEST_TIMEOUT_SECONDS", "0.5")
-    reset_caches()
+    edge.reset()
     started = time.monotonic()
     first = predict(client, slow_model)
     answered = time.monotonic() - started
@@ -52,7 +52,7 @@ def test_a_load_past_its_own_timeout_is_still_stopped_and_reported(client, slow_
     # The load's own bound is the hard one: past MODEL_LOAD_TIMEOUT_SECONDS
     # the worker is killed as before, and the request that waits says so.
     monkeypatch.setenv("MODEL_LOAD_TIMEOUT_SECONDS", "0.3")
-    reset_caches()
+    edge.reset()
     first = predict(client, slow_model)
     assert first.status_code == 504, first.json_body
     assert first.json_body["stage"] == "load" and "MODEL_LOAD_TIMEOUT_SECONDS" in first.json_body["message"]

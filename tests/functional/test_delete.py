@@ -100,7 +100,7 @@ def test_failed_s3_delete_keeps_the_store_copy(client, bucket, s3_client, monkey
     s3_client.put_object(Bucket=bucket, Key="models/m.bin", Body=b"weights")
     ok(post(client, "/ingest", {"key": "models/m.bin"}))
 
-    def failing(bucket_, key):
+    def failing(settings_, bucket_, key):
         raise S3Unavailable()
 
     monkeypatch.setattr(s3, "delete", failing)
@@ -179,9 +179,9 @@ def test_result_over_the_response_limit_is_returned_by_reference(client, bucket,
     small = ok(post(client, "/predict", {"fileId": "r1", "model": "mlp.onnx", "inputs": {"x": X.tolist()}}))
     assert small["resultByReference"] is False and small["result"] is not None
     monkeypatch.setenv("MAX_RESPONSE_BYTES", "200")
-    from tests.support.env import reset_caches
+    from chalicelib import edge
 
-    reset_caches()
+    edge.reset()
     body = ok(post(client, "/predict", {"fileId": "r2", "model": "mlp.onnx", "inputs": {"x": X.tolist()}}))
     assert body["resultByReference"] is True and body["result"] is None
     assert body["resultBytes"] > 200 and body["s3Key"] == "outputs/r2.result"

@@ -18,9 +18,9 @@ from tests.support.s3_events import s3_event
 
 
 def _reset():
-    from tests.support.env import reset_caches
+    from chalicelib import edge
 
-    reset_caches()
+    edge.reset()
 
 
 @pytest.fixture

@@ -127,10 +127,10 @@ def test_late_created_event_after_delete_leaves_no_record(client, bucket, s3_cli
 
 
 def test_pending_hand_off_of_a_deleted_object_leaves_nothing(client, bucket, s3_client, monkeypatch):
-    from tests.support.env import reset_caches
+    from chalicelib import edge
 
     monkeypatch.setenv("SYNC_INGEST_MAX_BYTES", "16")
-    reset_caches()
+    edge.reset()
     for first in ("removed", "created"):  # either event may come first
         key = f"models/p-{first}.bin"
         s3_client.put_object(Bucket=bucket, Key=key, Body=b"P" * 64)
@@ -147,10 +147,10 @@ def test_pending_hand_off_of_a_deleted_object_leaves_nothing(client, bucket, s3_
 
 
 def test_removal_clears_the_failure_record_of_its_key(client, bucket, s3_client, monkeypatch):
-    from tests.support.env import reset_caches
+    from chalicelib import edge
 
     monkeypatch.setenv("MAX_INGEST_BYTES", "8")
-    reset_caches()
+    edge.reset()
     s3_client.put_object(Bucket=bucket, Key="models/big.bin", Body=b"B" * 9)
     assert deliver(client, created(bucket, "models/big.bin")) == ["skipped"]
     assert listing(client) == [("big.bin", "failed")]
@@ -166,15 +166,15 @@ def test_removal_clears_the_failure_record_of_its_key(client, bucket, s3_client,
 def test_a_ghost_record_can_always_be_deleted(client, bucket, s3_client, efs_root, monkeypatch):
     """A name with a failed record and no copy (what the late event left
     before this fix, or a too-large object): DELETE removes it, and its S3 object."""
+    from chalicelib import edge
     from chalicelib.errors import S3NotFound
     from chalicelib.names import ObjectRef
     from chalicelib.store import Store, status
-    from tests.support.env import reset_caches
 
     store = Store(str(efs_root))
     store.status.failed(ObjectRef("models", "old.bin"), "models/old.bin", S3NotFound("models/old.bin"), status.stamp())
     monkeypatch.setenv("MAX_INGEST_BYTES", "8")
-    reset_caches()
+    edge.reset()
     s3_client.put_object(Bucket=bucket, Key="models/big.bin", Body=b"B" * 9)
     deliver(client, created(bucket, "models/big.bin"))
     assert listing(client) == [("big.bin", "failed"), ("old.bin", "failed")]

@@ -11,9 +11,9 @@ from tests.support.routes import error, ok, post
 
 
 def _reset():
-    from tests.conftest import reset_caches
+    from chalicelib import edge
 
-    reset_caches()
+    edge.reset()
 
 
 @pytest.fixture

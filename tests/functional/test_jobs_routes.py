@@ -23,14 +23,14 @@ ROWS = 50
 def queues(moto_server, bucket, monkeypatch):
     import boto3
 
-    from tests.support.env import reset_caches
+    from chalicelib import edge
 
     monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", moto_server.endpoint)
     sqs = boto3.client("sqs", endpoint_url=moto_server.endpoint)
     found = create_queues(sqs, max_receive_count=2, visibility_timeout=1, name=f"jobs-{uuid.uuid4().hex[:8]}")
     monkeypatch.setenv("JOB_QUEUE_URL", found["job_queue_url"])
     monkeypatch.setenv("JOB_MAX_RECEIVE_COUNT", "2")
-    reset_caches()
+    edge.reset()
     yield {**found, "sqs": sqs}
 
 
@@ -198,11 +198,11 @@ def test_bad_job_requests_get_documented_errors(client, queues, cnn_input):
 def test_a_block_whose_outputs_exceed_max_output_elements_fails_naming_the_setting(
     client, poller, cnn_input, monkeypatch
 ):
-    from tests.support.env import reset_caches
+    from chalicelib import edge
 
     # 10 rows x (3 logits + 4 features) = 70 output values per block, over a limit of 50.
     monkeypatch.setenv("MAX_OUTPUT_ELEMENTS", "50")
-    reset_caches()
+    edge.reset()
     job = json.loads(post(client, "/jobs", {"model": "cnn.onnx", "input": "inputs/rows.npy", "batchSize": 10}).body)
     for _ in range(4):
         drain(poller)

@@ -40,7 +40,7 @@ def walk(client, limit, between=None):
 
 
 def test_20000_names_come_back_once_in_bounded_pages_while_names_come_and_go(client, efs_root):
-    from chalicelib.store import get_store
+    from chalicelib.edge import get_store
 
     everyone = seed(str(efs_root), (f"model-{i:05d}.bin" for i in range(20_000)))
     store = get_store()
@@ -79,8 +79,8 @@ def test_no_limit_is_the_first_page_in_the_old_shape(client, efs_root):
 
 
 def test_a_page_ends_at_its_byte_bound_whatever_the_limit(client, efs_root):
+    from chalicelib.edge import get_store
     from chalicelib.errors import InvalidRequest
-    from chalicelib.store import get_store
 
     store = get_store()
     # Rejected keys are the largest entries: a 1,024-character key echoed, escaped, and its error.

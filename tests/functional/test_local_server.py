@@ -69,10 +69,10 @@ def test_async_ingest_end_to_end_through_the_watcher(bucket, s3_client, efs_root
     from chalice.test import Client
 
     import app
-    from tests.conftest import reset_caches
+    from chalicelib import edge
 
     monkeypatch.setenv("SYNC_INGEST_MAX_BYTES", "1024")
-    reset_caches()
+    edge.reset()
     watcher = S3EventWatcher(app.app, bucket)
     s3_client.put_object(Bucket=bucket, Key="models/big model.bin", Body=b"B" * 4096)
     assert watcher.scan() == 1  # the upload's own event lands it

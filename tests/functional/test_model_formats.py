@@ -231,8 +231,8 @@ def test_zipmap_outputs_are_described_honestly(client):
 def test_models_stored_before_signatures_keep_working(client, efs_root):
     # A manifest without format or signature (an older store): served by its
     # suffix as before, its signature read from its bytes when asked for.
+    from chalicelib.edge import get_store
     from chalicelib.names import ObjectRef
-    from chalicelib.store import get_store
 
     get_store().put(ObjectRef("models", "old.onnx"), [MLP.onnx_bytes()], source="inline")
     get_store().put(ObjectRef("models", "old.bin"), [b"opaque bytes"], source="inline")
@@ -275,11 +275,11 @@ def test_invalid_model_from_the_s3_event_is_failed_never_ready(client, bucket, s
 
 def test_large_streamed_model_is_validated_before_commit(client, bucket, s3_client, monkeypatch):
     # Streamed in several parts: validated on a mapping of the written temp file.
-    from tests.support.env import reset_caches
+    from chalicelib import edge
     from tests.support.onnx_models import big_mlp
 
     monkeypatch.setenv("S3_PART_BYTES", str(1024 * 1024))
-    reset_caches()
+    edge.reset()
     data, _ = big_mlp(6 * 1024 * 1024)
     s3_client.put_object(Bucket=bucket, Key="models/big.model", Body=data)
     deliver(client, bucket, "models/big.model")

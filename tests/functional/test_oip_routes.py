@@ -233,11 +233,11 @@ def test_binary_sizes_must_match_the_bytes(client):
 
 
 def test_binary_body_limit_is_413(client, monkeypatch):
-    from tests.support.env import reset_caches
+    from chalicelib import edge
 
     ingest(client, "my model.onnx", multi_io_model())
     monkeypatch.setenv("MAX_BINARY_BODY_BYTES", "1024")
-    reset_caches()
+    edge.reset()
     a = np.zeros((100, 3), np.float32)
     raw, headers = binary_body(
         {

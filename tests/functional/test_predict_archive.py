@@ -18,7 +18,7 @@ def test_archive_runs_while_the_store_writes(bucket, efs_root, s3_client):
     from botocore.exceptions import ClientError
 
     from chalicelib import predict
-    from chalicelib.config import get_settings
+    from chalicelib.edge import get_settings
     from chalicelib.store import Store
 
     seen = []
@@ -42,13 +42,13 @@ def test_archive_runs_while_the_store_writes(bucket, efs_root, s3_client):
 
 def test_archive_sees_the_deadline_and_its_error_reaches_the_caller(bucket, efs_root, monkeypatch):
     from chalicelib import deadline, predict, s3
-    from chalicelib.config import get_settings
+    from chalicelib.edge import get_settings
     from chalicelib.errors import S3Unavailable
     from chalicelib.store import Store
 
     saw = []
 
-    def failing_put(bucket_, key, data):
+    def failing_put(settings_, bucket_, key, data):
         saw.append(deadline.has_deadline())
         raise S3Unavailable()
 
@@ -62,13 +62,13 @@ def test_archive_sees_the_deadline_and_its_error_reaches_the_caller(bucket, efs_
 
 def test_store_error_wins_and_the_archive_is_waited_for(bucket, efs_root, monkeypatch):
     from chalicelib import predict, s3
-    from chalicelib.config import get_settings
+    from chalicelib.edge import get_settings
     from chalicelib.errors import EfsWriteFailed
     from chalicelib.store import Store
 
     finished = []
 
-    def slow_put(bucket_, key, data):
+    def slow_put(settings_, bucket_, key, data):
         time.sleep(0.2)
         finished.append(key)
 

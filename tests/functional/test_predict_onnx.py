@@ -111,8 +111,8 @@ def test_wrong_kind_of_input_file_is_400(client):
 def test_corrupt_model_is_processing_failed_naming_it(client):
     # Ingest refuses it now (test_model_formats); one stored before that
     # check existed (no recorded format) still fails at predict, naming it.
+    from chalicelib.edge import get_store
     from chalicelib.names import ObjectRef
-    from chalicelib.store import get_store
 
     get_store().put(ObjectRef("models", "garbage.onnx"), [b"\x00\x01 definitely not onnx"], source="inline")
     body = error(predict(client, "garbage.onnx", {"x": [[1, 2, 3, 4]]}), 500, "PROCESSING_FAILED")
@@ -139,8 +139,8 @@ def test_onnx_model_ingested_by_s3_event_predicts(client, bucket, s3_client):
     for key in ("models/mlp.onnx", "inputs/x.json"):
         response = client.lambda_.invoke("on_object_created", client.events.generate_s3_event(bucket, key))
         assert response.payload[0]["status"] == "created", response.payload
+    from chalicelib.edge import get_store
     from chalicelib.names import ObjectRef
-    from chalicelib.store import get_store
 
     input_id = get_store().manifest(ObjectRef("inputs", "x.json")).fileId
     body = ok(predict(client, "mlp.onnx", file_id=input_id))

@@ -34,12 +34,12 @@ def test_body_just_under_the_limit_is_stored(client):
 
 @pytest.fixture
 def sync_limit(bucket, monkeypatch):
-    from tests.conftest import reset_caches
+    from chalicelib import edge
 
     monkeypatch.setenv("SYNC_INGEST_MAX_BYTES", "1024")
-    reset_caches()
+    edge.reset()
     yield bucket
-    reset_caches()
+    edge.reset()
 
 
 def test_key_over_the_sync_limit_is_accepted_and_the_event_path_takes_it(client, sync_limit, s3_client, efs_root):

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import requests
 
-from tests.support.env import reset_caches
+from chalicelib import edge
 from tests.support.jobs import plan_doc
 from tests.support.onnx_models import Mlp
 from tests.support.routes import error, ok, post
@@ -33,7 +33,7 @@ def test_an_answer_by_reference_carries_a_presigned_url_that_downloads_it(client
     small = ok(predict(client, "inline"))
     assert "url" not in small  # an inline answer is unchanged
     monkeypatch.setenv("MAX_RESPONSE_BYTES", "200")
-    reset_caches()
+    edge.reset()
     body = ok(predict(client, "big"))
     assert body["resultByReference"] is True and body["url"] and body["expiresIn"] == 3600
     downloaded = requests.get(body["url"], timeout=10)
@@ -62,16 +62,15 @@ def test_store_false_answers_without_storing_or_archiving(client, bucket, s3_cli
     error(predict(client, "x", store="no"), 400, "INVALID_REQUEST")
     # Too big to answer inline, and told not to store: a clear 400, nothing stored.
     monkeypatch.setenv("MAX_RESPONSE_BYTES", "200")
-    reset_caches()
+    edge.reset()
     assert "store" in error(predict(client, "big", store=False), 400, "INVALID_REQUEST")["message"]
     assert not os.path.exists(efs_root / "outputs" / "big.result")
 
 
 def test_retention_expires_old_results_and_finished_jobs_only(client, efs_root, monkeypatch):
     from chalicelib import retention
-    from chalicelib.config import get_settings
+    from chalicelib.edge import get_settings, get_store
     from chalicelib.jobs.state import JobFiles, iso
-    from chalicelib.store import get_store
 
     ingest_mlp(client)
     ok(predict(client, "old"))
@@ -87,7 +86,7 @@ def test_retention_expires_old_results_and_finished_jobs_only(client, efs_root, 
     assert not os.path.exists(efs_root / "outputs" / "old.result")
     assert files.job_ids() == ["20260101T000000Z-00000000000b"]  # still running: kept
     monkeypatch.setenv("RESULT_RETENTION_DAYS", "0")
-    reset_caches()
+    edge.reset()
     ok(predict(client, "kept"))
     assert retention.expire(get_store(), get_settings(), now=later + 10**9) == {"outputs": 0, "jobs": 0}
     # The hourly sweep runs it beside the debris reclaim.

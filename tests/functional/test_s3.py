@@ -39,10 +39,10 @@ def test_missing_key_is_s3_not_found(client, bucket):
 
 
 def test_too_large_is_refused_before_copying(client, bucket, s3_client, efs_root, monkeypatch):
-    from tests.support.env import reset_caches
+    from chalicelib import edge
 
     monkeypatch.setenv("MAX_INGEST_BYTES", "1024")
-    reset_caches()
+    edge.reset()
     s3_client.put_object(Bucket=bucket, Key="models/big.pt", Body=b"x" * 2048)
     error(post(client, "/ingest", {"key": "models/big.pt"}), 413, "FILE_TOO_LARGE")
     assert not (efs_root / "models" / "big.pt").exists()

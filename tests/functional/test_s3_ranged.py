@@ -22,9 +22,9 @@ DATA = os.urandom(PART * 9 + 12_345)  # 10 parts, the last one short
 
 
 def _reset():
-    from tests.conftest import reset_caches
+    from chalicelib import edge
 
-    reset_caches()
+    edge.reset()
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def gets(monkeypatch):
         with lock:
             calls.append({**params, "thread": threading.current_thread().name, "deadline": deadline.has_deadline()})
 
-    s3.client().meta.events.register("provide-client-params.s3.GetObject", record)
+    s3.client(_settings()).meta.events.register("provide-client-params.s3.GetObject", record)
     # Near a deadline (every HTTP request has one) calls go through clients
     # with fewer attempts and shorter timeouts: record theirs too.
     make_client = s3._make_client
@@ -132,9 +132,9 @@ def test_an_object_over_the_threshold_uses_every_connection(bucket, s3_client, g
     _reset()
     data = os.urandom(25 * MIB)
     s3_client.put_object(Bucket=bucket, Key=KEY, Body=data)
-    info = s3.head(bucket, KEY)
+    info = s3.head(_settings(), bucket, KEY)
     digest = hashlib.sha256()
-    for chunk in s3.stream(bucket, KEY, info):
+    for chunk in s3.stream(_settings(), bucket, KEY, info):
         digest.update(chunk)
     assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
     ranges = sorted((int(a), int(b)) for a, b in (g["Range"][len("bytes=") :].split("-") for g in gets))
@@ -153,15 +153,15 @@ def test_part_threads_see_the_deadline(ranged, s3_client, gets):
     from chalicelib import deadline, s3
 
     s3_client.put_object(Bucket=ranged, Key=KEY, Body=DATA)
-    info = s3.head(ranged, KEY)
+    info = s3.head(_settings(), ranged, KEY)
     with deadline.bounded(60):
-        assert b"".join(s3.stream(ranged, KEY, info)) == DATA
+        assert b"".join(s3.stream(_settings(), ranged, KEY, info)) == DATA
     assert gets and all(g["deadline"] for g in gets)
     with deadline.bounded(0):  # already past: no part is even requested
         from chalicelib.errors import DeadlineExceeded
 
         with pytest.raises(DeadlineExceeded):
-            b"".join(s3.stream(ranged, KEY, info))
+            b"".join(s3.stream(_settings(), ranged, KEY, info))
     assert len(gets) == 10 and part_threads() == []
 
 
@@ -169,7 +169,7 @@ def test_abandoned_stream_leaves_no_thread(ranged, s3_client):
     from chalicelib import s3
 
     s3_client.put_object(Bucket=ranged, Key=KEY, Body=DATA)
-    chunks = s3.stream(ranged, KEY, s3.head(ranged, KEY))
+    chunks = s3.stream(_settings(), ranged, KEY, s3.head(_settings(), ranged, KEY))
     first = next(chunks)
     assert first and DATA.startswith(first)
     assert part_threads(), "parts download in threads"
@@ -197,7 +197,7 @@ def test_part_buffers_are_reused_once_their_chunks_are_dropped(ranged, s3_client
     made = _counting_buffers(monkeypatch)
     s3_client.put_object(Bucket=ranged, Key=KEY, Body=DATA)
     sha, size = hashlib.sha256(), 0
-    for chunk in s3.stream(ranged, KEY, s3.head(ranged, KEY)):
+    for chunk in s3.stream(_settings(), ranged, KEY, s3.head(_settings(), ranged, KEY)):
         assert isinstance(chunk, memoryview) and chunk.readonly  # nobody can write into a pooled buffer
         sha.update(chunk)
         size += len(chunk)
@@ -210,7 +210,7 @@ def test_kept_chunks_are_never_overwritten(ranged, s3_client, monkeypatch):
 
     made = _counting_buffers(monkeypatch)
     s3_client.put_object(Bucket=ranged, Key=KEY, Body=DATA)
-    kept = list(s3.stream(ranged, KEY, s3.head(ranged, KEY)))  # every chunk held to the end
+    kept = list(s3.stream(_settings(), ranged, KEY, s3.head(_settings(), ranged, KEY)))  # every chunk held to the end
     assert b"".join(kept) == DATA
     assert len(made) == 10  # a buffer still referenced is not reused: a new one instead
     del kept
@@ -244,8 +244,14 @@ def test_part_that_keeps_breaking_fails_cleanly(client, proxy, s3_client, efs_ro
     assert part_threads() == []
 
 
+def _settings():
+    from chalicelib import edge
+
+    return edge.get_settings()
+
+
 def proxy_bucket(proxy, s3_client):
-    from chalicelib.config import get_settings
+    from chalicelib.edge import get_settings
 
     return get_settings().bucket
 

@@ -93,10 +93,10 @@ def test_malformed_bodies_are_400(client, raw, content_type):
 
 
 def test_file_too_large(client, monkeypatch):
-    from tests.support.env import reset_caches
+    from chalicelib import edge
 
     monkeypatch.setenv("MAX_INGEST_BYTES", "10")
-    reset_caches()
+    edge.reset()
     body = error(post(client, "/ingest", {"data": "x" * 11, "filename": "big.pt"}), 413, "FILE_TOO_LARGE")
     assert body["maxSize"] == "10B"
     error(
@@ -111,10 +111,10 @@ def test_file_too_large(client, monkeypatch):
 
 
 def test_oversized_request_body(client, monkeypatch):
-    from tests.support.env import reset_caches
+    from chalicelib import edge
 
     monkeypatch.setenv("MAX_REQUEST_BYTES", "100")
-    reset_caches()
+    edge.reset()
     error(post(client, "/ingest", {"data": "x" * 200, "filename": "a.pt"}), 413, "FILE_TOO_LARGE")
 
 

@@ -51,15 +51,15 @@ def test_inputs_prefix_is_presignable(client, bucket):
 
 
 def test_expiry_comes_from_settings(client, bucket, monkeypatch):
-    from chalicelib.config import get_settings
+    from chalicelib import edge
 
     monkeypatch.setenv("UPLOAD_URL_EXPIRES_SECONDS", "60")
-    get_settings.cache_clear()
+    edge.reset()
     body = ok(presign(client, "models/m.bin", 1))
     assert body["expiresIn"] == 60 and parse_qs(urlparse(body["url"]).query)["X-Amz-Expires"] == ["60"]
 
     monkeypatch.setenv("UPLOAD_URL_EXPIRES_SECONDS", str(8 * 24 * 3600))  # beyond SigV4's 7 days
-    get_settings.cache_clear()
+    edge.reset()
     error(presign(client, "models/m.bin", 1), 500, "PROCESSING_FAILED")
 
 
@@ -87,10 +87,10 @@ def test_malformed_json_is_400(client, bucket):
 
 
 def test_size_above_max_ingest_is_413_before_any_url(client, bucket, monkeypatch):
-    from chalicelib.config import get_settings
+    from chalicelib import edge
 
     monkeypatch.setenv("MAX_INGEST_BYTES", "1000")
-    get_settings.cache_clear()
+    edge.reset()
     body = error(presign(client, "models/m.bin", 1001), 413, "FILE_TOO_LARGE")
     assert body["maxSize"] == "1000B" and "url" not in body
     ok(presign(client, "models/m.bin", 1000))

@@ -18,11 +18,9 @@ KEY = "models/slow.bin"
 
 
 def _reset():
-    from chalicelib import s3
-    from chalicelib.config import get_settings
-    from chalicelib.store import get_store
+    from chalicelib import edge
 
-    get_settings.cache_clear(), get_store.cache_clear(), s3.reset_client()
+    edge.reset()
 
 
 @pytest.fixture
@@ -52,9 +50,8 @@ def test_http_request_past_its_deadline_answers_504_timeout_in_time(slow_s3, htt
 
 
 def test_s3_event_runs_within_the_lambda_remaining_time(slow_s3, s3_client, bucket, efs_root):
-    from chalicelib.config import get_settings
+    from chalicelib.edge import get_settings, get_store
     from chalicelib.events import RetryableEventError, handle_event
-    from chalicelib.store import get_store
 
     class Context:
         """What Lambda hands the function: 3 s left."""

@@ -53,10 +53,10 @@ def test_sigkilled_writers_temp_is_swept_by_the_schedule(client, efs_root, monke
     temps = _temps(root)
     assert len(temps) == 1 and os.path.getsize(temps[0]) >= 16 * MIB
 
-    from tests.conftest import reset_caches
+    from chalicelib import edge
 
     monkeypatch.setenv("DEBRIS_MIN_AGE_SECONDS", "600")
-    reset_caches()
+    edge.reset()
     assert _sweep(client) == {"removed": 0}, "a young temp file may belong to a live writer"
     assert _temps(root) == temps
     old = time.time() - 601

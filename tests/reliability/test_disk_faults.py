@@ -17,12 +17,9 @@ MIB = 1 << 20
 
 
 def _reset():
-    from chalicelib import s3
-    from chalicelib.config import get_settings
-    from chalicelib.predict import model_cache
-    from chalicelib.store import get_store
+    from chalicelib import edge
 
-    get_settings.cache_clear(), get_store.cache_clear(), model_cache.cache_clear(), s3.reset_client()
+    edge.reset()
 
 
 @pytest.fixture

@@ -185,20 +185,24 @@ def test_run_time_materialisation_is_capped_and_the_next_request_works(tmp_path)
     assert report["peak_rss"] < BASE_MIB * MIB + budget, report["peak_rss"] / MIB
 
 
-def test_model_whose_footprint_exceeds_the_cache_is_refused_naming_the_setting(tmp_path):
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"MODEL_CACHE_BYTES": str(32 * MIB)},  # MAX_MODEL_BYTES unset: the same
+        {"MAX_MODEL_BYTES": str(32 * MIB)},  # the cache's 512 MiB would hold it
+    ],
+)
+def test_model_larger_than_one_model_may_be_is_refused_naming_the_setting(tmp_path, env):
     from tests.support.onnx_models import big_mlp
 
     model, width = big_mlp(48 * MIB)
     report = run_hostile(
-        tmp_path,
-        model,
-        [predict_body({"x": [[0.0] * width]}, model="big.onnx")],
-        env={"MODEL_CACHE_BYTES": str(32 * MIB)},
-        name="big.onnx",
+        tmp_path, model, [predict_body({"x": [[0.0] * width]}, model="big.onnx")], env=env, name="big.onnx"
     )
     response = report["responses"][0]
     assert response["status"] == 400, response
-    assert "MODEL_CACHE_BYTES" in body(response)["message"] and "big.onnx" in body(response)["message"]
+    message = body(response)["message"]
+    assert f"MAX_MODEL_BYTES = {32 * MIB} bytes" in message and "big.onnx" in message
 
 
 def test_string_growth_outside_the_arena_is_stopped_by_the_memory_watchdog(tmp_path):
@@ -467,7 +471,7 @@ def test_sparse_tensor_of_huge_dense_shape_is_refused_before_load(tmp_path, wher
     model = hm.huge_sparse(1_000_000_000, where=where)
     assert len(model) < 200
     report = attack(tmp_path, model, [predict_body({"idx": [0]})])
-    assert_refused(report["hostile"][0], "MODEL_CACHE_BYTES")
+    assert_refused(report["hostile"][0], "MAX_MODEL_BYTES")
 
 
 def test_sparse_tensor_that_fits_still_loads(tmp_path):

@@ -15,10 +15,9 @@ KIB, MIB = 1024, 1 << 20
 
 
 def _reset():
-    from chalicelib.config import get_settings
-    from chalicelib.store import get_store
+    from chalicelib import edge
 
-    get_settings.cache_clear(), get_store.cache_clear()
+    edge.reset()
 
 
 @pytest.fixture

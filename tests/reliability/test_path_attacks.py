@@ -240,7 +240,7 @@ def test_planted_symlink_is_never_followed(scenario, http, efs_root, sentinel, t
     os.makedirs(sentinel / "models", exist_ok=True)
     (sentinel / "models" / "x.json").write_text('{"forged": true}')
     _plant(root, rel, str(sentinel / target) if target != "." else str(sentinel))
-    from chalicelib.predict import model_cache
+    from chalicelib.edge import model_cache
 
     model_cache().clear()  # a warm runner would hide a followed link
     before = snapshot(sentinel)

@@ -21,11 +21,9 @@ KEY = "models/remote.bin"
 
 
 def _reset():
-    from chalicelib import s3
-    from chalicelib.config import get_settings
-    from chalicelib.store import get_store
+    from chalicelib import edge
 
-    get_settings.cache_clear(), get_store.cache_clear(), s3.reset_client()
+    edge.reset()
 
 
 @pytest.fixture

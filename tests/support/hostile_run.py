@@ -97,8 +97,8 @@ def main(spec_path: str) -> None:
 
     responses = []
     with Client(app_module.app) as client:
+        from chalicelib.edge import get_store
         from chalicelib.names import ObjectRef
-        from chalicelib.store import get_store
 
         with open(spec["model_path"], "rb") as f:
             # Straight into the store: models may be past the request size limit.

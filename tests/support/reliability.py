@@ -124,12 +124,15 @@ def reader(root: str, rid: int, names: list[str], mode: str, go, stop, out: str)
     ``predict`` (chalicelib.predict) or ``route`` (POST /predict).
     """
     from chalicelib.errors import NotFound
+    from chalicelib.model_cache import ModelCache
     from chalicelib.names import ObjectRef
     from chalicelib.predict import predict
+    from chalicelib.runners import Limits
     from chalicelib.store import Store
     from chalicelib.validation import PredictRequest
 
     store, settings = Store(root, lock_timeout=60), settings_for(root)
+    models = ModelCache(settings.model_cache_bytes, Limits.from_settings(settings))
     http = _app_client(root) if mode == "route" else None
     seen, bad, k = [], [], 0
     go.wait()
@@ -151,7 +154,7 @@ def reader(root: str, rid: int, names: list[str], mode: str, go, stop, out: str)
                 seen.append([name, m.version, m.sha256, sha(data), (sha(data), len(data)) == (m.sha256, m.size)])
             else:
                 if mode == "predict":
-                    body = predict(store, settings, PredictRequest(f"reader-{rid}", ref))
+                    body = predict(store, settings, models, PredictRequest(f"reader-{rid}", ref))
                 else:
                     r = http.http.post(
                         "/predict",

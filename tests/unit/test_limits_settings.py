@@ -33,11 +33,21 @@ def test_limits_are_built_from_settings():
         max_tensor_elements=9,
         max_output_elements=7,
         max_input_json_bytes=77,
-        model_memory_bytes=123,
+        max_model_bytes=123,
+        model_cache_bytes=123,
         inference_memory_bytes=4096,
         predict_timeout_seconds=0.5,
         max_response_bytes=1000,
     )
+
+
+def test_one_model_may_take_the_whole_cache_unless_told_less():
+    assert load_settings({"MODEL_CACHE_BYTES": "1000"}).max_model_bytes == 1000
+    s = load_settings({"MODEL_CACHE_BYTES": "1000", "MAX_MODEL_BYTES": "300"})
+    limits = Limits.from_settings(s)
+    assert (limits.max_model_bytes, limits.model_cache_bytes) == (300, 1000)  # the worker is sized by the cache
+    with pytest.raises(ConfigError, match="MAX_MODEL_BYTES .* must not exceed MODEL_CACHE_BYTES"):
+        load_settings({"MODEL_CACHE_BYTES": "1000", "MAX_MODEL_BYTES": "1001"})
 
 
 @pytest.mark.parametrize(

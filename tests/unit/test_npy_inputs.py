@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from chalicelib.config import get_settings
+from chalicelib.edge import get_settings
 from chalicelib.errors import InvalidRequest
 from chalicelib.model_cache import ModelCache
 from chalicelib.names import ObjectRef

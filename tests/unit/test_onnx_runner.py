@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chalicelib.config import get_settings
+from chalicelib import edge
+from chalicelib.edge import get_settings
 from chalicelib.errors import InvalidRequest, ProcessingFailed, StoreCorrupt
 from chalicelib.model_cache import ModelCache
 from chalicelib.names import ObjectRef
 from chalicelib.runners import Limits, LoadedModel, onnx_runner
 from chalicelib.store import Store
 from chalicelib.store.streaming import HashingReader
-from tests.support.env import reset_caches
 from tests.support.onnx_models import Mlp, flag_model, log_model, multi_io_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,7 +163,7 @@ def test_numbers_never_feed_bool_inputs(store):
 
 def test_too_many_elements(store, monkeypatch):
     monkeypatch.setenv("MAX_TENSOR_ELEMENTS", "40")
-    reset_caches()
+    edge.reset()
     runner = load(store, "mlp.onnx", MLP.onnx_bytes())
     assert runner.predict({"x": [[0] * 4] * 10}, "inline")["y"]["shape"] == [10, 3]
     with pytest.raises(InvalidRequest, match="at most 40 elements per request"):
@@ -174,7 +174,7 @@ def test_too_many_elements(store, monkeypatch):
 
 def test_too_many_elements_across_inputs(store, monkeypatch):
     monkeypatch.setenv("MAX_TENSOR_ELEMENTS", "10")
-    reset_caches()
+    edge.reset()
     runner = load(store, "multi.onnx", multi_io_model())
     runner.predict({"a": [[0, 0, 0]] * 2, "ids": [0, 0]}, "inline")  # 8 elements
     with pytest.raises(InvalidRequest, match="input 'ids' exceeds the 1 left"):

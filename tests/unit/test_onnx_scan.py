@@ -51,7 +51,7 @@ def test_a_function_calling_itself_is_refused():
 def test_sparse_tensors_count_at_their_dense_size(where):
     small = onnx_scan.scan(hm.huge_sparse(1000, where=where), LIMITS)
     assert small.tensor_bytes >= 4000
-    with pytest.raises(onnx_scan.LimitExceeded, match="MODEL_CACHE_BYTES"):
+    with pytest.raises(onnx_scan.LimitExceeded, match="MAX_MODEL_BYTES"):
         onnx_scan.scan(hm.huge_sparse(1_000_000_000, where=where), LIMITS)
 
 

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib import preload
-from chalicelib.config import get_settings
+from chalicelib import edge, preload
+from chalicelib.edge import get_settings
 from chalicelib.model_cache import ModelCache
 from chalicelib.names import ObjectRef
 from chalicelib.runners import Limits
 from chalicelib.store import Store
-from tests.support.env import reset_caches
 from tests.support.hostile_models import node_chain
 from tests.support.onnx_models import Mlp
 
@@ -39,7 +38,7 @@ def put(store: Store, name: str, data: bytes) -> ObjectRef:
 def settings(monkeypatch, **env: str):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    reset_caches()
+    edge.reset()
     return get_settings()
 
 
@@ -104,10 +103,9 @@ def test_importing_the_app_preloads_in_the_worker(store, efs_root, tmp_path):
     put(store, "mlp.onnx", MLP)
     code = (
         "import json, app\n"
-        "from chalicelib.predict import model_cache\n"
+        "from chalicelib.edge import get_store, model_cache\n"
         "from chalicelib.runners import supervisor\n"
         "from chalicelib.names import ObjectRef\n"
-        "from chalicelib.store import get_store\n"
         "cached, hit = model_cache().get(get_store(), ObjectRef('models', 'mlp.onnx'))\n"
         "print(json.dumps({'hit': hit, 'worker': supervisor.shared().pid() is not None}))\n"
     )

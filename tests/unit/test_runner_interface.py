@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chalicelib.config import get_settings
+from chalicelib.edge import get_settings
 from chalicelib.errors import InvalidRequest, NotFound
 from chalicelib.inference import resolve
 from chalicelib.model_cache import ModelCache
@@ -61,9 +61,10 @@ def test_infer_returns_numpy_outputs_selected_and_in_order(store):
 def test_resolve_finds_kept_versions_only(store):
     ref = ObjectRef("models", "multi.onnx")
     store.put(ref, [multi_io_model()], source="test")
-    cached, _ = resolve(store, ref, 1)
+    models = ModelCache(1 << 30, Limits.from_settings(get_settings()))
+    cached, _ = resolve(models, store, ref, 1)
     assert cached.manifest.version == 1
     with pytest.raises(NotFound, match="Version 2 of 'multi.onnx' is not kept"):
-        resolve(store, ref, 2)
+        resolve(models, store, ref, 2)
     with pytest.raises(NotFound):
-        resolve(store, ObjectRef("models", "nope.onnx"), None)
+        resolve(models, store, ObjectRef("models", "nope.onnx"), None)
