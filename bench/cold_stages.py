@@ -55,6 +55,8 @@ def stages(efs_root: str, name: str, scan_first: bool = False) -> dict[str, Any]
     workers = supervisor.shared()
     workers.call(("ping",), sizing=sizing, timeout=60, allowance=1 << 40)
     store = get_store()
+    pid = workers.pid()
+    worker_base = cold_efs._rss(pid)
     ends: dict[str, float] = {}
     with quiet_stdout():
         started = time.perf_counter()
@@ -107,7 +109,7 @@ def stages(efs_root: str, name: str, scan_first: bool = False) -> dict[str, Any]
         document = json.dumps({"result": result}).encode()
         store_and_archive(store, settings, output_ref("bench-cold-stages"), document, source="bench")
         mark("write")
-    return {"ends": ends, "worker_session_ms": worker_ms}
+    return {"ends": ends, "worker_session_ms": worker_ms, "worker_rss": cold_efs._hwm(pid) - worker_base}
 
 
 def _probe(kind: str, root: str, name: str, file_path: str) -> dict[str, Any]:
