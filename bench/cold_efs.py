@@ -379,7 +379,7 @@ def _rows(mib: int, size: int, samples: dict[str, list[dict[str, Any]]]) -> list
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cold-efs-mib", default="50,200,400", help="model sizes in MiB (default: %(default)s)")
     parser.add_argument(
-        "--cold-efs-rounds", type=int, default=3, help="fresh processes per side (default: %(default)s)"
+        "--cold-efs-rounds", type=int, default=5, help="fresh processes per side (default: %(default)s)"
     )
 
 
