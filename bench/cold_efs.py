@@ -96,11 +96,11 @@ def clean_stale_mounts() -> list[str]:
 
 
 @contextlib.contextmanager
-def mounted(backing: str, mountpoint: str) -> Iterator[None]:
+def mounted(backing: str, mountpoint: str) -> Iterator[int]:
     """The EFS model served from ``backing`` at ``mountpoint`` for the block,
     unmounted however the block ends: an exception, Ctrl-C, or SIGTERM (turned
     into :class:`SystemExit` here so that ``finally`` runs). Stale mounts of
-    an earlier interrupted run are cleaned first."""
+    an earlier interrupted run are cleaned first. Yields the daemon's pid."""
     clean_stale_mounts()
     previous = signal.getsignal(signal.SIGTERM)
     on_main = threading.current_thread() is threading.main_thread()
@@ -108,7 +108,7 @@ def mounted(backing: str, mountpoint: str) -> Iterator[None]:
         signal.signal(signal.SIGTERM, _terminated)
     daemon = _mount(backing, mountpoint)
     try:
-        yield
+        yield daemon.pid
     finally:
         # Ctrl-C (SIGINT) arrives as KeyboardInterrupt and lands here too; a
         # second one during the unmount must not leave the mount behind.
@@ -178,6 +178,16 @@ def _status(pid: int | str | None, field: str) -> int:
     return 0
 
 
+def cpu_seconds(pid: int | str | None) -> float:
+    """User + system CPU a process has used (``/proc/<pid>/stat``), 0 if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _hwm(pid: int | str | None) -> int:
     return _status(pid, "VmHWM")
 
@@ -197,12 +207,13 @@ def probe(kind: str, efs_root: str, name: str) -> dict[str, Any]:
         from chalicelib.store import Store
 
         path = Store(efs_root).path(ObjectRef("models", name))
-        base = _rss("self")
+        base, cpu = _rss("self"), cpu_seconds("self")
         started = time.perf_counter()
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         width = session.get_inputs()[0].shape[1]
         session.run(None, {"x": np.ones((1, width), np.float32)})
-        return {"ms": (time.perf_counter() - started) * 1000, "rss": max(0, _hwm("self") - base), "worker_rss": 0}
+        ms = (time.perf_counter() - started) * 1000
+        return {"ms": ms, "rss": max(0, _hwm("self") - base), "worker_rss": 0, "cpu": cpu_seconds("self") - cpu}
     os.environ["EFS_ROOT"] = efs_root
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     from bench.common import quiet_stdout
@@ -229,6 +240,7 @@ def probe(kind: str, efs_root: str, name: str) -> dict[str, Any]:
     start_ms = (time.perf_counter() - t0) * 1000
     pid = workers.pid()
     worker_base, own_base = _rss(pid), _rss("self")
+    own_cpu, worker_cpu = cpu_seconds("self"), cpu_seconds(pid)
     with quiet_stdout():
         started = time.perf_counter()
         try:
@@ -245,12 +257,19 @@ def probe(kind: str, efs_root: str, name: str) -> dict[str, Any]:
         "rss": max(0, _hwm("self") - own_base),
         "worker_rss": max(0, _hwm(pid) - worker_base) if pid else 0,
         "footprint": cached.runner.nbytes,
+        # CPU the load used here (the hash, the readers) and in the worker (the session).
+        "cpu": cpu_seconds("self") - own_cpu,
+        "worker_cpu": cpu_seconds(pid) - worker_cpu,
     }
 
 
-def _run_probe(kind: str, efs_root: str, name: str, file_path: str, module: str = "bench.cold_efs") -> dict[str, Any]:
-    """``python -m MODULE probe KIND EFS_ROOT NAME`` in a fresh process, the model's pages dropped first."""
+def _run_probe(
+    kind: str, efs_root: str, name: str, file_path: str, module: str = "bench.cold_efs", daemon: int | None = None
+) -> dict[str, Any]:
+    """``python -m MODULE probe KIND EFS_ROOT NAME`` in a fresh process, the model's pages dropped first;
+    with ``daemon`` (the EFS model's pid), the CPU it used meanwhile as ``daemon_cpu``."""
     _drop(file_path)
+    daemon_cpu = cpu_seconds(daemon) if daemon else 0.0
     out = subprocess.run(
         [sys.executable, "-m", module, "probe", kind, efs_root, name],
         cwd=ROOT,
@@ -261,7 +280,10 @@ def _run_probe(kind: str, efs_root: str, name: str, file_path: str, module: str 
     )
     if out.returncode != 0:
         return {"ms": float("nan"), "error": out.stderr.strip().splitlines()[-1:] or ["failed"]}
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    result = dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    if daemon:
+        result["daemon_cpu"] = cpu_seconds(daemon) - daemon_cpu
+    return result
 
 
 def row_cold_efs(ctx: Context) -> list[Row]:
@@ -283,7 +305,7 @@ def row_cold_efs(ctx: Context) -> list[Row]:
     os.makedirs(mountpoint, exist_ok=True)
     rows: list[Row] = []
     try:
-        with mounted(backing, mountpoint):
+        with mounted(backing, mountpoint) as daemon:
             for mib in [int(s) for s in ctx.args.cold_efs_mib.split(",")]:
                 name = f"big{mib}.onnx"
                 service_env(backing, None, None)
@@ -301,7 +323,7 @@ def row_cold_efs(ctx: Context) -> list[Row]:
                     for key in samples:
                         kind, where = key.split("-")
                         root, file_path = (mountpoint, efs_file) if where == "efs" else (backing, local_file)
-                        samples[key].append(_run_probe(kind, root, name, file_path))
+                        samples[key].append(_run_probe(kind, root, name, file_path, daemon=daemon))
                 log(f"row 12 {mib} MiB: {json.dumps(samples)}")
                 rows.extend(_rows(mib, size, samples))
     finally:
@@ -324,6 +346,9 @@ def _rows(mib: int, size: int, samples: dict[str, list[dict[str, Any]]]) -> list
     bare_peak = max([s["rss"] / size for s in samples["bare-disk"] + samples["bare-efs"] if "rss" in s] or [0])
     starts = [s["start_ms"] for s in samples["ours-efs"] + samples["ours-disk"] if "start_ms" in s]
     log(f"row 12 {mib} MiB: worker start (not in the figures) median {statistics.median(starts or [0]):.0f} ms")
+    for key, got in samples.items():
+        cpu = {k: _median(got, k) for k in ("cpu", "worker_cpu", "daemon_cpu")}
+        log(f"row 12 {mib} MiB: {key} CPU-s (median): " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()))
     prints = sorted({s["footprint"] for s in samples["ours-efs"] + samples["ours-disk"] if "footprint" in s})
     n = len(samples["ours-efs"])
     what = f"{mib} MiB cold predict, EFS model, median of {n}"
