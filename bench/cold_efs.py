@@ -13,13 +13,18 @@ which a bare session never has: it is the price of isolation.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from bench.common import MIB, Benchmark, Context, Row, log
@@ -48,6 +53,79 @@ def _ready() -> str | None:
     return None
 
 
+# Where this bench mounts the EFS model: row 12's (``<bench disk>/cold-efs/mnt``)
+# and bench.cold_stages' (``efs-ml-stages-*/mnt``).
+_OUR_MOUNTS = ("/cold-efs/mnt", "/mnt")
+_OUR_DIRS = ("efs-ml-bench-", "efs-ml-stages-")
+
+
+def stale_mounts(mounts: str = "/proc/mounts") -> list[str]:
+    """Our FUSE mounts whose daemon is gone (a run killed before its unmount):
+    the mount is still listed but every access fails with ENOTCONN. A live
+    mount (another run of this bench in progress) is not stale."""
+    found = []
+    try:
+        with open(mounts) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3 or not fields[2].startswith("fuse"):
+            continue
+        point = fields[1].replace("\\040", " ")
+        if not point.endswith(_OUR_MOUNTS) or not any(d in point for d in _OUR_DIRS):
+            continue
+        try:
+            os.stat(point)
+        except OSError as exc:
+            if exc.errno == errno.ENOTCONN:
+                found.append(point)
+    return found
+
+
+def clean_stale_mounts() -> list[str]:
+    """Lazily unmount every stale mount of this bench (see :func:`stale_mounts`); those unmounted."""
+    cleaned = []
+    for point in stale_mounts():
+        done = subprocess.run(["fusermount3", "-u", "-z", point], capture_output=True, check=False)
+        if done.returncode == 0:
+            log(f"row 12: unmounted a stale EFS model mount left by an interrupted run: {point}")
+            cleaned.append(point)
+    return cleaned
+
+
+@contextlib.contextmanager
+def mounted(backing: str, mountpoint: str) -> Iterator[int]:
+    """The EFS model served from ``backing`` at ``mountpoint`` for the block,
+    unmounted however the block ends: an exception, Ctrl-C, or SIGTERM (turned
+    into :class:`SystemExit` here so that ``finally`` runs). Stale mounts of
+    an earlier interrupted run are cleaned first. Yields the daemon's pid."""
+    clean_stale_mounts()
+    previous = signal.getsignal(signal.SIGTERM)
+    on_main = threading.current_thread() is threading.main_thread()
+    if on_main:
+        signal.signal(signal.SIGTERM, _terminated)
+    daemon = _mount(backing, mountpoint)
+    try:
+        yield daemon.pid
+    finally:
+        # Ctrl-C (SIGINT) arrives as KeyboardInterrupt and lands here too; a
+        # second one during the unmount must not leave the mount behind.
+        if on_main:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            _unmount(daemon, mountpoint)
+        finally:
+            if on_main:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _mount(backing: str, mountpoint: str) -> subprocess.Popen[bytes]:
     daemon = subprocess.Popen(
         [sys.executable, "-m", "bench.efs_model", backing, mountpoint],
@@ -61,8 +139,10 @@ def _mount(backing: str, mountpoint: str) -> subprocess.Popen[bytes]:
 
             set_read_ahead(mountpoint)
             return daemon
+        if daemon.poll() is not None:
+            break
         time.sleep(0.05)
-    daemon.kill()
+    _unmount(daemon, mountpoint)
     raise RuntimeError("the EFS model did not mount")
 
 
@@ -73,6 +153,9 @@ def _unmount(daemon: subprocess.Popen[bytes], mountpoint: str) -> None:
     except subprocess.TimeoutExpired:
         daemon.kill()
         daemon.wait()
+    if os.path.ismount(mountpoint) or mountpoint in stale_mounts():
+        # Busy (a probe still holds a file) or its daemon is gone: detach it lazily.
+        subprocess.run(["fusermount3", "-u", "-z", mountpoint], capture_output=True, check=False)
 
 
 def _drop(path: str) -> None:
@@ -95,6 +178,16 @@ def _status(pid: int | str | None, field: str) -> int:
     return 0
 
 
+def cpu_seconds(pid: int | str | None) -> float:
+    """User + system CPU a process has used (``/proc/<pid>/stat``), 0 if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _hwm(pid: int | str | None) -> int:
     return _status(pid, "VmHWM")
 
@@ -114,12 +207,13 @@ def probe(kind: str, efs_root: str, name: str) -> dict[str, Any]:
         from chalicelib.store import Store
 
         path = Store(efs_root).path(ObjectRef("models", name))
-        base = _rss("self")
+        base, cpu = _rss("self"), cpu_seconds("self")
         started = time.perf_counter()
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         width = session.get_inputs()[0].shape[1]
         session.run(None, {"x": np.ones((1, width), np.float32)})
-        return {"ms": (time.perf_counter() - started) * 1000, "rss": max(0, _hwm("self") - base), "worker_rss": 0}
+        ms = (time.perf_counter() - started) * 1000
+        return {"ms": ms, "rss": max(0, _hwm("self") - base), "worker_rss": 0, "cpu": cpu_seconds("self") - cpu}
     os.environ["EFS_ROOT"] = efs_root
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     from bench.common import quiet_stdout
@@ -145,6 +239,7 @@ def probe(kind: str, efs_root: str, name: str) -> dict[str, Any]:
     start_ms = (time.perf_counter() - t0) * 1000
     pid = workers.pid()
     worker_base, own_base = _rss(pid), _rss("self")
+    own_cpu, worker_cpu = cpu_seconds("self"), cpu_seconds(pid)
     with quiet_stdout():
         started = time.perf_counter()
         try:
@@ -163,13 +258,21 @@ def probe(kind: str, efs_root: str, name: str) -> dict[str, Any]:
         "rss": max(0, _hwm("self") - own_base),
         "worker_rss": max(0, _hwm(pid) - worker_base) if pid else 0,
         "footprint": cached.runner.nbytes,
+        # CPU the load used here (the hash, the readers) and in the worker (the session).
+        "cpu": cpu_seconds("self") - own_cpu,
+        "worker_cpu": cpu_seconds(pid) - worker_cpu,
     }
 
 
-def _run_probe(kind: str, efs_root: str, name: str, file_path: str) -> dict[str, Any]:
+def _run_probe(
+    kind: str, efs_root: str, name: str, file_path: str, module: str = "bench.cold_efs", daemon: int | None = None
+) -> dict[str, Any]:
+    """``python -m MODULE probe KIND EFS_ROOT NAME`` in a fresh process, the model's pages dropped first;
+    with ``daemon`` (the EFS model's pid), the CPU it used meanwhile as ``daemon_cpu``."""
     _drop(file_path)
+    daemon_cpu = cpu_seconds(daemon) if daemon else 0.0
     out = subprocess.run(
-        [sys.executable, "-m", "bench.cold_efs", "probe", kind, efs_root, name],
+        [sys.executable, "-m", module, "probe", kind, efs_root, name],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -178,7 +281,10 @@ def _run_probe(kind: str, efs_root: str, name: str, file_path: str) -> dict[str,
     )
     if out.returncode != 0:
         return {"ms": float("nan"), "error": out.stderr.strip().splitlines()[-1:] or ["failed"]}
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    result = dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    if daemon:
+        result["daemon_cpu"] = cpu_seconds(daemon) - daemon_cpu
+    return result
 
 
 def row_cold_efs(ctx: Context) -> list[Row]:
@@ -198,30 +304,29 @@ def row_cold_efs(ctx: Context) -> list[Row]:
     os.makedirs(backing, exist_ok=True)
     os.makedirs(mountpoint, exist_ok=True)
     rows: list[Row] = []
-    daemon = _mount(backing, mountpoint)
     try:
-        for mib in [int(s) for s in ctx.args.cold_efs_mib.split(",")]:
-            name = f"big{mib}.onnx"
-            service_env(backing, None, None)
-            data, _ = big_mlp(mib * MIB)
-            ref = ObjectRef("models", name)
-            ingest_bytes(get_store(), get_settings(), ref, data)
-            size = len(data)
-            del data
-            local_file = get_store().path(ref)
-            efs_file = os.path.join(mountpoint, os.path.relpath(local_file, backing))
-            samples: dict[str, list[dict[str, Any]]] = {
-                k: [] for k in ("ours-efs", "bare-efs", "ours-disk", "bare-disk")
-            }
-            for _ in range(ctx.args.cold_efs_rounds):
-                for key in samples:
-                    kind, where = key.split("-")
-                    root, file_path = (mountpoint, efs_file) if where == "efs" else (backing, local_file)
-                    samples[key].append(_run_probe(kind, root, name, file_path))
-            log(f"row 12 {mib} MiB: {json.dumps(samples)}")
-            rows.extend(_rows(mib, size, samples))
+        with mounted(backing, mountpoint) as daemon:
+            for mib in [int(s) for s in ctx.args.cold_efs_mib.split(",")]:
+                name = f"big{mib}.onnx"
+                service_env(backing, None, None)
+                data, _ = big_mlp(mib * MIB)
+                ref = ObjectRef("models", name)
+                ingest_bytes(get_store(), get_settings(), ref, data)
+                size = len(data)
+                del data
+                local_file = get_store().path(ref)
+                efs_file = os.path.join(mountpoint, os.path.relpath(local_file, backing))
+                samples: dict[str, list[dict[str, Any]]] = {
+                    k: [] for k in ("ours-efs", "bare-efs", "ours-disk", "bare-disk")
+                }
+                for _ in range(ctx.args.cold_efs_rounds):
+                    for key in samples:
+                        kind, where = key.split("-")
+                        root, file_path = (mountpoint, efs_file) if where == "efs" else (backing, local_file)
+                        samples[key].append(_run_probe(kind, root, name, file_path, daemon=daemon))
+                log(f"row 12 {mib} MiB: {json.dumps(samples)}")
+                rows.extend(_rows(mib, size, samples))
     finally:
-        _unmount(daemon, mountpoint)
         shutil.rmtree(base, ignore_errors=True)
     return rows
 
@@ -241,6 +346,9 @@ def _rows(mib: int, size: int, samples: dict[str, list[dict[str, Any]]]) -> list
     bare_peak = max([s["rss"] / size for s in samples["bare-disk"] + samples["bare-efs"] if "rss" in s] or [0])
     starts = [s["start_ms"] for s in samples["ours-efs"] + samples["ours-disk"] if "start_ms" in s]
     log(f"row 12 {mib} MiB: worker start (not in the figures) median {statistics.median(starts or [0]):.0f} ms")
+    for key, got in samples.items():
+        cpu = {k: _median(got, k) for k in ("cpu", "worker_cpu", "daemon_cpu")}
+        log(f"row 12 {mib} MiB: {key} CPU-s (median): " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()))
     prints = sorted({s["footprint"] for s in samples["ours-efs"] + samples["ours-disk"] if "footprint" in s})
     n = len(samples["ours-efs"])
     what = f"{mib} MiB cold predict, EFS model, median of {n}"
@@ -296,7 +404,7 @@ def _rows(mib: int, size: int, samples: dict[str, list[dict[str, Any]]]) -> list
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cold-efs-mib", default="50,200,400", help="model sizes in MiB (default: %(default)s)")
     parser.add_argument(
-        "--cold-efs-rounds", type=int, default=3, help="fresh processes per side (default: %(default)s)"
+        "--cold-efs-rounds", type=int, default=5, help="fresh processes per side (default: %(default)s)"
     )
 
 

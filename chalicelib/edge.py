@@ -79,7 +79,7 @@ KEPT: dict[str, str] = {
     "chalicelib.runners.onnx_locale._libc": "the C library",
     "chalicelib.runners.ort_env._registered_cap": "the worker's allocator cap, fixed once onnxruntime registered it",
     "chalicelib.runners.ort_env._empty_dir": "the worker's empty directory for external data",
-    "chalicelib.runners.ort_env._malloc_trim": "the C library's malloc_trim",
+    "chalicelib.runners.ort_env._libc": "the C library (mallopt, malloc_trim)",
     "chalicelib.runners.ort_env._statm": "the worker's own /proc/self/statm",
     "chalicelib.store.streaming._libc_sync_file_range": "the C library's sync_file_range",
     "chalicelib.store.fs._detected": "which paths are NFS mounts",

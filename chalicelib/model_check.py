@@ -56,10 +56,12 @@ class Description:
 
     format: str
     signature: Signature
+    scan: onnx_scan.ScanReport | None = None
 
     def manifest_fields(self) -> dict[str, Any]:
-        """The manifest's ``format`` and ``signature`` fields."""
-        return {"format": self.format, "signature": self.signature.to_json()}
+        """The manifest's ``format``, ``signature`` and ``scan`` fields."""
+        scan = self.scan.to_json() if self.scan is not None else None
+        return {"format": self.format, "signature": self.signature.to_json(), "scan": scan}
 
 
 def describe(name: str, data: Buffer) -> Description:
@@ -82,7 +84,8 @@ def _describe(name: str, data: memoryview) -> Description:
             raise ModelInvalid(f"Model '{name}' is not an ONNX model (the file {exc})") from None
         return Description(OPAQUE_FORMAT, OPAQUE)
     try:
-        onnx_scan.scan(data)
+        # Recorded beside the bytes' sha256: a load of these bytes skips its own walk.
+        report = onnx_scan.scan(data)
     except onnx_scan.ExternalData:
         raise ModelInvalid(
             f"Model '{name}' keeps tensor data outside the model file (external data, such as the "
@@ -95,7 +98,7 @@ def _describe(name: str, data: memoryview) -> Description:
     reasons = onnx_support.unsupported(ir_version, signature.opsets)
     if reasons:
         raise ModelInvalid(f"Model '{name}' needs " + "; ".join(reasons) + ": export it for an older opset")
-    return Description(ONNX, signature)
+    return Description(ONNX, signature, report)
 
 
 def _foreign_format(data: memoryview) -> tuple[str, str] | None:

@@ -125,11 +125,19 @@ def create_session(model: LoadedModel, options: Any = None) -> tuple[Any, int]:
     clock = (time.monotonic() + budget, budget >= limits.load_timeout_seconds)
     native = getattr(model.file, "native_path", None)
     path = native() if native is not None else None
+    # Ingest scanned these very bytes (the report sits beside their sha256 in
+    # the manifest): under limits it is within, the walk would pass again, so
+    # onnxruntime starts reading at once, beside our parallel readers, instead
+    # of after a walk that waits for the file's last byte. The bytes are still
+    # hashed as they are read; a mismatch discards the session (StoreCorrupt).
+    scanned = _scanned(model.manifest.scan, limits)
     if path is None:
         data: Any = model.file.read()
-        _scan(name, data, limits)
+        if not scanned:
+            _scan(name, data, limits)
         return _remote_session(workers, model, name, pickle.PickleBuffer(data), sizing, clock)
-    _scan(name, model.file.mapped(), limits)  # type: ignore[attr-defined]
+    if not scanned:
+        _scan(name, model.file.mapped(), limits)  # type: ignore[attr-defined]
     if path.startswith("/proc/self/"):
         # The worker opens the descriptor this process holds (same user).
         path = f"/proc/{os.getpid()}/" + path[len("/proc/self/") :]
@@ -193,21 +201,32 @@ def _remote_session(
     if reply[0] != "ok":
         _, kind, text = reply
         raise (ModelRefused if kind == "refused" else ProcessingFailed)(text)
-    _, inputs, outputs, footprint = reply
+    _, inputs, outputs, footprint, _worker_ms = reply
     return remote.RemoteSession(workers, sid, generation, sizing, inputs, outputs), footprint
+
+
+def _scan_limits(limits: Limits) -> onnx_scan.ScanLimits:
+    return onnx_scan.ScanLimits(
+        max_nodes=limits.max_model_nodes,
+        max_nesting=limits.max_model_nesting,
+        max_tensor_bytes=limits.max_model_bytes,
+    )
+
+
+def _scanned(recorded: Any, limits: Limits) -> bool:
+    """Whether ingest's recorded scan of the model's bytes (the manifest's
+    ``scan``) proves a walk under today's limits would pass: written by this
+    scanner version, every count within. Otherwise the load scans."""
+    report = onnx_scan.ScanReport.from_json(recorded)
+    return report is not None and report.within(_scan_limits(limits))
 
 
 def _scan(name: str, data: Any, limits: Limits) -> None:
     """Refuse before load what onnxruntime must not load (external data) or
     would make too big (nodes with functions inlined, nesting, densified
     sparse tensors): a 400 naming the model and the setting."""
-    bounds = onnx_scan.ScanLimits(
-        max_nodes=limits.max_model_nodes,
-        max_nesting=limits.max_model_nesting,
-        max_tensor_bytes=limits.max_model_bytes,
-    )
     try:
-        onnx_scan.scan(data, bounds)
+        onnx_scan.scan(data, _scan_limits(limits))
     except onnx_scan.LimitExceeded as exc:
         raise ModelRefused(f"Model '{name}' {exc}") from None
     except onnx_scan.ExternalData:

@@ -109,9 +109,20 @@ class ScanLimits:
     and function bodies counted once per inlined call (MAX_MODEL_BYTES)."""
 
 
+SCAN_VERSION = 1
+"""The scanner's rules: a :class:`ScanReport` recorded by another version
+(``ScanReport.from_json``) is not trusted. Bump it whenever what the scan
+refuses or counts changes (a new place for tensors in the field map, a new
+count)."""
+
+
 @dataclass(frozen=True)
 class ScanReport:
-    """What the scan saw: counts, for logs and limits."""
+    """What the scan saw: counts, for logs and limits.
+
+    Ingest records it in the model's manifest (:meth:`to_json`), beside the
+    sha256 of the very bytes it walked; a load of those bytes under limits
+    the report is :meth:`within` need not walk them again."""
 
     tensors: int
     graphs: int
@@ -119,6 +130,40 @@ class ScanReport:
     inlined_nodes: int = 0
     nesting: int = 0
     tensor_bytes: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        """The report as the manifest's ``scan`` field, stamped with :data:`SCAN_VERSION`."""
+        return {
+            "version": SCAN_VERSION,
+            "tensors": self.tensors,
+            "graphs": self.graphs,
+            "nodes": self.nodes,
+            "inlinedNodes": self.inlined_nodes,
+            "nesting": self.nesting,
+            "tensorBytes": self.tensor_bytes,
+        }
+
+    @classmethod
+    def from_json(cls, doc: object) -> ScanReport | None:
+        """A recorded report, or ``None`` when there is none, it is malformed,
+        or another scanner version wrote it (then the load scans)."""
+        if not isinstance(doc, dict) or doc.get("version") != SCAN_VERSION:
+            return None
+        keys = ("tensors", "graphs", "nodes", "inlinedNodes", "nesting", "tensorBytes")
+        values = [doc.get(k) for k in keys]
+        if not all(type(v) is int and 0 <= v < _COUNT_CAP for v in values):
+            return None
+        return cls(*values)  # type: ignore[arg-type]
+
+    def within(self, limits: ScanLimits) -> bool:
+        """Whether a scan of the same bytes under ``limits`` would pass: every
+        count at or under its limit. Conservative: the walk also checks the
+        main graph's own nodes, which never exceed ``nodes`` (every node seen)."""
+        return (
+            (not limits.max_nodes or max(self.nodes, self.inlined_nodes) <= limits.max_nodes)
+            and (not limits.max_nesting or self.nesting <= limits.max_nesting)
+            and (not limits.max_tensor_bytes or self.tensor_bytes <= limits.max_tensor_bytes)
+        )
 
 
 class _Owner:

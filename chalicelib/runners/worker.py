@@ -15,11 +15,12 @@ decides to stop a run. What it does keep by itself:
   the run).
 
 Requests: ``("load", drops, sid, source, name, ceiling, size)`` ->
-``("ok", inputs, outputs, footprint)``; ``("run", drops, sid, names, feeds,
-limit)`` -> ``("ok", outputs)``, unless the reply would be over ``limit``
-bytes; any failure -> ``("err", kind, text)`` with kind ``refused``,
-``failed``, ``memory``, ``invalid`` or ``outputs`` (too large to send). ``drops`` lists session
-ids the parent no longer holds. Sessions are keyed by model key and sha256
+``("ok", inputs, outputs, footprint, ms)`` (``ms``: the session's creation
+and measure here); ``("run", drops, sid, names, feeds, limit)`` ->
+``("ok", outputs)``, unless the reply would be over ``limit`` bytes; any
+failure -> ``("err", kind, text)`` with kind ``refused``, ``failed``,
+``memory``, ``invalid`` or ``outputs`` (too large to send). ``drops`` lists
+session ids the parent no longer holds. Sessions are keyed by model key and sha256
 (``sid``) and counted, so two holders of one model share one session.
 """
 
@@ -97,14 +98,15 @@ class _Host:
         if entry is None:
             if not isinstance(source, str):
                 source = bytes(source)  # an out-of-band buffer arrives as a bytearray
+            started = time.perf_counter()
             try:
                 session, footprint = self.onnx_runner._session(self.ort, name, source, self.options, ceiling, size)
             except ServiceError as exc:
                 return ("err", "refused" if isinstance(exc, ModelRefused) else "failed", exc.message)
-            entry = self.sessions[sid] = [session, 0, footprint]
+            entry = self.sessions[sid] = [session, 0, footprint, (time.perf_counter() - started) * 1000]
         entry[1] += 1
         session = entry[0]
-        return ("ok", _signature(session.get_inputs()), _signature(session.get_outputs()), entry[2])
+        return ("ok", _signature(session.get_inputs()), _signature(session.get_outputs()), entry[2], entry[3])
 
     def run(self, sid: str, names: list[str] | None, feeds: dict[str, Any]) -> tuple[Any, ...]:
         entry = self.sessions.get(sid)

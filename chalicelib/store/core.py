@@ -61,7 +61,7 @@ _COMMIT = (locks.TURNSTILE, locks.COMMIT)
 Describe = Callable[[Buffer], dict[str, Any]]
 """Validates an object's bytes before they are committed and returns fields
 for its manifest (a model's ``signature`` and ``format``); raises to refuse them."""
-_UNDESCRIBED: dict[str, Any] = {"signature": None, "format": None}
+_UNDESCRIBED: dict[str, Any] = {"signature": None, "format": None, "scan": None}
 
 
 class Store:

@@ -74,6 +74,11 @@ class Manifest:
     before signatures were recorded."""
     format: str | None = None
     """A model's format by content (``onnx`` or ``opaque``); ``None`` as above."""
+    scan: dict[str, Any] | None = None
+    """What ingest's scan of an ONNX model's bytes saw
+    (``chalicelib.runners.onnx_scan.ScanReport.to_json()``), bound to ``sha256``:
+    a load whose bytes hash to it need not scan them again. ``None``: not an
+    ONNX model, or stored before reports were recorded (the load scans)."""
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()

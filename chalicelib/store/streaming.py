@@ -215,13 +215,15 @@ class HashingReader:
                         # Polled too: readers that all failed notify no more.
                         while not landed[i] and any(t.is_alive() for t in threads):
                             cond.wait(0.1)
-                    lo, hi = i * STRIPE, min(size, (i + 1) * STRIPE)
-                    with view[lo:hi] as part:
-                        self._hasher.update(part)
-                    # Hashed: out of this process's RSS (the pages stay in the
-                    # page cache for the scan and onnxruntime), so a cold load
-                    # never holds the whole file mapped here as well.
-                    self._mapping.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+                    # One read's worth at a time, each dropped once hashed:
+                    # out of this process's RSS (the pages stay in the page
+                    # cache for the scan and onnxruntime), so a cold load holds
+                    # at most READ_BYTES of the file mapped here, not a stripe.
+                    for lo in range(i * STRIPE, min(size, (i + 1) * STRIPE), READ_BYTES):
+                        hi = min(size, lo + READ_BYTES, (i + 1) * STRIPE)
+                        with view[lo:hi] as part:
+                            self._hasher.update(part)
+                        self._mapping.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
         finally:
             for t in threads:
                 t.join()

@@ -91,3 +91,29 @@ def test_hashed_stripes_leave_this_process_rss(tmp_path):
         grown = _rss_file() - before
         reader.finish()
     assert grown < size // 4, grown
+
+
+def test_the_hash_holds_at_most_one_read_of_the_file_mapped_at_a_time(tmp_path):
+    # Dropped read by read, not stripe by stripe: the service's share of a
+    # cold load's peak stays about READ_BYTES, whatever the model's size.
+    size = streaming.PARALLEL_MIN + 16 * MIB
+    path = tmp_path / "big.onnx"
+    path.write_bytes(os.urandom(size))
+    peak, done = [0], threading.Event()
+
+    def sample(before: int) -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_file() - before)
+            time.sleep(0.0005)
+
+    with open(path, "rb") as f:
+        reader = HashingReader(f)
+        sampler = threading.Thread(target=sample, args=(_rss_file(),))
+        sampler.start()
+        try:
+            reader.native_path()
+            assert reader.finish() == hashlib.sha256(path.read_bytes()).hexdigest()
+        finally:
+            done.set()
+            sampler.join()
+    assert peak[0] <= 4 * MIB, peak[0]

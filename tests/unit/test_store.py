@@ -222,6 +222,7 @@ def test_manifest_is_json_with_documented_fields(store):
         "versionCreated",
         "signature",
         "format",
+        "scan",  # ingest's scan of a model (docs/cold-loads.md)
     }
     st = os.stat(store.path(REF))
     assert (doc["inode"], doc["mtimeNs"]) == (st.st_ino, st.st_mtime_ns)  # the object's identity at commit
