@@ -12,7 +12,8 @@ import os
 
 import pytest
 
-from tests.support.routes import ECHOED, ERROR_BODIES, LEAKS
+from tests.support.routes import ERROR_BODIES
+from tests.support.routes import leaks as leaks_in
 
 
 def pytest_collection_modifyitems(config, items):
@@ -29,9 +30,7 @@ def pytest_collection_modifyitems(config, items):
 def error_leak_scan():
     """Session-wide: no recorded error body leaks internals (see tests.support.routes.LEAKS)."""
     yield
-    leaks = [
-        (w, b) for w, b in ERROR_BODIES if LEAKS.search(json.dumps({k: v for k, v in b.items() if k not in ECHOED}))
-    ]
+    leaks = [(w, b) for w, b, sent in ERROR_BODIES if leaks_in(b, sent)]
     assert not leaks, f"error bodies leak internals: {leaks[:5]}"
 
 

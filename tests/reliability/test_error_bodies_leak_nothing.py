@@ -40,3 +40,13 @@ def test_unexpected_exception_leaks_nothing(http, efs_root, monkeypatch):
     check_error_body(status, body, "unexpected exception")
     assert body["error"] == "PROCESSING_FAILED"
     assert not _LEAKS.search(json.dumps(body)) and str(efs_root) not in json.dumps(body)
+
+
+def test_the_scan_tells_an_echo_of_the_clients_words_from_a_leak():
+    from tests.support.routes import leaks
+
+    body = {"error": "INVALID_REQUEST", "message": "Unknown field(s): 'app.py'", "requestId": "r"}
+    assert leaks(body, '{"app.py": 1}') == []
+    assert leaks(body) == ["app.py"]
+    ours = {"error": "PROCESSING_FAILED", "message": "failed at /tmp/efs/models/x", "requestId": "r"}
+    assert leaks(ours, '{"app.py": 1}') == ["/tmp/efs/models/x"]

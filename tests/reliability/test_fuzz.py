@@ -157,7 +157,8 @@ class Sender:
                 assert parsed.get("error") in ("INVALID_REQUEST", "NOT_FOUND"), parsed
                 assert isinstance(parsed.get("message"), str) and isinstance(parsed.get("requestId"), str)
             else:
-                check_error_body(r.status_code, parsed, f"fuzz {method} {path}")
+                sent = path + " " + body.decode("utf-8", "replace")
+                check_error_body(r.status_code, parsed, f"fuzz {method} {path}", sent)
         return r.status_code, parsed
 
 

@@ -123,4 +123,4 @@ def test_error_bodies_are_documented_json_even_for_odd_requests(http):
         assert 400 <= status < 500 and isinstance(resp, dict), (method, path, status, resp)
         assert resp["error"] == "INVALID_REQUEST" and isinstance(resp["requestId"], str)
         assert isinstance(resp["message"], str)
-        ERROR_BODIES.append(("odd request", resp))  # leak-scanned at session end
+        ERROR_BODIES.append(("odd request", resp, ""))  # leak-scanned at session end

@@ -14,7 +14,7 @@ ERRORS = registry()
 # Every error body checked is recorded; the reliability suite scans them all
 # for leaks at the end of the session (paths outside the store, tracebacks,
 # credentials).
-ERROR_BODIES: list[tuple[str, dict[str, Any]]] = []
+ERROR_BODIES: list[tuple[str, dict[str, Any], str]] = []
 LEAKS = re.compile(
     r"/tmp/|/home/|/root|/work/|/proc/|Traceback|File \"|\.py\b|AWS_SECRET|"
     r"aws_secret|AKIA|testing|botocore|urllib3|Errno|0x[0-9a-f]{6,}",
@@ -34,8 +34,30 @@ def ok(response: Any) -> Any:
     return json.loads(response.body)
 
 
-def check_error_body(status: int, body: dict[str, Any] | str | bytes, where: str = "") -> dict[str, Any]:
-    """Assert the documented error shape (status, code, extra field) and record the body."""
+def leaks(body: dict[str, Any], sent: str = "") -> list[str]:
+    """What in ``body`` (its fields that do not echo the client, :data:`ECHOED`)
+    looks like internals (:data:`LEAKS`), except words the client itself sent
+    (``sent``: the request's path and body): a fuzzed field named ``app.py``
+    echoed in "Unknown field(s): 'app.py'" is the client's text, not ours."""
+    text = json.dumps({k: v for k, v in body.items() if k not in ECHOED}, ensure_ascii=False)
+    found = []
+    for match in LEAKS.finditer(text):
+        start, end = match.span()
+        while start > 0 and text[start - 1] not in " '\"":
+            start -= 1
+        while end < len(text) and text[end] not in " '\"":
+            end += 1
+        word = text[start:end]
+        if not (sent and word in sent):
+            found.append(word)
+    return found
+
+
+def check_error_body(
+    status: int, body: dict[str, Any] | str | bytes, where: str = "", sent: str = ""
+) -> dict[str, Any]:
+    """Assert the documented error shape (status, code, extra field) and record
+    the body (and what the client sent, for the leak scan: :func:`leaks`)."""
     if isinstance(body, (str, bytes)):
         body = json.loads(body)
     assert isinstance(body, dict), body
@@ -47,7 +69,7 @@ def check_error_body(status: int, body: dict[str, Any] | str | bytes, where: str
     assert status == spec.status or (status == 405 and spec.code == "INVALID_REQUEST"), (status, body)
     if spec.field is not None and spec.code != "NOT_FOUND":  # fileId may be null for unknown models
         assert spec.field in body, body
-    ERROR_BODIES.append((where, body))
+    ERROR_BODIES.append((where, body, sent))
     return body
 
 
