@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 PROJECT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
@@ -122,23 +122,34 @@ def timed(fn: Callable[[], Any], n: int) -> list[float]:
     return samples
 
 
+class TimedElsewhere(Protocol):
+    """Something timed in another process (``bench.bare.BareSession``)."""
+
+    def timed(self, n: int) -> list[float]: ...
+
+
 def interleaved(
-    fns: dict[str, Callable[[], Any]], n: int, block: int = 50, settle: float = 0.0
+    fns: dict[str, Callable[[], Any] | TimedElsewhere], n: int, block: int = 50, settle: float = 0.0
 ) -> dict[str, list[float]]:
-    """Time each callable ``n`` times, alternating in blocks so noise is shared.
+    """Time each callable ``n`` times (or have it time itself, ``timed(n)``),
+    alternating in blocks so noise is shared.
 
     ``settle``: seconds of idle before each block, so that what one block
     leaves running (onnxruntime's intra-op threads spin for a while after a
     run) does not take the cores from the next block's first calls."""
+
+    def run(fn: Callable[[], Any] | TimedElsewhere, k: int) -> list[float]:
+        return fn.timed(k) if hasattr(fn, "timed") else timed(fn, k)  # type: ignore[union-attr, arg-type]
+
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for fn in fns.values():  # warm-up
-        timed(fn, 20)
+        run(fn, 20)
     done = 0
     while done < n:
         step = min(block, n - done)
         for name, fn in fns.items():
             if settle:
                 time.sleep(settle)
-            samples[name].extend(timed(fn, step))
+            samples[name].extend(run(fn, step))
         done += step
     return samples

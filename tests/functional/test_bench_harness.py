@@ -20,7 +20,7 @@ def test_selected_rows_run_and_render_one_table():
     table = run.stdout.splitlines()
     assert table[0].startswith("| # | What")
     rows = [line.split("|")[1].strip() for line in table[2:] if line.startswith("| ")]
-    assert rows == ["2"] * 6 + ["4"]  # row 2: hop, in-process, handler, client; image: hop, in-process
+    assert rows == ["2"] * 8 + ["4"]  # row 2: hop, in-process, handler, client; two image models: hop, in-process
     assert any(line.startswith("  2: ") for line in table) and any(line.startswith("  4: ") for line in table)
     assert not any(line.startswith("  1: ") for line in table)  # notes only for the rows that ran
 
