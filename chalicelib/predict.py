@@ -15,6 +15,8 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from chalicelib import inference, observability, s3
 from chalicelib.config import Settings
 from chalicelib.errors import InvalidRequest, NotFound, ResourceExhausted
@@ -160,19 +162,26 @@ def request_inputs(store: Store, req: PredictRequest) -> tuple[Any, str | None, 
 
 def result_document(done: Inferred) -> bytes:
     """The stored result: no timings, so the same request always produces
-    the same bytes and a repeat is an idempotent no-op on the store."""
+    the same bytes and a repeat is an idempotent no-op on the store.
+
+    Written by orjson, keys sorted: a tenth of json.dumps's time on an
+    image model's outputs (0.29 ms for 512 floats, measured in row 2). Its
+    text differs from json.dumps's in small exponents (``1e-5``, not
+    ``1e-05``) and in non-ASCII (UTF-8, not ``\\u`` escapes), so after an
+    upgrade the first repeat of a request stored before rewrites its
+    result once, with the same values."""
     manifest = done.cached.manifest
-    return json.dumps(
-        {
-            "fileId": done.file_id,
-            "model": done.model.name,
-            "modelVersion": manifest.version,
-            "modelSha256": manifest.sha256,
-            "result": done.result,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-    ).encode()
+    doc = {
+        "fileId": done.file_id,
+        "model": done.model.name,
+        "modelVersion": manifest.version,
+        "modelSha256": manifest.sha256,
+        "result": done.result,
+    }
+    try:
+        return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:  # integers past 64 bits
+        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
 
 def respond(
