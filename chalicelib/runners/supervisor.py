@@ -49,6 +49,11 @@ log = logging.getLogger(__name__)
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 TICK = 0.01  # seconds between the watchdog's clock and RSS checks
+SPIN = 0.0001
+"""Seconds the caller looks for the worker's reply before it sleeps (one
+``poll(0)`` per look): a small MLP's hop measured 0.19-0.22 ms p50 sleeping at
+once, 0.13-0.16 ms with 100 us of looking, no better with 200 or 400 us. A
+slow model costs the caller 100 us of one core at the start of its run."""
 FREEZE_GAP = 1.0
 """A gap this long between two watchdog ticks (100 of them) is a freeze of
 the whole sandbox (Lambda freezes it between invocations), not the call's
@@ -294,6 +299,16 @@ class Supervisor:
 
     def _await_reply(self, proc: _Process, ends: float, limit: int, start: int, allowance: int) -> Any:
         seen = start  # the largest RSS the watchdog saw during this call
+        # A fast model answers within tens of microseconds: look for the reply
+        # for SPIN seconds before sleeping, as onnxruntime's own threads spin
+        # before they block, so such a call does not pay a wake-up.
+        spin_until = time.perf_counter() + SPIN
+        while time.perf_counter() < spin_until:
+            if proc.poll.poll(0):
+                try:
+                    return wire.recv(proc.sock, proc.area)
+                except (wire.ChannelClosed, OSError):
+                    raise self._died(proc, start, seen, limit) from None
         while True:
             polled = time.monotonic()
             wait = min(self.tick, max(0.0, ends - polled))
