@@ -172,20 +172,29 @@ def _error_doc(exc: BaseException, attempt: int) -> dict[str, Any]:
     }
 
 
+def block_of(record: dict[str, Any]) -> tuple[str, int] | None:
+    """The ``(jobId, block)`` an SQS record names, or ``None`` (logged) if it names none."""
+    try:
+        body = json.loads(record.get("body") or "")
+        job_id, index = body["jobId"], body["block"]
+        if not isinstance(job_id, str) or not is_job_id(job_id) or not isinstance(index, int):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        # Not ours (or mangled): retrying cannot help, and nothing depends on it.
+        log.warning("dropped an SQS message that names no job block: %r", str(record.get("body"))[:200])
+        return None
+    return job_id, index
+
+
 def handle_records(store: Store, settings: Settings, records: list[dict[str, Any]]) -> dict[str, Any]:
     """An SQS batch -> ``{"batchItemFailures": [...]}`` (only failed blocks come back)."""
     failures = []
     files = JobFiles(store.root)
     for record in records:
-        try:
-            body = json.loads(record.get("body") or "")
-            job_id, index = body["jobId"], body["block"]
-            if not isinstance(job_id, str) or not is_job_id(job_id) or not isinstance(index, int):
-                raise ValueError
-        except (ValueError, KeyError, TypeError):
-            # Not ours (or mangled): retrying cannot help, and nothing depends on it.
-            log.warning("dropped an SQS message that names no job block: %r", str(record.get("body"))[:200])
+        named = block_of(record)
+        if named is None:
             continue
+        job_id, index = named
         attempt = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
         try:
             outcome = run_block(store, settings, job_id, index, attempt)
