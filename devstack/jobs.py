@@ -234,7 +234,10 @@ def start_dead_letter_poller(app_obj: Any, queues: dict[str, str]) -> tuple[Poll
     on the dead letters (batches of up to 10, as infra/jobs.tf maps it). It
     runs beside the API, not in a job worker: on AWS it is its own function,
     alive when every job worker is killed."""
-    poller = Poller(app_obj, queues["job_dlq_url"], queues["job_dlq_arn"], batch_size=10, handler=DEAD_LETTER_HANDLER)
+    # Long polls of 2 s: an idle DLQ costs moto (on the workers' cores) one receive per 2 s.
+    poller = Poller(
+        app_obj, queues["job_dlq_url"], queues["job_dlq_arn"], batch_size=10, wait=2, handler=DEAD_LETTER_HANDLER
+    )
     thread = threading.Thread(target=poller.run, name="dead-letter-poller", daemon=True)
     thread.start()
     return poller, thread
