@@ -37,7 +37,7 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from chalicelib import observability
+from chalicelib import observability, s3
 from chalicelib.config import Settings
 from chalicelib.errors import InvalidRequest, ServiceError
 from chalicelib.jobs import assemble as assembly
@@ -188,6 +188,10 @@ def block_of(record: dict[str, Any]) -> tuple[str, int] | None:
 
 def handle_records(store: Store, settings: Settings, records: list[dict[str, Any]]) -> dict[str, Any]:
     """An SQS batch -> ``{"batchItemFailures": [...]}`` (only failed blocks come back)."""
+    if settings.bucket:
+        # Created on the container's first batch, beside its model load, not in the assembly:
+        # the one step of a job no other worker shares (boto3 takes ~0.1 s to build a client).
+        s3.client()
     failures = []
     files = JobFiles(store.root)
     for record in records:
