@@ -139,3 +139,14 @@ def test_an_sqs_receive_scans_the_queue_once_not_once_per_attribute():
         for message in counted:
             message.sent_timestamp -= 61_000  # sent 61 s ago: past the retention
         assert sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []) == []
+
+
+def test_the_backend_lookup_lists_moto_s_package_once():
+    from moto import backends
+
+    from devstack import moto_ranges
+
+    assert moto_ranges.apply()
+    first = backends.list_of_moto_modules()
+    assert first is backends.list_of_moto_modules()  # not a fresh listdir per request
+    assert {"s3", "sqs", "awslambda"} <= set(first)
