@@ -12,6 +12,7 @@ from chalicelib.edge import get_settings, get_store, model_cache
 from chalicelib.errors import EfsWriteFailed
 from chalicelib.ingest import Accepted, IngestResult, ingest_bytes, ingest_s3
 from chalicelib.jobs import service as jobs
+from chalicelib.jobs.dead_letters import handle_dead_letters
 from chalicelib.jobs.plan import parse_job
 from chalicelib.jobs.worker import handle_records
 from chalicelib.names import INPUTS, MODELS
@@ -254,6 +255,13 @@ http.answer_head_and_options(app)
 @app.on_sqs_message(queue=os.environ.get("JOB_QUEUE_NAME", "efs-ml-jobs"), batch_size=1)
 def run_job_blocks(event: SQSEvent) -> Any:
     return handle_records(get_store(), get_settings(), model_cache(), event.to_dict()["Records"])
+
+
+# The jobs queue's dead letters: a block whose every delivery ended without an
+# answer (killed, timed out, never started) is recorded failed on its job.
+@app.on_sqs_message(queue=os.environ.get("JOB_DLQ_NAME", "efs-ml-jobs-dlq"), batch_size=10)
+def fail_dead_blocks(event: SQSEvent) -> Any:
+    return handle_dead_letters(get_store(), get_settings(), event.to_dict()["Records"])
 
 
 # The bucket name is resolved at package time; the deployment step points the

@@ -9,6 +9,7 @@ starts) do not pay for it. The endpoint comes from boto3's own
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -538,12 +539,23 @@ def presign_get(settings: Settings, bucket: str, key: str, expires: int) -> str:
     return url
 
 
+#: Below this, one PutObject of the open file (boto3's own multipart threshold).
+SINGLE_PUT_MAX_BYTES = 8 * 1024 * 1024
+
+
 def upload_file(settings: Settings, bucket: str, path: str, key: str) -> None:
-    """Archive a (large) file: a streamed multipart upload of bounded memory."""
+    """Archive a file: one streamed PutObject up to SINGLE_PUT_MAX_BYTES, a
+    multipart upload of bounded memory above. (A job's outputs are often
+    small; the transfer manager's threads cost ~10 ms more than one PutObject
+    for 2 MiB, measured against the local moto, in the job's serial tail.)"""
     from boto3.s3.transfer import TransferConfig
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
+        if os.path.getsize(path) <= SINGLE_PUT_MAX_BYTES:
+            with open(path, "rb") as body:
+                client(settings).put_object(Bucket=bucket, Key=key, Body=body)
+            return
         client(settings).upload_file(path, bucket, key, Config=TransferConfig(max_concurrency=4))
     except (BotoCoreError, ClientError) as exc:
         raise _failed(exc, key, False) from None

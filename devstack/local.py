@@ -338,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     moto: MotoServer | None = None
     watcher = None
     workers = None
+    dead_letters = None
     try:
         moto = MotoServer(args.s3_port or None).start()
         os.environ["AWS_ENDPOINT_URL_S3"] = moto.endpoint
@@ -351,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         watcher = S3EventWatcher(app_obj, bucket)
         watcher.start()
         queues = jobs.configure_local_queues(moto.endpoint)  # batch jobs: moto's SQS too
+        dead_letters = jobs.start_dead_letter_poller(app_obj, queues)
         endpoints = {
             "api_url": f"http://{args.host}:{server.server.server_address[1]}",
             "s3_endpoint": moto.endpoint,
@@ -379,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
         if watcher is not None:
             watcher.stopping.set()
             watcher.join(timeout=10)
+        if dead_letters is not None:
+            dead_letters[0].stopping.set()
+            dead_letters[1].join(timeout=10)
         server.server.server_close()
         if moto is not None:
             moto.stop()

@@ -3,21 +3,25 @@
 # infra/stack.py's wire_job_queue) runs run_job_blocks on each, at most
 # var.job_max_concurrency at once, and reports failed blocks one by one
 # (ReportBatchItemFailures). A block that fails var.job_max_receive_count
-# times goes to the dead-letter queue, whose alarm pages someone; the job
-# itself already says which block failed and why.
+# times goes to the dead-letter queue, whose own mapping runs
+# fail_dead_blocks: it records the block as failed on its job (a block whose
+# every delivery died before the handler could record anything would
+# otherwise leave the job running forever), and an alarm notifies.
 
 locals {
   # SQS's guidance for a Lambda consumer: a visibility timeout of six times
   # the function's timeout, so a message in flight is not handed to a second
   # worker while the first still runs it (its retries included).
-  job_worker_timeout_seconds = 900 # .chalice/config.json, run_job_blocks
-  job_visibility_seconds     = 6 * local.job_worker_timeout_seconds
+  job_worker_timeout_seconds  = 900 # .chalice/config.json, run_job_blocks
+  job_visibility_seconds      = 6 * local.job_worker_timeout_seconds
+  dead_letter_timeout_seconds = 60 # .chalice/config.json, fail_dead_blocks
 }
 
 resource "aws_sqs_queue" "jobs_dlq" {
-  name                      = "${local.name}-jobs-dlq"
-  sqs_managed_sse_enabled   = true    # SSE-SQS: no KMS key for the ESM and the API to be granted
-  message_retention_seconds = 1209600 # 14 days, SQS's maximum: time to look and redrive
+  name                       = "${local.name}-jobs-dlq"
+  sqs_managed_sse_enabled    = true    # SSE-SQS: no KMS key for the ESM and the API to be granted
+  message_retention_seconds  = 1209600 # 14 days, SQS's maximum: a letter fail_dead_blocks cannot record waits here
+  visibility_timeout_seconds = 6 * local.dead_letter_timeout_seconds
 }
 
 resource "aws_sqs_queue" "jobs" {
@@ -31,9 +35,29 @@ resource "aws_sqs_queue" "jobs" {
   })
 }
 
+# Two alarms: blocks reached the DLQ (fail_dead_blocks received them and
+# recorded them on their jobs, which name each block and its error), and
+# dead letters that stay in it (fail_dead_blocks could not record them: a
+# job that is not on this store, or the function failing).
+resource "aws_cloudwatch_metric_alarm" "jobs_dead_letters" {
+  alarm_name          = "${local.name}-jobs-dead-letters"
+  alarm_description   = "Job blocks failed every delivery and reached ${aws_sqs_queue.jobs_dlq.name}; GET /jobs/{id} names each with its error (docs/jobs.md)."
+  namespace           = "AWS/SQS"
+  metric_name         = "NumberOfMessagesReceived"
+  dimensions          = { QueueName = aws_sqs_queue.jobs_dlq.name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
 resource "aws_cloudwatch_metric_alarm" "jobs_dlq" {
   alarm_name          = "${local.name}-jobs-dlq"
-  alarm_description   = "Job blocks that failed every attempt are in ${aws_sqs_queue.jobs_dlq.name}; GET /jobs/{id} names each with its error (docs/jobs.md)."
+  alarm_description   = "Dead letters stay in ${aws_sqs_queue.jobs_dlq.name}: fail_dead_blocks could not record them on their jobs; see its log group (docs/jobs.md)."
   namespace           = "AWS/SQS"
   metric_name         = "ApproximateNumberOfMessagesVisible"
   dimensions          = { QueueName = aws_sqs_queue.jobs_dlq.name }
@@ -141,6 +165,36 @@ data "aws_iam_policy_document" "jobs" {
   }
 }
 
+# fail_dead_blocks: receive and delete the DLQ's letters, and write the
+# blocks' failures on EFS (function_base). Nothing of S3, nothing of the
+# jobs queue.
+resource "aws_iam_role" "job_dead_letters" {
+  name               = "${local.name}-job-dead-letters"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+resource "aws_iam_role_policy" "job_dead_letters" {
+  name   = "${local.name}-job-dead-letters"
+  role   = aws_iam_role.job_dead_letters.id
+  policy = data.aws_iam_policy_document.job_dead_letters.json
+}
+
+data "aws_iam_policy_document" "job_dead_letters" {
+  source_policy_documents = [data.aws_iam_policy_document.function_base.json]
+
+  statement {
+    sid       = "ConsumeTheJobDeadLetters"
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
+    resources = [aws_sqs_queue.jobs_dlq.arn]
+  }
+
+  statement {
+    sid       = "WriteOwnLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = local.log_streams_by_role["job_dead_letters"]
+  }
+}
+
 # api_handler: queue a job's blocks, and sign GET URLs of results (S3
 # authorizes a presigned URL against the signer's permissions).
 data "aws_iam_policy_document" "api_jobs" {
@@ -173,7 +227,8 @@ locals {
         metrics = [
           ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", aws_sqs_queue.jobs.name, { label = "queued" }],
           ["AWS/SQS", "ApproximateNumberOfMessagesNotVisible", "QueueName", aws_sqs_queue.jobs.name, { label = "in flight" }],
-          ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", aws_sqs_queue.jobs_dlq.name, { label = "dead-lettered", yAxis = "right" }],
+          ["AWS/SQS", "NumberOfMessagesReceived", "QueueName", aws_sqs_queue.jobs_dlq.name, { label = "dead-lettered", yAxis = "right", stat = "Sum" }],
+          ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", aws_sqs_queue.jobs_dlq.name, { label = "dead letters not recorded", yAxis = "right" }],
         ]
       }
     },

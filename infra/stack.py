@@ -58,6 +58,7 @@ FUNCTION_DEPENDENCIES = (
     "aws_iam_role_policy.api",
     "aws_iam_role_policy.sweeper",
     "aws_iam_role_policy.jobs",  # run_job_blocks (infra/jobs.tf)
+    "aws_iam_role_policy.job_dead_letters",  # fail_dead_blocks (infra/jobs.tf)
     "aws_iam_role_policy.api_jobs",
 )
 # The deployment package, uploaded once by the overlay (infra/artifacts.tf).
@@ -70,6 +71,11 @@ FAILED_EVENTS_QUEUE_ARN = "${aws_sqs_queue.failed_events.arn}"
 JOB_QUEUE_NAME = "efs-ml-jobs"
 JOB_QUEUE_ARN = "${aws_sqs_queue.jobs.arn}"
 JOB_MAX_CONCURRENCY = "${var.job_max_concurrency}"
+# Its dead letters (fail_dead_blocks records them on the jobs): few, so the
+# smallest maximum concurrency Lambda allows.
+JOB_DLQ_NAME = "efs-ml-jobs-dlq"
+JOB_DLQ_ARN = "${aws_sqs_queue.jobs_dlq.arn}"
+JOB_DLQ_MAX_CONCURRENCY = 2
 # Set in every function's environment: one namespace per environment, so
 # dev and prod metrics (same Service/Operation dimensions) never mix.
 METRICS_NAMESPACE = "${local.metrics_namespace}"
@@ -431,33 +437,42 @@ def catch_failed_s3_events(template: Template) -> Template:
 
 
 def wire_job_queue(template: Template) -> Template:
-    """Point the jobs' SQS event source mapping at the overlay's queue, bounded and with partial failures.
+    """Point the jobs' SQS event source mappings at the overlay's queues, bounded and with partial failures.
 
-    Chalice builds the queue's ARN from the name in ``@app.on_sqs_message``
-    (``efs-ml-jobs``); the overlay's queue is per environment. The mapping
-    runs at most ``var.job_max_concurrency`` workers (sized against EFS
-    throughput, docs/jobs.md), reports failed messages one by one
-    (``ReportBatchItemFailures``: the handler returns ``batchItemFailures``,
-    which Chalice 1.34 cannot declare), and waits for the role that lets it
-    receive. It invokes the function itself, not its ``live`` alias: the
-    workers need no provisioned concurrency (a queue waits), and moto, which
-    the rehearsal applies to, drops an alias qualifier from a mapping.
+    Chalice builds a queue's ARN from the name in ``@app.on_sqs_message``
+    (``efs-ml-jobs``, and its DLQ ``efs-ml-jobs-dlq``); the overlay's queues
+    are per environment. The jobs queue's mapping runs at most
+    ``var.job_max_concurrency`` workers (sized against EFS throughput,
+    docs/jobs.md), the DLQ's at most 2 (Lambda's least). Both report failed
+    messages one by one (``ReportBatchItemFailures``: the handlers return
+    ``batchItemFailures``, which Chalice 1.34 cannot declare) and wait for the
+    role that lets them receive. They invoke the function itself, not its
+    ``live`` alias: the workers need no provisioned concurrency (a queue
+    waits), and moto, which the rehearsal applies to, drops an alias
+    qualifier from a mapping.
     """
+    queues = {
+        JOB_QUEUE_NAME: (JOB_QUEUE_ARN, JOB_MAX_CONCURRENCY),
+        JOB_DLQ_NAME: (JOB_DLQ_ARN, JOB_DLQ_MAX_CONCURRENCY),
+    }
     result = copy.deepcopy(template)
     mappings = result.get("resource", {}).get("aws_lambda_event_source_mapping", {})
     for key, mapping in mappings.items():
         arn = mapping.get("event_source_arn", "")
         if ":sqs:" not in arn:
             continue
-        if not arn.endswith(f":{JOB_QUEUE_NAME}"):
-            raise StackError(f"{key}: an SQS mapping for {arn}, but the overlay only has the {JOB_QUEUE_NAME} queue")
+        queue = arn.rsplit(":", 1)[-1]
+        if queue not in queues:
+            known = " and ".join(queues)
+            raise StackError(f"{key}: an SQS mapping for {arn}, but the overlay only has the {known} queues")
         match = _FUNCTION_REF.search(mapping.get("function_name", ""))
         if match is None:
             raise StackError(f"{key}: the mapping names no function of the template")
         name = match.group(1)
-        mapping["event_source_arn"] = JOB_QUEUE_ARN
+        queue_arn, concurrency = queues[queue]
+        mapping["event_source_arn"] = queue_arn
         mapping["function_response_types"] = ["ReportBatchItemFailures"]
-        mapping["scaling_config"] = {"maximum_concurrency": JOB_MAX_CONCURRENCY}
+        mapping["scaling_config"] = {"maximum_concurrency": concurrency}
         _add_depends_on(mapping, [f"aws_iam_role_policy.{_role(result, name)}"])
     return result
 

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # operation ("<METHOD> <route>" for HTTP, chalicelib/http.py; "s3:ObjectCreated"
 # for S3 events, chalicelib/events.py). ColdStart has its own document,
 # {Service, Function}: one series per function. Metrics emitted outside an
-# invocation (the jobs worker, chalicelib/jobs/worker.py) carry {Service}
+# invocation (the jobs worker and dead letters, chalicelib/jobs/) carry {Service}
 # alone: one series each. Which operations emit which metric: the ingest
 # metrics (chalicelib/ingest.py record_ingest) POST /ingest and S3 events;
 # the model-cache metrics (chalicelib/inference.py) every route that resolves
@@ -62,6 +62,7 @@ EMF_METRICS: dict[str, tuple[str, ...]] = {
     "ModelCacheMiss": RESOLVES_A_MODEL,
     "ModelLoadMs": RESOLVES_A_MODEL,
     "JobRowsDone": (SERVICE_ONLY,),
+    "JobBlocksDeadLettered": (SERVICE_ONLY,),
 }
 # How each alarm resource of infra/monitoring.tf multiplies (its for_each).
 ALARM_FOR_EACH = {

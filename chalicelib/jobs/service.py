@@ -71,7 +71,8 @@ def _overdue(settings: Settings, doc: dict[str, Any], now: float) -> bool:
     return isinstance(started, (int, float)) and now - started > settings.job_attempt_timeout_seconds
 
 
-def _stopped(settings: Settings, doc: dict[str, Any], message: str) -> dict[str, Any]:
+def stopped_failure(settings: Settings, doc: dict[str, Any], message: str) -> dict[str, Any]:
+    """The failure of an attempt that started per ``doc`` and left nothing: it ended by the bound."""
     at = float(doc.get("t") or 0) + settings.job_attempt_timeout_seconds
     return {"error": "PROCESSING_FAILED", "message": message, "attempts": doc.get("attempt"), "at": iso(at)}
 
@@ -82,7 +83,7 @@ def _failed_blocks(settings: Settings, progress: Progress, now: float) -> dict[i
     failed = {i: d for i, d in progress.failed.items() if i not in progress.done}
     for i, doc in progress.last_attempts.items():
         if i not in progress.done and i not in failed and _overdue(settings, doc, now):
-            failed[i] = _stopped(settings, doc, STOPPED)
+            failed[i] = stopped_failure(settings, doc, STOPPED)
     return failed
 
 
@@ -97,7 +98,7 @@ def _assembly_error(settings: Settings, progress: Progress, now: float) -> dict[
         if i in progress.assembly_failed:
             reasons.append(progress.assembly_failed[i])
         elif doc.get("last") and _overdue(settings, doc, now):
-            reasons.append(_stopped(settings, doc, STOPPED_ASSEMBLING))
+            reasons.append(stopped_failure(settings, doc, STOPPED_ASSEMBLING))
         else:
             return None  # this message is retried (or still running)
     latest: dict[str, Any] = max(reasons, key=_at)

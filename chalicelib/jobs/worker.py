@@ -37,7 +37,7 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from chalicelib import observability
+from chalicelib import observability, s3
 from chalicelib.config import Settings
 from chalicelib.errors import InvalidRequest, ServiceError
 from chalicelib.jobs import assemble as assembly
@@ -175,22 +175,35 @@ def _error_doc(exc: BaseException, attempt: int) -> dict[str, Any]:
     }
 
 
+def block_of(record: dict[str, Any]) -> tuple[str, int] | None:
+    """The ``(jobId, block)`` an SQS record names, or ``None`` (logged) if it names none."""
+    try:
+        body = json.loads(record.get("body") or "")
+        job_id, index = body["jobId"], body["block"]
+        if not isinstance(job_id, str) or not is_job_id(job_id) or not isinstance(index, int):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        # Not ours (or mangled): retrying cannot help, and nothing depends on it.
+        log.warning("dropped an SQS message that names no job block: %r", str(record.get("body"))[:200])
+        return None
+    return job_id, index
+
+
 def handle_records(
     store: Store, settings: Settings, models: ModelCache, records: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """An SQS batch -> ``{"batchItemFailures": [...]}`` (only failed blocks come back)."""
+    if settings.bucket:
+        # Created on the container's first batch, beside its model load, not in the assembly:
+        # the one step of a job no other worker shares (boto3 takes ~0.1 s to build a client).
+        s3.client(settings)
     failures = []
     files = JobFiles(store.root)
     for record in records:
-        try:
-            body = json.loads(record.get("body") or "")
-            job_id, index = body["jobId"], body["block"]
-            if not isinstance(job_id, str) or not is_job_id(job_id) or not isinstance(index, int):
-                raise ValueError
-        except (ValueError, KeyError, TypeError):
-            # Not ours (or mangled): retrying cannot help, and nothing depends on it.
-            log.warning("dropped an SQS message that names no job block: %r", str(record.get("body"))[:200])
+        named = block_of(record)
+        if named is None:
             continue
+        job_id, index = named
         attempt = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
         try:
             outcome = run_block(store, settings, models, job_id, index, attempt)

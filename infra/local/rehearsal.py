@@ -320,7 +320,7 @@ def verify_operations(clients: Callable[[str], Any], outputs: dict[str, Any], st
 
 
 def verify_jobs(clients: Callable[[str], Any], outputs: dict[str, Any], report: Report) -> None:
-    """Batch jobs (infra/jobs.tf): the queue and its DLQ, the worker's mapping, the DLQ alarm."""
+    """Batch jobs (infra/jobs.tf): the queue and its DLQ, their mappings, the DLQ's alarms."""
     sqs = clients("sqs")
     queue = sqs.get_queue_attributes(QueueUrl=outputs["job_queue_url"], AttributeNames=["All"])["Attributes"]
     dlq = sqs.get_queue_attributes(QueueUrl=outputs["job_dlq_url"], AttributeNames=["All"])["Attributes"]
@@ -333,22 +333,34 @@ def verify_jobs(clients: Callable[[str], Any], outputs: dict[str, Any], report: 
         and int(redrive.get("maxReceiveCount", 0)) == 3,
         "jobs queue and DLQ are encrypted; a block goes to the DLQ after 3 receives",
     )
-    worker = outputs["function_arns"]["run_job_blocks"]
-    mappings = clients("lambda").list_event_source_mappings(EventSourceArn=queue["QueueArn"])["EventSourceMappings"]
+
+    def mapped(queue_arn: str, function: str, concurrency: int) -> bool:
+        """The queue's one mapping runs ``function``, at most ``concurrency`` at once, with partial failures."""
+        found = clients("lambda").list_event_source_mappings(EventSourceArn=queue_arn)["EventSourceMappings"]
+        return (
+            len(found) == 1
+            and found[0]["FunctionArn"].startswith(outputs["function_arns"][function])
+            and found[0].get("FunctionResponseTypes") == ["ReportBatchItemFailures"]
+            and found[0].get("ScalingConfig", {}).get("MaximumConcurrency") == concurrency
+        )
+
     _check(
         report,
-        len(mappings) == 1
-        and mappings[0]["FunctionArn"].startswith(worker)
-        and mappings[0].get("FunctionResponseTypes") == ["ReportBatchItemFailures"]
-        and mappings[0].get("ScalingConfig", {}).get("MaximumConcurrency") == 10,
+        mapped(queue["QueueArn"], "run_job_blocks", 10),
         "run_job_blocks reads the jobs queue: at most 10 at once, partial batch failures",
     )
-    alarms = {a["AlarmName"]: a for a in clients("cloudwatch").describe_alarms()["MetricAlarms"]}
     _check(
         report,
-        alarms.get("efs-ml-dev-jobs-dlq", {}).get("Dimensions")
-        == [{"Name": "QueueName", "Value": dlq["QueueArn"].split(":")[-1]}],
-        "the jobs DLQ has an alarm",
+        mapped(dlq["QueueArn"], "fail_dead_blocks", 2) and int(dlq.get("VisibilityTimeout", 0)) >= 60,
+        "fail_dead_blocks reads the jobs DLQ: at most 2 at once, partial batch failures",
+    )
+    alarms = {a["AlarmName"]: a for a in clients("cloudwatch").describe_alarms()["MetricAlarms"]}
+    on_dlq = [{"Name": "QueueName", "Value": dlq["QueueArn"].split(":")[-1]}]
+    _check(
+        report,
+        alarms.get("efs-ml-dev-jobs-dlq", {}).get("Dimensions") == on_dlq
+        and alarms.get("efs-ml-dev-jobs-dead-letters", {}).get("Dimensions") == on_dlq,
+        "the jobs DLQ has alarms (letters received, letters left)",
     )
 
 

@@ -333,11 +333,12 @@ run "defaults" {
   # Each role writes only the log groups of its own functions.
   assert {
     condition = alltrue([for role, doc in {
-      lambda = data.aws_iam_policy_document.lambda, api = data.aws_iam_policy_document.api,
-      sweeper = data.aws_iam_policy_document.sweeper, jobs = data.aws_iam_policy_document.jobs } :
+      lambda  = data.aws_iam_policy_document.lambda, api = data.aws_iam_policy_document.api,
+      sweeper = data.aws_iam_policy_document.sweeper, jobs = data.aws_iam_policy_document.jobs,
+      job_dead_letters = data.aws_iam_policy_document.job_dead_letters } :
       one([for s in doc.statement : s.resources if s.sid == "WriteOwnLogs"]) == toset([
         for fn, r in local.chalice_function_roles : "${aws_cloudwatch_log_group.lambda[fn].arn}:*" if r == role
-    ])]) && local.chalice_function_roles == { api_handler = "api", on_object_created = "lambda", reclaim_debris = "sweeper", run_job_blocks = "jobs" }
+    ])]) && local.chalice_function_roles == { api_handler = "api", on_object_created = "lambda", reclaim_debris = "sweeper", run_job_blocks = "jobs", fail_dead_blocks = "job_dead_letters" }
     error_message = "each role may write only its own functions' log streams"
   }
 
@@ -666,6 +667,16 @@ run "jobs" {
     condition = (local.chalice_functions.run_job_blocks.role == aws_iam_role.jobs.arn
     && aws_cloudwatch_metric_alarm.jobs_dlq.dimensions.QueueName == aws_sqs_queue.jobs_dlq.name)
     error_message = "the worker runs as the jobs role; the DLQ has an alarm"
+  }
+
+  assert {
+    condition = (aws_lambda_event_source_mapping.fail_dead_blocks-sqs-event-source.event_source_arn == aws_sqs_queue.jobs_dlq.arn
+      && aws_lambda_event_source_mapping.fail_dead_blocks-sqs-event-source.function_response_types == toset(["ReportBatchItemFailures"])
+      && aws_lambda_event_source_mapping.fail_dead_blocks-sqs-event-source.scaling_config[0].maximum_concurrency == 2
+      && local.chalice_functions.fail_dead_blocks.role == aws_iam_role.job_dead_letters.arn
+      && aws_sqs_queue.jobs_dlq.visibility_timeout_seconds >= local.chalice_functions.fail_dead_blocks.timeout
+    && aws_cloudwatch_metric_alarm.jobs_dead_letters.dimensions.QueueName == aws_sqs_queue.jobs_dlq.name)
+    error_message = "fail_dead_blocks reads the DLQ as its own role, at most 2 at once, with partial batch failures; an alarm counts the letters"
   }
 
   assert {

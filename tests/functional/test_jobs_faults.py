@@ -6,7 +6,10 @@
   DLQ; the job is failed naming the block, and the other blocks' results stay;
 * a worker SIGKILLed on a block's last attempt (it records nothing as it
   dies): the job still ends failed naming the block, once that attempt is
-  older than JOB_ATTEMPT_TIMEOUT_SECONDS.
+  older than JOB_ATTEMPT_TIMEOUT_SECONDS;
+* a worker killed on every delivery of a block, before the handler runs:
+  the message reaches the DLQ, whose poller (``fail_dead_blocks``) fails the
+  block on the job, once.
 """
 
 from __future__ import annotations
@@ -49,9 +52,9 @@ def stack(tmp_path_factory):
 class Worker:
     """One ``python -m devstack.jobs`` process whose log lines the test reads."""
 
-    def __init__(self, endpoints_file: Path) -> None:
+    def __init__(self, endpoints_file: Path, *args: str, module: str = "devstack.jobs") -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "devstack.jobs", "--endpoints", str(endpoints_file)],
+            [sys.executable, "-m", module, "--endpoints", str(endpoints_file), *args],
             cwd=PROJECT_DIR,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -109,6 +112,29 @@ def put_input(endpoints, name, data):
     raise AssertionError(f"input {name} never landed: {body}")
 
 
+def server_log_line(endpoints_file: Path, text: str, timeout: float) -> str:
+    """The first line of the stack's log (its API, S3 watcher and DLQ poller) that contains ``text``."""
+    log = endpoints_file.parent.parent / "server.log"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in log.read_text(errors="replace").splitlines():
+            if text in line:
+                try:
+                    return str(json.loads(line)["message"])
+                except (ValueError, KeyError, TypeError):
+                    return line.strip()
+        time.sleep(0.2)
+    raise AssertionError(f"the stack never logged {text!r}")
+
+
+def dlq_depth(endpoints) -> int:
+    import boto3
+
+    sqs = boto3.client("sqs", endpoint_url=endpoints["s3_endpoint"])
+    attrs = sqs.get_queue_attributes(QueueUrl=endpoints["job_dlq_url"], AttributeNames=["All"])["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
 def wait_state(endpoints, job_id, timeout=120):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -157,25 +183,19 @@ def test_a_worker_killed_mid_block_is_redone_and_counted_once(stack):
 
 
 def test_a_block_that_always_fails_goes_to_the_dlq_and_fails_the_job(stack):
-    import boto3
-
     endpoints, endpoints_file = stack
     ingest(endpoints, "cnn.onnx", small_cnn())
     for name, shape in (("b-0.npy", (4, 1, 8, 8)), ("b-1.npy", (4, 1, 6, 6)), ("b-2.npy", (4, 1, 8, 8))):
         ingest(endpoints, f"inputs/{name}", npy(np.ones(shape, np.float32)))
     status, job = api(endpoints, "POST", "/jobs", {"model": "cnn.onnx", "inputPrefix": "inputs/b-"})
     assert status == 202 and job["blocks"] == 3, job
-    sqs = boto3.client("sqs", endpoint_url=endpoints["s3_endpoint"])
     worker = Worker(endpoints_file)
     try:
         doc = wait_state(endpoints, job["jobId"], timeout=60)
-        # SQS moves the message once a receive finds it past maxReceiveCount:
-        # the next poll after its last visibility timeout.
-        bodies: list[dict] = []
-        deadline = time.monotonic() + 4 * VISIBILITY + 10
-        while not bodies and time.monotonic() < deadline:
-            dead = sqs.receive_message(QueueUrl=endpoints["job_dlq_url"], MaxNumberOfMessages=10, WaitTimeSeconds=1)
-            bodies = [json.loads(m["Body"]) for m in dead.get("Messages", [])]
+        # SQS moves the message once a receive finds it past maxReceiveCount
+        # (the next poll after its last visibility timeout), and the stack's
+        # DLQ poller hands it to fail_dead_blocks: the block is already failed.
+        dead = server_log_line(endpoints_file, f"job {job['jobId']} block 1: dead-lettered", 4 * VISIBILITY + 10)
     finally:
         worker.stop()
     assert doc["state"] == "failed", doc
@@ -183,7 +203,9 @@ def test_a_block_that_always_fails_goes_to_the_dlq_and_fails_the_job(stack):
     (err,) = doc["errors"]
     assert err["block"] == 1 and err["input"] == "inputs/b-1.npy" and err["attempts"] == 2, err
     assert "8" in err["message"] and err["error"] == "INVALID_REQUEST"
-    assert {"jobId": job["jobId"], "block": 1} in bodies
+    assert dead.endswith("dead-lettered, unchanged"), dead
+    assert api(endpoints, "GET", f"/jobs/{job['jobId']}")[1]["errors"] == doc["errors"]
+    assert dlq_depth(endpoints) == 0  # consumed: the job says what happened
     root = Path(endpoints["efs_root"]) / "jobs" / job["jobId"] / "blocks"
     assert sorted(p.name for p in root.iterdir() if p.suffix == ".npz") == ["0.npz", "2.npz"]
 
@@ -226,3 +248,52 @@ def test_a_worker_killed_on_the_last_attempt_fails_the_job_naming_the_block(stac
     assert doc["finishedAt"] and "results" not in doc
     assert (root / "blocks" / f"{1 - killed}.npz").exists()  # the other block's result is kept
     assert killed not in third.blocks("ran")  # SQS does not run it a third time
+
+
+def test_a_worker_killed_on_every_delivery_before_the_handler_runs_fails_the_block_through_the_dlq(stack):
+    import boto3
+
+    endpoints, endpoints_file = stack
+    ingest(endpoints, "cnn.onnx", small_cnn())
+    for name in ("d-0.npy", "d-1.npy"):
+        ingest(endpoints, f"inputs/{name}", npy(np.ones((4, 1, 8, 8), np.float32)))
+    status, job = api(endpoints, "POST", "/jobs", {"model": "cnn.onnx", "inputPrefix": "inputs/d-"})
+    assert status == 202 and job["blocks"] == 2, job
+    root = Path(endpoints["efs_root"]) / "jobs" / job["jobId"]
+    deaths = 0
+    deadline = time.monotonic() + 6 * VISIBILITY + 60
+    doc: dict = {}
+    while time.monotonic() < deadline:
+        # A fresh "Lambda" for every delivery: it runs block 0, and dies on each delivery of block 1.
+        worker = Worker(endpoints_file, "--doomed", "1", module="tests.support.dying_worker")
+        try:
+            while worker.proc.poll() is None and time.monotonic() < deadline:
+                doc = api(endpoints, "GET", f"/jobs/{job['jobId']}")[1]
+                if doc["state"] != "running" and doc["state"] != "pending":
+                    break
+                time.sleep(0.3)
+        finally:
+            if worker.proc.poll() is not None:
+                deaths += 1
+            worker.stop()
+        if doc.get("state") not in ("running", "pending"):
+            break
+        assert not any((root / d).exists() for d in ("errors", "failed", "last-attempt")), "the dying worker recorded"
+    assert doc["state"] == "failed", doc
+    assert deaths == 2  # JOB_MAX_RECEIVE_COUNT deliveries, then the DLQ
+    assert doc["blocks"] == {"total": 2, "done": 1, "failed": 1, "pending": 0}
+    (err,) = doc["errors"]
+    assert err["block"] == 1 and err["input"] == "inputs/d-1.npy" and err["attempts"] == 2, err
+    assert "every delivery of block 1 ended without an answer: the Lambda timed out or was killed" in err["message"]
+    assert doc["finishedAt"] == err["at"] and "results" not in doc
+    assert (root / "blocks" / "0.npz").exists()  # the other block's result is kept
+    assert dlq_depth(endpoints) == 0
+    # The same dead letter again (a duplicate), and one of the done block: nothing changes.
+    sqs = boto3.client("sqs", endpoint_url=endpoints["s3_endpoint"])
+    for block in (1, 0):
+        sqs.send_message(
+            QueueUrl=endpoints["job_dlq_url"], MessageBody=json.dumps({"jobId": job["jobId"], "block": block})
+        )
+    server_log_line(endpoints_file, f"job {job['jobId']} block 0: dead-lettered, unchanged", 30)
+    server_log_line(endpoints_file, f"job {job['jobId']} block 1: dead-lettered, unchanged", 30)
+    assert api(endpoints, "GET", f"/jobs/{job['jobId']}")[1] == doc

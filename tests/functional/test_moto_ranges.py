@@ -103,3 +103,50 @@ def test_a_range_reads_only_its_bytes_from_the_object():
         counter.read_bytes = 0
         assert s3.get_object(Bucket="ranges-inproc", Key="k")["Body"].read() == BIG  # plain GET: unchanged
         assert counter.read_bytes == len(BIG)
+
+
+class CountingList(list):
+    """A queue's message list that counts the scans of it."""
+
+    scans = 0
+
+    def __iter__(self):
+        self.scans += 1
+        return super().__iter__()
+
+
+def test_an_sqs_receive_scans_the_queue_once_not_once_per_attribute():
+    """In-process moto with the same patch: handing out a message does not
+    rebuild every queue attribute (three more scans of the queue each) to read
+    its retention period; the retention check itself still holds."""
+    from moto import mock_aws
+    from moto.sqs.models import sqs_backends
+
+    from devstack import moto_ranges
+
+    assert moto_ranges.apply()
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="scans")["QueueUrl"]
+        for i in range(5):
+            sqs.send_message(QueueUrl=url, MessageBody=str(i))
+        queue = sqs_backends["123456789012"]["us-east-1"].queues["scans"]
+        queue._messages = counted = CountingList(queue._messages)
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
+        assert [m["Body"] for m in got] == ["0"]
+        assert counted.scans == 1, counted.scans
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"MessageRetentionPeriod": "60"})
+        for message in counted:
+            message.sent_timestamp -= 61_000  # sent 61 s ago: past the retention
+        assert sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []) == []
+
+
+def test_the_backend_lookup_lists_moto_s_package_once():
+    from moto import backends
+
+    from devstack import moto_ranges
+
+    assert moto_ranges.apply()
+    first = backends.list_of_moto_modules()
+    assert first is backends.list_of_moto_modules()  # not a fresh listdir per request
+    assert {"s3", "sqs", "awslambda"} <= set(first)

@@ -135,6 +135,7 @@ def test_lambda_s3_scope_is_least_privilege(stack):
     assert roles.pop("api_handler") == "${aws_iam_role.api.arn}"
     assert roles.pop("reclaim_debris") == "${aws_iam_role.sweeper.arn}"
     assert roles.pop("run_job_blocks") == "${aws_iam_role.jobs.arn}"  # batch jobs (infra/jobs.tf), below
+    assert roles.pop("fail_dead_blocks") == "${aws_iam_role.job_dead_letters.arn}"  # their dead letters, below
     assert roles and set(roles.values()) == {"${aws_iam_role.lambda.arn}"}
     iam = tf(stack, "iam.tf")
     bucket = "${aws_s3_bucket.models.arn}"
@@ -184,6 +185,9 @@ def test_lambda_s3_scope_is_least_privilege(stack):
     assert _s3_grants(statements(block(jobs_tf, r'data "aws_iam_policy_document" "api_jobs"'))) == {
         "s3:GetObject": {f"{bucket}/outputs/*"}
     }
+    # The dead letters' recorder writes on EFS only: nothing of S3.
+    dead_doc = block(jobs_tf, r'data "aws_iam_policy_document" "job_dead_letters"')
+    assert "read_bucket" not in dead_doc and _s3_grants(statements(dead_doc)) == {}
 
 
 def _deny_insecure(statement: dict) -> bool:

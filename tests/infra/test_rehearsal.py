@@ -27,7 +27,8 @@ def test_rehearsal_apply_verify_replan_destroy(packaged_stack, build_dir):
     assert "infra/empty_bucket.py switched the bucket notification off" in report.checks
     assert "run_job_blocks reads the jobs queue: at most 10 at once, partial batch failures" in report.checks
     assert "jobs queue and DLQ are encrypted; a block goes to the DLQ after 3 receives" in report.checks
-    assert "the jobs DLQ has an alarm" in report.checks
+    assert "fail_dead_blocks reads the jobs DLQ: at most 2 at once, partial batch failures" in report.checks
+    assert "the jobs DLQ has alarms (letters received, letters left)" in report.checks
     assert "the hourly sweep's rule invokes its live alias" in report.checks
     assert any(c.startswith("infra/empty_bucket.py deleted every version") for c in report.checks)
     # demonstration.py --config reads this stack's URL, bucket and key from the real outputs.

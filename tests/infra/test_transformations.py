@@ -549,6 +549,24 @@ def test_wire_job_queue_bounds_the_mapping_and_reports_partial_failures(template
     assert full["locals"]["chalice_function_roles"]["run_job_blocks"] == "jobs"
 
 
+def test_wire_job_queue_maps_the_dead_letters_to_their_recorder_at_the_least_concurrency(template):
+    before = with_job_mapping(template)
+    dead = copy.deepcopy(before["resource"]["aws_lambda_event_source_mapping"]["run_job_blocks-sqs-event-source"])
+    dead["event_source_arn"] += "-dlq"
+    dead["function_name"] = "${aws_lambda_function.fail_dead_blocks.arn}"
+    before["resource"]["aws_lambda_event_source_mapping"]["fail_dead_blocks-sqs-event-source"] = dead
+    before["resource"]["aws_lambda_function"]["fail_dead_blocks"] = function(
+        "fail_dead_blocks", role="job_dead_letters"
+    )
+    mappings = stack.wire_job_queue(before)["resource"]["aws_lambda_event_source_mapping"]
+    mapping = mappings["fail_dead_blocks-sqs-event-source"]
+    assert mapping["event_source_arn"] == "${aws_sqs_queue.jobs_dlq.arn}"
+    assert mapping["function_response_types"] == ["ReportBatchItemFailures"]
+    assert mapping["scaling_config"] == {"maximum_concurrency": 2}  # Lambda's least
+    assert mapping["depends_on"] == ["aws_iam_role_policy.job_dead_letters"]
+    assert mappings["run_job_blocks-sqs-event-source"]["event_source_arn"] == "${aws_sqs_queue.jobs.arn}"
+
+
 def test_wire_job_queue_refuses_a_queue_the_overlay_does_not_have(template):
     with pytest.raises(stack.StackError, match="efs-ml-jobs"):
         stack.wire_job_queue(with_job_mapping(template, queue="someone-elses"))
@@ -564,4 +582,10 @@ def test_packaged_stages_run_job_workers_as_the_jobs_role_for_900_s():
         assert env["JOB_QUEUE_URL"] == "${aws_sqs_queue.jobs.url}"
         assert env["JOB_MAX_RECEIVE_COUNT"] == "${var.job_max_receive_count}"
     # The queue's visibility timeout is six times the worker's timeout (infra/jobs.tf).
-    assert "job_worker_timeout_seconds = 900" in (INFRA / "jobs.tf").read_text()
+    jobs_tf = (INFRA / "jobs.tf").read_text()
+    assert re.search(r"job_worker_timeout_seconds\s+= 900\b", jobs_tf)
+    # Lambda refuses a mapping on a queue whose visibility timeout is shorter than the function's.
+    recorder = config["stages"]["dev"]["lambda_functions"]["fail_dead_blocks"]
+    assert recorder["iam_role_arn"] == "${aws_iam_role.job_dead_letters.arn}"
+    assert re.search(rf"dead_letter_timeout_seconds\s+= {recorder['lambda_timeout']}\b", jobs_tf)
+    assert "visibility_timeout_seconds = 6 * local.dead_letter_timeout_seconds" in jobs_tf

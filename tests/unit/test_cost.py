@@ -30,8 +30,8 @@ STACK_LINES = {
     "Lambda (sweep)": "0.01",
     "API Access Logs": "0.00",
     "KMS Key (access log)": "1.00",
-    "CloudWatch Metrics (EMF)": "8.10",  # 27 series
-    "CloudWatch Alarms": "1.40",  # 14 alarms
+    "CloudWatch Metrics (EMF)": "8.70",  # 29 series
+    "CloudWatch Alarms": "1.70",  # 17 alarms
     "CloudWatch Dashboard": "0.00",
     "SQS (failed events)": "0.00",
     "VPC (SQS Endpoint)": "14.60",  # the jobs queue's interface endpoint, 2 AZs
@@ -63,7 +63,7 @@ def test_seed_usage_reproduces_every_seed_line_and_adds_what_the_stack_deploys()
     assert {k: v for k, v in lines.items() if k in SEED_TABLE} == SEED_TABLE
     assert {k: v for k, v in lines.items() if k not in SEED_TABLE} == STACK_LINES
     # The seed's $4.37 plus the stack's own lines.
-    assert cost.total(cost.estimate(seed_usage(), PRICES)) == Decimal("4.37") + Decimal("25.11")
+    assert cost.total(cost.estimate(seed_usage(), PRICES)) == Decimal("4.37") + Decimal("26.01")
 
 
 def test_defaults_price_the_stack_as_it_deploys():
@@ -104,11 +104,12 @@ def test_series_and_alarms_are_counted_from_the_app_and_infra():
     ops = cost.operations()
     assert {"POST /ingest", "POST /predict", "DELETE /models/{name}", "GET /health", "s3:ObjectCreated"} <= set(ops)
     # ColdStart per function; two ingest metrics for two operations; three model-cache
-    # metrics for five routes that resolve a model and the jobs worker; JobRowsDone.
-    assert cost.metric_series(ops) == 4 + 2 * 2 + 3 * 6 + 1
-    assert cost.functions() == (4, 1)  # api_handler, on_object_created, reclaim_debris, run_job_blocks
+    # metrics for five routes that resolve a model and the jobs worker; JobRowsDone, JobBlocksDeadLettered.
+    assert cost.metric_series(ops) == 5 + 2 * 2 + 3 * 6 + 2
+    # api_handler, on_object_created, reclaim_debris, run_job_blocks, fail_dead_blocks
+    assert cost.functions() == (5, 1)
     # failed-events, api-5xx, api-latency; errors and throttles per function; two delivery alarms.
-    assert cost.alarms() == 3 + 2 * 4 + 2 + 1  # and the jobs DLQ (infra/jobs.tf)
+    assert cost.alarms() == 3 + 2 * 5 + 2 + 2  # and the jobs DLQ's two (infra/jobs.tf)
 
 
 def test_an_alarm_the_counter_does_not_know_is_refused(tmp_path):
@@ -139,11 +140,11 @@ def test_free_tier_deducts_allowances_but_not_efs():
     assert lines["S3 Storage"].amount == pytest.approx(15 * 0.023)
     assert lines["S3 Requests"].amount == pytest.approx(4000 * 0.005 / 1000)
     assert lines["CloudWatch Logs"].amount == 0
-    assert lines["CloudWatch Metrics (EMF)"].amount == pytest.approx(17 * 0.30)  # 27 series, 10 free
-    assert lines["CloudWatch Alarms"].amount == pytest.approx(4 * 0.10)  # 14 alarms, 10 free
+    assert lines["CloudWatch Metrics (EMF)"].amount == pytest.approx(19 * 0.30)  # 29 series, 10 free
+    assert lines["CloudWatch Alarms"].amount == pytest.approx(7 * 0.10)  # 17 alarms, 10 free
     assert lines["Lambda (sweep)"].amount == 0 and lines["KMS Key (access log)"].amount == 1.00
     assert cost.total(list(lines.values())) == Decimal("3.37") + Decimal(
-        "21.10"
+        "22.00"
     )  # metrics, alarms, the key, the SQS endpoint
 
 
@@ -189,7 +190,7 @@ def test_unknown_throughput_mode_is_refused():
 def test_cli_prints_the_table(capsys):
     assert cost.main(["--throughput-mode", "bursting"]) == 0
     out = capsys.readouterr().out
-    assert "**~$29.48/month**" in out
+    assert "**~$30.38/month**" in out
     assert "| **EFS Storage**" in out and "$3.00" in out
     assert "us-east-1" in out
 

@@ -203,3 +203,76 @@ def test_the_attempt_timeout_outlasts_the_workers_lambda_timeout_in_every_stage(
     stages = config["stages"].values()
     timeouts = [s["lambda_functions"]["run_job_blocks"]["lambda_timeout"] for s in stages if s.get("lambda_functions")]
     assert timeouts and all(bound >= t + 30 for t in timeouts), (bound, timeouts)
+
+
+def _dead(store, settings, job_id: str, *blocks: int) -> dict:
+    import json
+
+    from chalicelib.jobs import dead_letters
+
+    records = [{"messageId": f"m{b}", "body": json.dumps({"jobId": job_id, "block": b})} for b in blocks]
+    return dead_letters.handle_dead_letters(store, settings, records)
+
+
+def test_a_dead_letter_fails_a_block_that_recorded_nothing_and_ends_the_job(tmp_path):
+    store, files, job_id = _job(tmp_path)
+    settings = load_settings({"JOB_MAX_RECEIVE_COUNT": "3"})
+    files.write(job_id, ("blocks", "0.npz"), b"x")
+    assert service.job_status(store, settings, job_id)["state"] == "running"  # forever, before the DLQ's answer
+    assert _dead(store, settings, job_id, 1) == {"batchItemFailures": []}
+    failed = service.job_status(store, settings, job_id)
+    assert failed["state"] == "failed" and failed["blocks"] == {"total": 2, "done": 1, "failed": 1, "pending": 0}
+    (err,) = failed["errors"]
+    assert (
+        err["block"] == 1 and err["rows"] == [10, 20] and err["attempts"] == 3 and err["error"] == "PROCESSING_FAILED"
+    )
+    assert err["message"].startswith(
+        "every delivery of block 1 ended without an answer: the Lambda timed out or was killed"
+    )
+    assert failed["finishedAt"] == err["at"]
+    # Idempotent: the same dead letter again, or one of a done block, changes nothing.
+    _dead(store, settings, job_id, 1, 0)
+    assert service.job_status(store, settings, job_id) == failed
+
+
+def test_a_dead_letter_keeps_what_the_attempts_recorded(tmp_path):
+    store, files, job_id = _job(tmp_path, blocks=3)
+    settings = load_settings({"JOB_MAX_RECEIVE_COUNT": "2", "JOB_ATTEMPT_TIMEOUT_SECONDS": "30"})
+    recorded = {"error": "INVALID_REQUEST", "message": "bad rows", "attempts": 2, "at": "2026-12-04T00:00:01.000Z"}
+    files.write_json(job_id, ("failed", "0.json"), recorded)  # its worker gave up and said why
+    files.write_json(job_id, ("errors", "1.json"), {**recorded, "attempts": 1})  # attempt 1 failed, 2 was killed
+    files.write_json(job_id, ("last-attempt", "2.json"), _attempt(ago=5))  # its last attempt started, then nothing
+    _dead(store, settings, job_id, 0, 1, 2)
+    errors = {e["block"]: e for e in service.job_status(store, settings, job_id)["errors"]}
+    assert errors[0]["message"] == "bad rows" and errors[0]["at"] == recorded["at"]  # not changed
+    assert (
+        "ended without an answer" in errors[1]["message"]
+        and "attempt 1 had failed with: bad rows" in errors[1]["message"]
+    )
+    assert "worker stopped during its last attempt" in errors[2]["message"] and errors[2]["attempts"] == 2
+
+
+def test_a_dead_letter_of_the_message_that_assembles_fails_the_assembly(tmp_path):
+    store, files, job_id = _job(tmp_path)
+    settings = load_settings({"JOB_MAX_RECEIVE_COUNT": "2"})
+    for i in (0, 1):
+        files.write(job_id, ("blocks", f"{i}.npz"), b"x")
+    # Attempt 1 of block 1's message assembled and failed; every later delivery died unrecorded.
+    files.write_json(job_id, ("assembling", "1.json"), _attempt(ago=100, attempt=1, last=False))
+    assert service.job_status(store, settings, job_id)["state"] == "running"
+    _dead(store, settings, job_id, 1)
+    failed = service.job_status(store, settings, job_id)
+    assert failed["state"] == "failed" and failed["blocks"]["failed"] == 0
+    (err,) = failed["errors"]
+    assert err["block"] is None and err["stage"] == "assembly" and "block 1 ended without an answer" in err["message"]
+    _dead(store, settings, job_id, 1)
+    assert service.job_status(store, settings, job_id) == failed
+
+
+def test_a_dead_letter_naming_no_job_of_this_store_stays_in_the_dlq(tmp_path):
+    store = Store(str(tmp_path))
+    settings = load_settings({})
+    outcome = _dead(store, settings, new_job_id(), 0)
+    assert outcome == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    store2, _, job_id = _job(tmp_path / "b")
+    assert _dead(store2, settings, job_id, 7) == {"batchItemFailures": [{"itemIdentifier": "m7"}]}
