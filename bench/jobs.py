@@ -129,14 +129,17 @@ def _run_job(
                 p.wait()
 
 
-def _warm(endpoints: dict[str, Any], body: dict[str, Any], logs: list[Path], attempts: int = 10) -> None:
+def _warm(endpoints: dict[str, Any], body: dict[str, Any], logs: list[Path], attempts: int = 30) -> None:
     """Warm-up jobs of one-row blocks until every worker has run a block (its model loaded, as in
     a steady stream of jobs). One warm job is not enough: a worker that starts faster can take all
-    of its blocks, and the other then loads the model (~0.4-1.2 s) inside the measured job."""
+    of its blocks, and the other then loads the model (~0.4-1.2 s) inside the measured job. A
+    worker still starting (its imports, after rows that left the machine busy) is given a second
+    between jobs: ten back-to-back jobs once all ran on the other worker."""
     for _ in range(attempts):
         _finished(endpoints, {**body, "input": WARM_INPUT, "batchSize": 1})
         if all(": ran (attempt" in path.read_text(errors="replace") for path in logs):
             return
+        time.sleep(1.0)
     raise RuntimeError(f"a worker ran no warm-up block in {attempts} warm-up jobs (see {logs[0].parent})")
 
 
