@@ -108,6 +108,9 @@ def _run_job(
                         *("-m", "devstack.jobs", "--endpoints", str(endpoints_file), "--cpu", str(first_cpu + i)),
                     ],
                     cwd=PROJECT,
+                    # INFO: the warm-up reads each worker's "ran" lines (rows before this
+                    # one set LOG_LEVEL=WARNING in this process's environment).
+                    env={**os.environ, "LOG_LEVEL": "INFO"},
                     stdout=out,
                     stderr=subprocess.STDOUT,
                 )
