@@ -37,6 +37,17 @@ def _recv(stream: IO[bytes]) -> Any:
     return pickle.loads(stream.read(_LENGTH.unpack(head)[0]))
 
 
+def bare_session(model: bytes) -> Any:
+    """A session in this process with the service's options: the baseline."""
+    import onnxruntime as ort
+
+    from chalicelib.runners import onnx_runner, ort_env
+
+    return ort.InferenceSession(
+        model, onnx_runner.session_options(), providers=["CPUExecutionProvider"], **ort_env.session_kwargs()
+    )
+
+
 class BareSession:
     """A bare session of ``model`` on ``feeds`` in a child process."""
 
@@ -75,8 +86,6 @@ class BareSession:
 
 
 def _serve() -> None:
-    from bench.warm import bare_session
-
     source, sink = sys.stdin.buffer, sys.stdout.buffer
     _, model, feeds = _recv(source)
     session = bare_session(model)

@@ -16,17 +16,6 @@ from bench.bare import BareSession
 from bench.common import Benchmark, Context, Row, interleaved, ms, pct, quiet_stdout, service_env
 
 
-def bare_session(model: bytes) -> Any:
-    """A session in this process with the service's options: the baseline."""
-    import onnxruntime as ort
-
-    from chalicelib.runners import onnx_runner, ort_env
-
-    return ort.InferenceSession(
-        model, onnx_runner.session_options(), providers=["CPUExecutionProvider"], **ort_env.session_kwargs()
-    )
-
-
 def _overhead_row(label: str, ours: list[float], bare: list[float], n: int, target: bool = True) -> Row:
     """``target``: False for a row shown for comparison only (its cost is not the service's)."""
     p50, p99 = pct(ours, 50), pct(ours, 99)

@@ -2,8 +2,9 @@
 
 Bodies on the protocol's paths are parsed and written with orjson (about 10x
 ``json`` on number arrays), and numeric arrays are serialised by orjson
-straight from numpy's buffer. The seed's ``/predict`` documents keep their
-exact bytes (``json``, sorted keys), so stored results stay idempotent.
+straight from numpy's buffer. The seed's ``/predict`` documents are written
+with sorted keys (:mod:`chalicelib.jsontext`), so a repeated request writes
+the same bytes and stays an idempotent no-op.
 """
 
 from __future__ import annotations
